@@ -1,0 +1,166 @@
+// model.cpp — reads Llama hyper-parameters and weights from GGUF and checks them against each other.
+#include "model.h"
+
+#include <cmath>
+#include <sstream>
+
+#include "error.h"
+
+namespace woolly {
+namespace {
+
+std::string shape_string(const std::vector<uint64_t>& dims) {
+    std::ostringstream s;
+    s << "[";
+    for (size_t i = 0; i < dims.size(); ++i) s << (i ? ", " : "") << dims[i];
+    s << "]";
+    return s.str();
+}
+
+class Loader {
+public:
+    explicit Loader(const GgufFile& file) : file_(file) {}
+
+    int64_t required_count(const std::string& key, int64_t max = int64_t(1) << 31) {
+        const auto value = file_.get_uint(key);
+        if (!value) throw Error(file_.name() + ": missing metadata key '" + key + "'");
+        if (*value == 0 || *value > uint64_t(max)) {
+            throw Error(file_.name() + ": metadata key '" + key + "' is " + std::to_string(*value) +
+                        " (expected 1 to " + std::to_string(max) + ")");
+        }
+        return int64_t(*value);
+    }
+
+    const GgufTensorInfo& tensor(const std::string& name, std::vector<uint64_t> expected) {
+        const GgufTensorInfo* info = file_.find_tensor(name);
+        if (!info) {
+            throw Error(file_.name() + ": missing tensor '" + name + "' (expected shape " +
+                        shape_string(expected) + ")");
+        }
+        if (info->dims != expected) {
+            throw Error(file_.name() + ": tensor '" + name + "' has shape " +
+                        shape_string(info->dims) + " (expected " + shape_string(expected) + ")");
+        }
+        const TypeTraits& traits = type_traits(info->type);
+        if (!traits.dequantize_row) {
+            throw Error(file_.name() + ": tensor '" + name + "' has type " + traits.name +
+                        ", which Woolly cannot compute with");
+        }
+        return *info;
+    }
+
+    WeightMatrix matrix(const std::string& name, int64_t cols, int64_t rows) {
+        const GgufTensorInfo& info = tensor(name, {uint64_t(cols), uint64_t(rows)});
+        WeightMatrix m;
+        m.name = name;
+        m.traits = &type_traits(info.type);
+        m.cols = cols;
+        m.rows = rows;
+        m.row_bytes = *row_bytes(*m.traits, uint64_t(cols));
+        m.data = info.data;
+        return m;
+    }
+
+    NormWeights norm(const std::string& name, int64_t n) {
+        const GgufTensorInfo& info = tensor(name, {uint64_t(n)});
+        NormWeights w(static_cast<size_t>(n));
+        type_traits(info.type).dequantize_row(info.data, w.data(), n);
+        return w;
+    }
+
+private:
+    const GgufFile& file_;
+};
+
+} // namespace
+
+std::unique_ptr<LlamaModel> LlamaModel::load(const std::string& path) {
+    return from_gguf(GgufFile::open(path));
+}
+
+std::unique_ptr<LlamaModel> LlamaModel::from_gguf(std::shared_ptr<const GgufFile> file) {
+    const std::string arch = file->get_string("general.architecture").value_or("");
+    if (arch != "llama") {
+        throw Error(file->name() + ": general.architecture is '" + arch + "' (expected 'llama')");
+    }
+    auto model = std::unique_ptr<LlamaModel>(new LlamaModel());
+    model->file_ = file;
+    Loader load(*file);
+    LlamaHyperParams& hp = model->hparams_;
+    hp.n_ctx_train = load.required_count("llama.context_length");
+    hp.n_embd = load.required_count("llama.embedding_length", 1 << 20);
+    hp.n_layer = load.required_count("llama.block_count", 4096);
+    hp.n_ff = load.required_count("llama.feed_forward_length", 1 << 22);
+    hp.n_head = load.required_count("llama.attention.head_count", 4096);
+    hp.n_head_kv = file->find("llama.attention.head_count_kv")
+                       ? load.required_count("llama.attention.head_count_kv", 4096)
+                       : hp.n_head;
+    if (hp.n_embd % hp.n_head != 0) {
+        throw Error(file->name() + ": embedding_length " + std::to_string(hp.n_embd) +
+                    " is not a multiple of head_count " + std::to_string(hp.n_head));
+    }
+    if (hp.n_head % hp.n_head_kv != 0) {
+        throw Error(file->name() + ": head_count " + std::to_string(hp.n_head) +
+                    " is not a multiple of head_count_kv " + std::to_string(hp.n_head_kv));
+    }
+    hp.head_dim = hp.n_embd / hp.n_head;
+    hp.n_rot = file->find("llama.rope.dimension_count")
+                   ? load.required_count("llama.rope.dimension_count", hp.head_dim)
+                   : hp.head_dim;
+    if (hp.n_rot % 2 != 0) {
+        throw Error(file->name() + ": llama.rope.dimension_count " + std::to_string(hp.n_rot) +
+                    " is odd (expected an even number)");
+    }
+    hp.rms_eps = float(file->get_real("llama.attention.layer_norm_rms_epsilon").value_or(1e-5));
+    hp.rope_freq_base = float(file->get_real("llama.rope.freq_base").value_or(10000.0));
+    if (auto factor = file->get_real("llama.rope.scaling.factor"); factor && *factor > 0)
+        hp.rope_freq_scale = float(1.0 / *factor);
+    if (!(hp.rms_eps > 0.0f) || !std::isfinite(hp.rms_eps) || !(hp.rope_freq_base > 0.0f) ||
+        !std::isfinite(hp.rope_freq_base)) {
+        throw Error(file->name() + ": layer_norm_rms_epsilon and rope.freq_base must be positive");
+    }
+
+    const GgufTensorInfo* embd = file->find_tensor("token_embd.weight");
+    if (!embd || embd->dims.size() != 2) {
+        throw Error(file->name() + ": missing 2-D tensor 'token_embd.weight'");
+    }
+    hp.n_vocab = int64_t(embd->dims[1]);
+    if (auto vocab_size = file->get_uint("llama.vocab_size"); vocab_size && *vocab_size != embd->dims[1]) {
+        throw Error(file->name() + ": llama.vocab_size is " + std::to_string(*vocab_size) +
+                    " but token_embd.weight has " + std::to_string(embd->dims[1]) + " rows");
+    }
+
+    const int64_t n_q = hp.n_head * hp.head_dim;
+    const int64_t n_kv = hp.n_embd_kv();
+    model->token_embd = load.matrix("token_embd.weight", hp.n_embd, hp.n_vocab);
+    model->layers.resize(size_t(hp.n_layer));
+    for (int64_t i = 0; i < hp.n_layer; ++i) {
+        const std::string p = "blk." + std::to_string(i) + ".";
+        LlamaLayer& l = model->layers[size_t(i)];
+        l.attn_norm = load.norm(p + "attn_norm.weight", hp.n_embd);
+        l.wq = load.matrix(p + "attn_q.weight", hp.n_embd, n_q);
+        l.wk = load.matrix(p + "attn_k.weight", hp.n_embd, n_kv);
+        l.wv = load.matrix(p + "attn_v.weight", hp.n_embd, n_kv);
+        l.wo = load.matrix(p + "attn_output.weight", n_q, hp.n_embd);
+        l.ffn_norm = load.norm(p + "ffn_norm.weight", hp.n_embd);
+        l.w_gate = load.matrix(p + "ffn_gate.weight", hp.n_embd, hp.n_ff);
+        l.w_up = load.matrix(p + "ffn_up.weight", hp.n_embd, hp.n_ff);
+        l.w_down = load.matrix(p + "ffn_down.weight", hp.n_ff, hp.n_embd);
+    }
+    model->output_norm = load.norm("output_norm.weight", hp.n_embd);
+    model->output = file->find_tensor("output.weight")
+                        ? load.matrix("output.weight", hp.n_embd, hp.n_vocab)
+                        : model->token_embd; // tied embeddings
+    return model;
+}
+
+uint64_t LlamaModel::weight_bytes_per_token() const {
+    uint64_t bytes = token_embd.row_bytes + output.bytes();
+    for (const auto& l : layers) {
+        bytes += l.wq.bytes() + l.wk.bytes() + l.wv.bytes() + l.wo.bytes() + l.w_gate.bytes() +
+                 l.w_up.bytes() + l.w_down.bytes();
+    }
+    return bytes;
+}
+
+} // namespace woolly

@@ -1,0 +1,84 @@
+// model.h — a Llama-family model: hyper-parameters from GGUF metadata and views of its weights.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "gguf.h"
+#include "tensor_types.h"
+
+namespace woolly {
+
+// A 2-D weight matrix stored row-major in the (mapped) file: `rows` rows of `cols` values.
+// y = W x reads every row once; rows are what threads split.
+struct WeightMatrix {
+    std::string name;
+    const TypeTraits* traits = nullptr;
+    int64_t cols = 0;       // input dimension (GGUF dims[0])
+    int64_t rows = 0;       // output dimension (GGUF dims[1])
+    uint64_t row_bytes = 0; // bytes of one stored row
+    const uint8_t* data = nullptr;
+
+    const uint8_t* row(int64_t r) const { return data + uint64_t(r) * row_bytes; }
+    uint64_t bytes() const { return row_bytes * uint64_t(rows); }
+};
+
+// A 1-D float32 vector (norm weights), dequantized at load because it is tiny.
+using NormWeights = std::vector<float>;
+
+struct LlamaHyperParams {
+    int64_t n_vocab = 0;
+    int64_t n_ctx_train = 0;   // llama.context_length
+    int64_t n_embd = 0;        // llama.embedding_length
+    int64_t n_layer = 0;       // llama.block_count
+    int64_t n_ff = 0;          // llama.feed_forward_length
+    int64_t n_head = 0;        // llama.attention.head_count
+    int64_t n_head_kv = 0;     // llama.attention.head_count_kv (GQA); = n_head when absent
+    int64_t head_dim = 0;      // n_embd / n_head
+    int64_t n_rot = 0;         // llama.rope.dimension_count; = head_dim when absent
+    float rms_eps = 1e-5f;     // llama.attention.layer_norm_rms_epsilon
+    float rope_freq_base = 10000.0f; // llama.rope.freq_base
+    float rope_freq_scale = 1.0f;    // 1 / llama.rope.scaling.factor (linear scaling)
+
+    int64_t n_embd_kv() const { return n_head_kv * head_dim; }
+};
+
+struct LlamaLayer {
+    NormWeights attn_norm; // [n_embd]
+    WeightMatrix wq;       // [n_embd] -> [n_head * head_dim]
+    WeightMatrix wk;       // [n_embd] -> [n_head_kv * head_dim]
+    WeightMatrix wv;       // [n_embd] -> [n_head_kv * head_dim]
+    WeightMatrix wo;       // [n_head * head_dim] -> [n_embd]
+    NormWeights ffn_norm;  // [n_embd]
+    WeightMatrix w_gate;   // [n_embd] -> [n_ff]   (w1)
+    WeightMatrix w_up;     // [n_embd] -> [n_ff]   (w3)
+    WeightMatrix w_down;   // [n_ff] -> [n_embd]   (w2)
+};
+
+class LlamaModel {
+public:
+    // Loads and checks every shape against the metadata; throws Error naming the tensor,
+    // the expected shape and the actual one.
+    static std::unique_ptr<LlamaModel> load(const std::string& path);
+    static std::unique_ptr<LlamaModel> from_gguf(std::shared_ptr<const GgufFile> file);
+
+    const LlamaHyperParams& hparams() const { return hparams_; }
+    const GgufFile& gguf() const { return *file_; }
+    std::shared_ptr<const GgufFile> gguf_shared() const { return file_; }
+
+    WeightMatrix token_embd; // n_vocab rows of n_embd
+    std::vector<LlamaLayer> layers;
+    NormWeights output_norm; // [n_embd]
+    WeightMatrix output;     // n_vocab rows of n_embd; token_embd when the file ties them
+
+    // Bytes of weights read to generate one token (every matrix once, one embedding row).
+    uint64_t weight_bytes_per_token() const;
+
+private:
+    std::shared_ptr<const GgufFile> file_;
+    LlamaHyperParams hparams_;
+};
+
+} // namespace woolly
