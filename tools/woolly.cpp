@@ -1,13 +1,51 @@
-#include "engine/context.h"
-#include "engine/error.h"
+// woolly.cpp — the `woolly` command-line program: dispatches to one subcommand.
 #include <cstdio>
-#include <sstream>
+#include <cstdlib>
+#include <exception>
+#include <string>
+
+#include "cli_args.h"
+#include "commands.h"
+
+namespace woolly::cli {
+
+std::string default_model_path() {
+    if (const char* env = std::getenv("WOOLLY_MODEL"); env && *env) return env;
+    return WOOLLY_DEFAULT_MODEL;
+}
+
+} // namespace woolly::cli
+
+namespace {
+
+const char* kUsage =
+    "usage: woolly COMMAND [options]\n"
+    "\n"
+    "commands:\n"
+    "  run       generate text from a prompt with a local model\n"
+    "  tokenize  print the token ids of strings (llama.cpp vocab-test format)\n"
+    "  logits    write the logits after each of a list of tokens\n"
+    "  gguf      print a GGUF file's metadata and tensors\n"
+    "\n"
+    "`woolly COMMAND --help` describes a command's options.\n";
+
+} // namespace
+
 int main(int argc, char** argv) {
-    auto model = woolly::LlamaModel::load(argv[1]);
-    woolly::LlamaContext ctx(*model);
-    std::istringstream in(argv[2]);
-    FILE* f = fopen(argv[3], "wb");
-    int t;
-    while (in >> t) { const float* l = ctx.decode(t); fwrite(l, 4, model->hparams().n_vocab, f); }
-    fclose(f);
+    if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
+        std::fputs(kUsage, argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    const std::string command = argv[1];
+    try {
+        if (command == "run") return woolly::cli::run_command(argc, argv);
+        if (command == "tokenize") return woolly::cli::tokenize_command(argc, argv);
+        if (command == "logits") return woolly::cli::logits_command(argc, argv);
+        if (command == "gguf") return woolly::cli::gguf_command(argc, argv);
+        std::fprintf(stderr, "woolly: unknown command '%s' (try 'woolly --help')\n", command.c_str());
+        return 2;
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "woolly %s: error: %s\n", command.c_str(), e.what());
+        return 1;
+    }
 }

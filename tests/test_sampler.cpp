@@ -1,0 +1,103 @@
+// test_sampler.cpp — each sampling step against a distribution computed independently here.
+#include <cmath>
+#include <map>
+#include <set>
+
+#include "engine/error.h"
+#include "engine/sampler.h"
+#include "test_support.h"
+
+using namespace woolly;
+
+namespace {
+SamplingParams plain(float temperature) {
+    SamplingParams p;
+    p.temperature = temperature;
+    p.top_k = 0;
+    p.top_p = 1.0f;
+    p.min_p = 0.0f;
+    p.repeat_penalty = 1.0f;
+    p.seed = 1234;
+    return p;
+}
+
+std::map<TokenId, double> frequencies(Sampler& s, const std::vector<float>& logits, int n) {
+    std::map<TokenId, double> f;
+    for (int i = 0; i < n; ++i) f[s.sample(logits.data())] += 1.0 / n;
+    return f;
+}
+} // namespace
+
+TEST_CASE("temperature 0 is argmax") {
+    Sampler s(plain(0.0f), 5);
+    const std::vector<float> logits = {0.1f, 3.0f, -1.0f, 2.9f, 0.0f};
+    CHECK(s.sample(logits.data()) == 1);
+}
+
+TEST_CASE("temperature-1 sampling follows softmax; the same seed gives the same tokens") {
+    const std::vector<float> logits = {0.0f, 1.0f, 2.0f};
+    Sampler s(plain(1.0f), 3);
+    const auto f = frequencies(s, logits, 20000);
+    const double z = 1 + std::exp(1.0) + std::exp(2.0);
+    CHECK(f.at(0) == doctest::Approx(1 / z).epsilon(0.1));
+    CHECK(f.at(1) == doctest::Approx(std::exp(1.0) / z).epsilon(0.05));
+    CHECK(f.at(2) == doctest::Approx(std::exp(2.0) / z).epsilon(0.05));
+
+    Sampler a(plain(1.0f), 3), b(plain(1.0f), 3);
+    for (int i = 0; i < 100; ++i) REQUIRE(a.sample(logits.data()) == b.sample(logits.data()));
+    SamplingParams other = plain(1.0f);
+    other.seed = 99;
+    Sampler c(other, 3);
+    Sampler d(plain(1.0f), 3);
+    int same = 0;
+    for (int i = 0; i < 100; ++i) same += c.sample(logits.data()) == d.sample(logits.data());
+    CHECK(same < 100);
+}
+
+TEST_CASE("top-k, top-p and min-p keep exactly the tokens they should") {
+    const std::vector<float> logits = {std::log(0.5f), std::log(0.3f), std::log(0.15f), std::log(0.05f)};
+    auto support = [&](SamplingParams p) {
+        Sampler s(p, 4);
+        std::set<TokenId> seen;
+        for (int i = 0; i < 3000; ++i) seen.insert(s.sample(logits.data()));
+        return seen;
+    };
+    SamplingParams k = plain(1.0f);
+    k.top_k = 2;
+    CHECK(support(k) == std::set<TokenId>{0, 1});
+    SamplingParams p = plain(1.0f);
+    p.top_p = 0.75f; // 0.5 + 0.3 reaches it
+    CHECK(support(p) == std::set<TokenId>{0, 1});
+    p.top_p = 0.85f;
+    CHECK(support(p) == std::set<TokenId>{0, 1, 2});
+    SamplingParams m = plain(1.0f);
+    m.min_p = 0.2f; // keeps p >= 0.1
+    CHECK(support(m) == std::set<TokenId>{0, 1, 2});
+}
+
+TEST_CASE("the repetition penalty divides positive and multiplies negative logits") {
+    SamplingParams p = plain(0.0f);
+    p.repeat_penalty = 2.0f;
+    p.repeat_last_n = 2;
+    Sampler s(p, 3);
+    const std::vector<float> logits = {1.5f, 1.0f, -5.0f};
+    CHECK(s.sample(logits.data()) == 0);
+    s.accept(0); // 1.5 -> 0.75 < 1.0
+    CHECK(s.sample(logits.data()) == 1);
+    s.accept(1); // both penalized: 0.75 vs 0.5
+    CHECK(s.sample(logits.data()) == 0);
+    s.accept(2);
+    s.accept(2); // the window of 2 now holds only token 2
+    CHECK(s.sample(logits.data()) == 0);
+}
+
+TEST_CASE("bad sampling parameters are refused by name") {
+    SamplingParams p = plain(1.0f);
+    p.top_p = 0.0f;
+    CHECK_THROWS_WITH_AS(p.validate(), doctest::Contains("top_p"), Error);
+    p = plain(-1.0f);
+    CHECK_THROWS_WITH_AS(p.validate(), doctest::Contains("temperature"), Error);
+    p = plain(1.0f);
+    p.repeat_last_n = -1;
+    CHECK_THROWS_WITH_AS(p.validate(), doctest::Contains("repeat_last_n"), Error);
+}

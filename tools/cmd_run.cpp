@@ -1,0 +1,127 @@
+// cmd_run.cpp — `woolly run`: generate from a prompt and stream the text as it is produced.
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <iterator>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "cli_args.h"
+#include "commands.h"
+#include "engine/generation.h"
+#include "engine/model.h"
+#include "engine/vocab.h"
+
+namespace woolly::cli {
+namespace {
+
+const char* kRunUsage =
+    "usage: woolly run [-m MODEL] [-p PROMPT] [options]\n"
+    "Generates a continuation of PROMPT (read from stdin when -p is absent) and streams it to\n"
+    "stdout; a timing summary goes to stderr.\n"
+    "  -m, --model FILE        GGUF model (default: $WOOLLY_MODEL or the bundled stories260K)\n"
+    "  -p, --prompt TEXT       the prompt\n"
+    "  -n, --n-predict N       tokens to generate at most (default 128; -1: until the context is full)\n"
+    "  -c, --ctx-size N        context length (default: the model's)\n"
+    "  --temp T                temperature, 0 = greedy (default 0.8)\n"
+    "  --top-k K               (default 40; 0 = off)\n"
+    "  --top-p P               (default 0.95; 1 = off)\n"
+    "  --min-p P               (default 0.05; 0 = off)\n"
+    "  --repeat-penalty R      (default 1.0 = off)\n"
+    "  --repeat-last-n N       tokens the penalty looks back over (default 64)\n"
+    "  --seed S                random seed (default: random)\n"
+    "  --stop TEXT             stop before TEXT (may be repeated)\n"
+    "  --json                  one JSON object per token, then a summary object\n";
+
+} // namespace
+
+int run_command(int argc, char** argv) {
+    Args args(argc, argv, 2,
+              {"-m", "--model", "-p", "--prompt", "-n", "--n-predict", "-c", "--ctx-size",
+               "--temp", "--top-k", "--top-p", "--min-p", "--repeat-penalty", "--repeat-last-n",
+               "--seed", "--stop"},
+              {"--json", "--help", "-h"});
+    if (args.has("--help") || args.has("-h")) {
+        std::fputs(kRunUsage, stdout);
+        return 0;
+    }
+    if (!args.positional().empty()) throw Error("unexpected argument '" + args.positional()[0] + "'");
+
+    GenerationParams params;
+    SamplingParams& s = params.sampling;
+    s.temperature = args.number<float>("--temp").value_or(s.temperature);
+    s.top_k = args.number<int32_t>("--top-k").value_or(s.top_k);
+    s.top_p = args.number<float>("--top-p").value_or(s.top_p);
+    s.min_p = args.number<float>("--min-p").value_or(s.min_p);
+    s.repeat_penalty = args.number<float>("--repeat-penalty").value_or(s.repeat_penalty);
+    s.repeat_last_n = args.number<int32_t>("--repeat-last-n").value_or(s.repeat_last_n);
+    s.seed = args.number<uint64_t>("--seed").value_or(std::random_device{}());
+    s.validate();
+    params.stop = args.all("--stop");
+    const int64_t n_predict = args.number<int64_t>("-n", "--n-predict").value_or(128);
+    if (n_predict < -1) throw Error("-n must be -1 (until the context is full) or >= 0");
+    const int64_t n_ctx = args.number<int64_t>("-c", "--ctx-size").value_or(0);
+    if (n_ctx < 0 || n_ctx > (int64_t(1) << 24)) throw Error("-c must be between 0 and 16777216");
+    const bool json = args.has("--json");
+
+    std::string prompt;
+    if (auto p = args.get("-p", "--prompt")) {
+        prompt = *p;
+    } else {
+        prompt.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
+        // A prompt piped with echo ends in a newline the user did not mean as text.
+        while (!prompt.empty() && (prompt.back() == '\n' || prompt.back() == '\r')) prompt.pop_back();
+    }
+    if (!is_valid_utf8(prompt)) throw Error("the prompt is not valid UTF-8");
+
+    const std::string model_path = args.get("-m", "--model").value_or(default_model_path());
+    auto model = LlamaModel::load(model_path);
+    Vocab vocab(model->gguf());
+    LlamaContext context(*model, n_ctx);
+    params.max_tokens = n_predict < 0 ? int32_t(context.n_ctx()) : int32_t(std::min<int64_t>(n_predict, INT32_MAX));
+
+    Generation generation(context, vocab, prompt, params);
+    generation.ingest_prompt();
+    GeneratedToken token;
+    int64_t seq = 0;
+    while (generation.step(token)) {
+        if (json) {
+            nlohmann::json line = {{"seq", seq}, {"token", token.id}, {"text", token.text}};
+            std::fputs((line.dump() + "\n").c_str(), stdout);
+        } else {
+            std::fwrite(token.text.data(), 1, token.text.size(), stdout);
+        }
+        std::fflush(stdout);
+        ++seq;
+    }
+    const std::string_view tail = generation.tail();
+    if (json) {
+        nlohmann::json done = {{"done", true},
+                               {"finish_reason", finish_reason_name(generation.finish_reason())},
+                               {"prompt_tokens", generation.prompt_tokens()},
+                               {"n_prompt", generation.prompt_tokens().size()},
+                               {"n_generated", generation.n_generated()},
+                               {"prompt_ms", generation.prompt_ms()},
+                               {"generation_ms", generation.generation_ms()}};
+        if (!tail.empty()) done["tail"] = tail;
+        std::fputs((done.dump() + "\n").c_str(), stdout);
+    } else {
+        std::fwrite(tail.data(), 1, tail.size(), stdout);
+        std::fputc('\n', stdout);
+    }
+    std::fflush(stdout);
+
+    const double n_prompt = double(generation.prompt_tokens().size());
+    const double n_gen = double(generation.n_generated());
+    std::fprintf(stderr,
+                 "woolly run: prompt %.0f tokens in %.2f ms (%.1f t/s); generated %.0f tokens in "
+                 "%.2f ms (%.1f t/s); finish: %s\n",
+                 n_prompt, generation.prompt_ms(),
+                 generation.prompt_ms() > 0 ? n_prompt * 1000.0 / generation.prompt_ms() : 0.0,
+                 n_gen, generation.generation_ms(),
+                 generation.generation_ms() > 0 ? n_gen * 1000.0 / generation.generation_ms() : 0.0,
+                 finish_reason_name(generation.finish_reason()));
+    return 0;
+}
+
+} // namespace woolly::cli
