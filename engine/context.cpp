@@ -46,7 +46,9 @@ void rope(float* x, int64_t n_heads, int64_t head_dim, int64_t n_rot, const floa
     }
 }
 
-float silu(float x) { return x / (1.0f + std::exp(-x)); }
+float silu(float x) {
+    return x / (1.0f + std::exp(-x));
+}
 
 } // namespace
 
@@ -96,7 +98,8 @@ const float* LlamaContext::decode(int32_t token) {
         input_.set(xb_.data(), n_embd);
         matvec(layer.w_gate, input_, gate_.data());
         matvec(layer.w_up, input_, up_.data());
-        for (int64_t i = 0; i < hp_.n_ff; ++i) gate_[size_t(i)] = silu(gate_[size_t(i)]) * up_[size_t(i)];
+        for (int64_t i = 0; i < hp_.n_ff; ++i)
+            gate_[size_t(i)] = silu(gate_[size_t(i)]) * up_[size_t(i)];
         input_.set(gate_.data(), hp_.n_ff);
         matvec(layer.w_down, input_, sub_out_.data());
         for (int64_t i = 0; i < n_embd; ++i) x_[size_t(i)] += sub_out_[size_t(i)];

@@ -33,17 +33,17 @@ private:
     KvCache cache_;
     int64_t n_past_ = 0;
 
-    std::vector<float> x_;      // [n_embd] residual stream
-    std::vector<float> xb_;     // [n_embd] normed input of a sub-layer
-    std::vector<float> q_;      // [n_head * head_dim] queries of this position
-    std::vector<float> att_out_; // [n_head * head_dim] attention output before wo
-    std::vector<float> scores_; // [n_ctx] attention scores of one head
-    std::vector<float> sub_out_; // [n_embd] output of wo / w_down, added to x
-    std::vector<float> gate_;   // [n_ff] w_gate xb, then silu(gate) * up
-    std::vector<float> up_;     // [n_ff] w_up xb
+    std::vector<float> x_;          // [n_embd] residual stream
+    std::vector<float> xb_;         // [n_embd] normed input of a sub-layer
+    std::vector<float> q_;          // [n_head * head_dim] queries of this position
+    std::vector<float> att_out_;    // [n_head * head_dim] attention output before wo
+    std::vector<float> scores_;     // [n_ctx] attention scores of one head
+    std::vector<float> sub_out_;    // [n_embd] output of wo / w_down, added to x
+    std::vector<float> gate_;       // [n_ff] w_gate xb, then silu(gate) * up
+    std::vector<float> up_;         // [n_ff] w_up xb
     std::vector<float> rope_cache_; // [n_rot] cos, sin pairs for the current position
-    std::vector<float> logits_; // [n_vocab]
-    MatvecInput input_;         // the vector being multiplied, in the weights' activation format
+    std::vector<float> logits_;     // [n_vocab]
+    MatvecInput input_; // the vector being multiplied, in the weights' activation format
 };
 
 } // namespace woolly

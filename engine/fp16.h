@@ -43,8 +43,8 @@ inline uint16_t f32_to_f16(float f) {
     const uint32_t abs = bits & 0x7fffffffu;
     if (abs >= 0x7f800000u) return uint16_t(sign | 0x7c00u | (abs > 0x7f800000u ? 0x200u : 0));
     if (abs >= 0x477ff000u) return uint16_t(sign | 0x7c00u); // rounds to >= 65536: infinity
-    if (abs < 0x38800000u) {                                  // below the smallest normal half
-        if (abs < 0x33000000u) return sign;                   // below half the smallest subnormal
+    if (abs < 0x38800000u) {                                 // below the smallest normal half
+        if (abs < 0x33000000u) return sign;                  // below half the smallest subnormal
         const uint32_t exponent = abs >> 23;
         const uint32_t mantissa = (abs & 0x7fffffu) | 0x800000u;
         const uint32_t shift = 126 - exponent; // 14..24
@@ -60,7 +60,9 @@ inline uint16_t f32_to_f16(float f) {
     return uint16_t(sign | half);
 }
 
-inline float bf16_to_f32(uint16_t h) { return bits_to_f32(uint32_t(h) << 16); }
+inline float bf16_to_f32(uint16_t h) {
+    return bits_to_f32(uint32_t(h) << 16);
+}
 
 // binary32 -> bfloat16 with round-to-nearest-even; NaN stays NaN.
 inline uint16_t f32_to_bf16(float f) {

@@ -18,10 +18,14 @@ double ms_since(Clock::time_point start) {
 
 const char* finish_reason_name(FinishReason reason) {
     switch (reason) {
-    case FinishReason::None: return "none";
-    case FinishReason::Length: return "length";
-    case FinishReason::Stop: return "stop";
-    case FinishReason::Eos: return "eos";
+    case FinishReason::None:
+        return "none";
+    case FinishReason::Length:
+        return "length";
+    case FinishReason::Stop:
+        return "stop";
+    case FinishReason::Eos:
+        return "eos";
     }
     return "none";
 }

@@ -60,8 +60,8 @@ private:
     std::vector<TokenId> prompt_tokens_;
     const float* logits_ = nullptr;
     Utf8Stream utf8_;
-    std::string held_;    // decoded text not yet shown (could begin a stop string)
-    std::string shown_;   // text returned by the current step
+    std::string held_;  // decoded text not yet shown (could begin a stop string)
+    std::string shown_; // text returned by the current step
     std::string tail_;
     int32_t n_generated_ = 0;
     FinishReason finish_ = FinishReason::None;

@@ -24,22 +24,29 @@ uint64_t scalar_size(GgufValueType type) {
     switch (type) {
     case GgufValueType::UINT8:
     case GgufValueType::INT8:
-    case GgufValueType::BOOL: return 1;
+    case GgufValueType::BOOL:
+        return 1;
     case GgufValueType::UINT16:
-    case GgufValueType::INT16: return 2;
+    case GgufValueType::INT16:
+        return 2;
     case GgufValueType::UINT32:
     case GgufValueType::INT32:
-    case GgufValueType::FLOAT32: return 4;
+    case GgufValueType::FLOAT32:
+        return 4;
     case GgufValueType::UINT64:
     case GgufValueType::INT64:
-    case GgufValueType::FLOAT64: return 8;
+    case GgufValueType::FLOAT64:
+        return 8;
     case GgufValueType::STRING:
-    case GgufValueType::ARRAY: return 0;
+    case GgufValueType::ARRAY:
+        return 0;
     }
     return 0;
 }
 
-bool known_value_type(uint32_t type) { return type <= uint32_t(GgufValueType::FLOAT64); }
+bool known_value_type(uint32_t type) {
+    return type <= uint32_t(GgufValueType::FLOAT64);
+}
 
 // Reads little-endian values from the file's bytes, failing with the offset on any overrun.
 class Cursor {
@@ -53,8 +60,8 @@ public:
     void need(uint64_t n, const char* what) const {
         if (n > remaining()) {
             std::ostringstream msg;
-            msg << "unexpected end of file reading " << what << " (expected " << n
-                << " bytes, " << remaining() << " left)";
+            msg << "unexpected end of file reading " << what << " (expected " << n << " bytes, "
+                << remaining() << " left)";
             file_.fail(pos_, msg.str());
         }
     }
@@ -72,8 +79,8 @@ public:
         const auto length = read<uint64_t>(what);
         if (length > remaining()) {
             std::ostringstream msg;
-            msg << what << " length " << length << " runs past the end of the file (expected at most "
-                << remaining() << ")";
+            msg << what << " length " << length
+                << " runs past the end of the file (expected at most " << remaining() << ")";
             file_.fail(start, msg.str());
         }
         std::string_view s(reinterpret_cast<const char*>(bytes_ + pos_), size_t(length));
@@ -141,24 +148,48 @@ void read_value(const GgufFile& file, Cursor& cursor, GgufValueType type, GgufVa
     out.type = type;
     out.offset = cursor.offset();
     switch (type) {
-    case GgufValueType::UINT8: out.unsigned_integer = cursor.read<uint8_t>("uint8 value"); break;
-    case GgufValueType::INT8: out.integer = cursor.read<int8_t>("int8 value"); break;
-    case GgufValueType::UINT16: out.unsigned_integer = cursor.read<uint16_t>("uint16 value"); break;
-    case GgufValueType::INT16: out.integer = cursor.read<int16_t>("int16 value"); break;
-    case GgufValueType::UINT32: out.unsigned_integer = cursor.read<uint32_t>("uint32 value"); break;
-    case GgufValueType::INT32: out.integer = cursor.read<int32_t>("int32 value"); break;
-    case GgufValueType::UINT64: out.unsigned_integer = cursor.read<uint64_t>("uint64 value"); break;
-    case GgufValueType::INT64: out.integer = cursor.read<int64_t>("int64 value"); break;
-    case GgufValueType::FLOAT32: out.real = cursor.read<float>("float32 value"); break;
-    case GgufValueType::FLOAT64: out.real = cursor.read<double>("float64 value"); break;
+    case GgufValueType::UINT8:
+        out.unsigned_integer = cursor.read<uint8_t>("uint8 value");
+        break;
+    case GgufValueType::INT8:
+        out.integer = cursor.read<int8_t>("int8 value");
+        break;
+    case GgufValueType::UINT16:
+        out.unsigned_integer = cursor.read<uint16_t>("uint16 value");
+        break;
+    case GgufValueType::INT16:
+        out.integer = cursor.read<int16_t>("int16 value");
+        break;
+    case GgufValueType::UINT32:
+        out.unsigned_integer = cursor.read<uint32_t>("uint32 value");
+        break;
+    case GgufValueType::INT32:
+        out.integer = cursor.read<int32_t>("int32 value");
+        break;
+    case GgufValueType::UINT64:
+        out.unsigned_integer = cursor.read<uint64_t>("uint64 value");
+        break;
+    case GgufValueType::INT64:
+        out.integer = cursor.read<int64_t>("int64 value");
+        break;
+    case GgufValueType::FLOAT32:
+        out.real = cursor.read<float>("float32 value");
+        break;
+    case GgufValueType::FLOAT64:
+        out.real = cursor.read<double>("float64 value");
+        break;
     case GgufValueType::BOOL: {
         const auto b = cursor.read<uint8_t>("bool value");
         if (b > 1) file.fail(out.offset, "bool value " + std::to_string(b) + " (expected 0 or 1)");
         out.unsigned_integer = b;
         break;
     }
-    case GgufValueType::STRING: out.string = cursor.read_string("string value"); break;
-    case GgufValueType::ARRAY: read_array(file, cursor, out, depth); break;
+    case GgufValueType::STRING:
+        out.string = cursor.read_string("string value");
+        break;
+    case GgufValueType::ARRAY:
+        read_array(file, cursor, out, depth);
+        break;
     }
     // Give both integer views a value so callers can ask for either with a range check.
     switch (type) {
@@ -174,7 +205,8 @@ void read_value(const GgufFile& file, Cursor& cursor, GgufValueType type, GgufVa
     case GgufValueType::INT64:
         out.unsigned_integer = out.integer < 0 ? 0 : uint64_t(out.integer);
         break;
-    default: break;
+    default:
+        break;
     }
 }
 
@@ -188,19 +220,32 @@ std::string quote(std::string_view s) {
 
 const char* gguf_value_type_name(GgufValueType type) {
     switch (type) {
-    case GgufValueType::UINT8: return "uint8";
-    case GgufValueType::INT8: return "int8";
-    case GgufValueType::UINT16: return "uint16";
-    case GgufValueType::INT16: return "int16";
-    case GgufValueType::UINT32: return "uint32";
-    case GgufValueType::INT32: return "int32";
-    case GgufValueType::FLOAT32: return "float32";
-    case GgufValueType::BOOL: return "bool";
-    case GgufValueType::STRING: return "string";
-    case GgufValueType::ARRAY: return "array";
-    case GgufValueType::UINT64: return "uint64";
-    case GgufValueType::INT64: return "int64";
-    case GgufValueType::FLOAT64: return "float64";
+    case GgufValueType::UINT8:
+        return "uint8";
+    case GgufValueType::INT8:
+        return "int8";
+    case GgufValueType::UINT16:
+        return "uint16";
+    case GgufValueType::INT16:
+        return "int16";
+    case GgufValueType::UINT32:
+        return "uint32";
+    case GgufValueType::INT32:
+        return "int32";
+    case GgufValueType::FLOAT32:
+        return "float32";
+    case GgufValueType::BOOL:
+        return "bool";
+    case GgufValueType::STRING:
+        return "string";
+    case GgufValueType::ARRAY:
+        return "array";
+    case GgufValueType::UINT64:
+        return "uint64";
+    case GgufValueType::INT64:
+        return "int64";
+    case GgufValueType::FLOAT64:
+        return "float64";
     }
     return "unknown";
 }
@@ -214,24 +259,35 @@ bool GgufValue::is_integer() const {
     case GgufValueType::UINT32:
     case GgufValueType::INT32:
     case GgufValueType::UINT64:
-    case GgufValueType::INT64: return true;
-    default: return false;
+    case GgufValueType::INT64:
+        return true;
+    default:
+        return false;
     }
 }
 
 std::string GgufValue::to_display_string(size_t max_array_items) const {
     std::ostringstream out;
     switch (type) {
-    case GgufValueType::STRING: return quote(string.substr(0, 200));
-    case GgufValueType::BOOL: return unsigned_integer ? "true" : "false";
+    case GgufValueType::STRING:
+        return quote(string.substr(0, 200));
+    case GgufValueType::BOOL:
+        return unsigned_integer ? "true" : "false";
     case GgufValueType::FLOAT32:
-    case GgufValueType::FLOAT64: out << real; return out.str();
+    case GgufValueType::FLOAT64:
+        out << real;
+        return out.str();
     case GgufValueType::UINT8:
     case GgufValueType::UINT16:
     case GgufValueType::UINT32:
-    case GgufValueType::UINT64: out << unsigned_integer; return out.str();
-    case GgufValueType::ARRAY: break;
-    default: out << integer; return out.str();
+    case GgufValueType::UINT64:
+        out << unsigned_integer;
+        return out.str();
+    case GgufValueType::ARRAY:
+        break;
+    default:
+        out << integer;
+        return out.str();
     }
     out << gguf_value_type_name(array_type) << "[" << array_count << "]";
     if (array_type == GgufValueType::ARRAY) return out.str();
@@ -247,18 +303,65 @@ std::string GgufValue::to_display_string(size_t max_array_items) const {
         GgufValue element;
         element.type = array_type;
         switch (array_type) {
-        case GgufValueType::UINT8: element.unsigned_integer = p[0]; break;
-        case GgufValueType::INT8: element.integer = int8_t(p[0]); break;
-        case GgufValueType::BOOL: element.unsigned_integer = p[0] != 0; break;
-        case GgufValueType::UINT16: { uint16_t v; std::memcpy(&v, p, 2); element.unsigned_integer = v; break; }
-        case GgufValueType::INT16: { int16_t v; std::memcpy(&v, p, 2); element.integer = v; break; }
-        case GgufValueType::UINT32: { uint32_t v; std::memcpy(&v, p, 4); element.unsigned_integer = v; break; }
-        case GgufValueType::INT32: { int32_t v; std::memcpy(&v, p, 4); element.integer = v; break; }
-        case GgufValueType::UINT64: { uint64_t v; std::memcpy(&v, p, 8); element.unsigned_integer = v; break; }
-        case GgufValueType::INT64: { int64_t v; std::memcpy(&v, p, 8); element.integer = v; break; }
-        case GgufValueType::FLOAT32: { float v; std::memcpy(&v, p, 4); element.real = v; break; }
-        case GgufValueType::FLOAT64: { double v; std::memcpy(&v, p, 8); element.real = v; break; }
-        default: break;
+        case GgufValueType::UINT8:
+            element.unsigned_integer = p[0];
+            break;
+        case GgufValueType::INT8:
+            element.integer = int8_t(p[0]);
+            break;
+        case GgufValueType::BOOL:
+            element.unsigned_integer = p[0] != 0;
+            break;
+        case GgufValueType::UINT16: {
+            uint16_t v;
+            std::memcpy(&v, p, 2);
+            element.unsigned_integer = v;
+            break;
+        }
+        case GgufValueType::INT16: {
+            int16_t v;
+            std::memcpy(&v, p, 2);
+            element.integer = v;
+            break;
+        }
+        case GgufValueType::UINT32: {
+            uint32_t v;
+            std::memcpy(&v, p, 4);
+            element.unsigned_integer = v;
+            break;
+        }
+        case GgufValueType::INT32: {
+            int32_t v;
+            std::memcpy(&v, p, 4);
+            element.integer = v;
+            break;
+        }
+        case GgufValueType::UINT64: {
+            uint64_t v;
+            std::memcpy(&v, p, 8);
+            element.unsigned_integer = v;
+            break;
+        }
+        case GgufValueType::INT64: {
+            int64_t v;
+            std::memcpy(&v, p, 8);
+            element.integer = v;
+            break;
+        }
+        case GgufValueType::FLOAT32: {
+            float v;
+            std::memcpy(&v, p, 4);
+            element.real = v;
+            break;
+        }
+        case GgufValueType::FLOAT64: {
+            double v;
+            std::memcpy(&v, p, 8);
+            element.real = v;
+            break;
+        }
+        default:
+            break;
         }
         out << element.to_display_string();
     }
@@ -322,7 +425,8 @@ void GgufFile::parse_all() {
         char got[5] = {};
         std::memcpy(got, &magic, 4);
         for (char& c : got)
-            if (c && (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) > 0x7e)) c = '?';
+            if (c && (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) > 0x7e))
+                c = '?';
         fail(0, std::string("bad magic '") + got + "' (expected 'GGUF')");
     }
     version_ = cursor.read<uint32_t>("version");
@@ -380,8 +484,8 @@ void GgufFile::parse_all() {
         info.file_offset = cursor.offset();
         const std::string_view name = cursor.read_string("tensor name");
         if (name.size() > kMaxTensorName) {
-            fail(info.file_offset, "tensor name of " + std::to_string(name.size()) +
-                                       " bytes (expected at most 63)");
+            fail(info.file_offset,
+                 "tensor name of " + std::to_string(name.size()) + " bytes (expected at most 63)");
         }
         if (tensor_index_.count(name)) fail(info.file_offset, "duplicate tensor " + quote(name));
         info.name = std::string(name);
@@ -409,8 +513,8 @@ void GgufFile::parse_all() {
         const auto type_id = cursor.read<uint32_t>("tensor type");
         const TypeTraits* traits = find_type_traits(type_id);
         if (!traits) {
-            fail(type_offset, "tensor " + quote(name) + " has unknown type " +
-                                  std::to_string(type_id));
+            fail(type_offset,
+                 "tensor " + quote(name) + " has unknown type " + std::to_string(type_id));
         }
         info.type = traits->type;
         if (info.dims[0] % traits->block_size != 0) {
@@ -428,9 +532,9 @@ void GgufFile::parse_all() {
         const uint64_t offset_at = cursor.offset();
         info.offset = cursor.read<uint64_t>("tensor data offset");
         if (info.offset % alignment_ != 0) {
-            fail(offset_at, "tensor " + quote(name) + " data offset " +
-                                std::to_string(info.offset) + " is not a multiple of the alignment " +
-                                std::to_string(alignment_));
+            fail(offset_at,
+                 "tensor " + quote(name) + " data offset " + std::to_string(info.offset) +
+                     " is not a multiple of the alignment " + std::to_string(alignment_));
         }
         tensor_index_.emplace(info.name, tensors_.size());
         tensors_.push_back(std::move(info));
@@ -470,9 +574,10 @@ namespace {
 [[noreturn]] void type_mismatch(const GgufFile& file, std::string_view key, const GgufValue& v,
                                 const char* expected) {
     std::string actual = gguf_value_type_name(v.type);
-    if (v.type == GgufValueType::ARRAY) actual += std::string(" of ") + gguf_value_type_name(v.array_type);
-    file.fail(v.offset, "metadata key '" + std::string(key) + "' has type " + actual + " (expected " +
-                            expected + ")");
+    if (v.type == GgufValueType::ARRAY)
+        actual += std::string(" of ") + gguf_value_type_name(v.array_type);
+    file.fail(v.offset, "metadata key '" + std::string(key) + "' has type " + actual +
+                            " (expected " + expected + ")");
 }
 } // namespace
 

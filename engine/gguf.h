@@ -48,7 +48,9 @@ struct GgufValue {
     std::vector<std::string_view> array_strings;
 
     bool is_integer() const;
-    bool is_real() const { return type == GgufValueType::FLOAT32 || type == GgufValueType::FLOAT64; }
+    bool is_real() const {
+        return type == GgufValueType::FLOAT32 || type == GgufValueType::FLOAT64;
+    }
     std::string to_display_string(size_t max_array_items = 8) const;
 };
 
@@ -90,7 +92,7 @@ public:
     // Typed getters: throw Error (key, offset, expected vs actual type) on a mismatch.
     std::optional<std::string> get_string(std::string_view key) const;
     std::optional<uint64_t> get_uint(std::string_view key) const; // any non-negative integer
-    std::optional<double> get_real(std::string_view key) const;  // float or integer
+    std::optional<double> get_real(std::string_view key) const;   // float or integer
     std::optional<bool> get_bool(std::string_view key) const;
     // A string array; null when absent, Error when present with another type.
     const std::vector<std::string_view>* get_string_array(std::string_view key) const;

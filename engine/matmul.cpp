@@ -14,12 +14,18 @@ MatvecInput::MatvecInput(int64_t max_n) {
 
 size_t MatvecInput::slot(TensorType type) {
     switch (type) {
-    case TensorType::F16: return 0;
-    case TensorType::BF16: return 1;
-    case TensorType::Q8_0: return 2;
-    case TensorType::Q8_1: return 3;
-    case TensorType::Q8_K: return 4;
-    default: throw Error(std::string("no activation format ") + type_traits(type).name);
+    case TensorType::F16:
+        return 0;
+    case TensorType::BF16:
+        return 1;
+    case TensorType::Q8_0:
+        return 2;
+    case TensorType::Q8_1:
+        return 3;
+    case TensorType::Q8_K:
+        return 4;
+    default:
+        throw Error(std::string("no activation format ") + type_traits(type).name);
     }
 }
 

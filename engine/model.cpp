@@ -1,4 +1,5 @@
-// model.cpp — reads Llama hyper-parameters and weights from GGUF and checks them against each other.
+// model.cpp — reads Llama hyper-parameters and weights from GGUF and checks them against each
+// other.
 #include "model.h"
 
 #include <cmath>
@@ -125,7 +126,8 @@ std::unique_ptr<LlamaModel> LlamaModel::from_gguf(std::shared_ptr<const GgufFile
         throw Error(file->name() + ": missing 2-D tensor 'token_embd.weight'");
     }
     hp.n_vocab = int64_t(embd->dims[1]);
-    if (auto vocab_size = file->get_uint("llama.vocab_size"); vocab_size && *vocab_size != embd->dims[1]) {
+    if (auto vocab_size = file->get_uint("llama.vocab_size");
+        vocab_size && *vocab_size != embd->dims[1]) {
         throw Error(file->name() + ": llama.vocab_size is " + std::to_string(*vocab_size) +
                     " but token_embd.weight has " + std::to_string(embd->dims[1]) + " rows");
     }

@@ -30,15 +30,15 @@ using NormWeights = std::vector<float>;
 
 struct LlamaHyperParams {
     int64_t n_vocab = 0;
-    int64_t n_ctx_train = 0;   // llama.context_length
-    int64_t n_embd = 0;        // llama.embedding_length
-    int64_t n_layer = 0;       // llama.block_count
-    int64_t n_ff = 0;          // llama.feed_forward_length
-    int64_t n_head = 0;        // llama.attention.head_count
-    int64_t n_head_kv = 0;     // llama.attention.head_count_kv (GQA); = n_head when absent
-    int64_t head_dim = 0;      // n_embd / n_head
-    int64_t n_rot = 0;         // llama.rope.dimension_count; = head_dim when absent
-    float rms_eps = 1e-5f;     // llama.attention.layer_norm_rms_epsilon
+    int64_t n_ctx_train = 0;         // llama.context_length
+    int64_t n_embd = 0;              // llama.embedding_length
+    int64_t n_layer = 0;             // llama.block_count
+    int64_t n_ff = 0;                // llama.feed_forward_length
+    int64_t n_head = 0;              // llama.attention.head_count
+    int64_t n_head_kv = 0;           // llama.attention.head_count_kv (GQA); = n_head when absent
+    int64_t head_dim = 0;            // n_embd / n_head
+    int64_t n_rot = 0;               // llama.rope.dimension_count; = head_dim when absent
+    float rms_eps = 1e-5f;           // llama.attention.layer_norm_rms_epsilon
     float rope_freq_base = 10000.0f; // llama.rope.freq_base
     float rope_freq_scale = 1.0f;    // 1 / llama.rope.scaling.factor (linear scaling)
 

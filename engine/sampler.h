@@ -10,10 +10,10 @@
 namespace woolly {
 
 struct SamplingParams {
-    float temperature = 0.8f;  // <= 0: greedy (argmax)
-    int32_t top_k = 40;        // <= 0: off
-    float top_p = 0.95f;       // >= 1: off
-    float min_p = 0.05f;       // <= 0: off
+    float temperature = 0.8f;    // <= 0: greedy (argmax)
+    int32_t top_k = 40;          // <= 0: off
+    float top_p = 0.95f;         // >= 1: off
+    float min_p = 0.05f;         // <= 0: off
     float repeat_penalty = 1.0f; // 1: off
     int32_t repeat_last_n = 64;  // how many recent tokens the penalty looks at
     uint64_t seed = 0xffffffff;  // same seed, same tokens
@@ -55,10 +55,10 @@ private:
     std::vector<Candidate> candidates_; // [n_vocab] working set, shrinks along the chain
     size_t n_candidates_ = 0;
     bool sorted_ = false;
-    std::vector<TokenId> recent_;       // ring buffer of the last repeat_last_n tokens
+    std::vector<TokenId> recent_; // ring buffer of the last repeat_last_n tokens
     size_t recent_next_ = 0;
     size_t recent_count_ = 0;
-    std::vector<uint8_t> penalized_;    // [n_vocab] marks, so a token is penalized once
+    std::vector<uint8_t> penalized_; // [n_vocab] marks, so a token is penalized once
     std::mt19937_64 rng_;
 };
 

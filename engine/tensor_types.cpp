@@ -23,7 +23,9 @@ uint16_t load_u16(const uint8_t* p) {
     std::memcpy(&v, p, 2);
     return v;
 }
-float load_f16(const uint8_t* p) { return f16_to_f32(load_u16(p)); }
+float load_f16(const uint8_t* p) {
+    return f16_to_f32(load_u16(p));
+}
 
 // ---- F32 / F16 / BF16 ----------------------------------------------------------------------
 
@@ -283,7 +285,9 @@ void dequantize_iq4_nl(const void* src, float* dst, int64_t n) {
 // same keeps Woolly's logits next to llama.cpp's. These match ggml's x86 quantizers: scale
 // 127/amax, round half to even.
 
-int nearest_int(float value) { return int(std::nearbyint(value)); }
+int nearest_int(float value) {
+    return int(std::nearbyint(value));
+}
 
 void quantize_f16(const float* src, void* dst, int64_t n) {
     auto* out = static_cast<uint8_t*>(dst);
@@ -346,7 +350,8 @@ void quantize_q8_k(const float* src, void* dst, int64_t n) {
         float d = 0.0f;
         if (amax != 0.0f) {
             const float iscale = -127.0f / max;
-            for (int j = 0; j < QK_K; ++j) qs[j] = int8_t(std::min(127, nearest_int(iscale * src[j])));
+            for (int j = 0; j < QK_K; ++j)
+                qs[j] = int8_t(std::min(127, nearest_int(iscale * src[j])));
             for (int j = 0; j < QK_K; ++j) bsums[j / 16] = int16_t(bsums[j / 16] + qs[j]);
             d = 1.0f / iscale;
         } else {
@@ -579,22 +584,23 @@ float vec_dot_k(const void* row, const void* activations, int64_t n) {
     return sum;
 }
 
-#define WOOLLY_LEGACY_ROW(T, bs, ts, dequant, unpack, with_min)                                   \
-    TypeTraits {                                                                                  \
+#define WOOLLY_LEGACY_ROW(T, bs, ts, dequant, unpack, with_min)                                    \
+    TypeTraits {                                                                                   \
         TensorType::T, #T, bs, ts, dequant, with_min ? TensorType::Q8_1 : TensorType::Q8_0,        \
-            vec_dot_legacy<unpack, ts, with_min>, nullptr                                         \
+            vec_dot_legacy<unpack, ts, with_min>, nullptr                                          \
     }
-#define WOOLLY_K_ROW(T, ts, dequant, unpack)                                                      \
-    TypeTraits { TensorType::T, #T, 256, ts, dequant, TensorType::Q8_K, vec_dot_k<unpack, ts>, nullptr }
+#define WOOLLY_K_ROW(T, ts, dequant, unpack)                                                       \
+    TypeTraits {                                                                                   \
+        TensorType::T, #T, 256, ts, dequant, TensorType::Q8_K, vec_dot_k<unpack, ts>, nullptr      \
+    }
 
 const TypeTraits kTypeTable[] = {
     {TensorType::F32, "F32", 1, 4, dequantize_f32, TensorType::F32, vec_dot_f32, nullptr},
     // F16 weights meet float32 activations: llama.cpp's logits on F16 files match that form
     // (the golden rows agree to 1e-12 cosine) better than activations rounded to F16.
-    {TensorType::F16, "F16", 1, 2, dequantize_f16, TensorType::F32, vec_dot_f16_f32,
-     quantize_f16},
-    {TensorType::BF16, "BF16", 1, 2, dequantize_bf16, TensorType::BF16,
-     vec_dot_bf16, quantize_bf16},
+    {TensorType::F16, "F16", 1, 2, dequantize_f16, TensorType::F32, vec_dot_f16_f32, quantize_f16},
+    {TensorType::BF16, "BF16", 1, 2, dequantize_bf16, TensorType::BF16, vec_dot_bf16,
+     quantize_bf16},
     WOOLLY_LEGACY_ROW(Q4_0, 32, 18, dequantize_q4_0, unpack_q4_0, false),
     WOOLLY_LEGACY_ROW(Q4_1, 32, 20, dequantize_q4_1, unpack_q4_1, true),
     WOOLLY_LEGACY_ROW(Q5_0, 32, 22, dequantize_q5_0, unpack_q5_0, false),
@@ -629,7 +635,9 @@ const TypeTraits* find_type_traits(uint32_t type_id) {
     return nullptr;
 }
 
-const TypeTraits& type_traits(TensorType type) { return *find_type_traits(uint32_t(type)); }
+const TypeTraits& type_traits(TensorType type) {
+    return *find_type_traits(uint32_t(type));
+}
 
 std::optional<TensorType> type_from_name(std::string_view name) {
     for (const auto& row : kTypeTable) {

@@ -1,4 +1,5 @@
-// tensor_types.h — the ggml tensor types: one table row per type naming its block layout and kernels.
+// tensor_types.h — the ggml tensor types: one table row per type naming its block layout and
+// kernels.
 #pragma once
 
 #include <cstdint>
@@ -47,9 +48,9 @@ struct TypeTraits {
     uint32_t type_size;  // bytes per block
     // Scalar reference kernels; null for types Woolly can parse but not compute with.
     DequantizeRowFn dequantize_row;
-    TensorType vec_dot_type;     // the form activations take for vec_dot
-    VecDotFn vec_dot;            // weights of this type . activations of vec_dot_type
-    QuantizeRowFn quantize_row;  // float32 -> this type, for activation types
+    TensorType vec_dot_type;    // the form activations take for vec_dot
+    VecDotFn vec_dot;           // weights of this type . activations of vec_dot_type
+    QuantizeRowFn quantize_row; // float32 -> this type, for activation types
 };
 
 // The row for a ggml type id, or null when the id is not a type Woolly knows.

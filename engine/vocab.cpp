@@ -13,9 +13,10 @@
 namespace woolly {
 namespace {
 
-constexpr std::string_view kSpace = "\xe2\x96\x81"; // U+2581 '▁', SentencePiece's space
+constexpr std::string_view kSpace = "\xe2\x96\x81";       // U+2581 '▁', SentencePiece's space
 constexpr std::string_view kReplacement = "\xef\xbf\xbd"; // U+FFFD
-constexpr std::string_view kUnknownPiece = "\xe2\x96\x85"; // U+2585, what llama.cpp prints for <unk>
+constexpr std::string_view kUnknownPiece =
+    "\xe2\x96\x85"; // U+2585, what llama.cpp prints for <unk>
 
 size_t utf8_char_len(uint8_t lead) {
     static constexpr uint8_t kLengths[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 4};
@@ -26,8 +27,10 @@ std::string escape_whitespace(std::string_view text) {
     std::string out;
     out.reserve(text.size() * 3);
     for (char c : text) {
-        if (c == ' ') out += kSpace;
-        else out += c;
+        if (c == ' ')
+            out += kSpace;
+        else
+            out += c;
     }
     return out;
 }
@@ -87,15 +90,16 @@ Vocab::Vocab(const GgufFile& file) {
     types_.assign(n, TokenType::Normal);
     for (size_t i = 0; i < types.size(); ++i) {
         if (types[i] < 0 || types[i] > int32_t(TokenType::Byte)) {
-            throw Error(file.name() + ": tokenizer.ggml.token_type[" + std::to_string(i) +
-                        "] is " + std::to_string(types[i]) + " (expected 0 to 6)");
+            throw Error(file.name() + ": tokenizer.ggml.token_type[" + std::to_string(i) + "] is " +
+                        std::to_string(types[i]) + " (expected 0 to 6)");
         }
         types_[i] = TokenType(types[i]);
     }
 
     tokens_.assign(tokens->begin(), tokens->end());
     token_to_id_.reserve(tokens_.size());
-    for (size_t i = 0; i < tokens_.size(); ++i) token_to_id_.insert_or_assign(tokens_[i], TokenId(i));
+    for (size_t i = 0; i < tokens_.size(); ++i)
+        token_to_id_.insert_or_assign(tokens_[i], TokenId(i));
 
     auto token_id = [&](const char* key, TokenId fallback) -> TokenId {
         const auto value = file.get_uint(key);
@@ -126,8 +130,12 @@ Vocab::Vocab(const GgufFile& file) {
         switch (types_[i]) {
         case TokenType::Normal:
         case TokenType::UserDefined:
-        case TokenType::Undefined: pieces_[i] = unescape_whitespace(tokens_[i]); break;
-        case TokenType::Unknown: pieces_[i] = std::string(kUnknownPiece); break;
+        case TokenType::Undefined:
+            pieces_[i] = unescape_whitespace(tokens_[i]);
+            break;
+        case TokenType::Unknown:
+            pieces_[i] = std::string(kUnknownPiece);
+            break;
         case TokenType::Byte: {
             unsigned value = 0;
             if (tokens_[i].size() == 6 && std::sscanf(tokens_[i].c_str(), "<0x%2X>", &value) == 1)
@@ -135,7 +143,8 @@ Vocab::Vocab(const GgufFile& file) {
             break;
         }
         case TokenType::Control:
-        case TokenType::Unused: break; // print nothing
+        case TokenType::Unused:
+            break; // print nothing
         }
         if (types_[i] == TokenType::Control || types_[i] == TokenType::UserDefined ||
             types_[i] == TokenType::Unknown) {
@@ -152,7 +161,9 @@ TokenId Vocab::find(std::string_view text) const {
     return it == token_to_id_.end() ? -1 : it->second;
 }
 
-TokenId Vocab::byte_token(uint8_t byte) const { return byte_tokens_[byte]; }
+TokenId Vocab::byte_token(uint8_t byte) const {
+    return byte_tokens_[byte];
+}
 
 std::string_view Vocab::piece(TokenId id) const {
     if (id < 0 || id >= size()) return {};
@@ -212,8 +223,8 @@ void Vocab::tokenize_fragment(std::string_view text, std::vector<TokenId>& out) 
     for (size_t offset = 0; offset < text.size();) {
         const size_t len = std::min(utf8_char_len(uint8_t(text[offset])), text.size() - offset);
         const int index = int(symbols.size());
-        symbols.push_back({index - 1, offset + len == text.size() ? -1 : index + 1,
-                           text.data() + offset, len});
+        symbols.push_back(
+            {index - 1, offset + len == text.size() ? -1 : index + 1, text.data() + offset, len});
         offset += len;
     }
 
@@ -275,15 +286,20 @@ int utf8_sequence(const uint8_t* p, size_t n) {
     int len;
     uint8_t lo = 0x80, hi = 0xbf; // allowed range of the second byte
     if (lead < 0x80) return 1;
-    if (lead >= 0xc2 && lead <= 0xdf) len = 2;
+    if (lead >= 0xc2 && lead <= 0xdf)
+        len = 2;
     else if (lead >= 0xe0 && lead <= 0xef) {
         len = 3;
-        if (lead == 0xe0) lo = 0xa0;      // no overlong forms
-        else if (lead == 0xed) hi = 0x9f; // no surrogates
+        if (lead == 0xe0)
+            lo = 0xa0; // no overlong forms
+        else if (lead == 0xed)
+            hi = 0x9f; // no surrogates
     } else if (lead >= 0xf0 && lead <= 0xf4) {
         len = 4;
-        if (lead == 0xf0) lo = 0x90;
-        else if (lead == 0xf4) hi = 0x8f; // nothing past U+10FFFF
+        if (lead == 0xf0)
+            lo = 0x90;
+        else if (lead == 0xf4)
+            hi = 0x8f; // nothing past U+10FFFF
     } else {
         return -1;
     }
@@ -312,7 +328,8 @@ void Utf8Stream::push(std::string_view bytes, std::string& out) {
     while (n_pending_ > 0 && !bytes.empty()) {
         pending_[n_pending_++] = bytes.front();
         bytes.remove_prefix(1);
-        const int len = utf8_sequence(reinterpret_cast<const uint8_t*>(pending_), size_t(n_pending_));
+        const int len =
+            utf8_sequence(reinterpret_cast<const uint8_t*>(pending_), size_t(n_pending_));
         if (len == 0) continue;
         if (len > 0) {
             out.append(pending_, size_t(len));

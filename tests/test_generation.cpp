@@ -70,8 +70,9 @@ TEST_CASE("a prompt longer than the context is refused") {
     auto model = LlamaModel::load(test::bundled_model());
     Vocab vocab(model->gguf());
     LlamaContext context(*model, 8);
-    CHECK_THROWS_WITH_AS(Generation(context, vocab, "Once upon a time there was a very long story", greedy(4)),
-                         doctest::Contains("expected fewer than the context size 8"), Error);
+    CHECK_THROWS_WITH_AS(
+        Generation(context, vocab, "Once upon a time there was a very long story", greedy(4)),
+        doctest::Contains("expected fewer than the context size 8"), Error);
     auto p = greedy(4);
     p.stop = {""};
     CHECK_THROWS_WITH_AS(Generation(context, vocab, "Hi", p), doctest::Contains("stop"), Error);

@@ -48,7 +48,8 @@ template <typename T> void poke(std::vector<uint8_t>& bytes, size_t offset, T va
 // Offset of the first byte after `needle` in the serialized bytes.
 size_t after(const std::vector<uint8_t>& bytes, const std::string& needle) {
     for (size_t i = 0; i + needle.size() <= bytes.size(); ++i)
-        if (std::memcmp(bytes.data() + i, needle.data(), needle.size()) == 0) return i + needle.size();
+        if (std::memcmp(bytes.data() + i, needle.data(), needle.size()) == 0)
+            return i + needle.size();
     FAIL("needle not found: " << needle);
     return 0;
 }
@@ -89,7 +90,8 @@ TEST_CASE("a written file reads back with every value intact") {
     CHECK((file->data_offset() % 32) == 0);
     // Typed getters refuse the wrong type with the key named.
     CHECK_THROWS_WITH_AS(file->get_string("test.u32"), doctest::Contains("test.u32"), Error);
-    CHECK_THROWS_WITH_AS(file->get_f32_array("test.floats", 3), doctest::Contains("expected 3"), Error);
+    CHECK_THROWS_WITH_AS(file->get_f32_array("test.floats", 3), doctest::Contains("expected 3"),
+                         Error);
 }
 
 TEST_CASE("a file cut short at any byte is refused with an offset, never read past") {
@@ -104,8 +106,10 @@ TEST_CASE("a file cut short at any byte is refused with an offset, never read pa
         std::vector<uint8_t> cut(bytes.begin(), bytes.begin() + std::ptrdiff_t(n));
         const std::string error = parse_error(cut);
         INFO("truncated to " << n << " bytes");
-        if (n < needed) CHECK(error.find("test.gguf: offset ") == 0);
-        else CHECK(error.empty());
+        if (n < needed)
+            CHECK(error.find("test.gguf: offset ") == 0);
+        else
+            CHECK(error.empty());
     }
     CHECK(parse_error(bytes).empty());
 }
@@ -118,40 +122,59 @@ TEST_CASE("absurd header fields are refused before anything is allocated") {
         return parse_error(bytes);
     };
     CHECK(with([](auto& b) { b[0] = 'X'; }).find("bad magic") != std::string::npos);
-    CHECK(with([](auto& b) { poke<uint32_t>(b, 4, 1); }).find("version 1 (expected 2 or 3)") != std::string::npos);
-    CHECK(with([](auto& b) { poke<uint32_t>(b, 4, 4); }).find("unsupported GGUF version 4") != std::string::npos);
-    CHECK(with([](auto& b) { poke<uint64_t>(b, 8, UINT64_MAX); }).find("tensor count") != std::string::npos);
-    CHECK(with([](auto& b) { poke<uint64_t>(b, 16, uint64_t(1) << 62); }).find("metadata count") != std::string::npos);
+    CHECK(with([](auto& b) { poke<uint32_t>(b, 4, 1); }).find("version 1 (expected 2 or 3)") !=
+          std::string::npos);
+    CHECK(with([](auto& b) { poke<uint32_t>(b, 4, 4); }).find("unsupported GGUF version 4") !=
+          std::string::npos);
+    CHECK(with([](auto& b) { poke<uint64_t>(b, 8, UINT64_MAX); }).find("tensor count") !=
+          std::string::npos);
+    CHECK(with([](auto& b) { poke<uint64_t>(b, 16, uint64_t(1) << 62); }).find("metadata count") !=
+          std::string::npos);
     // The first key's length.
-    CHECK(with([](auto& b) { poke<uint64_t>(b, 24, UINT64_MAX - 3); }).find("runs past the end") != std::string::npos);
+    CHECK(with([](auto& b) { poke<uint64_t>(b, 24, UINT64_MAX - 3); }).find("runs past the end") !=
+          std::string::npos);
     // The first value's type.
-    CHECK(with([&](auto& b) { poke<uint32_t>(b, after(good, "general.architecture"), 99); })
-              .find("unknown value type 99") != std::string::npos);
+    CHECK(with([&](auto& b) {
+              poke<uint32_t>(b, after(good, "general.architecture"), 99);
+          }).find("unknown value type 99") != std::string::npos);
     // A string array's count.
-    CHECK(with([&](auto& b) { poke<uint64_t>(b, after(good, "test.strings") + 8, uint64_t(1) << 60); })
-              .find("array count") != std::string::npos);
+    CHECK(with([&](auto& b) {
+              poke<uint64_t>(b, after(good, "test.strings") + 8, uint64_t(1) << 60);
+          }).find("array count") != std::string::npos);
     // A float array's count: count * 4 overflows.
-    CHECK(with([&](auto& b) { poke<uint64_t>(b, after(good, "test.floats") + 8, UINT64_MAX / 2); })
-              .find("runs past the end") != std::string::npos);
+    CHECK(with([&](auto& b) {
+              poke<uint64_t>(b, after(good, "test.floats") + 8, UINT64_MAX / 2);
+          }).find("runs past the end") != std::string::npos);
     // Tensor dimension count, a dimension, the type and the offset.
     const size_t f32_info = after(good, "weight.f32");
-    CHECK(with([&](auto& b) { poke<uint32_t>(b, f32_info, 9); }).find("9 dimensions") != std::string::npos);
-    CHECK(with([&](auto& b) { poke<uint64_t>(b, f32_info + 4, 0); }).find("dimension 0 is 0") != std::string::npos);
+    CHECK(with([&](auto& b) { poke<uint32_t>(b, f32_info, 9); }).find("9 dimensions") !=
+          std::string::npos);
+    CHECK(with([&](auto& b) { poke<uint64_t>(b, f32_info + 4, 0); }).find("dimension 0 is 0") !=
+          std::string::npos);
     CHECK(with([&](auto& b) {
               poke<uint64_t>(b, f32_info + 4, uint64_t(1) << 40);
               poke<uint64_t>(b, f32_info + 12, uint64_t(1) << 40);
           }).find("more than 2^63") != std::string::npos);
-    CHECK(with([&](auto& b) { poke<uint64_t>(b, f32_info + 4, uint64_t(1) << 40); })
-              .find("lies outside the data section") != std::string::npos);
-    CHECK(with([&](auto& b) { poke<uint32_t>(b, f32_info + 20, 1234); }).find("unknown type 1234") != std::string::npos);
-    CHECK(with([&](auto& b) { poke<uint64_t>(b, f32_info + 24, 3); }).find("not a multiple of the alignment") != std::string::npos);
-    CHECK(with([&](auto& b) { poke<uint64_t>(b, f32_info + 24, uint64_t(1) << 50); })
-              .find("lies outside the data section") != std::string::npos);
+    CHECK(with([&](auto& b) {
+              poke<uint64_t>(b, f32_info + 4, uint64_t(1) << 40);
+          }).find("lies outside the data section") != std::string::npos);
+    CHECK(with([&](auto& b) {
+              poke<uint32_t>(b, f32_info + 20, 1234);
+          }).find("unknown type 1234") != std::string::npos);
+    CHECK(with([&](auto& b) {
+              poke<uint64_t>(b, f32_info + 24, 3);
+          }).find("not a multiple of the alignment") != std::string::npos);
+    CHECK(with([&](auto& b) {
+              poke<uint64_t>(b, f32_info + 24, uint64_t(1) << 50);
+          }).find("lies outside the data section") != std::string::npos);
     // A Q8_0 row must be whole blocks.
     const size_t q8_info = after(good, "weight.q8");
-    CHECK(with([&](auto& b) { poke<uint64_t>(b, q8_info + 4, 33); }).find("not a multiple of Q8_0's block size 32") != std::string::npos);
+    CHECK(with([&](auto& b) {
+              poke<uint64_t>(b, q8_info + 4, 33);
+          }).find("not a multiple of Q8_0's block size 32") != std::string::npos);
     // A bool that is neither 0 nor 1.
-    CHECK(with([&](auto& b) { b[after(good, "test.bool") + 4] = 7; }).find("bool value 7") != std::string::npos);
+    CHECK(with([&](auto& b) { b[after(good, "test.bool") + 4] = 7; }).find("bool value 7") !=
+          std::string::npos);
 }
 
 TEST_CASE("duplicate keys and tensors, and a bad alignment, are refused") {

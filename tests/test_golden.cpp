@@ -45,7 +45,8 @@ RowComparison compare_row(const float* got, const float* want, int64_t n) {
     float second = -INFINITY;
     for (int64_t i = 0; i < n; ++i)
         if (i != arg_want) second = std::max(second, want[i]);
-    return {dot / std::sqrt(nw * ng), max_abs, arg_got == arg_want, double(want[arg_want] - second)};
+    return {dot / std::sqrt(nw * ng), max_abs, arg_got == arg_want,
+            double(want[arg_want] - second)};
 }
 
 std::vector<float> our_logits(const LlamaModel& model) {
@@ -124,7 +125,8 @@ TEST_CASE("stories260K logits match llama.cpp's within 1e-3 at every position") 
     REQUIRE(got.size() == want.size());
     const int64_t n_vocab = model->hparams().n_vocab;
     for (size_t row = 0; row < kLogitTokens.size(); ++row) {
-        const auto cmp = compare_row(&got[row * size_t(n_vocab)], &want[row * size_t(n_vocab)], n_vocab);
+        const auto cmp =
+            compare_row(&got[row * size_t(n_vocab)], &want[row * size_t(n_vocab)], n_vocab);
         INFO("position " << row);
         CHECK(cmp.max_abs < 1e-3);
     }
@@ -132,9 +134,9 @@ TEST_CASE("stories260K logits match llama.cpp's within 1e-3 at every position") 
 
 TEST_CASE("every quantization of synth-small matches llama.cpp's logits") {
     const std::vector<std::pair<std::string, double>> files = {
-        {"F16", 0.999},   {"BF16", 0.999},  {"Q8_0", 0.999},   {"Q4_0", 0.99},
-        {"Q4_1", 0.99},   {"Q5_0", 0.99},   {"Q5_1", 0.99},    {"Q2_K", 0.99},
-        {"Q3_K_M", 0.99}, {"Q4_K_M", 0.99}, {"Q5_K_M", 0.99},  {"Q6_K", 0.99}};
+        {"F16", 0.999},   {"BF16", 0.999},  {"Q8_0", 0.999},  {"Q4_0", 0.99},
+        {"Q4_1", 0.99},   {"Q5_0", 0.99},   {"Q5_1", 0.99},   {"Q2_K", 0.99},
+        {"Q3_K_M", 0.99}, {"Q4_K_M", 0.99}, {"Q5_K_M", 0.99}, {"Q6_K", 0.99}};
     for (const auto& [type, min_cosine] : files) {
         const std::string model_path = test::shared_file("golden/synth-small-" + type + ".gguf");
         WOOLLY_REQUIRE_SHARED(model_path);
@@ -145,7 +147,8 @@ TEST_CASE("every quantization of synth-small matches llama.cpp's logits") {
         const int64_t n_vocab = model->hparams().n_vocab;
         double worst = 1.0;
         for (size_t row = 0; row < kLogitTokens.size(); ++row) {
-            const auto cmp = compare_row(&got[row * size_t(n_vocab)], &want[row * size_t(n_vocab)], n_vocab);
+            const auto cmp =
+                compare_row(&got[row * size_t(n_vocab)], &want[row * size_t(n_vocab)], n_vocab);
             INFO(type << " position " << row << " cosine " << cmp.cosine);
             CHECK(cmp.cosine >= min_cosine);
             if (cmp.golden_margin >= 0.1) CHECK(cmp.argmax_agrees);

@@ -55,7 +55,8 @@ TEST_CASE("temperature-1 sampling follows softmax; the same seed gives the same 
 }
 
 TEST_CASE("top-k, top-p and min-p keep exactly the tokens they should") {
-    const std::vector<float> logits = {std::log(0.5f), std::log(0.3f), std::log(0.15f), std::log(0.05f)};
+    const std::vector<float> logits = {std::log(0.5f), std::log(0.3f), std::log(0.15f),
+                                       std::log(0.05f)};
     auto support = [&](SamplingParams p) {
         Sampler s(p, 4);
         std::set<TokenId> seen;

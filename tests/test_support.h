@@ -18,22 +18,27 @@ inline std::string shared_dir() {
     return WOOLLY_SHARED_DIR;
 }
 
-inline std::string shared_file(const std::string& relative) { return shared_dir() + "/" + relative; }
+inline std::string shared_file(const std::string& relative) {
+    return shared_dir() + "/" + relative;
+}
 
-inline std::string bundled_model() { return std::string(WOOLLY_SOURCE_DIR) + "/models/stories260K.gguf"; }
+inline std::string bundled_model() {
+    return std::string(WOOLLY_SOURCE_DIR) + "/models/stories260K.gguf";
+}
 
 inline std::vector<uint8_t> read_bytes(const std::string& path) {
     std::ifstream in(path, std::ios::binary);
-    return std::vector<uint8_t>((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    return std::vector<uint8_t>((std::istreambuf_iterator<char>(in)),
+                                std::istreambuf_iterator<char>());
 }
 
 } // namespace woolly::test
 
 // Skips the rest of a test case, saying which shared file is missing.
-#define WOOLLY_REQUIRE_SHARED(path)                                                               \
-    do {                                                                                          \
-        if (!std::filesystem::exists(path)) {                                                     \
-            MESSAGE("skipped: " << (path) << " not found (../shared is absent)");                 \
-            return;                                                                               \
-        }                                                                                         \
+#define WOOLLY_REQUIRE_SHARED(path)                                                                \
+    do {                                                                                           \
+        if (!std::filesystem::exists(path)) {                                                      \
+            MESSAGE("skipped: " << (path) << " not found (../shared is absent)");                  \
+            return;                                                                                \
+        }                                                                                          \
     } while (0)

@@ -12,7 +12,7 @@
 using namespace woolly;
 
 namespace {
-const char* kDequantTypes[] = {"f16",  "bf16", "q4_0", "q4_1", "q5_0", "q5_1", "q8_0",
+const char* kDequantTypes[] = {"f16",  "bf16", "q4_0", "q4_1", "q5_0", "q5_1",  "q8_0",
                                "q2_k", "q3_k", "q4_k", "q5_k", "q6_k", "iq4_nl"};
 }
 
@@ -53,8 +53,9 @@ TEST_CASE("f16 -> f32 is exact for all 65536 halves; f32 -> f16 rounds to neares
             CHECK((mantissa ? std::isnan(got) : std::isinf(got)));
             continue;
         }
-        const double want = exponent == 0 ? sign * std::ldexp(double(mantissa), -24)
-                                          : sign * std::ldexp(double(1024 + mantissa), exponent - 25);
+        const double want = exponent == 0
+                                ? sign * std::ldexp(double(mantissa), -24)
+                                : sign * std::ldexp(double(1024 + mantissa), exponent - 25);
         REQUIRE(double(got) == want);
         REQUIRE(f32_to_f16(got) == uint16_t(h)); // every half survives the round trip
     }
@@ -89,7 +90,8 @@ std::vector<double> dequantize_activations(TensorType type, const uint8_t* p, in
         for (int64_t b = 0; b < n / 32; ++b, p += header + 32) {
             uint16_t d;
             std::memcpy(&d, p, 2);
-            for (int j = 0; j < 32; ++j) out[size_t(b * 32 + j)] = double(f16_to_f32(d)) * int8_t(p[header + j]);
+            for (int j = 0; j < 32; ++j)
+                out[size_t(b * 32 + j)] = double(f16_to_f32(d)) * int8_t(p[header + j]);
         }
     } else if (type == TensorType::Q8_K) {
         for (int64_t b = 0; b < n / 256; ++b, p += 292) {
@@ -155,7 +157,8 @@ TEST_CASE("every quantized dot equals the float dot of its dequantized operands"
             const int64_t block = act.block_size == 1 ? n : act.block_size;
             for (int64_t b = 0; b < n; b += block) {
                 double amax = 0.0;
-                for (int64_t i = b; i < b + block; ++i) amax = std::max(amax, double(std::fabs(x[size_t(i)])));
+                for (int64_t i = b; i < b + block; ++i)
+                    amax = std::max(amax, double(std::fabs(x[size_t(i)])));
                 const double step = act.block_size == 1 ? amax / 128.0 : amax / 127.0;
                 for (int64_t i = b; i < b + block; ++i)
                     REQUIRE(std::fabs(xd[size_t(i)] - x[size_t(i)]) <= step * 0.57 + 1e-7);

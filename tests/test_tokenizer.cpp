@@ -16,7 +16,8 @@ std::vector<std::string> split_vocab_inputs(const std::string& content) {
     const std::string separator = "\n__ggml_vocab_test__\n";
     std::vector<std::string> out;
     size_t start = 0;
-    for (size_t at; (at = content.find(separator, start)) != std::string::npos; start = at + separator.size())
+    for (size_t at; (at = content.find(separator, start)) != std::string::npos;
+         start = at + separator.size())
         out.push_back(content.substr(start, at - start));
     return out;
 }
@@ -47,8 +48,12 @@ void check_vocab_vectors(const std::string& name) {
 
 } // namespace
 
-TEST_CASE("llama-spm tokenizer vectors pass") { check_vocab_vectors("llama-spm"); }
-TEST_CASE("phi-3 tokenizer vectors pass") { check_vocab_vectors("phi-3"); }
+TEST_CASE("llama-spm tokenizer vectors pass") {
+    check_vocab_vectors("llama-spm");
+}
+TEST_CASE("phi-3 tokenizer vectors pass") {
+    check_vocab_vectors("phi-3");
+}
 
 TEST_CASE("BOS, the space prefix and control tokens on the bundled vocabulary") {
     auto file = GgufFile::open(test::bundled_model());
@@ -108,8 +113,11 @@ TEST_CASE("Utf8Stream holds split characters and replaces invalid bytes") {
     s.push("\xa5x", out);
     CHECK(out == "\xe6\x97\xa5x");
     out.clear();
-    s.push("a\xff" "b", out); // a byte that never starts a character
-    CHECK(out == "a\xef\xbf\xbd" "b");
+    s.push("a\xff"
+           "b",
+           out); // a byte that never starts a character
+    CHECK(out == "a\xef\xbf\xbd"
+                 "b");
     out.clear();
     s.push("\xe6\x97", out); // cut off, then something else arrives
     s.push("z", out);

@@ -27,7 +27,8 @@ public:
                 continue;
             }
             std::optional<std::string> inline_value;
-            if (const size_t eq = arg.find('='); arg.rfind("--", 0) == 0 && eq != std::string::npos) {
+            if (const size_t eq = arg.find('=');
+                arg.rfind("--", 0) == 0 && eq != std::string::npos) {
                 inline_value = arg.substr(eq + 1);
                 arg = arg.substr(0, eq);
             }

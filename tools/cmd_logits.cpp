@@ -9,7 +9,8 @@
 namespace woolly::cli {
 
 int logits_command(int argc, char** argv) {
-    Args args(argc, argv, 2, {"-m", "--model", "-t", "--tokens", "-o", "--output"}, {"--help", "-h"});
+    Args args(argc, argv, 2, {"-m", "--model", "-t", "--tokens", "-o", "--output"},
+              {"--help", "-h"});
     if (args.has("--help") || args.has("-h")) {
         std::fputs("usage: woolly logits [-m MODEL] -t \"ID ID ...\" -o FILE\n"
                    "Feeds the tokens one at a time from an empty cache and writes the logits after "
@@ -28,7 +29,8 @@ int logits_command(int argc, char** argv) {
         int32_t id = 0;
         auto [ptr, ec] = std::from_chars(word.data(), word.data() + word.size(), id);
         if (ec != std::errc() || ptr != word.data() + word.size())
-            throw Error("bad token id '" + word + "' in -t (expected integers separated by spaces)");
+            throw Error("bad token id '" + word +
+                        "' in -t (expected integers separated by spaces)");
         tokens.push_back(id);
     }
     if (tokens.empty()) throw Error("-t lists no tokens");
@@ -39,7 +41,8 @@ int logits_command(int argc, char** argv) {
         if (id < 0 || id >= n_vocab)
             throw Error("token id " + std::to_string(id) + " is out of range (expected 0 to " +
                         std::to_string(n_vocab - 1) + ")");
-    LlamaContext context(*model, std::max<int64_t>(int64_t(tokens.size()), model->hparams().n_ctx_train));
+    LlamaContext context(*model,
+                         std::max<int64_t>(int64_t(tokens.size()), model->hparams().n_ctx_train));
 
     FILE* out = std::fopen(output->c_str(), "wb");
     if (!out) throw Error(*output + ": cannot create");

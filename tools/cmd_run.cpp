@@ -21,7 +21,8 @@ const char* kRunUsage =
     "stdout; a timing summary goes to stderr.\n"
     "  -m, --model FILE        GGUF model (default: $WOOLLY_MODEL or the bundled stories260K)\n"
     "  -p, --prompt TEXT       the prompt\n"
-    "  -n, --n-predict N       tokens to generate at most (default 128; -1: until the context is full)\n"
+    "  -n, --n-predict N       tokens to generate at most (default 128; -1: until the context is "
+    "full)\n"
     "  -c, --ctx-size N        context length (default: the model's)\n"
     "  --temp T                temperature, 0 = greedy (default 0.8)\n"
     "  --top-k K               (default 40; 0 = off)\n"
@@ -37,15 +38,16 @@ const char* kRunUsage =
 
 int run_command(int argc, char** argv) {
     Args args(argc, argv, 2,
-              {"-m", "--model", "-p", "--prompt", "-n", "--n-predict", "-c", "--ctx-size",
-               "--temp", "--top-k", "--top-p", "--min-p", "--repeat-penalty", "--repeat-last-n",
-               "--seed", "--stop"},
+              {"-m", "--model", "-p", "--prompt", "-n", "--n-predict", "-c", "--ctx-size", "--temp",
+               "--top-k", "--top-p", "--min-p", "--repeat-penalty", "--repeat-last-n", "--seed",
+               "--stop"},
               {"--json", "--help", "-h"});
     if (args.has("--help") || args.has("-h")) {
         std::fputs(kRunUsage, stdout);
         return 0;
     }
-    if (!args.positional().empty()) throw Error("unexpected argument '" + args.positional()[0] + "'");
+    if (!args.positional().empty())
+        throw Error("unexpected argument '" + args.positional()[0] + "'");
 
     GenerationParams params;
     SamplingParams& s = params.sampling;
@@ -70,7 +72,8 @@ int run_command(int argc, char** argv) {
     } else {
         prompt.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
         // A prompt piped with echo ends in a newline the user did not mean as text.
-        while (!prompt.empty() && (prompt.back() == '\n' || prompt.back() == '\r')) prompt.pop_back();
+        while (!prompt.empty() && (prompt.back() == '\n' || prompt.back() == '\r'))
+            prompt.pop_back();
     }
     if (!is_valid_utf8(prompt)) throw Error("the prompt is not valid UTF-8");
 
@@ -78,7 +81,8 @@ int run_command(int argc, char** argv) {
     auto model = LlamaModel::load(model_path);
     Vocab vocab(model->gguf());
     LlamaContext context(*model, n_ctx);
-    params.max_tokens = n_predict < 0 ? int32_t(context.n_ctx()) : int32_t(std::min<int64_t>(n_predict, INT32_MAX));
+    params.max_tokens =
+        n_predict < 0 ? int32_t(context.n_ctx()) : int32_t(std::min<int64_t>(n_predict, INT32_MAX));
 
     Generation generation(context, vocab, prompt, params);
     generation.ingest_prompt();

@@ -32,7 +32,8 @@ int tokenize_command(int argc, char** argv) {
     if (auto path = args.get("--file", "-f")) {
         std::ifstream in(*path, std::ios::binary);
         if (!in) throw Error(*path + ": cannot open");
-        const std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        const std::string content((std::istreambuf_iterator<char>(in)),
+                                  std::istreambuf_iterator<char>());
         const std::string separator = "\n__ggml_vocab_test__\n";
         size_t start = 0;
         for (size_t at; (at = content.find(separator, start)) != std::string::npos;

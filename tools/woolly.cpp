@@ -18,16 +18,15 @@ std::string default_model_path() {
 
 namespace {
 
-const char* kUsage =
-    "usage: woolly COMMAND [options]\n"
-    "\n"
-    "commands:\n"
-    "  run       generate text from a prompt with a local model\n"
-    "  tokenize  print the token ids of strings (llama.cpp vocab-test format)\n"
-    "  logits    write the logits after each of a list of tokens\n"
-    "  gguf      print a GGUF file's metadata and tensors\n"
-    "\n"
-    "`woolly COMMAND --help` describes a command's options.\n";
+const char* kUsage = "usage: woolly COMMAND [options]\n"
+                     "\n"
+                     "commands:\n"
+                     "  run       generate text from a prompt with a local model\n"
+                     "  tokenize  print the token ids of strings (llama.cpp vocab-test format)\n"
+                     "  logits    write the logits after each of a list of tokens\n"
+                     "  gguf      print a GGUF file's metadata and tensors\n"
+                     "\n"
+                     "`woolly COMMAND --help` describes a command's options.\n";
 
 } // namespace
 
@@ -42,7 +41,8 @@ int main(int argc, char** argv) {
         if (command == "tokenize") return woolly::cli::tokenize_command(argc, argv);
         if (command == "logits") return woolly::cli::logits_command(argc, argv);
         if (command == "gguf") return woolly::cli::gguf_command(argc, argv);
-        std::fprintf(stderr, "woolly: unknown command '%s' (try 'woolly --help')\n", command.c_str());
+        std::fprintf(stderr, "woolly: unknown command '%s' (try 'woolly --help')\n",
+                     command.c_str());
         return 2;
     } catch (const std::exception& e) {
         std::fprintf(stderr, "woolly %s: error: %s\n", command.c_str(), e.what());
