@@ -1,0 +1,55 @@
+// test_allocations.cpp — steady-state generation allocates nothing: a global operator new hook
+// counts heap allocations while 32 tokens are generated.
+#define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
+#include <atomic>
+#include <cstdlib>
+#include <new>
+
+#include "engine/context.h"
+#include "engine/generation.h"
+#include "test_support.h"
+
+namespace {
+std::atomic<long> g_allocations{0};
+}
+
+void* operator new(std::size_t size) {
+    g_allocations.fetch_add(1, std::memory_order_relaxed);
+    if (void* p = std::malloc(size ? size : 1)) return p;
+    throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept {
+    std::free(p);
+}
+void operator delete(void* p, std::size_t) noexcept {
+    std::free(p);
+}
+
+using namespace woolly;
+
+TEST_CASE("generating 32 tokens allocates nothing after the prompt") {
+    auto model = LlamaModel::load(test::bundled_model());
+    Vocab vocab(model->gguf());
+    LlamaContext context(*model);
+    for (float temperature : {0.0f, 0.8f}) {
+        GenerationParams params;
+        params.max_tokens = 40;
+        params.sampling.temperature = temperature;
+        params.sampling.repeat_penalty = 1.1f;
+        params.sampling.seed = 7;
+        params.stop = {"no such stop string"};
+        const long at_start = g_allocations.load();
+        Generation generation(context, vocab, "Once upon a time", params);
+        CHECK(g_allocations.load() > at_start); // the hook is live: set-up does allocate
+        generation.ingest_prompt();
+        GeneratedToken token;
+        REQUIRE(generation.step(token)); // warm-up: first-use paths
+        const long before = g_allocations.load();
+        int steps = 0;
+        while (steps < 32 && generation.step(token)) ++steps;
+        const long allocations = g_allocations.load() - before;
+        INFO("temperature " << temperature);
+        CHECK(steps == 32);
+        CHECK(allocations == 0);
+    }
+}
