@@ -4,6 +4,7 @@
 #include <string>
 
 #include "error.h"
+#include "kernels.h"
 
 namespace woolly {
 
@@ -39,7 +40,7 @@ const void* MatvecInput::as(TensorType type) {
     if (type == TensorType::F32) return x_;
     const size_t s = slot(type);
     if (!valid_[s]) {
-        type_traits(type).quantize_row(x_, converted_[s].data(), n_);
+        active_kernels().quantizer(type)(x_, converted_[s].data(), n_);
         valid_[s] = true;
     }
     return converted_[s].data();
@@ -47,7 +48,7 @@ const void* MatvecInput::as(TensorType type) {
 
 void matvec(const WeightMatrix& w, MatvecInput& x, float* y) {
     const void* activations = x.as(w.traits->vec_dot_type);
-    const VecDotFn dot = w.traits->vec_dot;
+    const VecDotFn dot = active_kernels().dot(w.traits->type);
     for (int64_t r = 0; r < w.rows; ++r) y[r] = dot(w.row(r), activations, w.cols);
 }
 

@@ -1,0 +1,80 @@
+// kernels.cpp — CPU feature detection and the one-time choice of kernels.
+#include "kernels.h"
+
+#include <cstdlib>
+#include <cstring>
+
+#include "error.h"
+
+namespace woolly {
+
+const char* kernel_level_name(KernelLevel level) {
+    switch (level) {
+    case KernelLevel::Scalar:
+        return "scalar";
+    case KernelLevel::Avx2:
+        return "avx2";
+    }
+    return "scalar";
+}
+
+bool cpu_supports(KernelLevel level) {
+    switch (level) {
+    case KernelLevel::Scalar:
+        return true;
+    case KernelLevel::Avx2:
+#if defined(__x86_64__)
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+               __builtin_cpu_supports("f16c");
+#else
+        return false;
+#endif
+    }
+    return false;
+}
+
+KernelLevel detect_kernel_level() {
+    return cpu_supports(KernelLevel::Avx2) ? KernelLevel::Avx2 : KernelLevel::Scalar;
+}
+
+KernelTable make_kernel_table(KernelLevel level) {
+    if (!cpu_supports(level))
+        throw Error(std::string("this CPU cannot run the ") + kernel_level_name(level) +
+                    " kernels");
+    KernelTable table{};
+    table.level = level;
+    for (uint32_t id = 0; id < 64; ++id) {
+        if (const TypeTraits* t = find_type_traits(id)) {
+            table.vec_dot[id] = t->vec_dot;
+            table.quantize[id] = t->quantize_row;
+        }
+    }
+#if defined(__x86_64__)
+    if (level >= KernelLevel::Avx2) {
+        table.vec_dot[uint32_t(TensorType::F32)] = avx2::vec_dot_f32;
+        table.vec_dot[uint32_t(TensorType::Q8_0)] = avx2::vec_dot_q8_0_q8_0;
+        table.vec_dot[uint32_t(TensorType::Q4_0)] = avx2::vec_dot_q4_0_q8_0;
+        table.quantize[uint32_t(TensorType::Q8_0)] = avx2::quantize_row_q8_0;
+    }
+#endif
+    return table;
+}
+
+const KernelTable& active_kernels() {
+    static const KernelTable table = [] {
+        const char* forced = std::getenv("WOOLLY_KERNELS");
+        if (!forced || !*forced) return make_kernel_table(detect_kernel_level());
+        for (KernelLevel level : {KernelLevel::Scalar, KernelLevel::Avx2}) {
+            if (std::strcmp(forced, kernel_level_name(level)) == 0) {
+                if (!cpu_supports(level))
+                    throw Error(std::string("WOOLLY_KERNELS=") + forced +
+                                ": this CPU cannot run it");
+                return make_kernel_table(level);
+            }
+        }
+        throw Error(std::string("WOOLLY_KERNELS=") + forced + " (expected scalar or avx2)");
+    }();
+    return table;
+}
+
+} // namespace woolly

@@ -1,0 +1,44 @@
+// kernels.h — the dot and activation-quantize kernels in use, chosen once from the CPU's features.
+//
+// Each SIMD kernel has the scalar reference of tensor_types.cpp beside it as its oracle; a level
+// without a kernel for some type falls back to the reference for that type.
+#pragma once
+
+#include <string>
+
+#include "tensor_types.h"
+
+namespace woolly {
+
+enum class KernelLevel { Scalar = 0, Avx2 = 1 };
+
+const char* kernel_level_name(KernelLevel level);
+// The best level this CPU runs.
+KernelLevel detect_kernel_level();
+bool cpu_supports(KernelLevel level);
+
+struct KernelTable {
+    KernelLevel level;
+    VecDotFn vec_dot[64];       // by weight type id; null where the type has no dot
+    QuantizeRowFn quantize[64]; // by activation type id
+
+    VecDotFn dot(TensorType t) const { return vec_dot[uint32_t(t)]; }
+    QuantizeRowFn quantizer(TensorType t) const { return quantize[uint32_t(t)]; }
+};
+
+// The table for one level (throws Error if the CPU cannot run it).
+KernelTable make_kernel_table(KernelLevel level);
+
+// The process-wide table: the level in $WOOLLY_KERNELS (scalar, avx2) if set, else the best
+// the CPU runs. Built on first use; throws Error naming the variable on a bad or unsupported value.
+const KernelTable& active_kernels();
+
+namespace avx2 {
+// Defined in kernels_avx2.cpp, compiled for AVX2+FMA+F16C; only called when the CPU has them.
+float vec_dot_f32(const void* row, const void* activations, int64_t n);
+float vec_dot_q8_0_q8_0(const void* row, const void* activations, int64_t n);
+float vec_dot_q4_0_q8_0(const void* row, const void* activations, int64_t n);
+void quantize_row_q8_0(const float* src, void* dst, int64_t n);
+} // namespace avx2
+
+} // namespace woolly

@@ -1,0 +1,116 @@
+// kernels_avx2.cpp — AVX2 + FMA + F16C kernels; references: the scalar kernels in tensor_types.cpp.
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "kernels.h"
+
+namespace woolly::avx2 {
+namespace {
+
+float hsum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+float load_f16(const uint8_t* p) {
+    uint16_t h;
+    std::memcpy(&h, p, 2);
+    return _cvtsh_ss(h);
+}
+
+// Sum of products of 32 signed bytes, as 8 float lanes: |x|*sign(y) through maddubs.
+__m256 dot_i8_32(__m256i x, __m256i y) {
+    const __m256i ax = _mm256_sign_epi8(x, x);
+    const __m256i sy = _mm256_sign_epi8(y, x);
+    const __m256i pairs = _mm256_maddubs_epi16(ax, sy);
+    const __m256i sums = _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
+    return _mm256_cvtepi32_ps(sums);
+}
+
+} // namespace
+
+float vec_dot_f32(const void* row, const void* activations, int64_t n) {
+    const auto* w = static_cast<const float*>(row);
+    const auto* x = static_cast<const float*>(activations);
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                     _mm256_setzero_ps()};
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32)
+        for (int k = 0; k < 4; ++k)
+            acc[k] = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 8 * k), _mm256_loadu_ps(x + i + 8 * k),
+                                     acc[k]);
+    for (; i + 8 <= n; i += 8)
+        acc[0] = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(x + i), acc[0]);
+    float sum = hsum(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
+    for (; i < n; ++i) sum += w[i] * x[i];
+    return sum;
+}
+
+// Q8_0 blocks are {f16 d; i8 qs[32]} on both sides.
+float vec_dot_q8_0_q8_0(const void* row, const void* activations, int64_t n) {
+    const auto* w = static_cast<const uint8_t*>(row);
+    const auto* x = static_cast<const uint8_t*>(activations);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t b = 0; b < n / 32; ++b, w += 34, x += 34) {
+        const __m256i qw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 2));
+        const __m256i qx = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 2));
+        const __m256 d = _mm256_set1_ps(load_f16(w) * load_f16(x));
+        acc = _mm256_fmadd_ps(d, dot_i8_32(qw, qx), acc);
+    }
+    return hsum(acc);
+}
+
+// Q4_0 blocks are {f16 d; u8 qs[16]}: low nibbles are values 0..15, high nibbles 16..31.
+float vec_dot_q4_0_q8_0(const void* row, const void* activations, int64_t n) {
+    const auto* w = static_cast<const uint8_t*>(row);
+    const auto* x = static_cast<const uint8_t*>(activations);
+    const __m256i low_mask = _mm256_set1_epi8(0x0f);
+    const __m256i eight = _mm256_set1_epi8(8);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t b = 0; b < n / 32; ++b, w += 18, x += 34) {
+        const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 2));
+        const __m256i both = _mm256_set_m128i(_mm_srli_epi16(packed, 4), packed);
+        const __m256i qw = _mm256_sub_epi8(_mm256_and_si256(both, low_mask), eight);
+        const __m256i qx = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 2));
+        const __m256 d = _mm256_set1_ps(load_f16(w) * load_f16(x));
+        acc = _mm256_fmadd_ps(d, dot_i8_32(qw, qx), acc);
+    }
+    return hsum(acc);
+}
+
+// Same arithmetic as the reference (amax, 127/amax, round half to even), so the bytes match.
+void quantize_row_q8_0(const float* src, void* dst, int64_t n) {
+    auto* block = static_cast<uint8_t*>(dst);
+    const __m256 sign_bit = _mm256_set1_ps(-0.0f);
+    for (int64_t b = 0; b < n / 32; ++b, src += 32, block += 34) {
+        __m256 v[4];
+        __m256 amax = _mm256_setzero_ps();
+        for (int k = 0; k < 4; ++k) {
+            v[k] = _mm256_loadu_ps(src + 8 * k);
+            amax = _mm256_max_ps(amax, _mm256_andnot_ps(sign_bit, v[k]));
+        }
+        __m128 m = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
+        m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+        m = _mm_max_ss(m, _mm_movehdup_ps(m));
+        const float max_abs = _mm_cvtss_f32(m);
+        const float d = max_abs / 127.0f;
+        const __m256 id = _mm256_set1_ps(max_abs != 0.0f ? 127.0f / max_abs : 0.0f);
+        __m256i q[4];
+        for (int k = 0; k < 4; ++k)
+            q[k] = _mm256_cvtps_epi32(_mm256_round_ps(
+                _mm256_mul_ps(v[k], id), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+        // Pack 32 int32 -> 32 int8; packs interleave 128-bit lanes, the permute undoes it.
+        const __m256i q01 = _mm256_packs_epi32(q[0], q[1]);
+        const __m256i q23 = _mm256_packs_epi32(q[2], q[3]);
+        __m256i bytes = _mm256_packs_epi16(q01, q23);
+        bytes = _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        const uint16_t h = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
+        std::memcpy(block, &h, 2);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(block + 2), bytes);
+    }
+}
+
+} // namespace woolly::avx2
