@@ -119,12 +119,12 @@ int run_command(int argc, char** argv) {
     const double n_gen = double(generation.n_generated());
     std::fprintf(stderr,
                  "woolly run: prompt %.0f tokens in %.2f ms (%.1f t/s); generated %.0f tokens in "
-                 "%.2f ms (%.1f t/s); finish: %s\n",
+                 "%.2f ms (%.1f t/s); finish: %s; seed %llu\n",
                  n_prompt, generation.prompt_ms(),
                  generation.prompt_ms() > 0 ? n_prompt * 1000.0 / generation.prompt_ms() : 0.0,
                  n_gen, generation.generation_ms(),
                  generation.generation_ms() > 0 ? n_gen * 1000.0 / generation.generation_ms() : 0.0,
-                 finish_reason_name(generation.finish_reason()));
+                 finish_reason_name(generation.finish_reason()), (unsigned long long)s.seed);
     return 0;
 }
 
