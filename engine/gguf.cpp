@@ -102,6 +102,61 @@ private:
     uint64_t pos_ = 0;
 };
 
+template <typename T> T load(const uint8_t* p) {
+    T value;
+    std::memcpy(&value, p, sizeof value);
+    return value;
+}
+
+// Decodes one little-endian scalar at p (scalar_size(type) bytes, already bounds-checked) and
+// fills both integer views, so callers can ask for either with a range check.
+void decode_scalar(GgufValueType type, const uint8_t* p, GgufValue& out) {
+    switch (type) {
+    case GgufValueType::UINT8:
+    case GgufValueType::BOOL:
+        out.unsigned_integer = p[0];
+        break;
+    case GgufValueType::UINT16:
+        out.unsigned_integer = load<uint16_t>(p);
+        break;
+    case GgufValueType::UINT32:
+        out.unsigned_integer = load<uint32_t>(p);
+        break;
+    case GgufValueType::UINT64:
+        out.unsigned_integer = load<uint64_t>(p);
+        break;
+    case GgufValueType::INT8:
+        out.integer = int8_t(p[0]);
+        break;
+    case GgufValueType::INT16:
+        out.integer = load<int16_t>(p);
+        break;
+    case GgufValueType::INT32:
+        out.integer = load<int32_t>(p);
+        break;
+    case GgufValueType::INT64:
+        out.integer = load<int64_t>(p);
+        break;
+    case GgufValueType::FLOAT32:
+        out.real = load<float>(p);
+        return;
+    case GgufValueType::FLOAT64:
+        out.real = load<double>(p);
+        return;
+    case GgufValueType::STRING:
+    case GgufValueType::ARRAY:
+        return;
+    }
+    if (out.is_integer() || type == GgufValueType::BOOL) {
+        const bool is_signed = type == GgufValueType::INT8 || type == GgufValueType::INT16 ||
+                               type == GgufValueType::INT32 || type == GgufValueType::INT64;
+        if (is_signed)
+            out.unsigned_integer = out.integer < 0 ? 0 : uint64_t(out.integer);
+        else
+            out.integer = int64_t(out.unsigned_integer);
+    }
+}
+
 void read_value(const GgufFile& file, Cursor& cursor, GgufValueType type, GgufValue& out,
                 int depth);
 
@@ -147,66 +202,16 @@ void read_value(const GgufFile& file, Cursor& cursor, GgufValueType type, GgufVa
                 int depth) {
     out.type = type;
     out.offset = cursor.offset();
-    switch (type) {
-    case GgufValueType::UINT8:
-        out.unsigned_integer = cursor.read<uint8_t>("uint8 value");
-        break;
-    case GgufValueType::INT8:
-        out.integer = cursor.read<int8_t>("int8 value");
-        break;
-    case GgufValueType::UINT16:
-        out.unsigned_integer = cursor.read<uint16_t>("uint16 value");
-        break;
-    case GgufValueType::INT16:
-        out.integer = cursor.read<int16_t>("int16 value");
-        break;
-    case GgufValueType::UINT32:
-        out.unsigned_integer = cursor.read<uint32_t>("uint32 value");
-        break;
-    case GgufValueType::INT32:
-        out.integer = cursor.read<int32_t>("int32 value");
-        break;
-    case GgufValueType::UINT64:
-        out.unsigned_integer = cursor.read<uint64_t>("uint64 value");
-        break;
-    case GgufValueType::INT64:
-        out.integer = cursor.read<int64_t>("int64 value");
-        break;
-    case GgufValueType::FLOAT32:
-        out.real = cursor.read<float>("float32 value");
-        break;
-    case GgufValueType::FLOAT64:
-        out.real = cursor.read<double>("float64 value");
-        break;
-    case GgufValueType::BOOL: {
-        const auto b = cursor.read<uint8_t>("bool value");
-        if (b > 1) file.fail(out.offset, "bool value " + std::to_string(b) + " (expected 0 or 1)");
-        out.unsigned_integer = b;
-        break;
-    }
-    case GgufValueType::STRING:
+    if (type == GgufValueType::STRING) {
         out.string = cursor.read_string("string value");
-        break;
-    case GgufValueType::ARRAY:
+    } else if (type == GgufValueType::ARRAY) {
         read_array(file, cursor, out, depth);
-        break;
-    }
-    // Give both integer views a value so callers can ask for either with a range check.
-    switch (type) {
-    case GgufValueType::UINT8:
-    case GgufValueType::UINT16:
-    case GgufValueType::UINT32:
-    case GgufValueType::BOOL:
-        out.integer = int64_t(out.unsigned_integer);
-        break;
-    case GgufValueType::INT8:
-    case GgufValueType::INT16:
-    case GgufValueType::INT32:
-    case GgufValueType::INT64:
-        out.unsigned_integer = out.integer < 0 ? 0 : uint64_t(out.integer);
-        break;
-    default:
-        break;
+    } else {
+        decode_scalar(type, cursor.skip(scalar_size(type), gguf_value_type_name(type)), out);
+        if (type == GgufValueType::BOOL && out.unsigned_integer > 1) {
+            file.fail(out.offset,
+                      "bool value " + std::to_string(out.unsigned_integer) + " (expected 0 or 1)");
+        }
     }
 }
 
@@ -299,70 +304,9 @@ std::string GgufValue::to_display_string(size_t max_array_items) const {
             out << quote(array_strings[i].substr(0, 40));
             continue;
         }
-        const uint8_t* p = array_data + i * scalar_size(array_type);
         GgufValue element;
         element.type = array_type;
-        switch (array_type) {
-        case GgufValueType::UINT8:
-            element.unsigned_integer = p[0];
-            break;
-        case GgufValueType::INT8:
-            element.integer = int8_t(p[0]);
-            break;
-        case GgufValueType::BOOL:
-            element.unsigned_integer = p[0] != 0;
-            break;
-        case GgufValueType::UINT16: {
-            uint16_t v;
-            std::memcpy(&v, p, 2);
-            element.unsigned_integer = v;
-            break;
-        }
-        case GgufValueType::INT16: {
-            int16_t v;
-            std::memcpy(&v, p, 2);
-            element.integer = v;
-            break;
-        }
-        case GgufValueType::UINT32: {
-            uint32_t v;
-            std::memcpy(&v, p, 4);
-            element.unsigned_integer = v;
-            break;
-        }
-        case GgufValueType::INT32: {
-            int32_t v;
-            std::memcpy(&v, p, 4);
-            element.integer = v;
-            break;
-        }
-        case GgufValueType::UINT64: {
-            uint64_t v;
-            std::memcpy(&v, p, 8);
-            element.unsigned_integer = v;
-            break;
-        }
-        case GgufValueType::INT64: {
-            int64_t v;
-            std::memcpy(&v, p, 8);
-            element.integer = v;
-            break;
-        }
-        case GgufValueType::FLOAT32: {
-            float v;
-            std::memcpy(&v, p, 4);
-            element.real = v;
-            break;
-        }
-        case GgufValueType::FLOAT64: {
-            double v;
-            std::memcpy(&v, p, 8);
-            element.real = v;
-            break;
-        }
-        default:
-            break;
-        }
+        decode_scalar(array_type, array_data + i * scalar_size(array_type), element);
         out << element.to_display_string();
     }
     if (array_count > shown) out << ", ...";

@@ -41,141 +41,86 @@ void dequantize_bf16(const void* src, float* dst, int64_t n) {
     for (int64_t i = 0; i < n; ++i) dst[i] = bf16_to_f32(load_u16(p + 2 * i));
 }
 
-// ---- Q4_0: {f16 d; u8 qs[16]}, x = (q - 8) * d; low nibbles are values 0..15, high 16..31 ----
+// ---- Legacy quants: blocks of 32 values, w = d * q (+ m) -----------------------------------
+// Each layout is decoded in exactly one place, its unpack function, into integers q with the
+// block's scale d and min m; dequantization and the dot kernels both start from there.
+//   Q4_0   {f16 d; u8 qs[16]}                 q = nibble - 8 (low nibbles: values 0..15)
+//   Q4_1   {f16 d; f16 m; u8 qs[16]}          q = nibble
+//   Q5_0   {f16 d; u8 qh[4]; u8 qs[16]}       q = nibble | bit j of qh << 4, minus 16
+//   Q5_1   {f16 d; f16 m; u8 qh[4]; u8 qs[16]}
+//   Q8_0   {f16 d; i8 qs[32]}
+//   IQ4_NL {f16 d; u8 qs[16]}                 q = kIq4nlValues[nibble]
+constexpr int8_t kIq4nlValues[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
+                                     1,    13,   25,  38,  53,  69,  89,  113};
 
-void dequantize_q4_0(const void* src, float* dst, int64_t n) {
-    const auto* block = static_cast<const uint8_t*>(src);
-    for (int64_t b = 0; b < n / QK; ++b, block += 18, dst += QK) {
-        const float d = load_f16(block);
-        const uint8_t* qs = block + 2;
-        for (int j = 0; j < QK / 2; ++j) {
-            dst[j] = float(int(qs[j] & 0x0f) - 8) * d;
-            dst[j + QK / 2] = float(int(qs[j] >> 4) - 8) * d;
-        }
+struct LegacyBlock {
+    int8_t q[QK];
+    float d;
+    float m; // min added to every weight (Q4_1, Q5_1), else 0
+};
+
+void unpack_q4_0(const uint8_t* b, LegacyBlock& out) {
+    out.d = load_f16(b);
+    out.m = 0.0f;
+    for (int j = 0; j < QK / 2; ++j) {
+        out.q[j] = int8_t((b[2 + j] & 0x0f) - 8);
+        out.q[j + QK / 2] = int8_t((b[2 + j] >> 4) - 8);
+    }
+}
+void unpack_q4_1(const uint8_t* b, LegacyBlock& out) {
+    out.d = load_f16(b);
+    out.m = load_f16(b + 2);
+    for (int j = 0; j < QK / 2; ++j) {
+        out.q[j] = int8_t(b[4 + j] & 0x0f);
+        out.q[j + QK / 2] = int8_t(b[4 + j] >> 4);
+    }
+}
+template <int Offset, int QhAt> void unpack_q5(const uint8_t* b, LegacyBlock& out) {
+    uint32_t qh;
+    std::memcpy(&qh, b + QhAt, 4);
+    const uint8_t* qs = b + QhAt + 4;
+    for (int j = 0; j < QK / 2; ++j) {
+        out.q[j] = int8_t(((qs[j] & 0x0f) | (((qh >> j) & 1u) << 4)) - Offset);
+        out.q[j + QK / 2] = int8_t(((qs[j] >> 4) | (((qh >> (j + 16)) & 1u) << 4)) - Offset);
+    }
+}
+void unpack_q5_0(const uint8_t* b, LegacyBlock& out) {
+    out.d = load_f16(b);
+    out.m = 0.0f;
+    unpack_q5<16, 2>(b, out);
+}
+void unpack_q5_1(const uint8_t* b, LegacyBlock& out) {
+    out.d = load_f16(b);
+    out.m = load_f16(b + 2);
+    unpack_q5<0, 4>(b, out);
+}
+void unpack_q8_0(const uint8_t* b, LegacyBlock& out) {
+    out.d = load_f16(b);
+    out.m = 0.0f;
+    std::memcpy(out.q, b + 2, QK);
+}
+void unpack_iq4_nl(const uint8_t* b, LegacyBlock& out) {
+    out.d = load_f16(b);
+    out.m = 0.0f;
+    for (int j = 0; j < QK / 2; ++j) {
+        out.q[j] = kIq4nlValues[b[2 + j] & 0x0f];
+        out.q[j + QK / 2] = kIq4nlValues[b[2 + j] >> 4];
     }
 }
 
-// ---- Q4_1: {f16 d; f16 m; u8 qs[16]}, x = q * d + m ----
-
-void dequantize_q4_1(const void* src, float* dst, int64_t n) {
-    const auto* block = static_cast<const uint8_t*>(src);
-    for (int64_t b = 0; b < n / QK; ++b, block += 20, dst += QK) {
-        const float d = load_f16(block);
-        const float m = load_f16(block + 2);
-        const uint8_t* qs = block + 4;
-        for (int j = 0; j < QK / 2; ++j) {
-            dst[j] = float(qs[j] & 0x0f) * d + m;
-            dst[j + QK / 2] = float(qs[j] >> 4) * d + m;
-        }
-    }
-}
-
-// ---- Q5_0: {f16 d; u8 qh[4]; u8 qs[16]}, bit j of qh is the fifth bit of value j ----
-
-void dequantize_q5_0(const void* src, float* dst, int64_t n) {
-    const auto* block = static_cast<const uint8_t*>(src);
-    for (int64_t b = 0; b < n / QK; ++b, block += 22, dst += QK) {
-        const float d = load_f16(block);
-        uint32_t qh;
-        std::memcpy(&qh, block + 2, 4);
-        const uint8_t* qs = block + 6;
-        for (int j = 0; j < QK / 2; ++j) {
-            const int high0 = int((qh >> j) & 1u) << 4;
-            const int high1 = int((qh >> (j + 16)) & 1u) << 4;
-            dst[j] = float(((qs[j] & 0x0f) | high0) - 16) * d;
-            dst[j + QK / 2] = float(((qs[j] >> 4) | high1) - 16) * d;
-        }
-    }
-}
-
-// ---- Q5_1: {f16 d; f16 m; u8 qh[4]; u8 qs[16]}, x = q * d + m ----
-
-void dequantize_q5_1(const void* src, float* dst, int64_t n) {
-    const auto* block = static_cast<const uint8_t*>(src);
-    for (int64_t b = 0; b < n / QK; ++b, block += 24, dst += QK) {
-        const float d = load_f16(block);
-        const float m = load_f16(block + 2);
-        uint32_t qh;
-        std::memcpy(&qh, block + 4, 4);
-        const uint8_t* qs = block + 8;
-        for (int j = 0; j < QK / 2; ++j) {
-            const int high0 = int((qh >> j) & 1u) << 4;
-            const int high1 = int((qh >> (j + 16)) & 1u) << 4;
-            dst[j] = float((qs[j] & 0x0f) | high0) * d + m;
-            dst[j + QK / 2] = float((qs[j] >> 4) | high1) * d + m;
-        }
-    }
-}
-
-// ---- Q8_0: {f16 d; i8 qs[32]}, x = q * d ----
-
-void dequantize_q8_0(const void* src, float* dst, int64_t n) {
-    const auto* block = static_cast<const uint8_t*>(src);
-    for (int64_t b = 0; b < n / QK; ++b, block += 34, dst += QK) {
-        const float d = load_f16(block);
-        const auto* qs = reinterpret_cast<const int8_t*>(block + 2);
-        for (int j = 0; j < QK; ++j) dst[j] = float(qs[j]) * d;
-    }
-}
-
-// ---- Q2_K: {u8 scales[16]; u8 qs[64]; f16 d; f16 dmin}, 16 sub-blocks of 16 two-bit values.
-// scales[i] holds a 4-bit scale (low) and a 4-bit min (high) for sub-block i.
-
-void dequantize_q2_k(const void* src, float* dst, int64_t n) {
-    const auto* block = static_cast<const uint8_t*>(src);
-    for (int64_t b = 0; b < n / QK_K; ++b, block += 84) {
-        const uint8_t* scales = block;
-        const uint8_t* q = block + 16;
-        const float d = load_f16(block + 80);
-        const float dmin = load_f16(block + 82);
-        int is = 0;
-        for (int half = 0; half < QK_K; half += 128, q += 32) {
-            for (int shift = 0; shift < 8; shift += 2) {
-                for (int part = 0; part < 2; ++part) {
-                    const uint8_t sc = scales[is++];
-                    const float dl = d * float(sc & 0x0f);
-                    const float ml = dmin * float(sc >> 4);
-                    for (int l = 0; l < 16; ++l)
-                        *dst++ = dl * float((q[l + 16 * part] >> shift) & 3) - ml;
-                }
-            }
-        }
-    }
-}
-
-// ---- Q3_K: {u8 hmask[32]; u8 qs[64]; u8 scales[12]; f16 d}, 16 sub-blocks of 16 three-bit
-// values; the 12 scale bytes pack sixteen 6-bit signed scales (offset by 32).
-
+// ---- K-quants: super-blocks of 256 values, w = d * scale * q - dmin * min ------------------
+// Unpacked into integers with one integer scale and min per 16 values.
+//   Q2_K {u8 scales[16]; u8 qs[64]; f16 d; f16 dmin}   2-bit q, 4-bit scale and min
+//   Q3_K {u8 hmask[32]; u8 qs[64]; u8 scales[12]; f16 d}   3-bit q, 6-bit signed scales
+//   Q4_K {f16 d; f16 dmin; u8 scales[12]; u8 qs[128]}   4-bit q, 6-bit scales and mins
+//   Q5_K {f16 d; f16 dmin; u8 scales[12]; u8 qh[32]; u8 qs[128]}
+//   Q6_K {u8 ql[128]; u8 qh[64]; i8 scales[16]; f16 d}   6-bit q, 8-bit signed scales
+// Q3_K packs sixteen 6-bit signed scales (offset by 32) into 12 bytes.
 void unpack_q3_k_scales(const uint8_t* packed, int8_t* scales) {
     for (int i = 0; i < 16; ++i) {
         const int low = i < 8 ? (packed[i] & 0x0f) : (packed[i - 8] >> 4);
         const int high = (packed[8 + i % 4] >> (2 * (i / 4))) & 3;
         scales[i] = int8_t((low | (high << 4)) - 32);
-    }
-}
-
-void dequantize_q3_k(const void* src, float* dst, int64_t n) {
-    const auto* block = static_cast<const uint8_t*>(src);
-    for (int64_t b = 0; b < n / QK_K; ++b, block += 110) {
-        const uint8_t* hmask = block;
-        const uint8_t* q = block + 32;
-        int8_t scales[16];
-        unpack_q3_k_scales(block + 96, scales);
-        const float d_all = load_f16(block + 108);
-        int is = 0;
-        uint8_t m = 1;
-        for (int half = 0; half < QK_K; half += 128, q += 32) {
-            for (int shift = 0; shift < 8; shift += 2, m = uint8_t(m << 1)) {
-                for (int part = 0; part < 2; ++part) {
-                    const float dl = d_all * float(scales[is++]);
-                    for (int l = 0; l < 16; ++l) {
-                        const int idx = l + 16 * part;
-                        const int low = (q[idx] >> shift) & 3;
-                        *dst++ = dl * float(low - ((hmask[idx] & m) ? 0 : 4));
-                    }
-                }
-            }
-        }
     }
 }
 
@@ -190,92 +135,117 @@ void get_scale_min_k4(int j, const uint8_t* q, uint8_t* scale, uint8_t* min) {
     }
 }
 
-// ---- Q4_K: {f16 d; f16 dmin; u8 scales[12]; u8 qs[128]}, 8 sub-blocks of 32 four-bit values.
+struct KBlock {
+    int8_t q[QK_K];
+    int scale[QK_K / 16];
+    int min[QK_K / 16];
+    float d;
+    float dmin;
+};
 
-void dequantize_q4_k(const void* src, float* dst, int64_t n) {
-    const auto* block = static_cast<const uint8_t*>(src);
-    for (int64_t b = 0; b < n / QK_K; ++b, block += 144) {
-        const float d = load_f16(block);
-        const float dmin = load_f16(block + 2);
-        const uint8_t* scales = block + 4;
-        const uint8_t* q = block + 16;
-        for (int j = 0, is = 0; j < QK_K; j += 64, q += 32, is += 2) {
-            uint8_t sc, m;
-            get_scale_min_k4(is, scales, &sc, &m);
-            const float d1 = d * float(sc), m1 = dmin * float(m);
-            get_scale_min_k4(is + 1, scales, &sc, &m);
-            const float d2 = d * float(sc), m2 = dmin * float(m);
-            for (int l = 0; l < 32; ++l) *dst++ = d1 * float(q[l] & 0x0f) - m1;
-            for (int l = 0; l < 32; ++l) *dst++ = d2 * float(q[l] >> 4) - m2;
-        }
+void unpack_q2_k(const uint8_t* b, KBlock& out) {
+    const uint8_t* q = b + 16;
+    for (int i = 0; i < 16; ++i) {
+        out.scale[i] = b[i] & 0x0f;
+        out.min[i] = b[i] >> 4;
     }
+    int8_t* dst = out.q;
+    for (int half = 0; half < 2; ++half, q += 32)
+        for (int shift = 0; shift < 8; shift += 2)
+            for (int l = 0; l < 32; ++l) *dst++ = int8_t((q[l] >> shift) & 3);
+    out.d = load_f16(b + 80);
+    out.dmin = load_f16(b + 82);
 }
 
-// ---- Q5_K: {f16 d; f16 dmin; u8 scales[12]; u8 qh[32]; u8 qs[128]} ----
-
-void dequantize_q5_k(const void* src, float* dst, int64_t n) {
-    const auto* block = static_cast<const uint8_t*>(src);
-    for (int64_t b = 0; b < n / QK_K; ++b, block += 176) {
-        const float d = load_f16(block);
-        const float dmin = load_f16(block + 2);
-        const uint8_t* scales = block + 4;
-        const uint8_t* qh = block + 16;
-        const uint8_t* ql = block + 48;
-        uint8_t u1 = 1, u2 = 2;
-        for (int j = 0, is = 0; j < QK_K; j += 64, ql += 32, is += 2) {
-            uint8_t sc, m;
-            get_scale_min_k4(is, scales, &sc, &m);
-            const float d1 = d * float(sc), m1 = dmin * float(m);
-            get_scale_min_k4(is + 1, scales, &sc, &m);
-            const float d2 = d * float(sc), m2 = dmin * float(m);
+void unpack_q3_k(const uint8_t* b, KBlock& out) {
+    const uint8_t* hmask = b;
+    const uint8_t* q = b + 32;
+    int8_t scales[16];
+    unpack_q3_k_scales(b + 96, scales);
+    for (int i = 0; i < 16; ++i) {
+        out.scale[i] = scales[i];
+        out.min[i] = 0;
+    }
+    int8_t* dst = out.q;
+    uint8_t m = 1;
+    for (int half = 0; half < 2; ++half, q += 32)
+        for (int shift = 0; shift < 8; shift += 2, m = uint8_t(m << 1))
             for (int l = 0; l < 32; ++l)
-                *dst++ = d1 * float((ql[l] & 0x0f) + ((qh[l] & u1) ? 16 : 0)) - m1;
-            for (int l = 0; l < 32; ++l)
-                *dst++ = d2 * float((ql[l] >> 4) + ((qh[l] & u2) ? 16 : 0)) - m2;
-            u1 = uint8_t(u1 << 2);
-            u2 = uint8_t(u2 << 2);
-        }
+                *dst++ = int8_t(((q[l] >> shift) & 3) - ((hmask[l] & m) ? 0 : 4));
+    out.d = load_f16(b + 108);
+    out.dmin = 0.0f;
+}
+
+template <bool FiveBit> void unpack_q45_k(const uint8_t* b, KBlock& out) {
+    out.d = load_f16(b);
+    out.dmin = load_f16(b + 2);
+    const uint8_t* scales = b + 4;
+    const uint8_t* qh = b + 16;
+    const uint8_t* ql = FiveBit ? b + 48 : b + 16;
+    for (int j = 0; j < 8; ++j) {
+        uint8_t sc, m;
+        get_scale_min_k4(j, scales, &sc, &m);
+        out.scale[2 * j] = out.scale[2 * j + 1] = sc;
+        out.min[2 * j] = out.min[2 * j + 1] = m;
+    }
+    int8_t* dst = out.q;
+    for (int j = 0; j < 4; ++j, ql += 32) {
+        for (int l = 0; l < 32; ++l)
+            *dst++ = int8_t((ql[l] & 0x0f) + (FiveBit && (qh[l] >> (2 * j)) & 1 ? 16 : 0));
+        for (int l = 0; l < 32; ++l)
+            *dst++ = int8_t((ql[l] >> 4) + (FiveBit && (qh[l] >> (2 * j + 1)) & 1 ? 16 : 0));
     }
 }
 
-// ---- Q6_K: {u8 ql[128]; u8 qh[64]; i8 scales[16]; f16 d}, 16 sub-blocks of 16 six-bit values.
-
-void dequantize_q6_k(const void* src, float* dst, int64_t n) {
-    const auto* block = static_cast<const uint8_t*>(src);
-    for (int64_t b = 0; b < n / QK_K; ++b, block += 210) {
-        const uint8_t* ql = block;
-        const uint8_t* qh = block + 128;
-        const auto* sc = reinterpret_cast<const int8_t*>(block + 192);
-        const float d = load_f16(block + 208);
-        for (int half = 0; half < QK_K; half += 128, ql += 64, qh += 32, sc += 8, dst += 128) {
-            for (int l = 0; l < 32; ++l) {
-                const int is = l / 16;
-                const int q1 = ((ql[l] & 0x0f) | (((qh[l] >> 0) & 3) << 4)) - 32;
-                const int q2 = ((ql[l + 32] & 0x0f) | (((qh[l] >> 2) & 3) << 4)) - 32;
-                const int q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
-                const int q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
-                dst[l] = d * float(sc[is + 0]) * float(q1);
-                dst[l + 32] = d * float(sc[is + 2]) * float(q2);
-                dst[l + 64] = d * float(sc[is + 4]) * float(q3);
-                dst[l + 96] = d * float(sc[is + 6]) * float(q4);
-            }
+void unpack_q6_k(const uint8_t* b, KBlock& out) {
+    const uint8_t* ql = b;
+    const uint8_t* qh = b + 128;
+    const auto* sc = reinterpret_cast<const int8_t*>(b + 192);
+    for (int i = 0; i < 16; ++i) {
+        out.scale[i] = sc[i];
+        out.min[i] = 0;
+    }
+    for (int half = 0; half < 2; ++half, ql += 64, qh += 32) {
+        int8_t* dst = out.q + 128 * half;
+        for (int l = 0; l < 32; ++l) {
+            dst[l] = int8_t(((ql[l] & 0x0f) | (((qh[l] >> 0) & 3) << 4)) - 32);
+            dst[l + 32] = int8_t(((ql[l + 32] & 0x0f) | (((qh[l] >> 2) & 3) << 4)) - 32);
+            dst[l + 64] = int8_t(((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32);
+            dst[l + 96] = int8_t(((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32);
         }
+    }
+    out.d = load_f16(b + 208);
+    out.dmin = 0.0f;
+}
+
+using UnpackLegacyFn = void (*)(const uint8_t*, LegacyBlock&);
+using UnpackKFn = void (*)(const uint8_t*, KBlock&);
+
+// x = q * d (+ m). The min is added only where the format has one: adding a zero would turn
+// a -0.0 into +0.0 and break bit-exactness with gguf-py.
+template <UnpackLegacyFn Unpack, int TypeSize, bool WithMin>
+void dequantize_legacy(const void* src, float* dst, int64_t n) {
+    const auto* block = static_cast<const uint8_t*>(src);
+    LegacyBlock b;
+    for (int64_t i = 0; i < n / QK; ++i, block += TypeSize, dst += QK) {
+        Unpack(block, b);
+        for (int j = 0; j < QK; ++j)
+            dst[j] = WithMin ? float(b.q[j]) * b.d + b.m : float(b.q[j]) * b.d;
     }
 }
 
-// ---- IQ4_NL: {f16 d; u8 qs[16]}, 4-bit indices into a fixed non-linear table ----
-
-constexpr int8_t kIq4nlValues[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
-                                     1,    13,   25,  38,  53,  69,  89,  113};
-
-void dequantize_iq4_nl(const void* src, float* dst, int64_t n) {
+// x = (d * scale) * q - (dmin * min), in ggml's order of operations.
+template <UnpackKFn Unpack, int TypeSize, bool WithMin>
+void dequantize_k(const void* src, float* dst, int64_t n) {
     const auto* block = static_cast<const uint8_t*>(src);
-    for (int64_t b = 0; b < n / QK; ++b, block += 18, dst += QK) {
-        const float d = load_f16(block);
-        const uint8_t* qs = block + 2;
-        for (int j = 0; j < QK / 2; ++j) {
-            dst[j] = d * float(kIq4nlValues[qs[j] & 0x0f]);
-            dst[j + QK / 2] = d * float(kIq4nlValues[qs[j] >> 4]);
+    KBlock b;
+    for (int64_t i = 0; i < n / QK_K; ++i, block += TypeSize) {
+        Unpack(block, b);
+        for (int j = 0; j < QK_K / 16; ++j) {
+            const float dl = b.d * float(b.scale[j]);
+            const float ml = b.dmin * float(b.min[j]);
+            for (int l = 0; l < 16; ++l)
+                *dst++ = WithMin ? dl * float(b.q[16 * j + l]) - ml : dl * float(b.q[16 * j + l]);
         }
     }
 }
@@ -394,65 +364,6 @@ float vec_dot_bf16(const void* row, const void* activations, int64_t n) {
     return float(sum);
 }
 
-// Legacy quants: unpack a block of 32 weights into integers, then one integer dot with the
-// Q8_0/Q8_1 activations, scaled once per block.
-struct LegacyBlock {
-    int8_t q[QK];
-    float d;
-    float m; // min added to every weight (Q4_1, Q5_1), else 0
-};
-
-void unpack_q4_0(const uint8_t* b, LegacyBlock& out) {
-    out.d = load_f16(b);
-    out.m = 0.0f;
-    for (int j = 0; j < QK / 2; ++j) {
-        out.q[j] = int8_t((b[2 + j] & 0x0f) - 8);
-        out.q[j + QK / 2] = int8_t((b[2 + j] >> 4) - 8);
-    }
-}
-void unpack_q4_1(const uint8_t* b, LegacyBlock& out) {
-    out.d = load_f16(b);
-    out.m = load_f16(b + 2);
-    for (int j = 0; j < QK / 2; ++j) {
-        out.q[j] = int8_t(b[4 + j] & 0x0f);
-        out.q[j + QK / 2] = int8_t(b[4 + j] >> 4);
-    }
-}
-template <int Offset, int QhAt> void unpack_q5(const uint8_t* b, LegacyBlock& out) {
-    uint32_t qh;
-    std::memcpy(&qh, b + QhAt, 4);
-    const uint8_t* qs = b + QhAt + 4;
-    for (int j = 0; j < QK / 2; ++j) {
-        out.q[j] = int8_t(((qs[j] & 0x0f) | (((qh >> j) & 1u) << 4)) - Offset);
-        out.q[j + QK / 2] = int8_t(((qs[j] >> 4) | (((qh >> (j + 16)) & 1u) << 4)) - Offset);
-    }
-}
-void unpack_q5_0(const uint8_t* b, LegacyBlock& out) {
-    out.d = load_f16(b);
-    out.m = 0.0f;
-    unpack_q5<16, 2>(b, out);
-}
-void unpack_q5_1(const uint8_t* b, LegacyBlock& out) {
-    out.d = load_f16(b);
-    out.m = load_f16(b + 2);
-    unpack_q5<0, 4>(b, out);
-}
-void unpack_q8_0(const uint8_t* b, LegacyBlock& out) {
-    out.d = load_f16(b);
-    out.m = 0.0f;
-    std::memcpy(out.q, b + 2, QK);
-}
-void unpack_iq4_nl(const uint8_t* b, LegacyBlock& out) {
-    out.d = load_f16(b);
-    out.m = 0.0f;
-    for (int j = 0; j < QK / 2; ++j) {
-        out.q[j] = kIq4nlValues[b[2 + j] & 0x0f];
-        out.q[j + QK / 2] = kIq4nlValues[b[2 + j] >> 4];
-    }
-}
-
-using UnpackLegacyFn = void (*)(const uint8_t*, LegacyBlock&);
-
 // Activations are Q8_1 (d, s, qs) when the weights have a min, else Q8_0 (d, qs).
 template <UnpackLegacyFn Unpack, int TypeSize, bool WithMin>
 float vec_dot_legacy(const void* row, const void* activations, int64_t n) {
@@ -471,93 +382,6 @@ float vec_dot_legacy(const void* row, const void* activations, int64_t n) {
     }
     return sum;
 }
-
-// K-quants: unpack a super-block of 256 weights into integers with one integer scale and min
-// per 16 values, w = d * scale * q - dmin * min; then integer dots against Q8_K.
-struct KBlock {
-    int8_t q[QK_K];
-    int scale[QK_K / 16];
-    int min[QK_K / 16];
-    float d;
-    float dmin;
-};
-
-void unpack_q2_k(const uint8_t* b, KBlock& out) {
-    const uint8_t* q = b + 16;
-    for (int i = 0; i < 16; ++i) {
-        out.scale[i] = b[i] & 0x0f;
-        out.min[i] = b[i] >> 4;
-    }
-    int8_t* dst = out.q;
-    for (int half = 0; half < 2; ++half, q += 32)
-        for (int shift = 0; shift < 8; shift += 2)
-            for (int l = 0; l < 32; ++l) *dst++ = int8_t((q[l] >> shift) & 3);
-    out.d = load_f16(b + 80);
-    out.dmin = load_f16(b + 82);
-}
-
-void unpack_q3_k(const uint8_t* b, KBlock& out) {
-    const uint8_t* hmask = b;
-    const uint8_t* q = b + 32;
-    int8_t scales[16];
-    unpack_q3_k_scales(b + 96, scales);
-    for (int i = 0; i < 16; ++i) {
-        out.scale[i] = scales[i];
-        out.min[i] = 0;
-    }
-    int8_t* dst = out.q;
-    uint8_t m = 1;
-    for (int half = 0; half < 2; ++half, q += 32)
-        for (int shift = 0; shift < 8; shift += 2, m = uint8_t(m << 1))
-            for (int l = 0; l < 32; ++l)
-                *dst++ = int8_t(((q[l] >> shift) & 3) - ((hmask[l] & m) ? 0 : 4));
-    out.d = load_f16(b + 108);
-    out.dmin = 0.0f;
-}
-
-template <bool FiveBit> void unpack_q45_k(const uint8_t* b, KBlock& out) {
-    out.d = load_f16(b);
-    out.dmin = load_f16(b + 2);
-    const uint8_t* scales = b + 4;
-    const uint8_t* qh = b + 16;
-    const uint8_t* ql = FiveBit ? b + 48 : b + 16;
-    for (int j = 0; j < 8; ++j) {
-        uint8_t sc, m;
-        get_scale_min_k4(j, scales, &sc, &m);
-        out.scale[2 * j] = out.scale[2 * j + 1] = sc;
-        out.min[2 * j] = out.min[2 * j + 1] = m;
-    }
-    int8_t* dst = out.q;
-    for (int j = 0; j < 4; ++j, ql += 32) {
-        for (int l = 0; l < 32; ++l)
-            *dst++ = int8_t((ql[l] & 0x0f) + (FiveBit && (qh[l] >> (2 * j)) & 1 ? 16 : 0));
-        for (int l = 0; l < 32; ++l)
-            *dst++ = int8_t((ql[l] >> 4) + (FiveBit && (qh[l] >> (2 * j + 1)) & 1 ? 16 : 0));
-    }
-}
-
-void unpack_q6_k(const uint8_t* b, KBlock& out) {
-    const uint8_t* ql = b;
-    const uint8_t* qh = b + 128;
-    const auto* sc = reinterpret_cast<const int8_t*>(b + 192);
-    for (int i = 0; i < 16; ++i) {
-        out.scale[i] = sc[i];
-        out.min[i] = 0;
-    }
-    for (int half = 0; half < 2; ++half, ql += 64, qh += 32) {
-        int8_t* dst = out.q + 128 * half;
-        for (int l = 0; l < 32; ++l) {
-            dst[l] = int8_t(((ql[l] & 0x0f) | (((qh[l] >> 0) & 3) << 4)) - 32);
-            dst[l + 32] = int8_t(((ql[l + 32] & 0x0f) | (((qh[l] >> 2) & 3) << 4)) - 32);
-            dst[l + 64] = int8_t(((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32);
-            dst[l + 96] = int8_t(((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32);
-        }
-    }
-    out.d = load_f16(b + 208);
-    out.dmin = 0.0f;
-}
-
-using UnpackKFn = void (*)(const uint8_t*, KBlock&);
 
 template <UnpackKFn Unpack, int TypeSize>
 float vec_dot_k(const void* row, const void* activations, int64_t n) {
@@ -584,14 +408,16 @@ float vec_dot_k(const void* row, const void* activations, int64_t n) {
     return sum;
 }
 
-#define WOOLLY_LEGACY_ROW(T, bs, ts, dequant, unpack, with_min)                                    \
+#define WOOLLY_LEGACY_ROW(T, ts, unpack, with_min)                                                 \
     TypeTraits {                                                                                   \
-        TensorType::T, #T, bs, ts, dequant, with_min ? TensorType::Q8_1 : TensorType::Q8_0,        \
-            vec_dot_legacy<unpack, ts, with_min>, nullptr                                          \
+        TensorType::T, #T, 32, ts, dequantize_legacy<unpack, ts, with_min>,                        \
+            with_min ? TensorType::Q8_1 : TensorType::Q8_0, vec_dot_legacy<unpack, ts, with_min>,  \
+            nullptr                                                                                \
     }
-#define WOOLLY_K_ROW(T, ts, dequant, unpack)                                                       \
+#define WOOLLY_K_ROW(T, ts, unpack, with_min)                                                      \
     TypeTraits {                                                                                   \
-        TensorType::T, #T, 256, ts, dequant, TensorType::Q8_K, vec_dot_k<unpack, ts>, nullptr      \
+        TensorType::T, #T, 256, ts, dequantize_k<unpack, ts, with_min>, TensorType::Q8_K,          \
+            vec_dot_k<unpack, ts>, nullptr                                                         \
     }
 
 const TypeTraits kTypeTable[] = {
@@ -601,18 +427,18 @@ const TypeTraits kTypeTable[] = {
     {TensorType::F16, "F16", 1, 2, dequantize_f16, TensorType::F32, vec_dot_f16_f32, quantize_f16},
     {TensorType::BF16, "BF16", 1, 2, dequantize_bf16, TensorType::BF16, vec_dot_bf16,
      quantize_bf16},
-    WOOLLY_LEGACY_ROW(Q4_0, 32, 18, dequantize_q4_0, unpack_q4_0, false),
-    WOOLLY_LEGACY_ROW(Q4_1, 32, 20, dequantize_q4_1, unpack_q4_1, true),
-    WOOLLY_LEGACY_ROW(Q5_0, 32, 22, dequantize_q5_0, unpack_q5_0, false),
-    WOOLLY_LEGACY_ROW(Q5_1, 32, 24, dequantize_q5_1, unpack_q5_1, true),
-    {TensorType::Q8_0, "Q8_0", 32, 34, dequantize_q8_0, TensorType::Q8_0,
+    WOOLLY_LEGACY_ROW(Q4_0, 18, unpack_q4_0, false),
+    WOOLLY_LEGACY_ROW(Q4_1, 20, unpack_q4_1, true),
+    WOOLLY_LEGACY_ROW(Q5_0, 22, unpack_q5_0, false),
+    WOOLLY_LEGACY_ROW(Q5_1, 24, unpack_q5_1, true),
+    {TensorType::Q8_0, "Q8_0", 32, 34, dequantize_legacy<unpack_q8_0, 34, false>, TensorType::Q8_0,
      vec_dot_legacy<unpack_q8_0, 34, false>, quantize_q8<false>},
-    WOOLLY_K_ROW(Q2_K, 84, dequantize_q2_k, unpack_q2_k),
-    WOOLLY_K_ROW(Q3_K, 110, dequantize_q3_k, unpack_q3_k),
-    WOOLLY_K_ROW(Q4_K, 144, dequantize_q4_k, unpack_q45_k<false>),
-    WOOLLY_K_ROW(Q5_K, 176, dequantize_q5_k, unpack_q45_k<true>),
-    WOOLLY_K_ROW(Q6_K, 210, dequantize_q6_k, unpack_q6_k),
-    WOOLLY_LEGACY_ROW(IQ4_NL, 32, 18, dequantize_iq4_nl, unpack_iq4_nl, false),
+    WOOLLY_K_ROW(Q2_K, 84, unpack_q2_k, true),
+    WOOLLY_K_ROW(Q3_K, 110, unpack_q3_k, false),
+    WOOLLY_K_ROW(Q4_K, 144, unpack_q45_k<false>, true),
+    WOOLLY_K_ROW(Q5_K, 176, unpack_q45_k<true>, true),
+    WOOLLY_K_ROW(Q6_K, 210, unpack_q6_k, false),
+    WOOLLY_LEGACY_ROW(IQ4_NL, 18, unpack_iq4_nl, false),
     // Activation-only formats: Woolly quantizes into them but holds no weights in them.
     {TensorType::Q8_1, "Q8_1", 32, 36, nullptr, TensorType::Q8_1, nullptr, quantize_q8<true>},
     {TensorType::Q8_K, "Q8_K", 256, kQ8KSize, nullptr, TensorType::Q8_K, nullptr, quantize_q8_k},

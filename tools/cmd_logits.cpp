@@ -37,6 +37,7 @@ int logits_command(int argc, char** argv) {
 
     auto model = LlamaModel::load(args.get("-m", "--model").value_or(default_model_path()));
     const int64_t n_vocab = model->hparams().n_vocab;
+    // decode() checks this too, but only after the output file is half written.
     for (int32_t id : tokens)
         if (id < 0 || id >= n_vocab)
             throw Error("token id " + std::to_string(id) + " is out of range (expected 0 to " +
