@@ -50,99 +50,124 @@ float silu(float x) {
     return x / (1.0f + std::exp(-x));
 }
 
-} // namespace
-
-LlamaContext::LlamaContext(const LlamaModel& model, int64_t n_ctx)
-    : model_(model), hp_(model.hparams()),
-      cache_(hp_.n_layer, n_ctx > 0 ? n_ctx : hp_.n_ctx_train, hp_.n_embd_kv()),
-      x_(size_t(hp_.n_embd)), xb_(size_t(hp_.n_embd)), q_(size_t(hp_.n_head * hp_.head_dim)),
-      att_out_(size_t(hp_.n_head * hp_.head_dim)), scores_(size_t(cache_.n_ctx())),
-      sub_out_(size_t(hp_.n_embd)), gate_(size_t(hp_.n_ff)), up_(size_t(hp_.n_ff)),
-      rope_cache_(size_t(hp_.n_rot)), logits_(size_t(hp_.n_vocab)),
-      input_(std::max(hp_.n_embd, std::max(hp_.n_ff, hp_.n_head * hp_.head_dim))) {}
-
-const float* LlamaContext::decode(int32_t token) {
-    if (token < 0 || token >= hp_.n_vocab) {
-        throw Error("token id " + std::to_string(token) + " is out of range (expected 0 to " +
-                    std::to_string(hp_.n_vocab - 1) + ")");
-    }
-    if (n_past_ >= cache_.n_ctx()) {
-        throw Error("context is full (" + std::to_string(cache_.n_ctx()) + " tokens)");
-    }
-    const int64_t pos = n_past_;
-    const int64_t n_embd = hp_.n_embd;
-
-    model_.token_embd.traits->dequantize_row(model_.token_embd.row(token), x_.data(), n_embd);
-    rope_angles(rope_cache_.data(), pos, hp_.n_rot, hp_.rope_freq_base, hp_.rope_freq_scale);
-
-    for (int64_t l = 0; l < hp_.n_layer; ++l) {
-        const LlamaLayer& layer = model_.layers[size_t(l)];
-
-        // Attention block: x += wo · attention(rope(wq·n), rope(wk·n), wv·n), n = rmsnorm(x).
-        rmsnorm(xb_.data(), x_.data(), layer.attn_norm.data(), n_embd, hp_.rms_eps);
-        float* k = cache_.key(l, pos);
-        float* v = cache_.value(l, pos);
-        input_.set(xb_.data(), n_embd);
-        matvec(layer.wq, input_, q_.data());
-        matvec(layer.wk, input_, k);
-        matvec(layer.wv, input_, v);
-        rope(q_.data(), hp_.n_head, hp_.head_dim, hp_.n_rot, rope_cache_.data());
-        rope(k, hp_.n_head_kv, hp_.head_dim, hp_.n_rot, rope_cache_.data());
-        attention(l, pos);
-        input_.set(att_out_.data(), hp_.n_head * hp_.head_dim);
-        matvec(layer.wo, input_, sub_out_.data());
-        for (int64_t i = 0; i < n_embd; ++i) x_[size_t(i)] += sub_out_[size_t(i)];
-
-        // Feed-forward block (SwiGLU): x += w_down · (silu(w_gate·n) * w_up·n), n = rmsnorm(x).
-        rmsnorm(xb_.data(), x_.data(), layer.ffn_norm.data(), n_embd, hp_.rms_eps);
-        input_.set(xb_.data(), n_embd);
-        matvec(layer.w_gate, input_, gate_.data());
-        matvec(layer.w_up, input_, up_.data());
-        for (int64_t i = 0; i < hp_.n_ff; ++i)
-            gate_[size_t(i)] = silu(gate_[size_t(i)]) * up_[size_t(i)];
-        input_.set(gate_.data(), hp_.n_ff);
-        matvec(layer.w_down, input_, sub_out_.data());
-        for (int64_t i = 0; i < n_embd; ++i) x_[size_t(i)] += sub_out_[size_t(i)];
-    }
-
-    rmsnorm(xb_.data(), x_.data(), model_.output_norm.data(), n_embd, hp_.rms_eps);
-    input_.set(xb_.data(), n_embd);
-    matvec(model_.output, input_, logits_.data());
-    ++n_past_;
-    return logits_.data();
-}
-
 // Grouped-query attention of every query head over positions 0..pos: head h reads KV head
-// h / (n_head / n_head_kv).
-void LlamaContext::attention(int64_t layer, int64_t pos) {
-    const int64_t head_dim = hp_.head_dim;
-    const int64_t group = hp_.n_head / hp_.n_head_kv;
+// h / (n_head / n_head_kv). q [n_head * head_dim], scores [>= pos + 1], out [n_head * head_dim].
+void attention(const LlamaHyperParams& hp, const KvCache& cache, int64_t layer, int64_t pos,
+               const float* q_all, float* scores, float* out_all) {
+    const int64_t head_dim = hp.head_dim;
+    const int64_t group = hp.n_head / hp.n_head_kv;
     const float scale = 1.0f / std::sqrt(float(head_dim));
-    for (int64_t h = 0; h < hp_.n_head; ++h) {
-        const float* q = q_.data() + h * head_dim;
+    for (int64_t h = 0; h < hp.n_head; ++h) {
+        const float* q = q_all + h * head_dim;
         const int64_t kv_offset = (h / group) * head_dim;
         float max_score = -INFINITY;
         for (int64_t t = 0; t <= pos; ++t) {
-            const float* k = cache_.key(layer, t) + kv_offset;
+            const float* k = cache.key(layer, t) + kv_offset;
             float dot = 0.0f;
             for (int64_t i = 0; i < head_dim; ++i) dot += q[i] * k[i];
-            scores_[size_t(t)] = dot * scale;
-            if (scores_[size_t(t)] > max_score) max_score = scores_[size_t(t)];
+            scores[t] = dot * scale;
+            max_score = std::max(max_score, scores[t]);
         }
         double sum = 0.0;
         for (int64_t t = 0; t <= pos; ++t) {
-            scores_[size_t(t)] = std::exp(scores_[size_t(t)] - max_score);
-            sum += scores_[size_t(t)];
+            scores[t] = std::exp(scores[t] - max_score);
+            sum += scores[t];
         }
         const float inv_sum = float(1.0 / sum);
-        float* out = att_out_.data() + h * head_dim;
+        float* out = out_all + h * head_dim;
         for (int64_t i = 0; i < head_dim; ++i) out[i] = 0.0f;
         for (int64_t t = 0; t <= pos; ++t) {
-            const float* v = cache_.value(layer, t) + kv_offset;
-            const float p = scores_[size_t(t)] * inv_sum;
+            const float* v = cache.value(layer, t) + kv_offset;
+            const float p = scores[t] * inv_sum;
             for (int64_t i = 0; i < head_dim; ++i) out[i] += p * v[i];
         }
     }
+}
+
+} // namespace
+
+ForwardScratch::ForwardScratch(const LlamaModel& model, int64_t max_ctx)
+    : xb_(size_t(model.hparams().n_embd)),
+      q_(size_t(model.hparams().n_head * model.hparams().head_dim)),
+      att_out_(size_t(model.hparams().n_head * model.hparams().head_dim)), scores_(size_t(max_ctx)),
+      sub_out_(size_t(model.hparams().n_embd)), gate_(size_t(model.hparams().n_ff)),
+      up_(size_t(model.hparams().n_ff)), rope_cache_(size_t(model.hparams().n_rot)),
+      input_(std::max({model.hparams().n_embd, model.hparams().n_ff,
+                       model.hparams().n_head * model.hparams().head_dim})) {}
+
+void embed_token(const LlamaModel& model, int32_t token, float* x) {
+    const int64_t n_vocab = model.hparams().n_vocab;
+    if (token < 0 || token >= n_vocab) {
+        throw Error("token id " + std::to_string(token) + " is out of range (expected 0 to " +
+                    std::to_string(n_vocab - 1) + ")");
+    }
+    model.token_embd.traits->dequantize_row(model.token_embd.row(token), x, model.hparams().n_embd);
+}
+
+void run_layers(const LlamaModel& model, int64_t first, int64_t last, int64_t pos, float* x,
+                KvCache& cache, ForwardScratch& s) {
+    const LlamaHyperParams& hp = model.hparams();
+    if (pos < 0 || pos >= cache.n_ctx() || int64_t(s.scores_.size()) < pos + 1) {
+        throw Error("context is full (" + std::to_string(cache.n_ctx()) + " tokens)");
+    }
+    const int64_t n_embd = hp.n_embd;
+    const int64_t n_q = hp.n_head * hp.head_dim;
+    rope_angles(s.rope_cache_.data(), pos, hp.n_rot, hp.rope_freq_base, hp.rope_freq_scale);
+
+    for (int64_t l = first; l < last; ++l) {
+        const LlamaLayer& layer = model.layers[size_t(l)];
+
+        // Attention block: x += wo · attention(rope(wq·n), rope(wk·n), wv·n), n = rmsnorm(x).
+        rmsnorm(s.xb_.data(), x, layer.attn_norm.data(), n_embd, hp.rms_eps);
+        float* k = cache.key(l, pos);
+        float* v = cache.value(l, pos);
+        s.input_.set(s.xb_.data(), n_embd);
+        matvec(layer.wq, s.input_, s.q_.data());
+        matvec(layer.wk, s.input_, k);
+        matvec(layer.wv, s.input_, v);
+        rope(s.q_.data(), hp.n_head, hp.head_dim, hp.n_rot, s.rope_cache_.data());
+        rope(k, hp.n_head_kv, hp.head_dim, hp.n_rot, s.rope_cache_.data());
+        attention(hp, cache, l, pos, s.q_.data(), s.scores_.data(), s.att_out_.data());
+        s.input_.set(s.att_out_.data(), n_q);
+        matvec(layer.wo, s.input_, s.sub_out_.data());
+        for (int64_t i = 0; i < n_embd; ++i) x[i] += s.sub_out_[size_t(i)];
+
+        // Feed-forward block (SwiGLU): x += w_down · (silu(w_gate·n) * w_up·n), n = rmsnorm(x).
+        rmsnorm(s.xb_.data(), x, layer.ffn_norm.data(), n_embd, hp.rms_eps);
+        s.input_.set(s.xb_.data(), n_embd);
+        matvec(layer.w_gate, s.input_, s.gate_.data());
+        matvec(layer.w_up, s.input_, s.up_.data());
+        for (int64_t i = 0; i < hp.n_ff; ++i)
+            s.gate_[size_t(i)] = silu(s.gate_[size_t(i)]) * s.up_[size_t(i)];
+        s.input_.set(s.gate_.data(), hp.n_ff);
+        matvec(layer.w_down, s.input_, s.sub_out_.data());
+        for (int64_t i = 0; i < n_embd; ++i) x[i] += s.sub_out_[size_t(i)];
+    }
+}
+
+void compute_logits(const LlamaModel& model, const float* x, float* logits, ForwardScratch& s) {
+    const LlamaHyperParams& hp = model.hparams();
+    rmsnorm(s.xb_.data(), x, model.output_norm.data(), hp.n_embd, hp.rms_eps);
+    s.input_.set(s.xb_.data(), hp.n_embd);
+    matvec(model.output, s.input_, logits);
+}
+
+LlamaContext::LlamaContext(const LlamaModel& model, int64_t n_ctx)
+    : model_(model),
+      cache_(model.hparams().n_layer, n_ctx > 0 ? n_ctx : model.hparams().n_ctx_train,
+             model.hparams().n_embd_kv()),
+      scratch_(model, cache_.n_ctx()), x_(size_t(model.hparams().n_embd)),
+      logits_(size_t(model.hparams().n_vocab)) {}
+
+const float* LlamaContext::decode(int32_t token) {
+    if (n_past_ >= cache_.n_ctx()) {
+        throw Error("context is full (" + std::to_string(cache_.n_ctx()) + " tokens)");
+    }
+    embed_token(model_, token, x_.data());
+    run_layers(model_, 0, model_.hparams().n_layer, n_past_, x_.data(), cache_, scratch_);
+    compute_logits(model_, x_.data(), logits_.data(), scratch_);
+    ++n_past_;
+    return logits_.data();
 }
 
 } // namespace woolly

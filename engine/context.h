@@ -1,4 +1,5 @@
-// context.h — one running sequence: KV cache, activation buffers and the Llama forward pass.
+// context.h — the Llama forward pass, in parts that can run on different threads (embedding,
+// a range of layers, the output head), and LlamaContext, which runs them all for one sequence.
 #pragma once
 
 #include <cstdint>
@@ -9,6 +10,37 @@
 #include "model.h"
 
 namespace woolly {
+
+// Buffers one thread needs to run layers or the head; sized once for the model.
+class ForwardScratch {
+public:
+    explicit ForwardScratch(const LlamaModel& model, int64_t max_ctx);
+
+private:
+    friend void run_layers(const LlamaModel&, int64_t, int64_t, int64_t, float*, KvCache&,
+                           ForwardScratch&);
+    friend void compute_logits(const LlamaModel&, const float*, float*, ForwardScratch&);
+
+    std::vector<float> xb_;         // [n_embd] normed input of a sub-layer
+    std::vector<float> q_;          // [n_head * head_dim] queries of this position
+    std::vector<float> att_out_;    // [n_head * head_dim] attention output before wo
+    std::vector<float> scores_;     // [max_ctx] attention scores of one head
+    std::vector<float> sub_out_;    // [n_embd] output of wo / w_down, added to x
+    std::vector<float> gate_;       // [n_ff] w_gate xb, then silu(gate) * up
+    std::vector<float> up_;         // [n_ff] w_up xb
+    std::vector<float> rope_cache_; // [n_rot] cos, sin pairs for the current position
+    MatvecInput input_;             // the vector being multiplied, in the weights' format
+};
+
+// x [n_embd] = the embedding of `token` (throws Error when out of range).
+void embed_token(const LlamaModel& model, int32_t token, float* x);
+// Runs layers [first, last) on x [n_embd] at position `pos`, writing their keys and values
+// into `cache` (throws Error when pos is outside the cache).
+void run_layers(const LlamaModel& model, int64_t first, int64_t last, int64_t pos, float* x,
+                KvCache& cache, ForwardScratch& scratch);
+// logits [n_vocab] = output · rmsnorm(x).
+void compute_logits(const LlamaModel& model, const float* x, float* logits,
+                    ForwardScratch& scratch);
 
 class LlamaContext {
 public:
@@ -26,24 +58,12 @@ public:
     void reset() { n_past_ = 0; }
 
 private:
-    void attention(int64_t layer, int64_t pos);
-
     const LlamaModel& model_;
-    const LlamaHyperParams& hp_;
     KvCache cache_;
+    ForwardScratch scratch_;
     int64_t n_past_ = 0;
-
-    std::vector<float> x_;          // [n_embd] residual stream
-    std::vector<float> xb_;         // [n_embd] normed input of a sub-layer
-    std::vector<float> q_;          // [n_head * head_dim] queries of this position
-    std::vector<float> att_out_;    // [n_head * head_dim] attention output before wo
-    std::vector<float> scores_;     // [n_ctx] attention scores of one head
-    std::vector<float> sub_out_;    // [n_embd] output of wo / w_down, added to x
-    std::vector<float> gate_;       // [n_ff] w_gate xb, then silu(gate) * up
-    std::vector<float> up_;         // [n_ff] w_up xb
-    std::vector<float> rope_cache_; // [n_rot] cos, sin pairs for the current position
-    std::vector<float> logits_;     // [n_vocab]
-    MatvecInput input_; // the vector being multiplied, in the weights' activation format
+    std::vector<float> x_;      // [n_embd] residual stream
+    std::vector<float> logits_; // [n_vocab]
 };
 
 } // namespace woolly

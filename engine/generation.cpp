@@ -1,7 +1,8 @@
-// generation.cpp — the generate loop: sample, feed back, decode to text, check stop rules.
+// generation.cpp — sampling, stop rules and streaming text; the generate loop over a context.
 #include "generation.h"
 
 #include <algorithm>
+#include <chrono>
 
 #include "error.h"
 
@@ -30,42 +31,47 @@ const char* finish_reason_name(FinishReason reason) {
     return "none";
 }
 
-Generation::Generation(LlamaContext& context, const Vocab& vocab, std::string_view prompt,
-                       const GenerationParams& params)
-    : context_(context), vocab_(vocab), params_(params),
-      sampler_(params.sampling, int32_t(context.model().hparams().n_vocab)) {
-    if (params_.max_tokens < 0) throw Error("max_tokens must be >= 0");
+void GenerationParams::validate() const {
+    if (max_tokens < 0) throw Error("max_tokens must be >= 0");
+    for (const auto& s : stop) {
+        if (s.empty()) throw Error("stop strings must not be empty");
+        if (!is_valid_utf8(s)) throw Error("stop strings must be valid UTF-8");
+    }
+    sampling.validate();
+}
+
+std::vector<TokenId> tokenize_prompt(const Vocab& vocab, std::string_view prompt, int64_t n_ctx) {
+    std::vector<TokenId> tokens = vocab.tokenize(prompt, /*add_special=*/true);
+    if (tokens.empty()) throw Error("the prompt is empty and the model adds no BOS token");
+    if (int64_t(tokens.size()) >= n_ctx) {
+        throw Error("the prompt has " + std::to_string(tokens.size()) +
+                    " tokens (expected fewer than the context size " + std::to_string(n_ctx) + ")");
+    }
+    return tokens;
+}
+
+TokenStream::TokenStream(const Vocab& vocab, const GenerationParams& params)
+    : vocab_(vocab), params_(params), sampler_(params.sampling, vocab.size()) {
+    params_.validate();
     size_t longest_stop = 0;
-    for (const auto& stop : params_.stop) {
-        if (stop.empty()) throw Error("stop strings must not be empty");
-        if (!is_valid_utf8(stop)) throw Error("stop strings must be valid UTF-8");
-        longest_stop = std::max(longest_stop, stop.size());
-    }
-    prompt_tokens_ = vocab_.tokenize(prompt, /*add_special=*/true);
-    if (prompt_tokens_.empty()) throw Error("the prompt is empty and the model adds no BOS token");
-    if (int64_t(prompt_tokens_.size()) >= context_.n_ctx()) {
-        throw Error("the prompt has " + std::to_string(prompt_tokens_.size()) +
-                    " tokens (expected fewer than the context size " +
-                    std::to_string(context_.n_ctx()) + ")");
-    }
-    // Reserve for the worst case so that step() does not allocate.
+    for (const auto& stop : params_.stop) longest_stop = std::max(longest_stop, stop.size());
+    // Reserve for the worst case so that next() does not allocate.
     held_.reserve(longest_stop + 256);
     shown_.reserve(longest_stop + 256);
 }
 
-void Generation::ingest_prompt() {
-    const auto start = Clock::now();
-    context_.reset();
+void TokenStream::start(const std::vector<TokenId>& prompt_tokens) {
     sampler_.reset();
-    for (TokenId t : prompt_tokens_) {
-        logits_ = context_.decode(t);
-        sampler_.accept(t);
-    }
-    prompt_ms_ = ms_since(start);
+    for (TokenId t : prompt_tokens) sampler_.accept(t);
+    utf8_ = Utf8Stream();
+    held_.clear();
+    tail_.clear();
+    n_generated_ = 0;
+    finish_ = FinishReason::None;
     if (params_.max_tokens == 0) finish(FinishReason::Length);
 }
 
-void Generation::finish(FinishReason reason) {
+void TokenStream::finish(FinishReason reason) {
     finish_ = reason;
     if (reason != FinishReason::Stop) {
         std::string rest;
@@ -76,7 +82,7 @@ void Generation::finish(FinishReason reason) {
 }
 
 // The longest prefix of held_ that cannot be the start of a stop string.
-size_t Generation::safe_prefix_length() const {
+size_t TokenStream::safe_prefix_length() const {
     size_t keep = 0; // bytes at the end that might begin a stop string
     for (const auto& stop : params_.stop) {
         const size_t max_overlap = std::min(stop.size() - 1, held_.size());
@@ -91,14 +97,12 @@ size_t Generation::safe_prefix_length() const {
     return held_.size() - keep;
 }
 
-bool Generation::step(GeneratedToken& out) {
+bool TokenStream::next(const float* logits, bool context_full, GeneratedToken& out) {
     out = {};
-    if (finish_ != FinishReason::None) return false;
-    const auto start = Clock::now();
-    const TokenId token = sampler_.sample(logits_);
+    if (finished()) return false;
+    const TokenId token = sampler_.sample(logits);
     if (vocab_.is_eog(token)) {
         finish(FinishReason::Eos);
-        generation_ms_ += ms_since(start);
         return false;
     }
     sampler_.accept(token);
@@ -115,18 +119,32 @@ bool Generation::step(GeneratedToken& out) {
         const size_t safe = safe_prefix_length();
         shown_.assign(held_, 0, safe);
         held_.erase(0, safe);
-        if (n_generated_ >= params_.max_tokens) {
-            finish(FinishReason::Length);
-        } else if (context_.n_past() >= context_.n_ctx()) {
-            finish(FinishReason::Length);
-        } else {
-            logits_ = context_.decode(token);
-        }
+        if (n_generated_ >= params_.max_tokens || context_full) finish(FinishReason::Length);
     }
     out.id = token;
     out.text = shown_;
-    generation_ms_ += ms_since(start);
     return true;
+}
+
+Generation::Generation(LlamaContext& context, const Vocab& vocab, std::string_view prompt,
+                       const GenerationParams& params)
+    : context_(context), stream_(vocab, params),
+      prompt_tokens_(tokenize_prompt(vocab, prompt, context.n_ctx())) {}
+
+void Generation::ingest_prompt() {
+    const auto start = Clock::now();
+    context_.reset();
+    stream_.start(prompt_tokens_);
+    for (TokenId t : prompt_tokens_) logits_ = context_.decode(t);
+    prompt_ms_ = ms_since(start);
+}
+
+bool Generation::step(GeneratedToken& out) {
+    const auto start = Clock::now();
+    const bool got = stream_.next(logits_, context_.n_past() >= context_.n_ctx(), out);
+    if (got && !stream_.finished()) logits_ = context_.decode(out.id);
+    generation_ms_ += ms_since(start);
+    return got;
 }
 
 } // namespace woolly
