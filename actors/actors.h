@@ -1,0 +1,65 @@
+// actors.h — the actors of woollyd and how they are spawned. Compute (tokenizing, layers,
+// sampling) and socket I/O run in detached actors with threads of their own; CAF's scheduler
+// threads run only the scheduler and cache, whose handlers are bookkeeping.
+#pragma once
+
+#include <caf/all.hpp>
+
+#include <atomic>
+#include <memory>
+#include <string>
+
+#include <zmq.hpp>
+#include <zmq_addon.hpp>
+
+#include "config/config.h"
+#include "runtime.h"
+
+namespace woolly::actors {
+
+struct Actors {
+    caf::actor tokenizer;
+    caf::actor cache;
+    std::vector<caf::actor> executors; // in layer order
+    caf::actor sampler;
+    caf::actor publisher;
+    caf::actor scheduler;
+    caf::actor ingress;
+};
+
+// loader: opens and validates the model, builds the runtime; replies with it or an error.
+caf::behavior loader_actor(caf::event_based_actor* self);
+// tokenizer: prompt -> token ids (with BOS), refusing prompts that leave no room to generate.
+caf::behavior tokenizer_actor(caf::event_based_actor* self, std::shared_ptr<Runtime> runtime);
+// cache: hands out KV-cache slots (one per running session) and reports their use.
+caf::behavior cache_actor(caf::event_based_actor* self, std::shared_ptr<Runtime> runtime);
+// layer executor: runs layers [first, last) of each activation, then passes it on (to `next`,
+// or, from the last executor, logits to `sampler`).
+caf::behavior executor_actor(caf::event_based_actor* self, std::shared_ptr<Runtime> runtime,
+                             int64_t first, int64_t last, caf::actor next, caf::actor sampler,
+                             caf::actor scheduler_handle);
+// sampler: one TokenStream per session; publishes tokens and the final message.
+caf::behavior sampler_actor(caf::event_based_actor* self, std::shared_ptr<Runtime> runtime,
+                            caf::actor publisher, caf::actor scheduler);
+// publisher: owns the PUB socket and the replay buffers.
+void publisher_actor(caf::blocking_actor* self, std::shared_ptr<zmq::socket_t> socket,
+                     config::DaemonConfig config);
+// scheduler: admission, the queue, round-robin stepping, cancel, status, shutdown.
+caf::behavior scheduler_actor(caf::event_based_actor* self, std::shared_ptr<Runtime> runtime,
+                              config::DaemonConfig config);
+// ingress: owns the ROUTER socket; decodes requests and replies.
+void ingress_actor(caf::blocking_actor* self, std::shared_ptr<zmq::socket_t> socket,
+                   config::DaemonConfig config, caf::actor tokenizer, caf::actor scheduler,
+                   caf::actor publisher);
+
+// Starts everything on the runtime and sockets given, runs until *stop is set, then shuts down
+// in order (streams end with finish_reason "shutdown"). Returns the process exit code.
+int run_daemon(caf::actor_system& system, std::shared_ptr<Runtime> runtime,
+               const config::DaemonConfig& config, zmq::context_t& zmq_context,
+               std::shared_ptr<std::atomic<bool>> stop);
+
+// Scheduler wiring, sent once after spawning (the executors and sampler need the scheduler,
+// and the scheduler needs them).
+using wire_atom = caf::atom_constant<caf::atom("wire")>;
+
+} // namespace woolly::actors

@@ -1,0 +1,205 @@
+// compute_actors.cpp — the actors that compute: loader, tokenizer, layer executors, sampler,
+// and the cache that lends them KV-cache slots.
+#include <chrono>
+#include <map>
+
+#include "actors.h"
+#include "engine/context.h"
+#include "engine/error.h"
+#include "engine/generation.h"
+#include "messages.h"
+#include "protocol/protocol.h"
+
+namespace woolly::actors {
+
+caf::behavior loader_actor(caf::event_based_actor* self) {
+    return {
+        [=](load_atom, const std::string& path, int64_t n_ctx,
+            int64_t slots) -> caf::result<std::shared_ptr<Runtime>> {
+            try {
+                auto runtime = std::make_shared<Runtime>();
+                runtime->model_path = path;
+                runtime->model = LlamaModel::load(path);
+                runtime->vocab = std::make_unique<Vocab>(runtime->model->gguf());
+                const int64_t ctx = n_ctx > 0 ? n_ctx : runtime->model->hparams().n_ctx_train;
+                runtime->kv = std::make_unique<KvCachePool>(*runtime->model, ctx, slots);
+                self->quit();
+                return runtime;
+            } catch (const std::exception& e) {
+                self->quit();
+                return caf::make_error(caf::sec::runtime_error, std::string(e.what()));
+            }
+        },
+    };
+}
+
+caf::behavior tokenizer_actor(caf::event_based_actor*, std::shared_ptr<Runtime> runtime) {
+    return {
+        [=](tokenize_atom, const std::string& prompt) -> caf::result<std::vector<int32_t>> {
+            try {
+                return tokenize_prompt(*runtime->vocab, prompt, runtime->kv->n_ctx());
+            } catch (const std::exception& e) {
+                return caf::make_error(caf::sec::runtime_error, std::string(e.what()));
+            }
+        },
+    };
+}
+
+caf::behavior cache_actor(caf::event_based_actor*, std::shared_ptr<Runtime> runtime) {
+    auto free_slots = std::make_shared<std::vector<int32_t>>();
+    for (int32_t i = int32_t(runtime->kv->size()) - 1; i >= 0; --i) free_slots->push_back(i);
+    return {
+        [=](acquire_atom) -> int32_t {
+            if (free_slots->empty()) return -1;
+            const int32_t slot = free_slots->back();
+            free_slots->pop_back();
+            return slot;
+        },
+        [=](release_atom, int32_t slot) { free_slots->push_back(slot); },
+        [=](stats_atom) -> std::string {
+            return nlohmann::json{
+                {"kv_slots", runtime->kv->size()},
+                {"kv_slots_in_use", runtime->kv->size() - int64_t(free_slots->size())},
+                {"kv_bytes", runtime->kv->bytes()},
+                {"kv_context", runtime->kv->n_ctx()}}
+                .dump();
+        },
+    };
+}
+
+caf::behavior executor_actor(caf::event_based_actor* self, std::shared_ptr<Runtime> runtime,
+                             int64_t first, int64_t last, caf::actor next, caf::actor sampler,
+                             caf::actor scheduler) {
+    auto scratch = std::make_shared<ForwardScratch>(*runtime->model, runtime->kv->n_ctx());
+    return {
+        [=](activation& a) {
+            const LlamaModel& model = *runtime->model;
+            const int64_t n_embd = model.hparams().n_embd;
+            const size_t n_tokens = a.tokens.size();
+            try {
+                if (a.x.empty()) { // the first executor embeds
+                    a.x.resize(n_tokens * size_t(n_embd));
+                    for (size_t i = 0; i < n_tokens; ++i)
+                        embed_token(model, a.tokens[i], a.x.data() + i * size_t(n_embd));
+                }
+                KvCache& cache = runtime->kv->slot(a.kv_slot);
+                for (size_t i = 0; i < n_tokens; ++i)
+                    run_layers(model, first, last, a.pos + int64_t(i),
+                               a.x.data() + i * size_t(n_embd), cache, *scratch);
+                if (next) {
+                    self->send(next, std::move(a));
+                    return;
+                }
+                logits_ready out;
+                out.session = a.session;
+                out.context_full = a.pos + int64_t(n_tokens) >= cache.n_ctx();
+                out.logits.resize(size_t(model.hparams().n_vocab));
+                compute_logits(model, a.x.data() + (n_tokens - 1) * size_t(n_embd),
+                               out.logits.data(), *scratch);
+                self->send(sampler, std::move(out));
+            } catch (const std::exception& e) {
+                self->send(scheduler, failed_atom::value, a.session, std::string(e.what()));
+            }
+        },
+    };
+}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct SamplerStream {
+    std::string id;
+    std::unique_ptr<TokenStream> tokens;
+    uint64_t seq = 0;
+    int64_t n_prompt = 0;
+    Clock::time_point admitted;
+    Clock::time_point first_token;
+    bool has_first = false;
+};
+
+double ms_between(Clock::time_point a, Clock::time_point b) {
+    return std::chrono::duration<double, std::milli>(b - a).count();
+}
+
+} // namespace
+
+caf::behavior sampler_actor(caf::event_based_actor* self, std::shared_ptr<Runtime> runtime,
+                            caf::actor publisher, caf::actor scheduler) {
+    auto streams = std::make_shared<std::map<uint64_t, SamplerStream>>();
+    auto publish = [=](const SamplerStream& s, const nlohmann::json& message, bool done) {
+        self->send(publisher, publish_atom::value, s.id, s.seq, message.dump(), done);
+    };
+    auto finish = [=](uint64_t session, const std::string& reason,
+                      const protocol::RequestError* error) {
+        auto it = streams->find(session);
+        if (it == streams->end()) return;
+        SamplerStream& s = it->second;
+        const auto now = Clock::now();
+        protocol::Usage usage;
+        usage.prompt_tokens = s.n_prompt;
+        usage.completion_tokens = s.tokens->n_generated();
+        usage.ttft_ms = s.has_first ? ms_between(s.admitted, s.first_token) : 0.0;
+        const double gen_ms = s.has_first ? ms_between(s.first_token, now) : 0.0;
+        usage.tokens_per_second = gen_ms > 0 && usage.completion_tokens > 1
+                                      ? double(usage.completion_tokens - 1) * 1000.0 / gen_ms
+                                      : 0.0;
+        // Text held back for a stop string that never completed ends the stream with the done
+        // message.
+        publish(s, protocol::done_message(s.id, s.seq, reason, usage, error, s.tokens->tail()),
+                true);
+        streams->erase(it);
+    };
+    return {
+        [=](open_atom, uint64_t session, const stream_setup& setup) {
+            GenerationParams params;
+            params.max_tokens = setup.max_tokens;
+            params.sampling.temperature = setup.temperature;
+            params.sampling.top_k = setup.top_k;
+            params.sampling.top_p = setup.top_p;
+            params.sampling.min_p = setup.min_p;
+            params.sampling.repeat_penalty = setup.repeat_penalty;
+            params.sampling.repeat_last_n = setup.repeat_last_n;
+            params.sampling.seed = setup.seed;
+            params.stop = setup.stop;
+            SamplerStream s;
+            s.id = setup.id;
+            s.n_prompt = int64_t(setup.prompt_tokens.size());
+            s.admitted = Clock::now();
+            s.tokens =
+                std::make_unique<TokenStream>(*runtime->vocab, params); // validated by ingress
+            s.tokens->start(setup.prompt_tokens);
+            (*streams)[session] = std::move(s);
+        },
+        [=](logits_ready& in) {
+            auto it = streams->find(in.session);
+            if (it == streams->end()) return;
+            SamplerStream& s = it->second;
+            GeneratedToken token;
+            const bool got = s.tokens->next(in.logits.data(), in.context_full, token);
+            if (got) {
+                if (!s.has_first) {
+                    s.first_token = Clock::now();
+                    s.has_first = true;
+                }
+                publish(s, protocol::token_message(s.id, s.seq, token.id, token.text), false);
+                ++s.seq;
+            }
+            const bool done = !got || s.tokens->finished();
+            if (done) finish(in.session, finish_reason_name(s.tokens->finish_reason()), nullptr);
+            self->send(scheduler, sampled_atom::value, in.session, got ? token.id : int32_t(-1),
+                       done);
+        },
+        [=](finish_atom, uint64_t session, const std::string& reason,
+            const std::string& error_message) {
+            if (error_message.empty()) {
+                finish(session, reason, nullptr);
+            } else {
+                const protocol::RequestError error{protocol::ErrorCode::Internal, error_message};
+                finish(session, reason, &error);
+            }
+        },
+    };
+}
+
+} // namespace woolly::actors

@@ -1,0 +1,209 @@
+// io_actors.cpp — the actors that own sockets: ingress (ROUTER, requests) and publisher (PUB,
+// tokens and replay). Each socket is used by its one actor only.
+#include <chrono>
+#include <deque>
+#include <map>
+#include <random>
+
+#include "actors.h"
+#include "engine/error.h"
+#include "engine/generation.h"
+#include "messages.h"
+#include "protocol/protocol.h"
+
+namespace woolly::actors {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// The recent messages of one stream, for subscribers that joined late or lost some.
+struct ReplayBuffer {
+    std::deque<std::string> messages; // JSON of seq first_seq, first_seq + 1, ...
+    uint64_t first_seq = 0;
+    bool done = false;
+    Clock::time_point finished;
+};
+
+} // namespace
+
+void publisher_actor(caf::blocking_actor* self, std::shared_ptr<zmq::socket_t> socket,
+                     config::DaemonConfig config) {
+    std::map<std::string, ReplayBuffer> streams;
+    const size_t max_messages = size_t(config.replay.max_messages);
+    const auto keep = std::chrono::seconds(config.replay.keep_seconds);
+    bool running = true;
+    auto expire = [&] {
+        const auto now = Clock::now();
+        for (auto it = streams.begin(); it != streams.end();) {
+            if (it->second.done && now - it->second.finished > keep)
+                it = streams.erase(it);
+            else
+                ++it;
+        }
+    };
+    self->receive_while(running)(
+        [&](publish_atom, const std::string& id, uint64_t seq, std::string& json, bool done) {
+            const std::string topic = protocol::topic_for(id);
+            // PUB never blocks: past the high-water mark a subscriber misses messages, and the
+            // gap in seq tells it to ask for a replay.
+            socket->send(zmq::buffer(topic), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
+            socket->send(zmq::buffer(json), zmq::send_flags::dontwait);
+            ReplayBuffer& buffer = streams[id];
+            if (buffer.messages.empty()) buffer.first_seq = seq;
+            buffer.messages.push_back(std::move(json));
+            if (buffer.messages.size() > max_messages) {
+                buffer.messages.pop_front();
+                ++buffer.first_seq;
+            }
+            if (done) {
+                buffer.done = true;
+                buffer.finished = Clock::now();
+            }
+        },
+        [&](replay_atom, const std::string& id, uint64_t from_seq) -> std::string {
+            expire();
+            auto it = streams.find(id);
+            if (it == streams.end()) {
+                return protocol::encode_error(
+                    {protocol::ErrorCode::NotFound,
+                     "no stream '" + id + "' to replay (unknown or expired)"});
+            }
+            const ReplayBuffer& b = it->second;
+            nlohmann::json messages = nlohmann::json::array();
+            const uint64_t start = std::max(from_seq, b.first_seq);
+            for (uint64_t seq = start; seq < b.first_seq + b.messages.size(); ++seq)
+                messages.push_back(nlohmann::json::parse(b.messages[size_t(seq - b.first_seq)]));
+            return protocol::encode_ok({{"id", id},
+                                        {"messages", std::move(messages)},
+                                        {"first_available_seq", b.first_seq},
+                                        {"finished", b.done}});
+        },
+        [&](shutdown_atom) { running = false; }, [&](caf::exit_msg&) { running = false; },
+        caf::after(std::chrono::seconds(1)) >> [&] { expire(); });
+    socket->set(zmq::sockopt::linger, 200); // let the last messages out, briefly
+    socket->close();
+}
+
+namespace {
+
+// Turns a decoded generate request into the sampler's setup, applying the daemon's defaults.
+std::optional<protocol::RequestError> make_setup(const protocol::GenerateRequest& r,
+                                                 const config::DaemonConfig& config,
+                                                 stream_setup& setup, std::mt19937_64& seeds) {
+    setup.id = r.id;
+    setup.max_tokens = int32_t(r.max_tokens.value_or(config.limits.default_max_tokens));
+    GenerationParams defaults;
+    const SamplingParams& d = defaults.sampling;
+    setup.temperature = float(r.temperature.value_or(d.temperature));
+    setup.top_k = int32_t(r.top_k.value_or(d.top_k));
+    setup.top_p = float(r.top_p.value_or(d.top_p));
+    setup.min_p = float(r.min_p.value_or(d.min_p));
+    setup.repeat_penalty = float(r.repeat_penalty.value_or(d.repeat_penalty));
+    setup.repeat_last_n = int32_t(r.repeat_last_n.value_or(d.repeat_last_n));
+    setup.seed = r.seed ? *r.seed : seeds();
+    setup.stop = r.stop;
+    // The engine's own checks (stop strings valid UTF-8, ...) as a bad request.
+    GenerationParams params;
+    params.max_tokens = setup.max_tokens;
+    params.stop = setup.stop;
+    params.sampling = {setup.temperature,    setup.top_k,         setup.top_p, setup.min_p,
+                       setup.repeat_penalty, setup.repeat_last_n, setup.seed};
+    try {
+        params.validate();
+    } catch (const std::exception& e) {
+        return protocol::RequestError{protocol::ErrorCode::BadRequest, e.what()};
+    }
+    return std::nullopt;
+}
+
+std::string error_reply(protocol::ErrorCode code, std::string message) {
+    return protocol::encode_error({code, std::move(message)});
+}
+
+} // namespace
+
+void ingress_actor(caf::blocking_actor* self, std::shared_ptr<zmq::socket_t> socket,
+                   config::DaemonConfig config, caf::actor tokenizer, caf::actor scheduler,
+                   caf::actor publisher) {
+    protocol::DecodeLimits limits;
+    limits.max_request_bytes = size_t(config.limits.max_request_bytes);
+    limits.max_tokens = config.limits.max_tokens;
+    std::mt19937_64 seeds(std::random_device{}());
+    bool running = true;
+
+    // Asks another actor and waits for its answer (a reply frame, as JSON text).
+    auto ask = [&](const caf::actor& who, auto... args) {
+        std::string reply;
+        self->request(who, caf::infinite, args...)
+            .receive([&](std::string& r) { reply = std::move(r); },
+                     [&](caf::error& e) {
+                         reply =
+                             error_reply(protocol::ErrorCode::Internal, self->system().render(e));
+                     });
+        return reply;
+    };
+
+    auto handle = [&](std::string_view frame) -> std::string {
+        auto decoded = protocol::decode_request(frame, limits);
+        if (auto* error = std::get_if<protocol::RequestError>(&decoded))
+            return protocol::encode_error(*error);
+        auto& request = std::get<protocol::Request>(decoded);
+        if (auto* g = std::get_if<protocol::GenerateRequest>(&request)) {
+            stream_setup setup;
+            if (auto error = make_setup(*g, config, setup, seeds))
+                return protocol::encode_error(*error);
+            std::string failure;
+            self->request(tokenizer, caf::infinite, tokenize_atom::value, g->prompt)
+                .receive(
+                    [&](std::vector<int32_t>& tokens) { setup.prompt_tokens = std::move(tokens); },
+                    [&](caf::error& e) { failure = self->system().render(e); });
+            if (!failure.empty()) {
+                // The only way a valid string fails to tokenize is not fitting the context.
+                const size_t at = failure.find("the prompt has");
+                return error_reply(protocol::ErrorCode::TooLarge,
+                                   at == std::string::npos ? failure : failure.substr(at));
+            }
+            return ask(scheduler, admit_atom::value, std::move(setup));
+        }
+        if (auto* c = std::get_if<protocol::CancelRequest>(&request))
+            return ask(scheduler, cancel_atom::value, c->id);
+        if (std::holds_alternative<protocol::StatusRequest>(request))
+            return ask(scheduler, status_atom::value);
+        const auto& r = std::get<protocol::ReplayRequest>(request);
+        return ask(publisher, replay_atom::value, r.id, r.from_seq);
+    };
+
+    while (running) {
+        zmq::pollitem_t items[] = {{socket->handle(), 0, ZMQ_POLLIN, 0}};
+        zmq::poll(items, 1, std::chrono::milliseconds(50));
+        while (items[0].revents & ZMQ_POLLIN) {
+            std::vector<zmq::message_t> frames;
+            if (!zmq::recv_multipart(*socket, std::back_inserter(frames),
+                                     zmq::recv_flags::dontwait))
+                break;
+            // A ROUTER delivers [identity][empty delimiter][request]; anything else cannot be
+            // answered as REQ expects, except a wrong number of request frames.
+            if (frames.size() < 3 || frames[1].size() != 0) continue;
+            std::string reply;
+            try {
+                reply =
+                    frames.size() == 3
+                        ? handle(frames[2].to_string_view())
+                        : error_reply(protocol::ErrorCode::BadRequest,
+                                      "a request is exactly one frame after the empty delimiter");
+            } catch (const std::exception& e) {
+                reply = error_reply(protocol::ErrorCode::Internal, e.what());
+            }
+            socket->send(frames[0], zmq::send_flags::sndmore);
+            socket->send(zmq::message_t(), zmq::send_flags::sndmore);
+            socket->send(zmq::buffer(reply), zmq::send_flags::none);
+        }
+        self->receive([&](shutdown_atom) { running = false; },
+                      [&](caf::exit_msg&) { running = false; },
+                      caf::after(std::chrono::seconds(0)) >> [] {});
+    }
+    socket->set(zmq::sockopt::linger, 0);
+    socket->close();
+}
+
+} // namespace woolly::actors

@@ -1,0 +1,29 @@
+// messages.cpp — registers the actors' message types with CAF.
+#include "messages.h"
+
+#include "runtime.h"
+
+namespace woolly::actors {
+
+void register_message_types(caf::actor_system_config& cfg) {
+    cfg.add_message_type<stream_setup>("woolly.stream_setup");
+    cfg.add_message_type<activation>("woolly.activation");
+    cfg.add_message_type<logits_ready>("woolly.logits_ready");
+    cfg.add_message_type<std::vector<int32_t>>("woolly.token_ids");
+    cfg.add_message_type<std::vector<float>>("woolly.floats");
+    cfg.add_message_type<std::vector<std::string>>("woolly.strings");
+}
+
+KvCachePool::KvCachePool(const LlamaModel& model, int64_t n_ctx, int64_t slots) : n_ctx_(n_ctx) {
+    for (int64_t i = 0; i < slots; ++i)
+        caches_.push_back(
+            std::make_unique<KvCache>(model.hparams().n_layer, n_ctx, model.hparams().n_embd_kv()));
+}
+
+uint64_t KvCachePool::bytes() const {
+    uint64_t total = 0;
+    for (const auto& c : caches_) total += c->bytes();
+    return total;
+}
+
+} // namespace woolly::actors

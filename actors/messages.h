@@ -1,0 +1,77 @@
+// messages.h — what the actors say to each other: atoms and message types, each inspectable
+// (CAF 0.17 style) so that layer executors can later live in other processes.
+#pragma once
+
+#include <caf/all.hpp>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace woolly::actors {
+
+using load_atom = caf::atom_constant<caf::atom("load")>;
+using tokenize_atom = caf::atom_constant<caf::atom("tokenize")>;
+using admit_atom = caf::atom_constant<caf::atom("admit")>;
+using cancel_atom = caf::atom_constant<caf::atom("cancel")>;
+using status_atom = caf::atom_constant<caf::atom("status")>;
+using replay_atom = caf::atom_constant<caf::atom("replay")>;
+using open_atom = caf::atom_constant<caf::atom("open")>;
+using finish_atom = caf::atom_constant<caf::atom("finish")>;
+using sampled_atom = caf::atom_constant<caf::atom("sampled")>;
+using failed_atom = caf::atom_constant<caf::atom("failed")>;
+using publish_atom = caf::atom_constant<caf::atom("publish")>;
+using acquire_atom = caf::atom_constant<caf::atom("acquire")>;
+using release_atom = caf::atom_constant<caf::atom("release")>;
+using shutdown_atom = caf::atom_constant<caf::atom("shutdown")>;
+using stats_atom = caf::atom_constant<caf::atom("stats")>;
+
+// Sampling and stop settings of one stream, as the sampler needs them.
+struct stream_setup {
+    std::string id;
+    int32_t max_tokens = 0;
+    float temperature = 0.8f;
+    int32_t top_k = 40;
+    float top_p = 0.95f;
+    float min_p = 0.05f;
+    float repeat_penalty = 1.0f;
+    int32_t repeat_last_n = 64;
+    uint64_t seed = 0;
+    std::vector<std::string> stop;
+    std::vector<int32_t> prompt_tokens;
+};
+
+template <class Inspector> typename Inspector::result_type inspect(Inspector& f, stream_setup& x) {
+    return f(caf::meta::type_name("stream_setup"), x.id, x.max_tokens, x.temperature, x.top_k,
+             x.top_p, x.min_p, x.repeat_penalty, x.repeat_last_n, x.seed, x.stop, x.prompt_tokens);
+}
+
+// Activations flowing through the layer executors: tokens at positions pos, pos+1, ... of one
+// session; x holds [n_tokens][n_embd] after the first executor embeds them. The vector moves
+// from actor to actor; it is never copied.
+struct activation {
+    uint64_t session = 0;
+    int32_t kv_slot = 0;
+    int32_t pos = 0;
+    std::vector<int32_t> tokens;
+    std::vector<float> x;
+};
+
+template <class Inspector> typename Inspector::result_type inspect(Inspector& f, activation& x) {
+    return f(caf::meta::type_name("activation"), x.session, x.kv_slot, x.pos, x.tokens, x.x);
+}
+
+// The last executor's output: logits [n_vocab] for the session's next token.
+struct logits_ready {
+    uint64_t session = 0;
+    bool context_full = false;
+    std::vector<float> logits;
+};
+
+template <class Inspector> typename Inspector::result_type inspect(Inspector& f, logits_ready& x) {
+    return f(caf::meta::type_name("logits_ready"), x.session, x.context_full, x.logits);
+}
+
+void register_message_types(caf::actor_system_config& cfg);
+
+} // namespace woolly::actors

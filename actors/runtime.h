@@ -1,0 +1,41 @@
+// runtime.h — what the loaded model gives every actor: weights, vocabulary and the KV-cache pool.
+#pragma once
+
+#include <caf/allowed_unsafe_message_type.hpp>
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "engine/kv_cache.h"
+#include "engine/model.h"
+#include "engine/vocab.h"
+
+namespace woolly::actors {
+
+// One KV cache per session slot, allocated once at start-up. The cache actor hands slots out;
+// an executor touches only the slot named in the activation it is working on.
+class KvCachePool {
+public:
+    KvCachePool(const LlamaModel& model, int64_t n_ctx, int64_t slots);
+    KvCache& slot(int32_t index) { return *caches_[size_t(index)]; }
+    int64_t size() const { return int64_t(caches_.size()); }
+    int64_t n_ctx() const { return n_ctx_; }
+    uint64_t bytes() const;
+
+private:
+    int64_t n_ctx_;
+    std::vector<std::unique_ptr<KvCache>> caches_;
+};
+
+struct Runtime {
+    std::string model_path;
+    std::unique_ptr<LlamaModel> model;
+    std::unique_ptr<Vocab> vocab;
+    std::unique_ptr<KvCachePool> kv;
+};
+
+} // namespace woolly::actors
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::shared_ptr<woolly::actors::Runtime>)

@@ -1,0 +1,205 @@
+// config.cpp — strict YAML reading: unknown keys, wrong types and bad values are refused with
+// the key and the line.
+#include "config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <charconv>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <sstream>
+#include <vector>
+
+namespace woolly::config {
+namespace {
+
+std::string where(const std::string& name, const YAML::Node& node) {
+    return name + ":" + std::to_string(node.Mark().line + 1);
+}
+
+struct IntKey {
+    int64_t* target;
+    int64_t min;
+    int64_t max;
+};
+
+void read_int(const std::string& name, const std::string& key, const YAML::Node& node, IntKey k) {
+    if (!node.IsScalar())
+        throw ConfigError(where(name, node) + ": key '" + key + "': expected an integer");
+    const std::string text = node.Scalar();
+    int64_t value = 0;
+    auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (ec != std::errc() || ptr != text.data() + text.size() || text.empty()) {
+        throw ConfigError(where(name, node) + ": key '" + key + "': expected an integer, got '" +
+                          text + "'");
+    }
+    if (value < k.min || value > k.max) {
+        throw ConfigError(where(name, node) + ": key '" + key + "': " + text +
+                          " is out of range (expected " + std::to_string(k.min) + " to " +
+                          std::to_string(k.max) + ")");
+    }
+    *k.target = value;
+}
+
+void read_string(const std::string& name, const std::string& key, const YAML::Node& node,
+                 std::string* target) {
+    if (!node.IsScalar() || node.Tag() == "?" && node.Scalar().empty()) {
+        throw ConfigError(where(name, node) + ": key '" + key + "': expected a string");
+    }
+    *target = node.Scalar();
+}
+
+// Every key the file may hold, by its dotted path.
+struct Schema {
+    std::map<std::string, IntKey> ints;
+    std::map<std::string, std::string*> strings;
+    std::map<std::string, std::vector<std::string>> sections; // section -> its keys
+};
+
+Schema schema_for(DaemonConfig& c) {
+    Schema s;
+    s.strings = {{"model", &c.model}, {"requests", &c.requests}, {"tokens", &c.tokens}};
+    s.ints = {
+        {"threads", {&c.threads, 1, 256}},
+        {"engine.layer_executors", {&c.engine.layer_executors, 1, 64}},
+        {"engine.context", {&c.engine.context, 0, 1 << 24}},
+        {"engine.max_sessions", {&c.engine.max_sessions, 1, 1024}},
+        {"limits.queue_depth", {&c.limits.queue_depth, 1, 1 << 20}},
+        {"limits.max_tokens", {&c.limits.max_tokens, 1, 1 << 24}},
+        {"limits.default_max_tokens", {&c.limits.default_max_tokens, 0, 1 << 24}},
+        {"limits.max_request_bytes", {&c.limits.max_request_bytes, 64, 1 << 30}},
+        {"publisher.high_water_mark", {&c.publisher.high_water_mark, 0, 1 << 30}},
+        {"replay.max_messages", {&c.replay.max_messages, 1, 1 << 24}},
+        {"replay.keep_seconds", {&c.replay.keep_seconds, 0, 86400 * 7}},
+    };
+    for (const auto& [key, value] : s.ints) {
+        (void)value;
+        if (auto dot = key.find('.'); dot != std::string::npos)
+            s.sections[key.substr(0, dot)].push_back(key.substr(dot + 1));
+    }
+    return s;
+}
+
+std::string known_keys(const std::vector<std::string>& keys) {
+    std::string out;
+    for (const auto& k : keys) out += (out.empty() ? "" : ", ") + k;
+    return out;
+}
+
+} // namespace
+
+std::string endpoint_problem(std::string_view e) {
+    auto starts = [&](std::string_view p) { return e.substr(0, p.size()) == p; };
+    if (starts("ipc://")) return e.size() > 6 ? "" : "ipc:// needs a path";
+    if (starts("inproc://")) return e.size() > 9 ? "" : "inproc:// needs a name";
+    if (!starts("tcp://")) return "expected tcp://HOST:PORT, ipc://PATH or inproc://NAME";
+    const std::string_view rest = e.substr(6);
+    const size_t colon = rest.rfind(':');
+    if (colon == std::string_view::npos || colon == 0) return "expected tcp://HOST:PORT";
+    const std::string_view port = rest.substr(colon + 1);
+    if (port == "*") return "";
+    int value = 0;
+    auto [ptr, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
+    if (ec != std::errc() || ptr != port.data() + port.size() || value < 1 || value > 65535)
+        return "the port must be 1 to 65535";
+    return "";
+}
+
+void validate(const DaemonConfig& c, const std::string& name) {
+    for (const auto& [key, value] :
+         {std::pair{"requests", c.requests}, std::pair{"tokens", c.tokens}}) {
+        if (auto problem = endpoint_problem(value); !problem.empty())
+            throw ConfigError(name + ": key '" + key + "': bad endpoint '" + value + "' (" +
+                              problem + ")");
+    }
+    if (c.requests == c.tokens)
+        throw ConfigError(name + ": keys 'requests' and 'tokens' name the same endpoint");
+    if (c.limits.default_max_tokens > c.limits.max_tokens)
+        throw ConfigError(name + ": key 'limits.default_max_tokens' exceeds 'limits.max_tokens'");
+}
+
+DaemonConfig parse_config(std::string_view text, const std::string& name) {
+    DaemonConfig config;
+    Schema schema = schema_for(config);
+    YAML::Node root;
+    try {
+        root = YAML::Load(std::string(text));
+    } catch (const YAML::Exception& e) {
+        throw ConfigError(name + ":" + std::to_string(e.mark.line + 1) +
+                          ": not valid YAML: " + e.msg);
+    }
+    if (root.IsNull()) return config; // an empty file: all defaults
+    if (!root.IsMap())
+        throw ConfigError(where(name, root) + ": expected a mapping of keys at the top level");
+    std::vector<std::string> top;
+    for (const auto& [key, value] : schema.strings) top.push_back(key), (void)value;
+    for (const auto& [key, value] : schema.ints)
+        if (key.find('.') == std::string::npos) top.push_back(key), (void)value;
+    for (const auto& [section, keys] : schema.sections) top.push_back(section), (void)keys;
+
+    for (const auto& entry : root) {
+        const std::string key = entry.first.Scalar();
+        const YAML::Node& value = entry.second;
+        if (auto it = schema.strings.find(key); it != schema.strings.end()) {
+            read_string(name, key, value, it->second);
+        } else if (auto it = schema.ints.find(key); it != schema.ints.end()) {
+            read_int(name, key, value, it->second);
+        } else if (auto it = schema.sections.find(key); it != schema.sections.end()) {
+            if (value.IsNull()) continue;
+            if (!value.IsMap())
+                throw ConfigError(where(name, value) + ": key '" + key + "': expected a mapping");
+            for (const auto& sub : value) {
+                const std::string full = key + "." + sub.first.Scalar();
+                auto found = schema.ints.find(full);
+                if (found == schema.ints.end()) {
+                    throw ConfigError(where(name, sub.first) + ": unknown key '" + full +
+                                      "' (expected one of: " + known_keys(it->second) + ")");
+                }
+                read_int(name, full, sub.second, found->second);
+            }
+        } else {
+            throw ConfigError(where(name, entry.first) + ": unknown key '" + key +
+                              "' (expected one of: " + known_keys(top) + ")");
+        }
+    }
+    validate(config, name);
+    return config;
+}
+
+DaemonConfig load_config_file(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw ConfigError(path + ": cannot open the config file");
+    std::ostringstream text;
+    text << in.rdbuf();
+    return parse_config(text.str(), path);
+}
+
+std::string to_yaml(const DaemonConfig& c) {
+    YAML::Emitter out;
+    out << YAML::BeginMap;
+    out << YAML::Key << "model" << YAML::Value << c.model;
+    out << YAML::Key << "requests" << YAML::Value << c.requests;
+    out << YAML::Key << "tokens" << YAML::Value << c.tokens;
+    out << YAML::Key << "threads" << YAML::Value << c.threads;
+    out << YAML::Key << "engine" << YAML::Value << YAML::BeginMap;
+    out << YAML::Key << "layer_executors" << YAML::Value << c.engine.layer_executors;
+    out << YAML::Key << "context" << YAML::Value << c.engine.context;
+    out << YAML::Key << "max_sessions" << YAML::Value << c.engine.max_sessions << YAML::EndMap;
+    out << YAML::Key << "limits" << YAML::Value << YAML::BeginMap;
+    out << YAML::Key << "queue_depth" << YAML::Value << c.limits.queue_depth;
+    out << YAML::Key << "max_tokens" << YAML::Value << c.limits.max_tokens;
+    out << YAML::Key << "default_max_tokens" << YAML::Value << c.limits.default_max_tokens;
+    out << YAML::Key << "max_request_bytes" << YAML::Value << c.limits.max_request_bytes
+        << YAML::EndMap;
+    out << YAML::Key << "publisher" << YAML::Value << YAML::BeginMap;
+    out << YAML::Key << "high_water_mark" << YAML::Value << c.publisher.high_water_mark
+        << YAML::EndMap;
+    out << YAML::Key << "replay" << YAML::Value << YAML::BeginMap;
+    out << YAML::Key << "max_messages" << YAML::Value << c.replay.max_messages;
+    out << YAML::Key << "keep_seconds" << YAML::Value << c.replay.keep_seconds << YAML::EndMap;
+    out << YAML::EndMap;
+    return std::string(out.c_str()) + "\n";
+}
+
+} // namespace woolly::config

@@ -1,0 +1,52 @@
+// config.h — woollyd's configuration: defaults, the YAML file, and the checks on every key.
+#pragma once
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+namespace woolly::config {
+
+// A bad config: the message names the file, the line, the key and what was expected.
+class ConfigError : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+struct DaemonConfig {
+    std::string model;                             // GGUF file; empty: the bundled model
+    std::string requests = "tcp://127.0.0.1:5555"; // ROUTER endpoint (bind)
+    std::string tokens = "tcp://127.0.0.1:5556";   // PUB endpoint (bind)
+    int64_t threads = 1;                           // compute threads per layer executor
+    struct {
+        int64_t layer_executors = 1; // actors, each owning a contiguous range of layers
+        int64_t context = 0;         // tokens per session; 0: the model's context length
+        int64_t max_sessions = 4;    // sessions generating at once (round-robin per token)
+    } engine;
+    struct {
+        int64_t queue_depth = 8;             // admitted and unfinished requests, at most
+        int64_t max_tokens = 4096;           // the largest max_tokens a request may ask
+        int64_t default_max_tokens = 256;    // when a request does not say
+        int64_t max_request_bytes = 1 << 20; // a request frame, at most
+    } limits;
+    struct {
+        int64_t high_water_mark = 100000; // messages queued per subscriber before PUB drops
+    } publisher;
+    struct {
+        int64_t max_messages = 4096; // per stream, the most recent kept for replay
+        int64_t keep_seconds = 300;  // how long a finished stream stays replayable
+    } replay;
+};
+
+// Parses YAML text; `name` is the file name used in messages.
+DaemonConfig parse_config(std::string_view text, const std::string& name);
+DaemonConfig load_config_file(const std::string& path);
+// The effective configuration as YAML that parse_config reads back.
+std::string to_yaml(const DaemonConfig& config);
+// Empty when `endpoint` is a usable tcp://HOST:PORT, ipc://PATH or inproc://NAME; else why not.
+std::string endpoint_problem(std::string_view endpoint);
+// Checks ranges and endpoints of a config built from flags; throws ConfigError.
+void validate(const DaemonConfig& config, const std::string& name);
+
+} // namespace woolly::config

@@ -1,0 +1,252 @@
+// protocol.cpp — strict decoding of woolly/1 requests and encoding of replies and messages.
+#include "protocol.h"
+
+#include <cmath>
+#include <set>
+
+namespace woolly::protocol {
+namespace {
+
+using nlohmann::json;
+
+RequestError bad(std::string message) {
+    return {ErrorCode::BadRequest, std::move(message)};
+}
+
+// Field readers: each returns an error message when the value has the wrong type or range.
+struct Fields {
+    const json& object;
+    std::optional<RequestError> error;
+
+    const json* get(const char* name) {
+        auto it = object.find(name);
+        return it == object.end() ? nullptr : &*it;
+    }
+    void fail(std::string message) {
+        if (!error) error = bad(std::move(message));
+    }
+    std::optional<int64_t> integer(const char* name, int64_t min, int64_t max) {
+        const json* v = get(name);
+        if (!v) return std::nullopt;
+        if (!v->is_number_integer()) {
+            fail(std::string("'") + name + "' must be an integer");
+            return std::nullopt;
+        }
+        if (v->is_number_unsigned() && v->get<uint64_t>() > uint64_t(INT64_MAX)) {
+            fail(std::string("'") + name + "' is out of range");
+            return std::nullopt;
+        }
+        const int64_t value = v->get<int64_t>();
+        if (value < min || value > max) {
+            fail(std::string("'") + name + "' must be between " + std::to_string(min) + " and " +
+                 std::to_string(max) + ", got " + std::to_string(value));
+            return std::nullopt;
+        }
+        return value;
+    }
+    std::optional<double> number(const char* name, double min, double max, bool min_open) {
+        const json* v = get(name);
+        if (!v) return std::nullopt;
+        if (!v->is_number()) {
+            fail(std::string("'") + name + "' must be a number");
+            return std::nullopt;
+        }
+        const double value = v->get<double>();
+        if (!std::isfinite(value) || value > max || value < min || (min_open && value == min)) {
+            fail(std::string("'") + name + "' must be in " + (min_open ? "(" : "[") +
+                 std::to_string(min) + ", " + std::to_string(max) + "]");
+            return std::nullopt;
+        }
+        return value;
+    }
+    std::optional<std::string> string(const char* name) {
+        const json* v = get(name);
+        if (!v) return std::nullopt;
+        if (!v->is_string()) {
+            fail(std::string("'") + name + "' must be a string");
+            return std::nullopt;
+        }
+        return v->get<std::string>();
+    }
+    std::string stream_id(const char* name, bool required) {
+        auto id = string(name);
+        if (!id) {
+            if (required && !error) fail(std::string("'") + name + "' is required");
+            return "";
+        }
+        if (!is_valid_stream_id(*id))
+            fail(std::string("'") + name + "' must match [A-Za-z0-9_-]{1,64}");
+        return *id;
+    }
+};
+
+std::optional<RequestError> check_known_fields(const json& object, std::set<std::string> allowed) {
+    for (const auto& [key, value] : object.items()) {
+        (void)value;
+        if (!allowed.count(key)) return bad("unknown field '" + key + "' for this op");
+    }
+    return std::nullopt;
+}
+
+} // namespace
+
+const char* error_code_name(ErrorCode code) {
+    switch (code) {
+    case ErrorCode::BadRequest:
+        return "bad_request";
+    case ErrorCode::TooLarge:
+        return "too_large";
+    case ErrorCode::Busy:
+        return "busy";
+    case ErrorCode::NotFound:
+        return "not_found";
+    case ErrorCode::DuplicateId:
+        return "duplicate_id";
+    case ErrorCode::ShuttingDown:
+        return "shutting_down";
+    case ErrorCode::Internal:
+        return "internal";
+    }
+    return "internal";
+}
+
+bool is_valid_stream_id(std::string_view id) {
+    if (id.empty() || id.size() > 64) return false;
+    for (char c : id) {
+        const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                        (c >= '0' && c <= '9') || c == '_' || c == '-';
+        if (!ok) return false;
+    }
+    return true;
+}
+
+std::string topic_for(std::string_view id) {
+    return std::string(kTopicPrefix) + std::string(id);
+}
+
+std::variant<Request, RequestError> decode_request(std::string_view frame,
+                                                   const DecodeLimits& limits) {
+    if (frame.size() > limits.max_request_bytes) {
+        return RequestError{ErrorCode::TooLarge, "request of " + std::to_string(frame.size()) +
+                                                     " bytes exceeds the limit of " +
+                                                     std::to_string(limits.max_request_bytes)};
+    }
+    json object;
+    try {
+        object = json::parse(frame);
+    } catch (const json::parse_error& e) {
+        return bad(std::string("request is not valid JSON (") + e.what() + ")");
+    }
+    if (!object.is_object()) return bad("request must be a JSON object");
+    Fields f{object, std::nullopt};
+    const auto op = f.string("op");
+    if (f.error) return *f.error;
+    if (!op) return bad("'op' is required (generate, cancel, status or replay)");
+
+    if (*op == "generate") {
+        if (auto e = check_known_fields(object, {"op", "id", "prompt", "max_tokens", "temperature",
+                                                 "top_k", "top_p", "min_p", "repeat_penalty",
+                                                 "repeat_last_n", "seed", "stop"}))
+            return *e;
+        GenerateRequest r;
+        r.id = f.stream_id("id", false);
+        auto prompt = f.string("prompt");
+        if (!prompt && !f.error) f.fail("'prompt' is required");
+        // Asking for more tokens than the daemon allows is "too large"; a negative count or a
+        // non-integer is a bad request (below).
+        if (const json* max = f.get("max_tokens");
+            max && max->is_number_unsigned() &&
+            max->get<uint64_t>() > uint64_t(limits.max_tokens)) {
+            return RequestError{ErrorCode::TooLarge, "'max_tokens' exceeds the limit of " +
+                                                         std::to_string(limits.max_tokens)};
+        }
+        r.max_tokens = f.integer("max_tokens", 0, limits.max_tokens);
+        r.temperature = f.number("temperature", 0.0, 100.0, false);
+        r.top_k = f.integer("top_k", 0, INT32_MAX);
+        r.top_p = f.number("top_p", 0.0, 1.0, true);
+        r.min_p = f.number("min_p", 0.0, 1.0, false);
+        r.repeat_penalty = f.number("repeat_penalty", 0.0, 100.0, true);
+        r.repeat_last_n = f.integer("repeat_last_n", 0, 1 << 20);
+        if (const json* seed = f.get("seed")) {
+            if (seed->is_number_unsigned())
+                r.seed = seed->get<uint64_t>();
+            else
+                f.fail("'seed' must be a non-negative integer");
+        }
+        if (const json* stop = f.get("stop")) {
+            if (!stop->is_array()) {
+                f.fail("'stop' must be an array of strings");
+            } else if (stop->size() > limits.max_stop_strings) {
+                f.fail("'stop' has more than " + std::to_string(limits.max_stop_strings) +
+                       " strings");
+            } else {
+                for (const json& s : *stop) {
+                    if (!s.is_string() || s.get_ref<const std::string&>().empty() ||
+                        s.get_ref<const std::string&>().size() > limits.max_stop_bytes) {
+                        f.fail("each 'stop' entry must be a string of 1 to " +
+                               std::to_string(limits.max_stop_bytes) + " bytes");
+                        break;
+                    }
+                    r.stop.push_back(s.get<std::string>());
+                }
+            }
+        }
+        if (f.error) return *f.error;
+        r.prompt = std::move(*prompt);
+        return Request{std::move(r)};
+    }
+    if (*op == "cancel") {
+        if (auto e = check_known_fields(object, {"op", "id"})) return *e;
+        CancelRequest r{f.stream_id("id", true)};
+        if (f.error) return *f.error;
+        return Request{std::move(r)};
+    }
+    if (*op == "status") {
+        if (auto e = check_known_fields(object, {"op"})) return *e;
+        return Request{StatusRequest{}};
+    }
+    if (*op == "replay") {
+        if (auto e = check_known_fields(object, {"op", "id", "from_seq"})) return *e;
+        ReplayRequest r;
+        r.id = f.stream_id("id", true);
+        r.from_seq = uint64_t(f.integer("from_seq", 0, INT64_MAX).value_or(0));
+        if (f.error) return *f.error;
+        return Request{std::move(r)};
+    }
+    return bad("unknown op '" + *op + "' (expected generate, cancel, status or replay)");
+}
+
+std::string encode_error(const RequestError& error) {
+    return json{{"ok", false},
+                {"error", {{"code", error_code_name(error.code)}, {"message", error.message}}}}
+        .dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+std::string encode_ok(json fields) {
+    json reply = {{"ok", true}};
+    reply.update(fields);
+    return reply.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+json token_message(std::string_view id, uint64_t seq, int32_t token, std::string_view text) {
+    return {{"id", id}, {"seq", seq}, {"token", token}, {"text", text}};
+}
+
+json done_message(std::string_view id, uint64_t seq, std::string_view finish_reason,
+                  const Usage& usage, const RequestError* error, std::string_view text) {
+    json message = {{"id", id},
+                    {"seq", seq},
+                    {"done", true},
+                    {"finish_reason", finish_reason},
+                    {"usage",
+                     {{"prompt_tokens", usage.prompt_tokens},
+                      {"completion_tokens", usage.completion_tokens},
+                      {"ttft_ms", usage.ttft_ms},
+                      {"tokens_per_second", usage.tokens_per_second}}}};
+    if (!text.empty()) message["text"] = text;
+    if (error)
+        message["error"] = {{"code", error_code_name(error->code)}, {"message", error->message}};
+    return message;
+}
+
+} // namespace woolly::protocol

@@ -1,0 +1,85 @@
+// protocol.h — the woolly/1 wire protocol (see SPEC.md): strict request decoding and the
+// encoding of replies and stream messages. No sockets here: frames in, frames out.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace woolly::protocol {
+
+inline constexpr const char* kVersion = "woolly/1";
+inline constexpr const char* kTopicPrefix = "tok.";
+
+enum class ErrorCode { BadRequest, TooLarge, Busy, NotFound, DuplicateId, ShuttingDown, Internal };
+const char* error_code_name(ErrorCode code);
+
+// What decoding a request (or admitting it) refuses with: a code and a message for the client.
+struct RequestError {
+    ErrorCode code;
+    std::string message;
+};
+
+struct DecodeLimits {
+    size_t max_request_bytes = 1 << 20;
+    int64_t max_tokens = 4096; // the largest max_tokens a request may ask for
+    size_t max_stop_strings = 16;
+    size_t max_stop_bytes = 256;
+};
+
+// Sampling fields as the client gave them; absent ones take the daemon's defaults.
+struct GenerateRequest {
+    std::string id; // empty: the daemon chooses one
+    std::string prompt;
+    std::optional<int64_t> max_tokens;
+    std::optional<double> temperature;
+    std::optional<int64_t> top_k;
+    std::optional<double> top_p;
+    std::optional<double> min_p;
+    std::optional<double> repeat_penalty;
+    std::optional<int64_t> repeat_last_n;
+    std::optional<uint64_t> seed;
+    std::vector<std::string> stop;
+};
+struct CancelRequest {
+    std::string id;
+};
+struct StatusRequest {};
+struct ReplayRequest {
+    std::string id;
+    uint64_t from_seq = 0;
+};
+using Request = std::variant<GenerateRequest, CancelRequest, StatusRequest, ReplayRequest>;
+
+// Decodes one request frame. Every field is checked for type and range; unknown fields, bad
+// UTF-8 and oversized frames are refused. Returns the request or the error to reply with.
+std::variant<Request, RequestError> decode_request(std::string_view frame,
+                                                   const DecodeLimits& limits);
+
+// `[A-Za-z0-9_-]{1,64}`
+bool is_valid_stream_id(std::string_view id);
+std::string topic_for(std::string_view id);
+
+std::string encode_error(const RequestError& error);
+std::string encode_ok(nlohmann::json fields); // {"ok":true, ...fields}
+
+struct Usage {
+    int64_t prompt_tokens = 0;
+    int64_t completion_tokens = 0;
+    double ttft_ms = 0.0;
+    double tokens_per_second = 0.0;
+};
+
+// Stream messages (the second frame; the first is topic_for(id)).
+nlohmann::json token_message(std::string_view id, uint64_t seq, int32_t token,
+                             std::string_view text);
+nlohmann::json done_message(std::string_view id, uint64_t seq, std::string_view finish_reason,
+                            const Usage& usage, const RequestError* error = nullptr,
+                            std::string_view text = {});
+
+} // namespace woolly::protocol
