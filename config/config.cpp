@@ -44,7 +44,7 @@ void read_int(const std::string& name, const std::string& key, const YAML::Node&
 
 void read_string(const std::string& name, const std::string& key, const YAML::Node& node,
                  std::string* target) {
-    if (!node.IsScalar() || node.Tag() == "?" && node.Scalar().empty()) {
+    if (!node.IsScalar()) {
         throw ConfigError(where(name, node) + ": key '" + key + "': expected a string");
     }
     *target = node.Scalar();

@@ -26,6 +26,12 @@ const char* kUsage = "usage: woolly COMMAND [options]\n"
                      "  logits    write the logits after each of a list of tokens\n"
                      "  gguf      print a GGUF file's metadata and tensors\n"
                      "\n"
+                     "clients of woollyd (protocol/SPEC.md):\n"
+                     "  generate  send a prompt and print its stream as it arrives\n"
+                     "  subscribe print one stream, or all of them, as they arrive\n"
+                     "  cancel    end a stream\n"
+                     "  status    print the daemon's status\n"
+                     "\n"
                      "`woolly COMMAND --help` describes a command's options.\n";
 
 } // namespace
@@ -41,6 +47,10 @@ int main(int argc, char** argv) {
         if (command == "tokenize") return woolly::cli::tokenize_command(argc, argv);
         if (command == "logits") return woolly::cli::logits_command(argc, argv);
         if (command == "gguf") return woolly::cli::gguf_command(argc, argv);
+        if (command == "generate") return woolly::cli::generate_command(argc, argv);
+        if (command == "subscribe") return woolly::cli::subscribe_command(argc, argv);
+        if (command == "cancel") return woolly::cli::cancel_command(argc, argv);
+        if (command == "status") return woolly::cli::status_command(argc, argv);
         std::fprintf(stderr, "woolly: unknown command '%s' (try 'woolly --help')\n",
                      command.c_str());
         return 2;
