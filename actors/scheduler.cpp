@@ -135,6 +135,13 @@ caf::behavior scheduler_actor(caf::event_based_actor* self, std::shared_ptr<Runt
         }
     };
 
+    // start_waiting refers to the state that holds it: break that cycle (and drop the handles
+    // of other actors) when the scheduler terminates, or their threads would wait forever.
+    self->attach_functor([st] {
+        st->start_waiting = nullptr;
+        st->first_executor = st->sampler = st->cache = nullptr;
+    });
+
     return {
         [=](wire_atom, caf::actor first_executor, caf::actor sampler, caf::actor cache) {
             st->first_executor = first_executor;

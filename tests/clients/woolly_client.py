@@ -1,0 +1,121 @@
+#!/usr/bin/python3
+"""woolly_client.py — a minimal woolly/1 client in Python (pyzmq), written from protocol/SPEC.md.
+
+    python3 woolly_client.py [--requests E] [--tokens E] "Once upon a time"
+
+As a library: Client(requests, tokens).generate(prompt, **fields) yields the stream's messages
+in seq order, filling any gap (late join, dropped messages) with the replay op.
+"""
+import argparse
+import json
+import sys
+import time
+import uuid
+
+import zmq
+
+
+class WoollyError(Exception):
+    def __init__(self, code, message):
+        super().__init__(f"{code}: {message}")
+        self.code = code
+
+
+class Client:
+    def __init__(self, requests="tcp://127.0.0.1:5555", tokens="tcp://127.0.0.1:5556", timeout=30.0):
+        self.ctx = zmq.Context.instance()
+        self.requests_endpoint = requests
+        self.tokens_endpoint = tokens
+        self.timeout_ms = int(timeout * 1000)
+        self._connect()
+
+    def _connect(self):
+        self.req = self.ctx.socket(zmq.REQ)
+        self.req.setsockopt(zmq.LINGER, 0)
+        self.req.connect(self.requests_endpoint)
+
+    def call(self, request):
+        """Sends one request; returns the reply object (ok or not)."""
+        self.req.send(json.dumps(request).encode())
+        if not self.req.poll(self.timeout_ms):
+            self.req.close()
+            self._connect()
+            raise TimeoutError(f"no reply from {self.requests_endpoint}")
+        return json.loads(self.req.recv())
+
+    def subscribe(self, stream_id):
+        sub = self.ctx.socket(zmq.SUB)
+        sub.setsockopt(zmq.LINGER, 0)
+        sub.connect(self.tokens_endpoint)
+        sub.setsockopt(zmq.SUBSCRIBE, f"tok.{stream_id}".encode())
+        return sub
+
+    def follow(self, sub, stream_id):
+        """Yields the stream's messages in seq order until the final one."""
+        expected = 0
+        deadline = time.monotonic() + self.timeout_ms / 1000
+        while True:
+            ready = []
+            if sub.poll(200):
+                topic, payload = sub.recv_multipart()
+                message = json.loads(payload)
+                if message.get("id") != stream_id:
+                    continue  # topics are prefixes: tok.ab also matches tok.abc
+                if message["seq"] > expected:
+                    ready = self._replay(stream_id, expected)
+                elif message["seq"] == expected:
+                    ready = [message]
+            else:
+                ready = self._replay(stream_id, expected)  # joined late, or quiet
+            for message in ready:
+                if message["seq"] != expected:
+                    continue
+                expected += 1
+                deadline = time.monotonic() + self.timeout_ms / 1000
+                yield message
+                if message.get("done"):
+                    return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"stream {stream_id} stalled at seq {expected}")
+
+    def _replay(self, stream_id, from_seq):
+        reply = self.call({"op": "replay", "id": stream_id, "from_seq": from_seq})
+        if not reply["ok"]:
+            raise WoollyError(reply["error"]["code"], reply["error"]["message"])
+        return reply["messages"]
+
+    def generate(self, prompt, stream_id=None, **fields):
+        stream_id = stream_id or "py" + uuid.uuid4().hex[:16]
+        sub = self.subscribe(stream_id)  # subscribe first, then ask
+        try:
+            reply = self.call({"op": "generate", "prompt": prompt, "id": stream_id, **fields})
+            if not reply["ok"]:
+                raise WoollyError(reply["error"]["code"], reply["error"]["message"])
+            yield from self.follow(sub, stream_id)
+        finally:
+            sub.close()
+
+
+def main():
+    parser = argparse.ArgumentParser(description="Stream a generation from woollyd.")
+    parser.add_argument("prompt")
+    parser.add_argument("--requests", default="tcp://127.0.0.1:5555")
+    parser.add_argument("--tokens", default="tcp://127.0.0.1:5556")
+    parser.add_argument("-n", "--max-tokens", type=int, default=64)
+    parser.add_argument("--temperature", type=float, default=0.0)
+    args = parser.parse_args()
+    client = Client(args.requests, args.tokens)
+    try:
+        for message in client.generate(args.prompt, max_tokens=args.max_tokens, temperature=args.temperature):
+            sys.stdout.write(message.get("text", ""))
+            sys.stdout.flush()
+            if message.get("done"):
+                sys.stdout.write("\n")
+                return 0 if message["finish_reason"] != "error" else 1
+    except (WoollyError, TimeoutError) as e:
+        print(f"woolly_client: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+// test_config.cpp — woollyd's YAML config: defaults, overrides, and errors with key and line.
+#include "config/config.h"
+#include "test_support.h"
+
+using namespace woolly::config;
+
+namespace {
+std::string error_of(const std::string& yaml) {
+    try {
+        parse_config(yaml, "w.yaml");
+    } catch (const ConfigError& e) {
+        return e.what();
+    }
+    return "";
+}
+} // namespace
+
+TEST_CASE("an empty file is all defaults; keys override them") {
+    const DaemonConfig d = parse_config("", "w.yaml");
+    CHECK(d.requests == "tcp://127.0.0.1:5555");
+    CHECK(d.tokens == "tcp://127.0.0.1:5556");
+    CHECK(d.limits.queue_depth == 8);
+    const DaemonConfig c = parse_config(
+        "requests: ipc:///tmp/r\nengine:\n  max_sessions: 2\nlimits:\n  queue_depth: 3\n",
+        "w.yaml");
+    CHECK(c.requests == "ipc:///tmp/r");
+    CHECK(c.engine.max_sessions == 2);
+    CHECK(c.limits.queue_depth == 3);
+}
+
+TEST_CASE("the shipped config/woolly.yaml parses to the defaults, and print-config reads back") {
+    const DaemonConfig shipped =
+        load_config_file(std::string(WOOLLY_SOURCE_DIR) + "/config/woolly.yaml");
+    const DaemonConfig defaults;
+    CHECK(to_yaml(shipped) == to_yaml(defaults));
+    DaemonConfig changed;
+    changed.engine.layer_executors = 3;
+    changed.tokens = "ipc:///tmp/t";
+    CHECK(to_yaml(parse_config(to_yaml(changed), "printed")) == to_yaml(changed));
+}
+
+TEST_CASE("bad configs are refused with the file, line, key and expectation") {
+    CHECK(error_of("threads: 1\nengin:\n  x: 1\n") ==
+          "w.yaml:2: unknown key 'engin' (expected one of: model, requests, tokens, threads, "
+          "engine, limits, "
+          "publisher, replay)");
+    CHECK(error_of("engine:\n  layer_executors: two\n") ==
+          "w.yaml:2: key 'engine.layer_executors': expected an integer, got 'two'");
+    CHECK(error_of("engine:\n  colour: 1\n").find("w.yaml:2: unknown key 'engine.colour'") == 0);
+    CHECK(error_of("limits:\n  queue_depth: 0\n")
+              .find("w.yaml:2: key 'limits.queue_depth': 0 is out of range") == 0);
+    CHECK(error_of("requests: http://x\n").find("key 'requests': bad endpoint 'http://x'") !=
+          std::string::npos);
+    CHECK(error_of("tokens: tcp://127.0.0.1:99999\n").find("the port must be 1 to 65535") !=
+          std::string::npos);
+    CHECK(error_of("requests: [1, 2]\n") == "w.yaml:1: key 'requests': expected a string");
+    CHECK(error_of("engine: 5\n") == "w.yaml:1: key 'engine': expected a mapping");
+    CHECK(error_of("a: [\n").find("w.yaml:") == 0);
+    CHECK(error_of("- 1\n- 2\n") == "w.yaml:1: expected a mapping of keys at the top level");
+}
+
+TEST_CASE("endpoints") {
+    CHECK(endpoint_problem("tcp://127.0.0.1:5555").empty());
+    CHECK(endpoint_problem("tcp://*:5555").empty());
+    CHECK(endpoint_problem("ipc:///tmp/x").empty());
+    CHECK_FALSE(endpoint_problem("tcp://127.0.0.1").empty());
+    CHECK_FALSE(endpoint_problem("ipc://").empty());
+    CHECK_FALSE(endpoint_problem("udp://x:1").empty());
+}

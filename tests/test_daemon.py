@@ -1,0 +1,347 @@
+#!/usr/bin/python3
+"""test_daemon.py — woollyd end to end: real daemons on ipc endpoints in a temp dir, driven by
+the woolly CLI and by the pyzmq client written from protocol/SPEC.md.
+
+usage: test_daemon.py WOOLLYD WOOLLY SOURCE_DIR SHARED_DIR
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+
+import zmq
+
+WOOLLYD, WOOLLY, SOURCE, SHARED = sys.argv[1:5]
+sys.path.insert(0, os.path.join(SOURCE, "tests", "clients"))
+from woolly_client import Client  # noqa: E402
+
+BUNDLED = os.path.join(SOURCE, "models", "stories260K.gguf")
+TMP = tempfile.mkdtemp(prefix="woolly-test-")
+
+
+class Daemon:
+    """A woollyd process with its own ipc endpoints and config."""
+    count = 0
+
+    def __init__(self, config_text=""):
+        Daemon.count += 1
+        base = os.path.join(TMP, f"d{Daemon.count}")
+        self.requests, self.tokens = f"ipc://{base}-req", f"ipc://{base}-tok"
+        config = os.path.join(TMP, f"d{Daemon.count}.yaml")
+        with open(config, "w") as f:
+            f.write(config_text)
+        self.proc = subprocess.Popen([WOOLLYD, "--config", config, "--requests", self.requests,
+                                      "--tokens", self.tokens], stderr=subprocess.PIPE, text=True)
+        self.client = Client(self.requests, self.tokens, timeout=20)
+        for _ in range(200):  # wait until it answers
+            try:
+                if self.client.call({"op": "status"})["ok"]:
+                    break
+            except TimeoutError:
+                pass
+            time.sleep(0.05)
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            _, err = self.proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise AssertionError("woollyd did not stop within 20 s of SIGTERM")
+        return self.proc.returncode, err
+
+
+def woolly(*args, stdin=None):
+    return subprocess.run([WOOLLY, *args], input=stdin, capture_output=True, text=True, timeout=60)
+
+
+def golden_prompts():
+    path = os.path.join(SHARED, "golden", "stories260K-greedy.jsonl")
+    if not os.path.exists(path):
+        print(f"note: {path} not found (../shared is absent); using the bundled prompt only")
+        return ["Once upon a time"]
+    return [json.loads(line)["prompt"] for line in open(path) if line.strip()]
+
+
+def collect(sub, stream_ids, until_done=True, timeout=30):
+    """Raw messages per stream id from one SUB socket, in arrival order, until each is done."""
+    got = {i: [] for i in stream_ids}
+    deadline = time.monotonic() + timeout
+    while any(not (m and m[-1].get("done")) for m in got.values()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"streams did not finish: { {k: len(v) for k, v in got.items()} }")
+        if sub.poll(100):
+            topic, payload = sub.recv_multipart()
+            m = json.loads(payload)
+            assert topic.decode() == "tok." + m["id"], (topic, m)
+            if m["id"] in got:
+                got[m["id"]].append(m)
+    return got
+
+
+def check_gap_free(messages):
+    assert [m["seq"] for m in messages] == list(range(len(messages))), [m["seq"] for m in messages]
+    assert messages[-1].get("done") and not any(m.get("done") for m in messages[:-1])
+
+
+def text_of(messages):
+    return "".join(m.get("text", "") for m in messages)
+
+
+# ---- the tests -------------------------------------------------------------------------------
+
+def test_generate_matches_run(d):
+    """woolly generate gives exactly woolly run's greedy tokens for the golden prompts."""
+    for prompt in golden_prompts():
+        run = woolly("run", "-m", BUNDLED, "-p", prompt, "-n", "48", "--temp", "0", "--json")
+        gen = woolly("generate", "--requests", d.requests, "--tokens", d.tokens, "-p", prompt,
+                     "-n", "48", "--temp", "0", "--json")
+        assert run.returncode == 0 and gen.returncode == 0, (run.stderr, gen.stderr)
+        run_tokens = [json.loads(l)["token"] for l in run.stdout.splitlines() if '"token"' in l]
+        gen_lines = [json.loads(l) for l in gen.stdout.splitlines()]
+        gen_tokens = [m["token"] for m in gen_lines if "token" in m]
+        assert run_tokens == gen_tokens and len(run_tokens) == 48, (prompt, run_tokens, gen_tokens)
+        check_gap_free(gen_lines)
+    # Plain text from stdin, as the README shows.
+    gen = woolly("generate", "--requests", d.requests, "--tokens", d.tokens, "-n", "48", "--temp", "0",
+                 stdin="Once upon a time\n")
+    assert gen.stdout.startswith(", there was a little girl named Lily."), gen.stdout
+
+
+def test_three_subscribers_and_a_late_one(d):
+    ctx = zmq.Context.instance()
+    subs = []
+    for _ in range(3):
+        s = ctx.socket(zmq.SUB)
+        s.connect(d.tokens)
+        s.setsockopt(zmq.SUBSCRIBE, b"tok.three")
+        subs.append(s)
+    time.sleep(0.3)  # let the subscriptions reach the daemon (ZeroMQ's slow joiner)
+    reply = d.client.call({"op": "generate", "id": "three", "prompt": "Lily and Tom went to the park",
+                           "max_tokens": 200, "temperature": 0})
+    assert reply == {"ok": True, "id": "three", "topic": "tok.three"}, reply
+    streams = [collect(s, ["three"])["three"] for s in subs]
+    for s in streams:
+        check_gap_free(s)
+    assert streams[0] == streams[1] == streams[2]
+    assert len(streams[0]) == 201
+    # A subscriber that joins after the end recovers everything with replay.
+    replay = d.client.call({"op": "replay", "id": "three", "from_seq": 0})
+    assert replay["ok"] and replay["finished"] and replay["messages"] == streams[0], replay
+    tail = d.client.call({"op": "replay", "id": "three", "from_seq": 195})
+    assert [m["seq"] for m in tail["messages"]] == list(range(195, 201))
+    for s in subs:
+        s.close()
+
+
+def test_eight_concurrent_and_a_ninth_is_busy(d):
+    prompts = golden_prompts()
+    ctx = zmq.Context.instance()
+    sub = ctx.socket(zmq.SUB)
+    sub.connect(d.tokens)
+    sub.setsockopt(zmq.SUBSCRIBE, b"tok.c")
+    time.sleep(0.3)
+    reqs = []
+    for i in range(9):
+        r = ctx.socket(zmq.REQ)
+        r.setsockopt(zmq.LINGER, 0)
+        r.connect(d.requests)
+        reqs.append(r)
+    ids = [f"c{i}" for i in range(8)]
+    for i, r in enumerate(reqs[:8]):
+        r.send_json({"op": "generate", "id": ids[i], "prompt": prompts[i % len(prompts)],
+                     "max_tokens": 400, "temperature": 0})
+    replies = [r.recv_json() for r in reqs[:8]]
+    assert all(rep["ok"] for rep in replies), replies
+    reqs[8].send_json({"op": "generate", "id": "c8", "prompt": "x", "max_tokens": 4})
+    ninth = reqs[8].recv_json()
+    assert not ninth["ok"] and ninth["error"]["code"] == "busy", ninth
+    got = collect(sub, ids, timeout=60)
+    for i, stream_id in enumerate(ids):
+        check_gap_free(got[stream_id])
+        prompt = prompts[i % len(prompts)]
+        run = woolly("run", "-m", BUNDLED, "-p", prompt, "-n", "400", "--temp", "0", "--json")
+        run_tokens = [json.loads(l)["token"] for l in run.stdout.splitlines() if '"token"' in l]
+        assert [m["token"] for m in got[stream_id] if "token" in m] == run_tokens, stream_id
+    for r in reqs:
+        r.close()
+    sub.close()
+    # And once they are done there is room again.
+    assert d.client.call({"op": "generate", "prompt": "x", "max_tokens": 2})["ok"]
+
+
+def test_cancel_mid_stream(d):
+    sub = d.client.subscribe("cx")
+    time.sleep(0.3)
+    assert d.client.call({"op": "generate", "id": "cx", "prompt": "Once upon a time", "max_tokens": 500,
+                          "temperature": 0})["ok"]
+    messages = []
+    cancelled = False
+    deadline = time.monotonic() + 20
+    while not (messages and messages[-1].get("done")):
+        assert time.monotonic() < deadline, "no end after cancel"
+        if sub.poll(100):
+            messages.append(json.loads(sub.recv_multipart()[1]))
+            if not cancelled:
+                reply = d.client.call({"op": "cancel", "id": "cx"})
+                assert reply == {"ok": True, "id": "cx"}, reply
+                cancelled = True
+    check_gap_free(messages)
+    assert messages[-1]["finish_reason"] == "cancelled", messages[-1]
+    assert messages[-1]["usage"]["completion_tokens"] < 500
+    sub.close()
+    # Cancelling again, or an unknown id: not_found. The daemon keeps serving.
+    assert d.client.call({"op": "cancel", "id": "cx"})["error"]["code"] == "not_found"
+    out = [m for m in d.client.generate("Once upon a time", max_tokens=8, temperature=0)]
+    assert out[-1]["finish_reason"] == "length" and len(out) == 9
+
+
+def test_bad_requests_get_their_codes(d):
+    ctx = zmq.Context.instance()
+    req = ctx.socket(zmq.REQ)
+    req.connect(d.requests)
+
+    def send_raw(frame):
+        req.send(frame)
+        return json.loads(req.recv())
+
+    def code(reply):
+        return "ok" if reply["ok"] else reply["error"]["code"]
+
+    valid = {"op": "generate", "prompt": "Once upon a time", "max_tokens": 3, "temperature": 0}
+    cases = [
+        (b"this is not json", "bad_request"),
+        (b'{"op":"generate","prompt":"\xff\xfe"}', "bad_request"),
+        (json.dumps({"op": "generate", "prompt": 12}).encode(), "bad_request"),
+        (json.dumps({"op": "generate", "prompt": "hi", "temperature": "hot"}).encode(), "bad_request"),
+        (json.dumps({"op": "generate"}).encode(), "bad_request"),
+        (json.dumps({"op": "explode"}).encode(), "bad_request"),
+        (json.dumps({"op": "generate", "prompt": "hi", "max_tokens": -5}).encode(), "bad_request"),
+        (json.dumps({"op": "generate", "prompt": "hi", "max_tokens": 10**12}).encode(), "too_large"),
+        (json.dumps({"op": "generate", "prompt": "x" * (8 << 20)}).encode(), "too_large"),
+        (json.dumps({"op": "generate", "prompt": "Once upon a time " * 200}).encode(), "too_large"),
+        (json.dumps({"op": "cancel", "id": "never-was"}).encode(), "not_found"),
+        (json.dumps({"op": "replay", "id": "never-was"}).encode(), "not_found"),
+    ]
+    for frame, expected in cases:
+        reply = send_raw(frame)
+        assert code(reply) == expected, (frame[:80], reply)
+        assert reply["error"]["message"], reply
+        nxt = send_raw(json.dumps(valid).encode())  # the next valid request is served
+        assert code(nxt) == "ok", nxt
+    first = send_raw(json.dumps({**valid, "id": "dup"}).encode())
+    assert code(first) == "ok"
+    second = send_raw(json.dumps({**valid, "id": "dup"}).encode())
+    assert code(second) == "duplicate_id", second
+    # A multi-frame request over DEALER gets bad_request; a correct DEALER request is served.
+    dealer = ctx.socket(zmq.DEALER)
+    dealer.connect(d.requests)
+    dealer.send_multipart([b"", b"{}", b"{}"])
+    assert json.loads(dealer.recv_multipart()[1])["error"]["code"] == "bad_request"
+    dealer.send_multipart([b"", json.dumps({"op": "status"}).encode()])
+    empty, reply = dealer.recv_multipart()
+    assert empty == b"" and json.loads(reply)["ok"]
+    dealer.close()
+    req.close()
+
+
+def test_status(d):
+    s = d.client.call({"op": "status"})
+    assert s["ok"] and s["protocol"] == "woolly/1"
+    assert s["model"]["n_vocab"] == 512 and s["model"]["n_layer"] == 5
+    assert s["tokens_generated"] > 0 and s["sessions"] == {"running": 0, "queued": 0}
+    assert s["cache"]["kv_slots"] == 4 and s["cache"]["kv_slots_in_use"] == 0
+    out = woolly("status", "--requests", d.requests)
+    assert out.returncode == 0 and json.loads(out.stdout)["ok"]
+
+
+def test_python_client_from_spec(d):
+    out = subprocess.run([sys.executable, os.path.join(SOURCE, "tests", "clients", "woolly_client.py"),
+                          "--requests", d.requests, "--tokens", d.tokens, "-n", "48", "Once upon a time"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith(", there was a little girl named Lily. She loved to play outside"), out.stdout
+
+
+def test_subscribe_command(d):
+    sub = subprocess.Popen([WOOLLY, "subscribe", "subcmd", "--tokens", d.tokens, "--requests", d.requests],
+                           stdout=subprocess.PIPE, text=True)
+    time.sleep(0.4)
+    assert d.client.call({"op": "generate", "id": "subcmd", "prompt": "Once upon a time", "max_tokens": 48,
+                          "temperature": 0})["ok"]
+    out, _ = sub.communicate(timeout=30)
+    assert sub.returncode == 0 and out.startswith(", there was a little girl named Lily."), out
+
+
+def test_stop_strings_and_unknown_daemon(d):
+    msgs = list(d.client.generate("Once upon a time", max_tokens=48, temperature=0, stop=["Lily"]))
+    assert msgs[-1]["finish_reason"] == "stop" and text_of(msgs) == ", there was a little girl named "
+    out = woolly("status", "--requests", f"ipc://{TMP}/nobody-here")
+    assert out.returncode != 0 and "no reply" in out.stderr
+
+
+def standalone_tests():
+    """Tests that need their own daemon."""
+    # Bad configs exit 2 naming key and line; --print-config prints the effective config.
+    bad = os.path.join(TMP, "bad.yaml")
+    with open(bad, "w") as f:
+        f.write("engine:\n  max_sessions: lots\n")
+    out = subprocess.run([WOOLLYD, "--config", bad], capture_output=True, text=True, timeout=20)
+    assert out.returncode == 2 and "bad.yaml:2: key 'engine.max_sessions'" in out.stderr, out.stderr
+    out = subprocess.run([WOOLLYD, "--requests", "carrier-pigeon://x"], capture_output=True, text=True, timeout=20)
+    assert out.returncode == 2 and "bad endpoint" in out.stderr, out.stderr
+    out = subprocess.run([WOOLLYD, "--threads", "3", "--print-config"], capture_output=True, text=True, timeout=20)
+    assert out.returncode == 0 and "threads: 3" in out.stdout and "queue_depth: 8" in out.stdout, out.stdout
+    out = subprocess.run([WOOLLYD, "--model", "/nonexistent.gguf", "--requests", f"ipc://{TMP}/m-req",
+                          "--tokens", f"ipc://{TMP}/m-tok"], capture_output=True, text=True, timeout=20)
+    assert out.returncode == 1 and "/nonexistent.gguf: cannot open" in out.stderr, out.stderr
+
+    # SIGTERM mid-stream: the stream ends with "shutdown" and the daemon exits 0.
+    d = Daemon()
+    sub = d.client.subscribe("sd")
+    time.sleep(0.3)
+    assert d.client.call({"op": "generate", "id": "sd", "prompt": "Once upon a time", "max_tokens": 500})["ok"]
+    first = json.loads(sub.recv_multipart()[1])
+    code, err = d.stop()
+    messages = [first]
+    while sub.poll(500):
+        messages.append(json.loads(sub.recv_multipart()[1]))
+    assert code == 0, err
+    assert messages[-1].get("done") and messages[-1]["finish_reason"] in ("shutdown", "length"), messages[-1]
+    sub.close()
+
+
+def main():
+    d = Daemon("limits:\n  queue_depth: 8\nengine:\n  max_sessions: 4\n")
+    tests = [v for k, v in globals().items() if k.startswith("test_")]
+    passed = failed = 0
+    for test in tests:
+        try:
+            test(d)
+            print(f"PASS {test.__name__}")
+            passed += 1
+        except Exception:
+            print(f"FAIL {test.__name__}\n{traceback.format_exc()}")
+            failed += 1
+    code, err = d.stop()
+    if code != 0:
+        print(f"FAIL woollyd exited {code}: {err}")
+        failed += 1
+    try:
+        standalone_tests()
+        print("PASS standalone_tests")
+        passed += 1
+    except Exception:
+        print(f"FAIL standalone_tests\n{traceback.format_exc()}")
+        failed += 1
+    print(f"{passed} passed, {failed} failed")
+    return 0 if failed == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

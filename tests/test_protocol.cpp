@@ -1,0 +1,79 @@
+// test_protocol.cpp — strict decoding of woolly/1 requests: each bad request gets its code.
+#include "protocol/protocol.h"
+#include "test_support.h"
+
+using namespace woolly::protocol;
+
+namespace {
+
+std::string code_of(std::string_view frame, DecodeLimits limits = {}) {
+    auto result = decode_request(frame, limits);
+    if (auto* e = std::get_if<RequestError>(&result)) return error_code_name(e->code);
+    return "ok";
+}
+
+} // namespace
+
+TEST_CASE("well-formed requests decode with their fields") {
+    auto r = decode_request(
+        R"({"op":"generate","prompt":"hi","id":"a-1_B","max_tokens":5,"temperature":0,
+        "top_k":3,"top_p":0.5,"min_p":0.1,"repeat_penalty":1.1,"repeat_last_n":8,"seed":18446744073709551615,
+        "stop":["x","yz"]})",
+        {});
+    REQUIRE(std::holds_alternative<Request>(r));
+    const auto& g = std::get<GenerateRequest>(std::get<Request>(r));
+    CHECK(g.prompt == "hi");
+    CHECK(g.id == "a-1_B");
+    CHECK(g.max_tokens == 5);
+    CHECK(g.temperature == 0.0);
+    CHECK(g.seed == UINT64_MAX);
+    CHECK(g.stop == std::vector<std::string>{"x", "yz"});
+    CHECK(code_of(R"({"op":"cancel","id":"abc"})") == "ok");
+    CHECK(code_of(R"({"op":"status"})") == "ok");
+    auto replay = decode_request(R"({"op":"replay","id":"abc","from_seq":7})", {});
+    CHECK(std::get<ReplayRequest>(std::get<Request>(replay)).from_seq == 7);
+}
+
+TEST_CASE("every malformed request names its problem with the right code") {
+    CHECK(code_of("not json") == "bad_request");
+    CHECK(code_of("[1,2]") == "bad_request");
+    CHECK(code_of("{\"op\":\"generate\",\"prompt\":\"\xff\"}") == "bad_request"); // invalid UTF-8
+    CHECK(code_of(R"({"prompt":"hi"})") == "bad_request");                        // no op
+    CHECK(code_of(R"({"op":"fly"})") == "bad_request");
+    CHECK(code_of(R"({"op":"generate"})") == "bad_request"); // missing prompt
+    CHECK(code_of(R"({"op":"generate","prompt":5})") == "bad_request");
+    CHECK(code_of(R"({"op":"generate","prompt":"hi","max_tokens":-1})") == "bad_request");
+    CHECK(code_of(R"({"op":"generate","prompt":"hi","max_tokens":"5"})") == "bad_request");
+    CHECK(code_of(R"({"op":"generate","prompt":"hi","max_tokens":2.5})") == "bad_request");
+    CHECK(code_of(R"({"op":"generate","prompt":"hi","max_tokens":1000000000000})") == "too_large");
+    CHECK(code_of(R"({"op":"generate","prompt":"hi","temperature":-1})") == "bad_request");
+    CHECK(code_of(R"({"op":"generate","prompt":"hi","top_p":0})") == "bad_request");
+    CHECK(code_of(R"({"op":"generate","prompt":"hi","seed":-3})") == "bad_request");
+    CHECK(code_of(R"({"op":"generate","prompt":"hi","stop":"x"})") == "bad_request");
+    CHECK(code_of(R"({"op":"generate","prompt":"hi","stop":[""]})") == "bad_request");
+    CHECK(code_of(R"({"op":"generate","prompt":"hi","id":"has space"})") == "bad_request");
+    CHECK(code_of(R"({"op":"generate","prompt":"hi","id":""})") == "bad_request");
+    CHECK(code_of(R"({"op":"generate","prompt":"hi","colour":"red"})") == "bad_request");
+    CHECK(code_of(R"({"op":"cancel"})") == "bad_request");
+    CHECK(code_of(R"({"op":"replay","id":"a","from_seq":-1})") == "bad_request");
+    DecodeLimits small;
+    small.max_request_bytes = 64;
+    CHECK(code_of(std::string(R"({"op":"generate","prompt":")") + std::string(100, 'x') + "\"}",
+                  small) == "too_large");
+}
+
+TEST_CASE("stream ids and messages follow the spec") {
+    CHECK(is_valid_stream_id(std::string(64, 'a')));
+    CHECK_FALSE(is_valid_stream_id(std::string(65, 'a')));
+    CHECK_FALSE(is_valid_stream_id("a.b"));
+    CHECK(topic_for("abc") == "tok.abc");
+    const auto m = token_message("abc", 3, 42, "hé");
+    CHECK(m.dump() == R"({"id":"abc","seq":3,"text":"hé","token":42})");
+    Usage usage{5, 2, 1.5, 100.0};
+    const auto done = done_message("abc", 4, "length", usage);
+    CHECK(done["done"] == true);
+    CHECK(done["usage"]["completion_tokens"] == 2);
+    CHECK_FALSE(done.contains("error"));
+    CHECK(encode_error({ErrorCode::Busy, "full"}) ==
+          R"({"error":{"code":"busy","message":"full"},"ok":false})");
+}
