@@ -27,8 +27,9 @@ struct Actors {
     caf::actor ingress;
 };
 
-// loader: opens and validates the model, builds the runtime; replies with it or an error.
-caf::behavior loader_actor(caf::event_based_actor* self);
+// loader: opens and validates the model, builds the runtime (KV caches of n_ctx tokens for
+// `slots` sessions); replies to load_atom with it or an error, then quits.
+caf::behavior loader_actor(caf::event_based_actor* self, std::string path, int64_t n_ctx, int64_t slots);
 // tokenizer: prompt -> token ids (with BOS), refusing prompts that leave no room to generate.
 caf::behavior tokenizer_actor(caf::event_based_actor* self, std::shared_ptr<Runtime> runtime);
 // cache: hands out KV-cache slots (one per running session) and reports their use.

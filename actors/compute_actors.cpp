@@ -12,10 +12,9 @@
 
 namespace woolly::actors {
 
-caf::behavior loader_actor(caf::event_based_actor* self) {
+caf::behavior loader_actor(caf::event_based_actor* self, std::string path, int64_t n_ctx, int64_t slots) {
     return {
-        [=](load_atom, const std::string& path, int64_t n_ctx,
-            int64_t slots) -> caf::result<std::shared_ptr<Runtime>> {
+        [=](load_atom) -> caf::result<std::shared_ptr<Runtime>> {
             try {
                 auto runtime = std::make_shared<Runtime>();
                 runtime->model_path = path;

@@ -95,9 +95,10 @@ int main(int argc, char** argv) {
     std::string load_error;
     {
         caf::scoped_actor self{system};
-        auto loader = system.spawn<caf::detached>(woolly::actors::loader_actor);
-        self->request(loader, caf::infinite, woolly::actors::load_atom::value, config.model,
-                      int64_t(config.engine.context), int64_t(config.engine.max_sessions))
+        auto loader = system.spawn<caf::detached>(woolly::actors::loader_actor, config.model,
+                                                  int64_t(config.engine.context),
+                                                  int64_t(config.engine.max_sessions));
+        self->request(loader, caf::infinite, woolly::actors::load_atom::value)
             .receive([&](std::shared_ptr<woolly::actors::Runtime>& r) { runtime = std::move(r); },
                      [&](caf::error& e) { load_error = system.render(e); });
     }

@@ -38,13 +38,17 @@ class Daemon:
         self.proc = subprocess.Popen([WOOLLYD, "--config", config, "--requests", self.requests,
                                       "--tokens", self.tokens], stderr=subprocess.PIPE, text=True)
         self.client = Client(self.requests, self.tokens, timeout=20)
-        for _ in range(200):  # wait until it answers
+        probe = Client(self.requests, self.tokens, timeout=0.5)
+        for _ in range(120):  # wait until it answers, or fail at once if it died
+            if self.proc.poll() is not None:
+                raise AssertionError(f"woollyd exited {self.proc.returncode}: {self.proc.stderr.read()}")
             try:
-                if self.client.call({"op": "status"})["ok"]:
+                if probe.call({"op": "status"})["ok"]:
                     break
             except TimeoutError:
                 pass
-            time.sleep(0.05)
+        else:
+            raise AssertionError("woollyd did not answer within 60 s")
 
     def stop(self):
         self.proc.send_signal(signal.SIGTERM)
@@ -251,7 +255,13 @@ def test_bad_requests_get_their_codes(d):
 
 
 def test_status(d):
-    s = d.client.call({"op": "status"})
+    # Earlier tests may have left short generations running: wait for the daemon to go idle.
+    deadline = time.monotonic() + 30
+    while True:
+        s = d.client.call({"op": "status"})
+        if s["sessions"] == {"running": 0, "queued": 0} or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     assert s["ok"] and s["protocol"] == "woolly/1"
     assert s["model"]["n_vocab"] == 512 and s["model"]["n_layer"] == 5
     assert s["tokens_generated"] > 0 and s["sessions"] == {"running": 0, "queued": 0}
@@ -323,10 +333,10 @@ def main():
     for test in tests:
         try:
             test(d)
-            print(f"PASS {test.__name__}")
+            print(f"PASS {test.__name__}", flush=True)
             passed += 1
         except Exception:
-            print(f"FAIL {test.__name__}\n{traceback.format_exc()}")
+            print(f"FAIL {test.__name__}\n{traceback.format_exc()}", flush=True)
             failed += 1
     code, err = d.stop()
     if code != 0:
