@@ -238,6 +238,7 @@ def test_bad_requests_get_their_codes(d):
         assert reply["error"]["message"], reply
         nxt = send_raw(json.dumps(valid).encode())  # the next valid request is served
         assert code(nxt) == "ok", nxt
+        wait_idle(d)  # so that slow builds (sanitizers) never fill the queue
     first = send_raw(json.dumps({**valid, "id": "dup"}).encode())
     assert code(first) == "ok"
     second = send_raw(json.dumps({**valid, "id": "dup"}).encode())
@@ -254,14 +255,18 @@ def test_bad_requests_get_their_codes(d):
     req.close()
 
 
-def test_status(d):
-    # Earlier tests may have left short generations running: wait for the daemon to go idle.
-    deadline = time.monotonic() + 30
+def wait_idle(d, timeout=30):
+    """Waits until no session runs or waits; returns the last status."""
+    deadline = time.monotonic() + timeout
     while True:
         s = d.client.call({"op": "status"})
         if s["sessions"] == {"running": 0, "queued": 0} or time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
+            return s
+        time.sleep(0.02)
+
+
+def test_status(d):
+    s = wait_idle(d)  # earlier tests may have left short generations running
     assert s["ok"] and s["protocol"] == "woolly/1"
     assert s["model"]["n_vocab"] == 512 and s["model"]["n_layer"] == 5
     assert s["tokens_generated"] > 0 and s["sessions"] == {"running": 0, "queued": 0}
