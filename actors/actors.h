@@ -1,6 +1,6 @@
-// actors.h — the actors of woollyd and how they are spawned. Compute (tokenizing, layers,
-// sampling) and socket I/O run in detached actors with threads of their own; CAF's scheduler
-// threads run only the scheduler and cache, whose handlers are bookkeeping.
+// actors.h — the actors of woollyd and how they are spawned. Every actor is detached (a thread
+// of its own): compute and socket I/O never run on CAF's scheduler threads, and a detached
+// actor wakes on a condition variable, faster than a sleeping scheduler worker would.
 #pragma once
 
 #include <caf/all.hpp>
@@ -29,16 +29,17 @@ struct Actors {
 
 // loader: opens and validates the model, builds the runtime (KV caches of n_ctx tokens for
 // `slots` sessions); replies to load_atom with it or an error, then quits.
-caf::behavior loader_actor(caf::event_based_actor* self, std::string path, int64_t n_ctx, int64_t slots);
+caf::behavior loader_actor(caf::event_based_actor* self, std::string path, int64_t n_ctx,
+                           int64_t slots);
 // tokenizer: prompt -> token ids (with BOS), refusing prompts that leave no room to generate.
 caf::behavior tokenizer_actor(caf::event_based_actor* self, std::shared_ptr<Runtime> runtime);
 // cache: hands out KV-cache slots (one per running session) and reports their use.
 caf::behavior cache_actor(caf::event_based_actor* self, std::shared_ptr<Runtime> runtime);
-// layer executor: runs layers [first, last) of each activation, then passes it on (to `next`,
-// or, from the last executor, logits to `sampler`).
+// layer executor: runs layers [first, last) of each activation on `threads` compute threads,
+// then passes it on (to `next`, or, from the last executor, logits to `sampler`).
 caf::behavior executor_actor(caf::event_based_actor* self, std::shared_ptr<Runtime> runtime,
-                             int64_t first, int64_t last, caf::actor next, caf::actor sampler,
-                             caf::actor scheduler_handle);
+                             int64_t first, int64_t last, int64_t threads, caf::actor next,
+                             caf::actor sampler, caf::actor scheduler);
 // sampler: one TokenStream per session; publishes tokens and the final message.
 caf::behavior sampler_actor(caf::event_based_actor* self, std::shared_ptr<Runtime> runtime,
                             caf::actor publisher, caf::actor scheduler);

@@ -12,7 +12,8 @@
 
 namespace woolly::actors {
 
-caf::behavior loader_actor(caf::event_based_actor* self, std::string path, int64_t n_ctx, int64_t slots) {
+caf::behavior loader_actor(caf::event_based_actor* self, std::string path, int64_t n_ctx,
+                           int64_t slots) {
     return {
         [=](load_atom) -> caf::result<std::shared_ptr<Runtime>> {
             try {
@@ -67,9 +68,13 @@ caf::behavior cache_actor(caf::event_based_actor*, std::shared_ptr<Runtime> runt
 }
 
 caf::behavior executor_actor(caf::event_based_actor* self, std::shared_ptr<Runtime> runtime,
-                             int64_t first, int64_t last, caf::actor next, caf::actor sampler,
-                             caf::actor scheduler) {
-    auto scratch = std::make_shared<ForwardScratch>(*runtime->model, runtime->kv->n_ctx());
+                             int64_t first, int64_t last, int64_t threads, caf::actor next,
+                             caf::actor sampler, caf::actor scheduler) {
+    // The executor's own compute threads; its actor thread is thread 0 of the pool.
+    auto pool = std::make_shared<ThreadPool>(int(threads));
+    auto scratch = std::shared_ptr<ForwardScratch>(
+        new ForwardScratch(*runtime->model, runtime->kv->n_ctx(), pool.get()),
+        [pool](ForwardScratch* s) { delete s; }); // keeps the pool alive as long as the scratch
     return {
         [=](activation& a) {
             const LlamaModel& model = *runtime->model;

@@ -30,8 +30,8 @@ int run_daemon(caf::actor_system& system, std::shared_ptr<Runtime> runtime,
     Actors a;
     a.publisher = system.spawn<caf::detached>(publisher_actor, pub, config);
     a.tokenizer = system.spawn<caf::detached>(tokenizer_actor, runtime);
-    a.cache = system.spawn(cache_actor, runtime);
-    a.scheduler = system.spawn(scheduler_actor, runtime, config);
+    a.cache = system.spawn<caf::detached>(cache_actor, runtime);
+    a.scheduler = system.spawn<caf::detached>(scheduler_actor, runtime, config);
     a.sampler = system.spawn<caf::detached>(sampler_actor, runtime, a.publisher, a.scheduler);
     // Executors own contiguous, near-equal ranges of layers; spawn the last first so that each
     // knows the one after it.
@@ -41,8 +41,9 @@ int run_daemon(caf::actor_system& system, std::shared_ptr<Runtime> runtime,
     caf::actor next;
     for (int64_t i = n_exec - 1; i >= 0; --i) {
         const int64_t first = n_layer * i / n_exec, last = n_layer * (i + 1) / n_exec;
-        a.executors[size_t(i)] = system.spawn<caf::detached>(executor_actor, runtime, first, last,
-                                                             next, a.sampler, a.scheduler);
+        a.executors[size_t(i)] =
+            system.spawn<caf::detached>(executor_actor, runtime, first, last,
+                                        int64_t(config.threads), next, a.sampler, a.scheduler);
         next = a.executors[size_t(i)];
     }
     caf::anon_send(a.scheduler, wire_atom::value, a.executors.front(), a.sampler, a.cache);

@@ -87,7 +87,7 @@ int main(int argc, char** argv) {
 
     caf::actor_system_config cfg;
     woolly::actors::register_message_types(cfg);
-    // CAF's own scheduler runs only bookkeeping actors; compute has threads of its own.
+    // Every woollyd actor is detached; CAF's scheduler keeps one thread for CAF's own needs.
     cfg.set("scheduler.max-threads", size_t{1});
     caf::actor_system system{cfg};
 

@@ -86,14 +86,15 @@ void attention(const LlamaHyperParams& hp, const KvCache& cache, int64_t layer, 
 
 } // namespace
 
-ForwardScratch::ForwardScratch(const LlamaModel& model, int64_t max_ctx)
+ForwardScratch::ForwardScratch(const LlamaModel& model, int64_t max_ctx, ThreadPool* pool)
     : xb_(size_t(model.hparams().n_embd)),
       q_(size_t(model.hparams().n_head * model.hparams().head_dim)),
       att_out_(size_t(model.hparams().n_head * model.hparams().head_dim)), scores_(size_t(max_ctx)),
       sub_out_(size_t(model.hparams().n_embd)), gate_(size_t(model.hparams().n_ff)),
       up_(size_t(model.hparams().n_ff)), rope_cache_(size_t(model.hparams().n_rot)),
       input_(std::max({model.hparams().n_embd, model.hparams().n_ff,
-                       model.hparams().n_head * model.hparams().head_dim})) {}
+                       model.hparams().n_head * model.hparams().head_dim})),
+      pool_(pool) {}
 
 void embed_token(const LlamaModel& model, int32_t token, float* x) {
     const int64_t n_vocab = model.hparams().n_vocab;
@@ -122,25 +123,25 @@ void run_layers(const LlamaModel& model, int64_t first, int64_t last, int64_t po
         float* k = cache.key(l, pos);
         float* v = cache.value(l, pos);
         s.input_.set(s.xb_.data(), n_embd);
-        matvec(layer.wq, s.input_, s.q_.data());
-        matvec(layer.wk, s.input_, k);
-        matvec(layer.wv, s.input_, v);
+        matvec(layer.wq, s.input_, s.q_.data(), s.pool_);
+        matvec(layer.wk, s.input_, k, s.pool_);
+        matvec(layer.wv, s.input_, v, s.pool_);
         rope(s.q_.data(), hp.n_head, hp.head_dim, hp.n_rot, s.rope_cache_.data());
         rope(k, hp.n_head_kv, hp.head_dim, hp.n_rot, s.rope_cache_.data());
         attention(hp, cache, l, pos, s.q_.data(), s.scores_.data(), s.att_out_.data());
         s.input_.set(s.att_out_.data(), n_q);
-        matvec(layer.wo, s.input_, s.sub_out_.data());
+        matvec(layer.wo, s.input_, s.sub_out_.data(), s.pool_);
         for (int64_t i = 0; i < n_embd; ++i) x[i] += s.sub_out_[size_t(i)];
 
         // Feed-forward block (SwiGLU): x += w_down · (silu(w_gate·n) * w_up·n), n = rmsnorm(x).
         rmsnorm(s.xb_.data(), x, layer.ffn_norm.data(), n_embd, hp.rms_eps);
         s.input_.set(s.xb_.data(), n_embd);
-        matvec(layer.w_gate, s.input_, s.gate_.data());
-        matvec(layer.w_up, s.input_, s.up_.data());
+        matvec(layer.w_gate, s.input_, s.gate_.data(), s.pool_);
+        matvec(layer.w_up, s.input_, s.up_.data(), s.pool_);
         for (int64_t i = 0; i < hp.n_ff; ++i)
             s.gate_[size_t(i)] = silu(s.gate_[size_t(i)]) * s.up_[size_t(i)];
         s.input_.set(s.gate_.data(), hp.n_ff);
-        matvec(layer.w_down, s.input_, s.sub_out_.data());
+        matvec(layer.w_down, s.input_, s.sub_out_.data(), s.pool_);
         for (int64_t i = 0; i < n_embd; ++i) x[i] += s.sub_out_[size_t(i)];
     }
 }
@@ -149,14 +150,14 @@ void compute_logits(const LlamaModel& model, const float* x, float* logits, Forw
     const LlamaHyperParams& hp = model.hparams();
     rmsnorm(s.xb_.data(), x, model.output_norm.data(), hp.n_embd, hp.rms_eps);
     s.input_.set(s.xb_.data(), hp.n_embd);
-    matvec(model.output, s.input_, logits);
+    matvec(model.output, s.input_, logits, s.pool_);
 }
 
-LlamaContext::LlamaContext(const LlamaModel& model, int64_t n_ctx)
+LlamaContext::LlamaContext(const LlamaModel& model, int64_t n_ctx, ThreadPool* pool)
     : model_(model),
       cache_(model.hparams().n_layer, n_ctx > 0 ? n_ctx : model.hparams().n_ctx_train,
              model.hparams().n_embd_kv()),
-      scratch_(model, cache_.n_ctx()), x_(size_t(model.hparams().n_embd)),
+      scratch_(model, cache_.n_ctx(), pool), x_(size_t(model.hparams().n_embd)),
       logits_(size_t(model.hparams().n_vocab)) {}
 
 const float* LlamaContext::decode(int32_t token) {

@@ -8,13 +8,15 @@
 #include "kv_cache.h"
 #include "matmul.h"
 #include "model.h"
+#include "thread_pool.h"
 
 namespace woolly {
 
 // Buffers one thread needs to run layers or the head; sized once for the model.
 class ForwardScratch {
 public:
-    explicit ForwardScratch(const LlamaModel& model, int64_t max_ctx);
+    // `pool` (may be null: one thread) splits the matmuls; it must outlive the scratch.
+    ForwardScratch(const LlamaModel& model, int64_t max_ctx, ThreadPool* pool = nullptr);
 
 private:
     friend void run_layers(const LlamaModel&, int64_t, int64_t, int64_t, float*, KvCache&,
@@ -30,6 +32,7 @@ private:
     std::vector<float> up_;         // [n_ff] w_up xb
     std::vector<float> rope_cache_; // [n_rot] cos, sin pairs for the current position
     MatvecInput input_;             // the vector being multiplied, in the weights' format
+    ThreadPool* pool_;
 };
 
 // x [n_embd] = the embedding of `token` (throws Error when out of range).
@@ -46,7 +49,7 @@ class LlamaContext {
 public:
     // n_ctx = 0 uses the model's training context length. All memory is allocated here:
     // decode() allocates nothing.
-    explicit LlamaContext(const LlamaModel& model, int64_t n_ctx = 0);
+    explicit LlamaContext(const LlamaModel& model, int64_t n_ctx = 0, ThreadPool* pool = nullptr);
 
     // Feeds `token` at position n_past() and returns the logits for the next token
     // (n_vocab floats, valid until the next call). Throws Error on a bad token or a full context.

@@ -5,6 +5,7 @@
 
 #include "error.h"
 #include "kernels.h"
+#include "thread_pool.h"
 
 namespace woolly {
 
@@ -46,10 +47,17 @@ const void* MatvecInput::as(TensorType type) {
     return converted_[s].data();
 }
 
-void matvec(const WeightMatrix& w, MatvecInput& x, float* y) {
-    const void* activations = x.as(w.traits->vec_dot_type);
+void matvec(const WeightMatrix& w, MatvecInput& x, float* y, ThreadPool* pool) {
+    const void* activations = x.as(w.traits->vec_dot_type); // once, before the threads split
     const VecDotFn dot = active_kernels().dot(w.traits->type);
-    for (int64_t r = 0; r < w.rows; ++r) y[r] = dot(w.row(r), activations, w.cols);
+    auto rows = [&](int index, int count) {
+        const int64_t begin = w.rows * index / count, end = w.rows * (index + 1) / count;
+        for (int64_t r = begin; r < end; ++r) y[r] = dot(w.row(r), activations, w.cols);
+    };
+    if (pool && pool->size() > 1)
+        pool->run(rows);
+    else
+        rows(0, 1);
 }
 
 } // namespace woolly

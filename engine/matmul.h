@@ -31,7 +31,10 @@ private:
     std::array<bool, kFormats> valid_{};
 };
 
-// y[r] = dot(W.row(r), x) for every row r: x has W.cols values, y has W.rows.
-void matvec(const WeightMatrix& w, MatvecInput& x, float* y);
+class ThreadPool;
+
+// y[r] = dot(W.row(r), x) for every row r: x has W.cols values, y has W.rows. With a pool, the
+// rows are split into one contiguous range per thread.
+void matvec(const WeightMatrix& w, MatvecInput& x, float* y, ThreadPool* pool = nullptr);
 
 } // namespace woolly

@@ -2,7 +2,10 @@
 #include "engine/context.h"
 #include "engine/error.h"
 #include "engine/generation.h"
+#include "engine/thread_pool.h"
+
 #include "test_support.h"
+#include <cstring>
 
 using namespace woolly;
 
@@ -92,4 +95,29 @@ TEST_CASE("a full context ends generation with length, and decode refuses past i
     CHECK_THROWS_WITH_AS(context.decode(1), doctest::Contains("context is full"), Error);
     context.reset();
     CHECK_THROWS_WITH_AS(context.decode(100000), doctest::Contains("out of range"), Error);
+}
+
+TEST_CASE("a thread pool changes nothing: the same logits, bit for bit, on 1 and 3 threads") {
+    auto model = LlamaModel::load(test::bundled_model());
+    ThreadPool pool(3);
+    LlamaContext one(*model), three(*model, 0, &pool);
+    for (int32_t t : {1, 403, 407, 261, 378, 432}) {
+        const float* a = one.decode(t);
+        const float* b = three.decode(t);
+        CHECK(std::memcmp(a, b, sizeof(float) * size_t(model->hparams().n_vocab)) == 0);
+    }
+}
+
+TEST_CASE("the thread pool runs every index once per job, job after job") {
+    ThreadPool pool(4);
+    CHECK(pool.size() == 4);
+    std::vector<int> hits(4);
+    for (int job = 0; job < 1000; ++job) {
+        auto f = [&](int i, int n) {
+            REQUIRE(n == 4);
+            ++hits[size_t(i)];
+        };
+        pool.run(f);
+    }
+    CHECK(hits == std::vector<int>{1000, 1000, 1000, 1000});
 }

@@ -24,6 +24,7 @@ const char* kRunUsage =
     "  -n, --n-predict N       tokens to generate at most (default 128; -1: until the context is "
     "full)\n"
     "  -c, --ctx-size N        context length (default: the model's)\n"
+    "  -t, --threads N         compute threads (default 1)\n"
     "  --temp T                temperature, 0 = greedy (default 0.8)\n"
     "  --top-k K               (default 40; 0 = off)\n"
     "  --top-p P               (default 0.95; 1 = off)\n"
@@ -38,9 +39,9 @@ const char* kRunUsage =
 
 int run_command(int argc, char** argv) {
     Args args(argc, argv, 2,
-              {"-m", "--model", "-p", "--prompt", "-n", "--n-predict", "-c", "--ctx-size", "--temp",
-               "--top-k", "--top-p", "--min-p", "--repeat-penalty", "--repeat-last-n", "--seed",
-               "--stop"},
+              {"-m", "--model", "-p", "--prompt", "-n", "--n-predict", "-c", "--ctx-size", "-t",
+               "--threads", "--temp", "--top-k", "--top-p", "--min-p", "--repeat-penalty",
+               "--repeat-last-n", "--seed", "--stop"},
               {"--json", "--help", "-h"});
     if (args.has("--help") || args.has("-h")) {
         std::fputs(kRunUsage, stdout);
@@ -64,6 +65,8 @@ int run_command(int argc, char** argv) {
     if (n_predict < -1) throw Error("-n must be -1 (until the context is full) or >= 0");
     const int64_t n_ctx = args.number<int64_t>("-c", "--ctx-size").value_or(0);
     if (n_ctx < 0 || n_ctx > (int64_t(1) << 24)) throw Error("-c must be between 0 and 16777216");
+    const int64_t threads = args.number<int64_t>("-t", "--threads").value_or(1);
+    if (threads < 1 || threads > 256) throw Error("-t must be between 1 and 256");
     const bool json = args.has("--json");
 
     std::string prompt;
@@ -80,7 +83,8 @@ int run_command(int argc, char** argv) {
     const std::string model_path = args.get("-m", "--model").value_or(default_model_path());
     auto model = LlamaModel::load(model_path);
     Vocab vocab(model->gguf());
-    LlamaContext context(*model, n_ctx);
+    ThreadPool pool{int(threads)};
+    LlamaContext context(*model, n_ctx, &pool);
     params.max_tokens =
         n_predict < 0 ? int32_t(context.n_ctx()) : int32_t(std::min<int64_t>(n_predict, INT32_MAX));
 

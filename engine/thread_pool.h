@@ -1,0 +1,48 @@
+// thread_pool.h — a persistent pool of compute threads that split one job at a time
+// (the rows of a matmul). Passed explicitly to whoever computes; no global pool.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace woolly {
+
+class ThreadPool {
+public:
+    // n_threads in all, the calling thread included: n_threads - 1 workers are started.
+    explicit ThreadPool(int n_threads);
+    ~ThreadPool();
+    ThreadPool(const ThreadPool&) = delete;
+    ThreadPool& operator=(const ThreadPool&) = delete;
+
+    int size() const { return int(workers_.size()) + 1; }
+
+    // Calls job(context, i, n) for i = 0..n-1, one per thread (the caller runs i = 0), and
+    // returns when all are done. Allocates nothing.
+    using Job = void (*)(void* context, int index, int count);
+    void run(Job job, void* context);
+
+    // Convenience for a callable: f(index, count).
+    template <typename F> void run(F& f) {
+        run([](void* c, int i, int n) { (*static_cast<F*>(c))(i, n); }, &f);
+    }
+
+private:
+    void worker(int index);
+
+    std::vector<std::thread> workers_;
+    std::mutex mutex_;
+    std::condition_variable wake_;
+    std::condition_variable done_;
+    Job job_ = nullptr;
+    void* context_ = nullptr;
+    std::atomic<uint64_t> generation_{0}; // bumped once per run()
+    int pending_ = 0;                     // workers still running the current job
+    bool stopping_ = false;
+};
+
+} // namespace woolly
