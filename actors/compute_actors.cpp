@@ -81,7 +81,7 @@ caf::behavior executor_actor(caf::event_based_actor* self, std::shared_ptr<Runti
             const int64_t n_embd = model.hparams().n_embd;
             const size_t n_tokens = a.tokens.size();
             try {
-                if (a.x.empty()) { // the first executor embeds
+                if (first == 0) { // the first executor embeds, into the session's buffer
                     a.x.resize(n_tokens * size_t(n_embd));
                     for (size_t i = 0; i < n_tokens; ++i)
                         embed_token(model, a.tokens[i], a.x.data() + i * size_t(n_embd));
@@ -97,9 +97,11 @@ caf::behavior executor_actor(caf::event_based_actor* self, std::shared_ptr<Runti
                 logits_ready out;
                 out.session = a.session;
                 out.context_full = a.pos + int64_t(n_tokens) >= cache.n_ctx();
+                out.logits = std::move(a.logits);
                 out.logits.resize(size_t(model.hparams().n_vocab));
                 compute_logits(model, a.x.data() + (n_tokens - 1) * size_t(n_embd),
                                out.logits.data(), *scratch);
+                out.x = std::move(a.x);
                 self->send(sampler, std::move(out));
             } catch (const std::exception& e) {
                 self->send(scheduler, failed_atom::value, a.session, std::string(e.what()));
@@ -177,7 +179,7 @@ caf::behavior sampler_actor(caf::event_based_actor* self, std::shared_ptr<Runtim
         },
         [=](logits_ready& in) {
             auto it = streams->find(in.session);
-            if (it == streams->end()) return;
+            if (it == streams->end()) return; // ended meanwhile (cancel, shutdown)
             SamplerStream& s = it->second;
             GeneratedToken token;
             const bool got = s.tokens->next(in.logits.data(), in.context_full, token);
@@ -191,8 +193,8 @@ caf::behavior sampler_actor(caf::event_based_actor* self, std::shared_ptr<Runtim
             }
             const bool done = !got || s.tokens->finished();
             if (done) finish(in.session, finish_reason_name(s.tokens->finish_reason()), nullptr);
-            self->send(scheduler, sampled_atom::value, in.session, got ? token.id : int32_t(-1),
-                       done);
+            self->send(scheduler, step_done{in.session, got ? token.id : int32_t(-1), done,
+                                            std::move(in.logits), std::move(in.x)});
         },
         [=](finish_atom, uint64_t session, const std::string& reason,
             const std::string& error_message) {

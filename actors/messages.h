@@ -18,7 +18,6 @@ using status_atom = caf::atom_constant<caf::atom("status")>;
 using replay_atom = caf::atom_constant<caf::atom("replay")>;
 using open_atom = caf::atom_constant<caf::atom("open")>;
 using finish_atom = caf::atom_constant<caf::atom("finish")>;
-using sampled_atom = caf::atom_constant<caf::atom("sampled")>;
 using failed_atom = caf::atom_constant<caf::atom("failed")>;
 using publish_atom = caf::atom_constant<caf::atom("publish")>;
 using acquire_atom = caf::atom_constant<caf::atom("acquire")>;
@@ -46,30 +45,52 @@ template <class Inspector> typename Inspector::result_type inspect(Inspector& f,
              x.top_p, x.min_p, x.repeat_penalty, x.repeat_last_n, x.seed, x.stop, x.prompt_tokens);
 }
 
+// Buffers go round: each session owns one activation buffer and one logits buffer, which move
+// scheduler -> executors -> sampler -> scheduler with every step and are never copied; after
+// the session's first step they are not reallocated either.
+
 // Activations flowing through the layer executors: tokens at positions pos, pos+1, ... of one
-// session; x holds [n_tokens][n_embd] after the first executor embeds them. The vector moves
-// from actor to actor; it is never copied.
+// session; the first executor embeds them into x [n_tokens][n_embd]. `logits` is the session's
+// logits buffer, carried along for the last executor to fill.
 struct activation {
     uint64_t session = 0;
     int32_t kv_slot = 0;
     int32_t pos = 0;
     std::vector<int32_t> tokens;
     std::vector<float> x;
+    std::vector<float> logits;
 };
 
 template <class Inspector> typename Inspector::result_type inspect(Inspector& f, activation& x) {
-    return f(caf::meta::type_name("activation"), x.session, x.kv_slot, x.pos, x.tokens, x.x);
+    return f(caf::meta::type_name("activation"), x.session, x.kv_slot, x.pos, x.tokens, x.x,
+             x.logits);
 }
 
-// The last executor's output: logits [n_vocab] for the session's next token.
+// The last executor's output: logits [n_vocab] for the session's next token, and the
+// activation buffer on its way back.
 struct logits_ready {
     uint64_t session = 0;
     bool context_full = false;
     std::vector<float> logits;
+    std::vector<float> x;
 };
 
 template <class Inspector> typename Inspector::result_type inspect(Inspector& f, logits_ready& x) {
-    return f(caf::meta::type_name("logits_ready"), x.session, x.context_full, x.logits);
+    return f(caf::meta::type_name("logits_ready"), x.session, x.context_full, x.logits, x.x);
+}
+
+// The sampler's answer to the scheduler: the token (-1: none), whether the stream ended, and
+// the session's two buffers for its next step.
+struct step_done {
+    uint64_t session = 0;
+    int32_t token = -1;
+    bool done = false;
+    std::vector<float> logits;
+    std::vector<float> x;
+};
+
+template <class Inspector> typename Inspector::result_type inspect(Inspector& f, step_done& x) {
+    return f(caf::meta::type_name("step_done"), x.session, x.token, x.done, x.logits, x.x);
 }
 
 void register_message_types(caf::actor_system_config& cfg);

@@ -24,7 +24,9 @@ struct Session {
     int32_t pos = 0;       // tokens fed to the model so far
     int32_t in_flight = 0; // tokens of the step now in the executors (0: none)
     bool running = false;
-    std::string end_reason; // set by cancel or shutdown: end when the step comes back
+    std::string end_reason;    // set by cancel or shutdown: end when the step comes back
+    std::vector<float> x;      // the session's activation buffer, between steps
+    std::vector<float> logits; // its logits buffer, between steps
 };
 
 struct State {
@@ -101,6 +103,8 @@ caf::behavior scheduler_actor(caf::event_based_actor* self, std::shared_ptr<Runt
         a.kv_slot = s.slot;
         a.pos = s.pos;
         a.tokens = std::move(tokens);
+        a.x = std::move(s.x);
+        a.logits = std::move(s.logits);
         self->send(st->first_executor, std::move(a));
     };
 
@@ -180,10 +184,15 @@ caf::behavior scheduler_actor(caf::event_based_actor* self, std::shared_ptr<Runt
             st->start_waiting();
             return protocol::encode_ok({{"id", id}, {"topic", protocol::topic_for(id)}});
         },
-        [=](sampled_atom, uint64_t key, int32_t token, bool done) {
+        [=](step_done& step) {
+            const uint64_t key = step.session;
+            const int32_t token = step.token;
+            const bool done = step.done;
             auto it = st->sessions.find(key);
             if (it == st->sessions.end()) return;
             Session& s = it->second;
+            s.x = std::move(step.x);
+            s.logits = std::move(step.logits);
             if (token >= 0) ++st->tokens_generated;
             s.pos += s.in_flight;
             s.in_flight = 0;
