@@ -283,6 +283,17 @@ def test_python_client_from_spec(d):
     assert out.stdout.startswith(", there was a little girl named Lily. She loved to play outside"), out.stdout
 
 
+def test_readme_client(d):
+    """The client printed in the README is this file, and it streams a generation."""
+    path = os.path.join(SOURCE, "tests", "clients", "minimal_client.py")
+    readme = open(os.path.join(SOURCE, "README.md")).read()
+    assert open(path).read() in readme, "README.md's Python client differs from tests/clients/minimal_client.py"
+    out = subprocess.run([sys.executable, path, d.requests, d.tokens, "Once upon a time"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith(", there was a little girl named Lily. She loved to play outside"), out.stdout
+
+
 def test_subscribe_command(d):
     sub = subprocess.Popen([WOOLLY, "subscribe", "subcmd", "--tokens", d.tokens, "--requests", d.requests],
                            stdout=subprocess.PIPE, text=True)
