@@ -35,12 +35,14 @@ caf::behavior loader_actor(caf::event_based_actor* self, std::string path, int64
 
 caf::behavior tokenizer_actor(caf::event_based_actor*, std::shared_ptr<Runtime> runtime) {
     return {
-        [=](tokenize_atom, const std::string& prompt) -> caf::result<std::vector<int32_t>> {
+        [=](tokenize_atom, const std::string& prompt) -> tokenized {
+            tokenized out;
             try {
-                return tokenize_prompt(*runtime->vocab, prompt, runtime->kv->n_ctx());
+                out.tokens = tokenize_prompt(*runtime->vocab, prompt, runtime->kv->n_ctx());
             } catch (const std::exception& e) {
-                return caf::make_error(caf::sec::runtime_error, std::string(e.what()));
+                out.error = e.what(); // the prompt does not fit the context
             }
+            return out;
         },
     };
 }
@@ -158,16 +160,7 @@ caf::behavior sampler_actor(caf::event_based_actor* self, std::shared_ptr<Runtim
     };
     return {
         [=](open_atom, uint64_t session, const stream_setup& setup) {
-            GenerationParams params;
-            params.max_tokens = setup.max_tokens;
-            params.sampling.temperature = setup.temperature;
-            params.sampling.top_k = setup.top_k;
-            params.sampling.top_p = setup.top_p;
-            params.sampling.min_p = setup.min_p;
-            params.sampling.repeat_penalty = setup.repeat_penalty;
-            params.sampling.repeat_last_n = setup.repeat_last_n;
-            params.sampling.seed = setup.seed;
-            params.stop = setup.stop;
+            const GenerationParams params = generation_params(setup);
             SamplerStream s;
             s.id = setup.id;
             s.n_prompt = int64_t(setup.prompt_tokens.size());

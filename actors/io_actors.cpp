@@ -103,13 +103,8 @@ std::optional<protocol::RequestError> make_setup(const protocol::GenerateRequest
     setup.seed = r.seed ? *r.seed : seeds();
     setup.stop = r.stop;
     // The engine's own checks (stop strings valid UTF-8, ...) as a bad request.
-    GenerationParams params;
-    params.max_tokens = setup.max_tokens;
-    params.stop = setup.stop;
-    params.sampling = {setup.temperature,    setup.top_k,         setup.top_p, setup.min_p,
-                       setup.repeat_penalty, setup.repeat_last_n, setup.seed};
     try {
-        params.validate();
+        generation_params(setup).validate();
     } catch (const std::exception& e) {
         return protocol::RequestError{protocol::ErrorCode::BadRequest, e.what()};
     }
@@ -155,14 +150,12 @@ void ingress_actor(caf::blocking_actor* self, std::shared_ptr<zmq::socket_t> soc
             std::string failure;
             self->request(tokenizer, caf::infinite, tokenize_atom::value, g->prompt)
                 .receive(
-                    [&](std::vector<int32_t>& tokens) { setup.prompt_tokens = std::move(tokens); },
+                    [&](tokenized& t) {
+                        setup.prompt_tokens = std::move(t.tokens);
+                        failure = std::move(t.error);
+                    },
                     [&](caf::error& e) { failure = self->system().render(e); });
-            if (!failure.empty()) {
-                // The only way a valid string fails to tokenize is not fitting the context.
-                const size_t at = failure.find("the prompt has");
-                return error_reply(protocol::ErrorCode::TooLarge,
-                                   at == std::string::npos ? failure : failure.substr(at));
-            }
+            if (!failure.empty()) return error_reply(protocol::ErrorCode::TooLarge, failure);
             return ask(scheduler, admit_atom::value, std::move(setup));
         }
         if (auto* c = std::get_if<protocol::CancelRequest>(&request))

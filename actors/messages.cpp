@@ -10,9 +10,24 @@ void register_message_types(caf::actor_system_config& cfg) {
     cfg.add_message_type<activation>("woolly.activation");
     cfg.add_message_type<logits_ready>("woolly.logits_ready");
     cfg.add_message_type<step_done>("woolly.step_done");
+    cfg.add_message_type<tokenized>("woolly.tokenized");
     cfg.add_message_type<std::vector<int32_t>>("woolly.token_ids");
     cfg.add_message_type<std::vector<float>>("woolly.floats");
     cfg.add_message_type<std::vector<std::string>>("woolly.strings");
+}
+
+GenerationParams generation_params(const stream_setup& setup) {
+    GenerationParams params;
+    params.max_tokens = setup.max_tokens;
+    params.sampling.temperature = setup.temperature;
+    params.sampling.top_k = setup.top_k;
+    params.sampling.top_p = setup.top_p;
+    params.sampling.min_p = setup.min_p;
+    params.sampling.repeat_penalty = setup.repeat_penalty;
+    params.sampling.repeat_last_n = setup.repeat_last_n;
+    params.sampling.seed = setup.seed;
+    params.stop = setup.stop;
+    return params;
 }
 
 KvCachePool::KvCachePool(const LlamaModel& model, int64_t n_ctx, int64_t slots) : n_ctx_(n_ctx) {

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "engine/generation.h"
+
 namespace woolly::actors {
 
 using load_atom = caf::atom_constant<caf::atom("load")>;
@@ -91,6 +93,20 @@ struct step_done {
 
 template <class Inspector> typename Inspector::result_type inspect(Inspector& f, step_done& x) {
     return f(caf::meta::type_name("step_done"), x.session, x.token, x.done, x.logits, x.x);
+}
+
+// The engine's parameters for a stream (one mapping, used by the ingress to validate a request
+// and by the sampler to run it).
+GenerationParams generation_params(const stream_setup& setup);
+
+// The tokenizer's answer: the prompt's tokens, or why there are none.
+struct tokenized {
+    std::vector<int32_t> tokens;
+    std::string error;
+};
+
+template <class Inspector> typename Inspector::result_type inspect(Inspector& f, tokenized& x) {
+    return f(caf::meta::type_name("tokenized"), x.tokens, x.error);
 }
 
 void register_message_types(caf::actor_system_config& cfg);
