@@ -1,6 +1,7 @@
 // gguf_writer.cpp — serialises metadata and tensors in the GGUF v3 layout.
 #include "gguf_writer.h"
 
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 
@@ -68,21 +69,37 @@ void GgufWriter::add_i32_array(std::string_view key, const std::vector<int32_t>&
     for (int32_t v : values) put(kv_bytes_, v);
 }
 
-void GgufWriter::add_tensor(std::string_view name, TensorType type,
-                            const std::vector<uint64_t>& dims, std::vector<uint8_t> data) {
+uint64_t GgufWriter::checked_bytes(std::string_view name, TensorType type,
+                                   const std::vector<uint64_t>& dims) const {
     const TypeTraits& traits = type_traits(type);
-    uint64_t elements = 1;
-    for (uint64_t d : dims) elements *= d;
-    const auto bytes_per_row = row_bytes(traits, dims.at(0));
-    if (!bytes_per_row || *bytes_per_row * (elements / dims[0]) != data.size()) {
-        throw Error("GgufWriter: tensor '" + std::string(name) + "' has " +
-                    std::to_string(data.size()) + " bytes, which does not match its type " +
-                    traits.name + " and shape");
+    uint64_t rows = 1;
+    for (size_t i = 1; i < dims.size(); ++i) rows *= dims[i];
+    const auto bytes_per_row = dims.empty() ? std::nullopt : row_bytes(traits, dims[0]);
+    if (!bytes_per_row) {
+        throw Error("GgufWriter: tensor '" + std::string(name) + "' rows are not whole " +
+                    traits.name + " blocks");
     }
-    tensors_.push_back({std::string(name), type, dims, std::move(data)});
+    return *bytes_per_row * rows;
 }
 
-std::vector<uint8_t> GgufWriter::serialize() const {
+void GgufWriter::add_tensor(std::string_view name, TensorType type,
+                            const std::vector<uint64_t>& dims, std::vector<uint8_t> data) {
+    const uint64_t bytes = checked_bytes(name, type, dims);
+    if (bytes != data.size()) {
+        throw Error("GgufWriter: tensor '" + std::string(name) + "' has " +
+                    std::to_string(data.size()) + " bytes, which does not match its type " +
+                    type_traits(type).name + " and shape");
+    }
+    tensors_.push_back({std::string(name), type, dims, bytes, std::move(data), nullptr});
+}
+
+void GgufWriter::add_tensor(std::string_view name, TensorType type,
+                            const std::vector<uint64_t>& dims, Producer produce) {
+    const uint64_t bytes = checked_bytes(name, type, dims);
+    tensors_.push_back({std::string(name), type, dims, bytes, {}, std::move(produce)});
+}
+
+std::vector<uint8_t> GgufWriter::header() const {
     std::vector<uint8_t> out;
     put<uint32_t>(out, 0x46554747);
     put<uint32_t>(out, 3);
@@ -94,7 +111,6 @@ std::vector<uint8_t> GgufWriter::serialize() const {
         put<uint32_t>(out, uint32_t(GgufValueType::UINT32));
         put<uint32_t>(out, alignment_);
     }
-    auto aligned = [&](uint64_t n) { return (n + alignment_ - 1) / alignment_ * alignment_; };
     uint64_t offset = 0;
     for (const auto& t : tensors_) {
         put_string(out, t.name);
@@ -102,23 +118,44 @@ std::vector<uint8_t> GgufWriter::serialize() const {
         for (uint64_t d : t.dims) put<uint64_t>(out, d);
         put<uint32_t>(out, uint32_t(t.type));
         put<uint64_t>(out, offset);
-        offset = aligned(offset + t.data.size());
+        offset = (offset + t.bytes + alignment_ - 1) / alignment_ * alignment_;
     }
-    out.resize(aligned(out.size()), 0);
+    out.resize((out.size() + alignment_ - 1) / alignment_ * alignment_, 0);
+    return out;
+}
+
+// Feeds each tensor's bytes, then its padding, to sink(pointer, size).
+template <typename Sink> void GgufWriter::write_data(Sink&& sink) const {
+    std::vector<uint8_t> produced;
+    const std::vector<uint8_t> zeros(alignment_, 0);
     for (const auto& t : tensors_) {
-        out.insert(out.end(), t.data.begin(), t.data.end());
-        out.resize(aligned(out.size()), 0);
+        const std::vector<uint8_t>* bytes = &t.data;
+        if (t.produce) {
+            produced.assign(t.bytes, 0);
+            t.produce(produced);
+            bytes = &produced;
+        }
+        sink(bytes->data(), bytes->size());
+        sink(zeros.data(), size_t((alignment_ - t.bytes % alignment_) % alignment_));
     }
+}
+
+std::vector<uint8_t> GgufWriter::serialize() const {
+    std::vector<uint8_t> out = header();
+    write_data([&](const uint8_t* p, size_t n) { out.insert(out.end(), p, p + n); });
     return out;
 }
 
 void GgufWriter::write_file(const std::string& path) const {
-    const std::vector<uint8_t> bytes = serialize();
     FILE* f = std::fopen(path.c_str(), "wb");
     if (!f) throw Error(path + ": cannot create: " + std::strerror(errno));
-    const size_t written = std::fwrite(bytes.data(), 1, bytes.size(), f);
-    const bool closed = std::fclose(f) == 0;
-    if (written != bytes.size() || !closed) throw Error(path + ": write failed");
+    bool ok = true;
+    auto sink = [&](const uint8_t* p, size_t n) { ok = ok && std::fwrite(p, 1, n, f) == n; };
+    const std::vector<uint8_t> head = header();
+    sink(head.data(), head.size());
+    write_data(sink);
+    ok = (std::fclose(f) == 0) && ok;
+    if (!ok) throw Error(path + ": write failed");
 }
 
 } // namespace woolly

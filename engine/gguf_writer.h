@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -27,18 +28,29 @@ public:
     // `data` must hold exactly the bytes of a tensor of this type and shape.
     void add_tensor(std::string_view name, TensorType type, const std::vector<uint64_t>& dims,
                     std::vector<uint8_t> data);
+    // A tensor whose bytes are made only while the file is written (`produce` fills a buffer of
+    // the right size), so that multi-gigabyte files never sit in memory whole.
+    using Producer = std::function<void(std::vector<uint8_t>& bytes)>;
+    void add_tensor(std::string_view name, TensorType type, const std::vector<uint64_t>& dims,
+                    Producer produce);
 
-    std::vector<uint8_t> serialize() const;
-    void write_file(const std::string& path) const; // throws Error on I/O failure
+    std::vector<uint8_t> serialize() const;         // all in memory (produced tensors too)
+    void write_file(const std::string& path) const; // streamed; throws Error on I/O failure
 
 private:
     struct Tensor {
         std::string name;
         TensorType type;
         std::vector<uint64_t> dims;
-        std::vector<uint8_t> data;
+        uint64_t bytes;
+        std::vector<uint8_t> data; // or, when empty, made by produce
+        Producer produce;
     };
     void begin_kv(std::string_view key, GgufValueType type);
+    uint64_t checked_bytes(std::string_view name, TensorType type,
+                           const std::vector<uint64_t>& dims) const;
+    std::vector<uint8_t> header() const; // everything before the first tensor's data
+    template <typename Sink> void write_data(Sink&& sink) const;
 
     uint32_t alignment_;
     uint64_t n_kv_ = 0;

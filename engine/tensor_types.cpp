@@ -267,6 +267,30 @@ void quantize_f16(const float* src, void* dst, int64_t n) {
     }
 }
 
+// Q4_0 weights, as ggml's reference quantizer makes them: the value of largest magnitude maps
+// to -8, d = max / -8, q = round(x / d) + 8 clamped to 0..15.
+void quantize_q4_0(const float* src, void* dst, int64_t n) {
+    auto* block = static_cast<uint8_t*>(dst);
+    for (int64_t b = 0; b < n / QK; ++b, src += QK, block += 18) {
+        float amax = 0.0f, max = 0.0f;
+        for (int j = 0; j < QK; ++j) {
+            if (std::fabs(src[j]) > amax) {
+                amax = std::fabs(src[j]);
+                max = src[j];
+            }
+        }
+        const float d = max / -8.0f;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        const uint16_t h = f32_to_f16(d);
+        std::memcpy(block, &h, 2);
+        for (int j = 0; j < QK / 2; ++j) {
+            const int q0 = std::min(15, int(src[j] * id + 8.5f));
+            const int q1 = std::min(15, int(src[j + QK / 2] * id + 8.5f));
+            block[2 + j] = uint8_t(q0 | (q1 << 4));
+        }
+    }
+}
+
 void quantize_bf16(const float* src, void* dst, int64_t n) {
     auto* out = static_cast<uint8_t*>(dst);
     for (int64_t i = 0; i < n; ++i) {
@@ -427,7 +451,8 @@ const TypeTraits kTypeTable[] = {
     {TensorType::F16, "F16", 1, 2, dequantize_f16, TensorType::F32, vec_dot_f16_f32, quantize_f16},
     {TensorType::BF16, "BF16", 1, 2, dequantize_bf16, TensorType::BF16, vec_dot_bf16,
      quantize_bf16},
-    WOOLLY_LEGACY_ROW(Q4_0, 18, unpack_q4_0, false),
+    {TensorType::Q4_0, "Q4_0", 32, 18, dequantize_legacy<unpack_q4_0, 18, false>, TensorType::Q8_0,
+     vec_dot_legacy<unpack_q4_0, 18, false>, quantize_q4_0},
     WOOLLY_LEGACY_ROW(Q4_1, 20, unpack_q4_1, true),
     WOOLLY_LEGACY_ROW(Q5_0, 22, unpack_q5_0, false),
     WOOLLY_LEGACY_ROW(Q5_1, 24, unpack_q5_1, true),

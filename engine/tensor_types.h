@@ -35,7 +35,8 @@ enum class TensorType : uint32_t {
 
 // Dequantize `n` values (a multiple of the block size) from `src` into `dst`.
 using DequantizeRowFn = void (*)(const void* src, float* dst, int64_t n);
-// Converts `n` float32 activations into this type (only for activation types: F16, BF16, Q8_*).
+// Converts `n` float32 values into this type: activation formats (F16, BF16, Q8_0, Q8_1, Q8_K)
+// and the weight types `woolly synth` writes (also Q4_0).
 using QuantizeRowFn = void (*)(const float* src, void* dst, int64_t n);
 // Dot product of one stored row of `n` weights with `n` activations already converted to the
 // row type's `vec_dot_type`, as ggml does: quantized weights meet 8-bit quantized activations.
@@ -50,7 +51,7 @@ struct TypeTraits {
     DequantizeRowFn dequantize_row;
     TensorType vec_dot_type;    // the form activations take for vec_dot
     VecDotFn vec_dot;           // weights of this type . activations of vec_dot_type
-    QuantizeRowFn quantize_row; // float32 -> this type, for activation types
+    QuantizeRowFn quantize_row; // float32 -> this type, where Woolly can write it
 };
 
 // The row for a ggml type id, or null when the id is not a type Woolly knows.

@@ -25,6 +25,8 @@ const char* kUsage = "usage: woolly COMMAND [options]\n"
                      "  tokenize  print the token ids of strings (llama.cpp vocab-test format)\n"
                      "  logits    write the logits after each of a list of tokens\n"
                      "  gguf      print a GGUF file's metadata and tensors\n"
+                     "  synth     write a random-weight model with a real model's shape\n"
+                     "  bench     measure prompt and generation speed (llama-bench's method)\n"
                      "\n"
                      "clients of woollyd (protocol/SPEC.md):\n"
                      "  generate  send a prompt and print its stream as it arrives\n"
@@ -47,6 +49,8 @@ int main(int argc, char** argv) {
         if (command == "tokenize") return woolly::cli::tokenize_command(argc, argv);
         if (command == "logits") return woolly::cli::logits_command(argc, argv);
         if (command == "gguf") return woolly::cli::gguf_command(argc, argv);
+        if (command == "synth") return woolly::cli::synth_command(argc, argv);
+        if (command == "bench") return woolly::cli::bench_command(argc, argv);
         if (command == "generate") return woolly::cli::generate_command(argc, argv);
         if (command == "subscribe") return woolly::cli::subscribe_command(argc, argv);
         if (command == "cancel") return woolly::cli::cancel_command(argc, argv);

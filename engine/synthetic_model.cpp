@@ -1,0 +1,202 @@
+// synthetic_model.cpp — shapes, a generated vocabulary, and weights drawn from a fixed-seed
+// generator, quantized row by row while the file is written.
+#include "synthetic_model.h"
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+
+#include "error.h"
+#include "gguf.h"
+#include "gguf_writer.h"
+
+namespace woolly {
+namespace {
+
+// splitmix64: small, fast, and the same numbers on every machine.
+struct Random {
+    uint64_t state;
+    uint64_t next() {
+        uint64_t z = (state += 0x9e3779b97f4a7c15ull);
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+        return z ^ (z >> 31);
+    }
+    // Uniform in [-a, a): speed does not depend on the distribution, and this one is cheap.
+    float uniform(float a) { return (float(next() >> 40) * 0x1.0p-24f * 2.0f - 1.0f) * a; }
+};
+
+uint64_t hash_name(const std::string& s, uint64_t seed) {
+    uint64_t h = 1469598103934665603ull ^ seed;
+    for (char c : s) h = (h ^ uint8_t(c)) * 1099511628211ull;
+    return h;
+}
+
+// llama.cpp's general.file_type values for the types written here.
+uint32_t file_type_of(TensorType t) {
+    switch (t) {
+    case TensorType::F32:
+        return 0;
+    case TensorType::F16:
+        return 1;
+    case TensorType::Q4_0:
+        return 2;
+    case TensorType::Q8_0:
+        return 7;
+    case TensorType::BF16:
+        return 32;
+    default:
+        throw Error(std::string("woolly synth cannot write ") + type_traits(t).name);
+    }
+}
+
+bool copy_vocabulary(const std::string& source, int64_t n_vocab, GgufWriter& w) {
+    if (source.empty() || !std::filesystem::exists(source)) return false;
+    auto file = GgufFile::open(source);
+    const auto* tokens = file->get_string_array("tokenizer.ggml.tokens");
+    if (!tokens || int64_t(tokens->size()) != n_vocab) return false;
+    w.add_string("tokenizer.ggml.model",
+                 file->get_string("tokenizer.ggml.model").value_or("llama"));
+    w.add_string_array("tokenizer.ggml.tokens",
+                       std::vector<std::string>(tokens->begin(), tokens->end()));
+    w.add_f32_array("tokenizer.ggml.scores",
+                    file->get_f32_array("tokenizer.ggml.scores", tokens->size()));
+    w.add_i32_array("tokenizer.ggml.token_type",
+                    file->get_i32_array("tokenizer.ggml.token_type", tokens->size()));
+    for (const char* key : {"tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id",
+                            "tokenizer.ggml.unknown_token_id"}) {
+        if (auto v = file->get_uint(key)) w.add_u32(key, uint32_t(*v));
+    }
+    return true;
+}
+
+// <unk>, <s>, </s>, the 256 byte tokens, then "▁t<i>" pieces.
+void generate_vocabulary(int64_t n_vocab, GgufWriter& w) {
+    std::vector<std::string> tokens = {"<unk>", "<s>", "</s>"};
+    std::vector<int32_t> types = {2, 3, 3};
+    for (int b = 0; b < 256; ++b) {
+        char name[8];
+        std::snprintf(name, sizeof name, "<0x%02X>", b);
+        tokens.push_back(name);
+        types.push_back(6);
+    }
+    for (int64_t i = int64_t(tokens.size()); i < n_vocab; ++i) {
+        tokens.push_back("\xe2\x96\x81t" + std::to_string(i));
+        types.push_back(1);
+    }
+    tokens.resize(size_t(n_vocab));
+    types.resize(size_t(n_vocab));
+    std::vector<float> scores(static_cast<size_t>(n_vocab));
+    for (int64_t i = 0; i < n_vocab; ++i) scores[size_t(i)] = -float(i);
+    w.add_string("tokenizer.ggml.model", "llama");
+    w.add_string_array("tokenizer.ggml.tokens", tokens);
+    w.add_f32_array("tokenizer.ggml.scores", scores);
+    w.add_i32_array("tokenizer.ggml.token_type", types);
+    w.add_u32("tokenizer.ggml.bos_token_id", 1);
+    w.add_u32("tokenizer.ggml.eos_token_id", 2);
+    w.add_u32("tokenizer.ggml.unknown_token_id", 0);
+}
+
+} // namespace
+
+const std::vector<ModelShape>& model_shapes() {
+    static const std::vector<ModelShape> shapes = {
+        {"tinyllama-1.1b", 2048, 5632, 22, 32, 4, 2048, 32000, 1e-5f},
+        {"llama-3b", 3200, 8640, 26, 32, 32, 2048, 32000, 1e-6f},
+        {"llama-7b", 4096, 11008, 32, 32, 32, 4096, 32000, 1e-5f},
+        {"stories-15m", 288, 768, 6, 6, 6, 256, 32000, 1e-5f},
+        {"test-tiny", 64, 128, 2, 4, 2, 128, 320, 1e-5f},
+    };
+    return shapes;
+}
+
+const ModelShape* find_model_shape(const std::string& name) {
+    for (const auto& s : model_shapes())
+        if (name == s.name) return &s;
+    return nullptr;
+}
+
+std::string write_synthetic_model(const SynthOptions& options, const std::string& path) {
+    const ModelShape* shape = find_model_shape(options.shape);
+    if (!shape) {
+        std::string names;
+        for (const auto& s : model_shapes())
+            names += std::string(names.empty() ? "" : ", ") + s.name;
+        throw Error("unknown shape '" + options.shape + "' (expected one of: " + names + ")");
+    }
+    const uint32_t file_type = file_type_of(options.type);
+    const ModelShape& s = *shape;
+    const int64_t head_dim = s.n_embd / s.n_head;
+
+    GgufWriter w;
+    w.add_string("general.architecture", "llama");
+    w.add_string("general.name", std::string("woolly-synth-") + s.name);
+    w.add_u32("general.file_type", file_type);
+    if (options.type == TensorType::Q8_0 || options.type == TensorType::Q4_0)
+        w.add_u32("general.quantization_version", 2);
+    w.add_u32("llama.context_length", uint32_t(s.n_ctx));
+    w.add_u32("llama.embedding_length", uint32_t(s.n_embd));
+    w.add_u32("llama.block_count", uint32_t(s.n_layer));
+    w.add_u32("llama.feed_forward_length", uint32_t(s.n_ff));
+    w.add_u32("llama.attention.head_count", uint32_t(s.n_head));
+    w.add_u32("llama.attention.head_count_kv", uint32_t(s.n_head_kv));
+    w.add_f32("llama.attention.layer_norm_rms_epsilon", s.rms_eps);
+    w.add_u32("llama.rope.dimension_count", uint32_t(head_dim));
+    w.add_f32("llama.rope.freq_base", 10000.0f);
+    w.add_u32("llama.vocab_size", uint32_t(s.n_vocab));
+    const bool copied = copy_vocabulary(options.vocab_source, s.n_vocab, w);
+    if (!copied) generate_vocabulary(s.n_vocab, w);
+    w.add_bool("tokenizer.ggml.add_bos_token", true);
+    w.add_bool("tokenizer.ggml.add_eos_token", false);
+
+    // Matrices in the chosen type; the output matrix of a Q4_0 file in Q8_0 (llama.cpp's own
+    // Q4_0 files keep it at higher precision too); norms in F32.
+    auto matrix = [&](const std::string& name, int64_t cols, int64_t rows, TensorType type) {
+        const uint64_t seed = hash_name(name, options.seed);
+        const float scale = 0.02f * std::sqrt(3.0f); // uniform with standard deviation 0.02
+        w.add_tensor(name, type, {uint64_t(cols), uint64_t(rows)},
+                     [=](std::vector<uint8_t>& bytes) {
+                         const TypeTraits& t = type_traits(type);
+                         const uint64_t row_size = *row_bytes(t, uint64_t(cols));
+                         std::vector<float> row(static_cast<size_t>(cols));
+                         Random rng{seed};
+                         for (int64_t r = 0; r < rows; ++r) {
+                             for (auto& v : row) v = rng.uniform(scale);
+                             uint8_t* out = bytes.data() + uint64_t(r) * row_size;
+                             if (type == TensorType::F32)
+                                 std::memcpy(out, row.data(), row_size);
+                             else
+                                 t.quantize_row(row.data(), out, cols);
+                         }
+                     });
+    };
+    auto norm = [&](const std::string& name, int64_t n) {
+        w.add_tensor(name, TensorType::F32, {uint64_t(n)}, [n](std::vector<uint8_t>& bytes) {
+            const float one = 1.0f;
+            for (int64_t i = 0; i < n; ++i) std::memcpy(bytes.data() + 4 * i, &one, 4);
+        });
+    };
+    const TensorType t = options.type;
+    matrix("token_embd.weight", s.n_embd, s.n_vocab, t);
+    for (int64_t l = 0; l < s.n_layer; ++l) {
+        const std::string p = "blk." + std::to_string(l) + ".";
+        norm(p + "attn_norm.weight", s.n_embd);
+        matrix(p + "attn_q.weight", s.n_embd, s.n_head * head_dim, t);
+        matrix(p + "attn_k.weight", s.n_embd, s.n_head_kv * head_dim, t);
+        matrix(p + "attn_v.weight", s.n_embd, s.n_head_kv * head_dim, t);
+        matrix(p + "attn_output.weight", s.n_head * head_dim, s.n_embd, t);
+        norm(p + "ffn_norm.weight", s.n_embd);
+        matrix(p + "ffn_gate.weight", s.n_embd, s.n_ff, t);
+        matrix(p + "ffn_up.weight", s.n_embd, s.n_ff, t);
+        matrix(p + "ffn_down.weight", s.n_ff, s.n_embd, t);
+    }
+    norm("output_norm.weight", s.n_embd);
+    matrix("output.weight", s.n_embd, s.n_vocab, t == TensorType::Q4_0 ? TensorType::Q8_0 : t);
+    w.write_file(path);
+    return std::string(s.name) + ", " + type_traits(t).name + ", " +
+           std::to_string(std::filesystem::file_size(path)) + " bytes, " +
+           (copied ? "vocabulary from " + options.vocab_source
+                   : std::string("generated vocabulary"));
+}
+
+} // namespace woolly

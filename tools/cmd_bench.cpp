@@ -1,0 +1,174 @@
+// cmd_bench.cpp — `woolly bench`: llama-bench's method (a warm-up, the KV cache cleared every
+// repetition, random tokens, mean ± standard deviation), plus the machine's read bandwidth
+// measured in the same run, so that generation speed is reported against its roofline.
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <sstream>
+
+#include "cli_args.h"
+#include "commands.h"
+#include "engine/context.h"
+#include "engine/kernels.h"
+#include "engine/thread_pool.h"
+
+namespace woolly::cli {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::vector<int64_t> parse_list(const std::string& text, const char* flag) {
+    std::vector<int64_t> out;
+    std::stringstream in(text);
+    for (std::string item; std::getline(in, item, ',');) {
+        int64_t v = 0;
+        auto [p, ec] = std::from_chars(item.data(), item.data() + item.size(), v);
+        if (ec != std::errc() || p != item.data() + item.size() || v < 0 || v > (1 << 20))
+            throw Error(std::string("bad value '") + item + "' in " + flag +
+                        " (expected counts like 128,512)");
+        if (v > 0) out.push_back(v);
+    }
+    return out;
+}
+
+struct Stats {
+    double mean = 0, stddev = 0;
+};
+
+Stats stats_of(const std::vector<double>& v) {
+    Stats s;
+    for (double x : v) s.mean += x;
+    s.mean /= double(v.size());
+    for (double x : v) s.stddev += (x - s.mean) * (x - s.mean);
+    s.stddev = v.size() > 1 ? std::sqrt(s.stddev / double(v.size() - 1)) : 0.0;
+    return s;
+}
+
+// Read bandwidth of this machine on `pool`'s threads: the best of three passes over 1 GiB.
+double read_bandwidth_gb_per_s(ThreadPool& pool) {
+    const size_t words = (size_t(1) << 30) / sizeof(uint64_t);
+    std::vector<uint64_t> buffer(words, 1); // touched, so the pages are real
+    std::vector<uint64_t> sums(size_t(pool.size()) * 8);
+    double best = 0;
+    for (int pass = 0; pass < 3; ++pass) {
+        const auto start = Clock::now();
+        auto read = [&](int index, int count) {
+            const size_t begin = words * size_t(index) / size_t(count),
+                         end = words * size_t(index + 1) / size_t(count);
+            uint64_t a = 0, b = 0, c = 0, d = 0;
+            for (size_t i = begin; i + 4 <= end; i += 4) {
+                a += buffer[i];
+                b += buffer[i + 1];
+                c += buffer[i + 2];
+                d += buffer[i + 3];
+            }
+            sums[size_t(index) * 8] = a + b + c + d; // kept, so the loop is not optimised away
+        };
+        pool.run(read);
+        const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+        best = std::max(best, double(words * sizeof(uint64_t)) / seconds / 1e9);
+    }
+    return best;
+}
+
+} // namespace
+
+int bench_command(int argc, char** argv) {
+    Args args(argc, argv, 2, {"-m", "--model", "-p", "-n", "-r", "-t", "--threads"},
+              {"--json", "--help", "-h"});
+    if (args.has("--help") || args.has("-h")) {
+        std::fputs(
+            "usage: woolly bench [-m MODEL] [-p 128,512] [-n 32,128] [-r 5] [-t 1] [--json]\n"
+            "pp N: a prompt of N random tokens; tg N: N generated tokens. Each test: a warm-up,\n"
+            "then -r repetitions from an empty KV cache; mean ± standard deviation in tokens/s.\n"
+            "Generation tests also give GB/s of weights read against the read bandwidth\n"
+            "measured in the same run.\n",
+            stdout);
+        return 0;
+    }
+    const std::string path = args.get("-m", "--model").value_or(default_model_path());
+    const auto prompts = parse_list(args.get("-p").value_or("128"), "-p");
+    const auto gens = parse_list(args.get("-n").value_or("32"), "-n");
+    const int64_t reps = args.number<int64_t>("-r").value_or(5);
+    const int64_t threads = args.number<int64_t>("-t", "--threads").value_or(1);
+    if (reps < 1 || reps > 1000) throw Error("-r must be between 1 and 1000");
+    if (threads < 1 || threads > 256) throw Error("-t must be between 1 and 256");
+    const bool as_json = args.has("--json");
+
+    auto model = LlamaModel::load(path);
+    const auto& hp = model->hparams();
+    int64_t longest = 1;
+    for (int64_t p : prompts) longest = std::max(longest, p);
+    for (int64_t n : gens) longest = std::max(longest, n);
+    ThreadPool pool{int(threads)};
+    LlamaContext context(*model, longest, &pool);
+    const double bandwidth = gens.empty() ? 0.0 : read_bandwidth_gb_per_s(pool);
+    const uint64_t bytes_per_token = model->weight_bytes_per_token();
+    const uint64_t model_bytes = model->gguf().size();
+    std::mt19937 rng(1234);
+    std::uniform_int_distribution<int32_t> random_token(0, int32_t(hp.n_vocab - 1));
+
+    auto run = [&](int64_t count) { // tokens/s of feeding `count` random tokens from empty
+        context.reset();
+        const auto start = Clock::now();
+        for (int64_t i = 0; i < count; ++i) context.decode(random_token(rng));
+        return double(count) / std::chrono::duration<double>(Clock::now() - start).count();
+    };
+
+    if (!as_json) {
+        std::printf(
+            "model %s: %.1f MiB, %lld layers, n_embd %lld, vocab %lld; kernels %s; %lld threads\n",
+            path.c_str(), double(model_bytes) / 1048576.0, (long long)hp.n_layer,
+            (long long)hp.n_embd, (long long)hp.n_vocab, kernel_level_name(active_kernels().level),
+            (long long)threads);
+        if (!gens.empty())
+            std::printf("read bandwidth (same run, %lld threads): %.1f GB/s\n", (long long)threads,
+                        bandwidth);
+        std::printf("| test   | t/s                  | GB/s of weights | of roofline |\n");
+        std::printf("| ------ | -------------------- | --------------- | ----------- |\n");
+    }
+    auto report = [&](const std::string& test, const Stats& s, bool generation) {
+        const double gbs = generation ? s.mean * double(bytes_per_token) / 1e9 : 0.0;
+        if (as_json) {
+            nlohmann::json line = {{"test", test},
+                                   {"tokens_per_second", s.mean},
+                                   {"stddev", s.stddev},
+                                   {"threads", threads},
+                                   {"repetitions", reps},
+                                   {"model", path},
+                                   {"model_bytes", model_bytes},
+                                   {"kernels", kernel_level_name(active_kernels().level)}};
+            if (generation) {
+                line["weight_bytes_per_token"] = bytes_per_token;
+                line["gb_per_second"] = gbs;
+                line["bandwidth_gb_per_second"] = bandwidth;
+                line["roofline_fraction"] = bandwidth > 0 ? gbs / bandwidth : 0.0;
+            }
+            std::printf("%s\n", line.dump().c_str());
+        } else if (generation) {
+            std::printf("| %-6s | %9.1f ± %-8.1f | %15.2f | %10.1f%% |\n", test.c_str(), s.mean,
+                        s.stddev, gbs, bandwidth > 0 ? 100.0 * gbs / bandwidth : 0.0);
+        } else {
+            std::printf("| %-6s | %9.1f ± %-8.1f | %15s | %11s |\n", test.c_str(), s.mean, s.stddev,
+                        "", "");
+        }
+        std::fflush(stdout);
+    };
+    for (int64_t p : prompts) {
+        run(p); // warm-up
+        std::vector<double> tps;
+        for (int64_t r = 0; r < reps; ++r) tps.push_back(run(p));
+        report("pp" + std::to_string(p), stats_of(tps), false);
+    }
+    for (int64_t n : gens) {
+        run(n);
+        std::vector<double> tps;
+        for (int64_t r = 0; r < reps; ++r) tps.push_back(run(n));
+        report("tg" + std::to_string(n), stats_of(tps), true);
+    }
+    return 0;
+}
+
+} // namespace woolly::cli

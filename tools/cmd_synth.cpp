@@ -1,0 +1,47 @@
+// cmd_synth.cpp — `woolly synth`: a random-weight GGUF with a real model's shape.
+#include <cstdio>
+#include <cstdlib>
+
+#include "cli_args.h"
+#include "commands.h"
+#include "engine/synthetic_model.h"
+
+namespace woolly::cli {
+
+int synth_command(int argc, char** argv) {
+    Args args(argc, argv, 2, {"--shape", "--type", "-o", "--output", "--seed", "--vocab"},
+              {"--help", "-h"});
+    if (args.has("--help") || args.has("-h")) {
+        std::string shapes;
+        for (const auto& s : model_shapes())
+            shapes += std::string(shapes.empty() ? "" : "|") + s.name;
+        std::printf(
+            "usage: woolly synth --shape %s\n"
+            "                    --type f32|f16|bf16|q8_0|q4_0 -o FILE [--seed N] [--vocab GGUF]\n"
+            "Writes a random-weight Llama GGUF with the shape's sizes and complete metadata, for\n"
+            "benchmarks. The vocabulary is copied from --vocab (default: the Llama-2 vocabulary "
+            "in\n"
+            "../shared/vocab/ggml-vocab-llama-spm.gguf) when its size fits, else generated.\n",
+            shapes.c_str());
+        return 0;
+    }
+    SynthOptions options;
+    options.shape = args.get("--shape").value_or(options.shape);
+    const std::string type = args.get("--type").value_or("q4_0");
+    const auto parsed = type_from_name(type);
+    if (!parsed)
+        throw Error("unknown --type '" + type + "' (expected f32, f16, bf16, q8_0 or q4_0)");
+    options.type = *parsed;
+    options.seed = args.number<uint64_t>("--seed").value_or(1);
+    const char* shared = std::getenv("WOOLLY_SHARED");
+    options.vocab_source = args.get("--vocab").value_or(
+        (shared && *shared ? std::string(shared) : std::string(WOOLLY_SHARED_DIR)) +
+        "/vocab/ggml-vocab-llama-spm.gguf");
+    const auto output = args.get("-o", "--output");
+    if (!output) throw Error("-o FILE is required");
+    std::printf("woolly synth: wrote %s: %s\n", output->c_str(),
+                write_synthetic_model(options, *output).c_str());
+    return 0;
+}
+
+} // namespace woolly::cli
