@@ -36,6 +36,7 @@ const KernelTable& active_kernels();
 namespace avx2 {
 // Defined in kernels_avx2.cpp, compiled for AVX2+FMA+F16C; only called when the CPU has them.
 float vec_dot_f32(const void* row, const void* activations, int64_t n);
+float vec_dot_f16_f32(const void* row, const void* activations, int64_t n);
 float vec_dot_q8_0_q8_0(const void* row, const void* activations, int64_t n);
 float vec_dot_q4_0_q8_0(const void* row, const void* activations, int64_t n);
 void quantize_row_q8_0(const float* src, void* dst, int64_t n);

@@ -22,11 +22,16 @@ std::vector<uint8_t> random_row(TensorType type, int64_t n, std::mt19937& rng) {
     std::uniform_int_distribution<int> byte(0, 255);
     for (auto& b : row) b = uint8_t(byte(rng));
     std::uniform_real_distribution<float> scale(-0.1f, 0.1f);
+    std::normal_distribution<float> normal;
     if (type == TensorType::F32) {
-        std::normal_distribution<float> normal;
         for (int64_t i = 0; i < n; ++i) {
             const float v = normal(rng);
             std::memcpy(row.data() + 4 * i, &v, 4);
+        }
+    } else if (type == TensorType::F16) {
+        for (int64_t i = 0; i < n; ++i) {
+            const uint16_t h = f32_to_f16(normal(rng));
+            std::memcpy(row.data() + 2 * i, &h, 2);
         }
     } else { // Q4_0, Q8_0: the block starts with f16 d
         for (size_t b = 0; b < row.size(); b += t.type_size) {
@@ -49,7 +54,8 @@ TEST_CASE("SIMD dot kernels agree with the scalar reference on awkward sizes") {
             continue;
         }
         const KernelTable table = make_kernel_table(level);
-        for (TensorType type : {TensorType::F32, TensorType::Q8_0, TensorType::Q4_0}) {
+        for (TensorType type :
+             {TensorType::F32, TensorType::F16, TensorType::Q8_0, TensorType::Q4_0}) {
             const TypeTraits& traits = type_traits(type);
             const int64_t unit = traits.block_size;
             for (int64_t count : {1, 7, 31, 33, 255, 257}) {
