@@ -87,4 +87,8 @@ private:
 // The model used when -m is not given: $WOOLLY_MODEL, else the bundled stories260K.
 std::string default_model_path();
 
+// The prompt: -p/--prompt, else all of stdin without its trailing newlines (a prompt piped with
+// echo ends in a newline the user did not mean as text). Throws Error unless valid UTF-8.
+std::string read_prompt(const Args& args);
+
 } // namespace woolly::cli

@@ -170,15 +170,7 @@ int generate_command(int argc, char** argv) {
             stdout);
         return 0;
     }
-    std::string prompt;
-    if (auto p = args.get("-p", "--prompt")) {
-        prompt = *p;
-    } else {
-        prompt.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
-        while (!prompt.empty() && (prompt.back() == '\n' || prompt.back() == '\r'))
-            prompt.pop_back();
-    }
-    if (!is_valid_utf8(prompt)) throw Error("the prompt is not valid UTF-8");
+    const std::string prompt = read_prompt(args);
     const std::string id = args.get("--id").value_or(random_id());
     if (!protocol::is_valid_stream_id(id)) throw Error("--id must match [A-Za-z0-9_-]{1,64}");
     const double timeout = args.number<double>("--timeout").value_or(60.0);

@@ -69,16 +69,7 @@ int run_command(int argc, char** argv) {
     if (threads < 1 || threads > 256) throw Error("-t must be between 1 and 256");
     const bool json = args.has("--json");
 
-    std::string prompt;
-    if (auto p = args.get("-p", "--prompt")) {
-        prompt = *p;
-    } else {
-        prompt.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
-        // A prompt piped with echo ends in a newline the user did not mean as text.
-        while (!prompt.empty() && (prompt.back() == '\n' || prompt.back() == '\r'))
-            prompt.pop_back();
-    }
-    if (!is_valid_utf8(prompt)) throw Error("the prompt is not valid UTF-8");
+    const std::string prompt = read_prompt(args);
 
     const std::string model_path = args.get("-m", "--model").value_or(default_model_path());
     auto model = LlamaModel::load(model_path);

@@ -2,16 +2,32 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <iostream>
+#include <iterator>
 #include <string>
 
 #include "cli_args.h"
 #include "commands.h"
+#include "engine/vocab.h"
 
 namespace woolly::cli {
 
 std::string default_model_path() {
     if (const char* env = std::getenv("WOOLLY_MODEL"); env && *env) return env;
     return WOOLLY_DEFAULT_MODEL;
+}
+
+std::string read_prompt(const Args& args) {
+    std::string prompt;
+    if (auto p = args.get("-p", "--prompt")) {
+        prompt = *p;
+    } else {
+        prompt.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
+        while (!prompt.empty() && (prompt.back() == '\n' || prompt.back() == '\r'))
+            prompt.pop_back();
+    }
+    if (!is_valid_utf8(prompt)) throw Error("the prompt is not valid UTF-8");
+    return prompt;
 }
 
 } // namespace woolly::cli
