@@ -1,5 +1,6 @@
 // compute_actors.cpp — the actors that compute: loader, tokenizer, layer executors, sampler,
 // and the cache that lends them KV-cache slots.
+#include <algorithm>
 #include <chrono>
 #include <map>
 
@@ -11,6 +12,9 @@
 #include "protocol/protocol.h"
 
 namespace woolly::actors {
+
+// Prompt tokens per forward batch in a layer executor.
+constexpr int64_t kPromptBatch = 32;
 
 caf::behavior loader_actor(caf::event_based_actor* self, std::string path, int64_t n_ctx,
                            int64_t slots) {
@@ -75,7 +79,7 @@ caf::behavior executor_actor(caf::event_based_actor* self, std::shared_ptr<Runti
     // The executor's own compute threads; its actor thread is thread 0 of the pool.
     auto pool = std::make_shared<ThreadPool>(int(threads));
     auto scratch = std::shared_ptr<ForwardScratch>(
-        new ForwardScratch(*runtime->model, runtime->kv->n_ctx(), pool.get()),
+        new ForwardScratch(*runtime->model, runtime->kv->n_ctx(), pool.get(), kPromptBatch),
         [pool](ForwardScratch* s) { delete s; }); // keeps the pool alive as long as the scratch
     return {
         [=](activation& a) {
@@ -89,9 +93,12 @@ caf::behavior executor_actor(caf::event_based_actor* self, std::shared_ptr<Runti
                         embed_token(model, a.tokens[i], a.x.data() + i * size_t(n_embd));
                 }
                 KvCache& cache = runtime->kv->slot(a.kv_slot);
-                for (size_t i = 0; i < n_tokens; ++i)
-                    run_layers(model, first, last, a.pos + int64_t(i),
-                               a.x.data() + i * size_t(n_embd), cache, *scratch);
+                // A prompt goes through in batches: each weight row is read once per batch.
+                for (size_t done = 0; done < n_tokens; done += kPromptBatch) {
+                    const size_t n = std::min<size_t>(kPromptBatch, n_tokens - done);
+                    run_layers(model, first, last, a.pos + int64_t(done), int64_t(n),
+                               a.x.data() + done * size_t(n_embd), cache, *scratch);
+                }
                 if (next) {
                     self->send(next, std::move(a));
                     return;

@@ -86,14 +86,18 @@ void attention(const LlamaHyperParams& hp, const KvCache& cache, int64_t layer, 
 
 } // namespace
 
-ForwardScratch::ForwardScratch(const LlamaModel& model, int64_t max_ctx, ThreadPool* pool)
-    : xb_(size_t(model.hparams().n_embd)),
-      q_(size_t(model.hparams().n_head * model.hparams().head_dim)),
-      att_out_(size_t(model.hparams().n_head * model.hparams().head_dim)), scores_(size_t(max_ctx)),
-      sub_out_(size_t(model.hparams().n_embd)), gate_(size_t(model.hparams().n_ff)),
-      up_(size_t(model.hparams().n_ff)), rope_cache_(size_t(model.hparams().n_rot)),
+ForwardScratch::ForwardScratch(const LlamaModel& model, int64_t max_ctx, ThreadPool* pool,
+                               int64_t max_batch)
+    : max_batch_(max_batch), xb_(size_t(max_batch * model.hparams().n_embd)),
+      q_(size_t(max_batch * model.hparams().n_head * model.hparams().head_dim)),
+      att_out_(size_t(max_batch * model.hparams().n_head * model.hparams().head_dim)),
+      scores_(size_t(max_ctx)), sub_out_(size_t(max_batch * model.hparams().n_embd)),
+      gate_(size_t(max_batch * model.hparams().n_ff)),
+      up_(size_t(max_batch * model.hparams().n_ff)),
+      rope_cache_(size_t(max_batch * model.hparams().n_rot)),
       input_(std::max({model.hparams().n_embd, model.hparams().n_ff,
-                       model.hparams().n_head * model.hparams().head_dim})),
+                       model.hparams().n_head * model.hparams().head_dim}),
+             max_batch),
       pool_(pool) {}
 
 void embed_token(const LlamaModel& model, int32_t token, float* x) {
@@ -105,69 +109,99 @@ void embed_token(const LlamaModel& model, int32_t token, float* x) {
     model.token_embd.traits->dequantize_row(model.token_embd.row(token), x, model.hparams().n_embd);
 }
 
-void run_layers(const LlamaModel& model, int64_t first, int64_t last, int64_t pos, float* x,
-                KvCache& cache, ForwardScratch& s) {
+void run_layers(const LlamaModel& model, int64_t first, int64_t last, int64_t pos, int64_t n_tokens,
+                float* x, KvCache& cache, ForwardScratch& s) {
     const LlamaHyperParams& hp = model.hparams();
-    if (pos < 0 || pos >= cache.n_ctx() || int64_t(s.scores_.size()) < pos + 1) {
+    if (n_tokens < 1 || n_tokens > s.max_batch_) {
+        throw Error("a batch of " + std::to_string(n_tokens) + " tokens (expected 1 to " +
+                    std::to_string(s.max_batch_) + ")");
+    }
+    if (pos < 0 || pos + n_tokens > cache.n_ctx() || int64_t(s.scores_.size()) < pos + n_tokens) {
         throw Error("context is full (" + std::to_string(cache.n_ctx()) + " tokens)");
     }
-    const int64_t n_embd = hp.n_embd;
-    const int64_t n_q = hp.n_head * hp.head_dim;
-    rope_angles(s.rope_cache_.data(), pos, hp.n_rot, hp.rope_freq_base, hp.rope_freq_scale);
+    const int64_t n_embd = hp.n_embd, n_q = hp.n_head * hp.head_dim, n_kv = hp.n_embd_kv();
+    const int64_t n_ff = hp.n_ff, n = n_tokens;
+    for (int64_t t = 0; t < n; ++t)
+        rope_angles(&s.rope_cache_[size_t(t * hp.n_rot)], pos + t, hp.n_rot, hp.rope_freq_base,
+                    hp.rope_freq_scale);
+    // Buffers hold one row per token: x [n][n_embd], q [n][n_q], gate/up [n][n_ff], ...
+    auto row = [](std::vector<float>& v, int64_t t, int64_t width) { return v.data() + t * width; };
 
     for (int64_t l = first; l < last; ++l) {
         const LlamaLayer& layer = model.layers[size_t(l)];
 
         // Attention block: x += wo · attention(rope(wq·n), rope(wk·n), wv·n), n = rmsnorm(x).
-        rmsnorm(s.xb_.data(), x, layer.attn_norm.data(), n_embd, hp.rms_eps);
-        float* k = cache.key(l, pos);
-        float* v = cache.value(l, pos);
-        s.input_.set(s.xb_.data(), n_embd);
-        matvec(layer.wq, s.input_, s.q_.data(), s.pool_);
-        matvec(layer.wk, s.input_, k, s.pool_);
-        matvec(layer.wv, s.input_, v, s.pool_);
-        rope(s.q_.data(), hp.n_head, hp.head_dim, hp.n_rot, s.rope_cache_.data());
-        rope(k, hp.n_head_kv, hp.head_dim, hp.n_rot, s.rope_cache_.data());
-        attention(hp, cache, l, pos, s.q_.data(), s.scores_.data(), s.att_out_.data());
-        s.input_.set(s.att_out_.data(), n_q);
-        matvec(layer.wo, s.input_, s.sub_out_.data(), s.pool_);
-        for (int64_t i = 0; i < n_embd; ++i) x[i] += s.sub_out_[size_t(i)];
+        // Keys and values go straight into the cache, whose positions are contiguous.
+        for (int64_t t = 0; t < n; ++t)
+            rmsnorm(row(s.xb_, t, n_embd), x + t * n_embd, layer.attn_norm.data(), n_embd,
+                    hp.rms_eps);
+        s.input_.set(s.xb_.data(), n_embd, n);
+        matmul(layer.wq, s.input_, s.q_.data(), s.pool_);
+        matmul(layer.wk, s.input_, cache.key(l, pos), s.pool_);
+        matmul(layer.wv, s.input_, cache.value(l, pos), s.pool_);
+        for (int64_t t = 0; t < n; ++t) {
+            const float* angles = &s.rope_cache_[size_t(t * hp.n_rot)];
+            rope(row(s.q_, t, n_q), hp.n_head, hp.head_dim, hp.n_rot, angles);
+            rope(cache.key(l, pos + t), hp.n_head_kv, hp.head_dim, hp.n_rot, angles);
+        }
+        (void)n_kv;
+        // Token t sees positions up to its own (pos + t): causal within the batch.
+        for (int64_t t = 0; t < n; ++t)
+            attention(hp, cache, l, pos + t, row(s.q_, t, n_q), s.scores_.data(),
+                      row(s.att_out_, t, n_q));
+        s.input_.set(s.att_out_.data(), n_q, n);
+        matmul(layer.wo, s.input_, s.sub_out_.data(), s.pool_);
+        for (int64_t i = 0; i < n * n_embd; ++i) x[i] += s.sub_out_[size_t(i)];
 
         // Feed-forward block (SwiGLU): x += w_down · (silu(w_gate·n) * w_up·n), n = rmsnorm(x).
-        rmsnorm(s.xb_.data(), x, layer.ffn_norm.data(), n_embd, hp.rms_eps);
-        s.input_.set(s.xb_.data(), n_embd);
-        matvec(layer.w_gate, s.input_, s.gate_.data(), s.pool_);
-        matvec(layer.w_up, s.input_, s.up_.data(), s.pool_);
-        for (int64_t i = 0; i < hp.n_ff; ++i)
+        for (int64_t t = 0; t < n; ++t)
+            rmsnorm(row(s.xb_, t, n_embd), x + t * n_embd, layer.ffn_norm.data(), n_embd,
+                    hp.rms_eps);
+        s.input_.set(s.xb_.data(), n_embd, n);
+        matmul(layer.w_gate, s.input_, s.gate_.data(), s.pool_);
+        matmul(layer.w_up, s.input_, s.up_.data(), s.pool_);
+        for (int64_t i = 0; i < n * n_ff; ++i)
             s.gate_[size_t(i)] = silu(s.gate_[size_t(i)]) * s.up_[size_t(i)];
-        s.input_.set(s.gate_.data(), hp.n_ff);
-        matvec(layer.w_down, s.input_, s.sub_out_.data(), s.pool_);
-        for (int64_t i = 0; i < n_embd; ++i) x[i] += s.sub_out_[size_t(i)];
+        s.input_.set(s.gate_.data(), n_ff, n);
+        matmul(layer.w_down, s.input_, s.sub_out_.data(), s.pool_);
+        for (int64_t i = 0; i < n * n_embd; ++i) x[i] += s.sub_out_[size_t(i)];
     }
 }
 
 void compute_logits(const LlamaModel& model, const float* x, float* logits, ForwardScratch& s) {
     const LlamaHyperParams& hp = model.hparams();
     rmsnorm(s.xb_.data(), x, model.output_norm.data(), hp.n_embd, hp.rms_eps);
-    s.input_.set(s.xb_.data(), hp.n_embd);
-    matvec(model.output, s.input_, logits, s.pool_);
+    s.input_.set(s.xb_.data(), hp.n_embd, 1);
+    matmul(model.output, s.input_, logits, s.pool_);
 }
 
-LlamaContext::LlamaContext(const LlamaModel& model, int64_t n_ctx, ThreadPool* pool)
+LlamaContext::LlamaContext(const LlamaModel& model, int64_t n_ctx, ThreadPool* pool,
+                           int64_t max_batch)
     : model_(model),
       cache_(model.hparams().n_layer, n_ctx > 0 ? n_ctx : model.hparams().n_ctx_train,
              model.hparams().n_embd_kv()),
-      scratch_(model, cache_.n_ctx(), pool), x_(size_t(model.hparams().n_embd)),
-      logits_(size_t(model.hparams().n_vocab)) {}
+      scratch_(model, cache_.n_ctx(), pool, max_batch), max_batch_(max_batch),
+      x_(size_t(max_batch * model.hparams().n_embd)), logits_(size_t(model.hparams().n_vocab)) {}
 
 const float* LlamaContext::decode(int32_t token) {
-    if (n_past_ >= cache_.n_ctx()) {
+    return decode_batch(&token, 1);
+}
+
+const float* LlamaContext::decode_batch(const int32_t* tokens, int64_t n_tokens) {
+    const int64_t n_embd = model_.hparams().n_embd;
+    if (n_tokens < 1) throw Error("decode_batch needs at least one token");
+    if (n_past_ + n_tokens > cache_.n_ctx()) {
         throw Error("context is full (" + std::to_string(cache_.n_ctx()) + " tokens)");
     }
-    embed_token(model_, token, x_.data());
-    run_layers(model_, 0, model_.hparams().n_layer, n_past_, x_.data(), cache_, scratch_);
-    compute_logits(model_, x_.data(), logits_.data(), scratch_);
-    ++n_past_;
+    for (int64_t done = 0; done < n_tokens; done += max_batch_) {
+        const int64_t n = std::min(max_batch_, n_tokens - done);
+        for (int64_t t = 0; t < n; ++t)
+            embed_token(model_, tokens[done + t], x_.data() + t * n_embd);
+        run_layers(model_, 0, model_.hparams().n_layer, n_past_, n, x_.data(), cache_, scratch_);
+        n_past_ += n;
+        if (done + n == n_tokens)
+            compute_logits(model_, x_.data() + (n - 1) * n_embd, logits_.data(), scratch_);
+    }
     return logits_.data();
 }
 

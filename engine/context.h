@@ -16,13 +16,16 @@ namespace woolly {
 class ForwardScratch {
 public:
     // `pool` (may be null: one thread) splits the matmuls; it must outlive the scratch.
-    ForwardScratch(const LlamaModel& model, int64_t max_ctx, ThreadPool* pool = nullptr);
+    // `max_batch` is the most tokens one run_layers call may take.
+    ForwardScratch(const LlamaModel& model, int64_t max_ctx, ThreadPool* pool = nullptr,
+                   int64_t max_batch = 1);
 
 private:
-    friend void run_layers(const LlamaModel&, int64_t, int64_t, int64_t, float*, KvCache&,
+    friend void run_layers(const LlamaModel&, int64_t, int64_t, int64_t, int64_t, float*, KvCache&,
                            ForwardScratch&);
     friend void compute_logits(const LlamaModel&, const float*, float*, ForwardScratch&);
 
+    int64_t max_batch_;
     std::vector<float> xb_;         // [n_embd] normed input of a sub-layer
     std::vector<float> q_;          // [n_head * head_dim] queries of this position
     std::vector<float> att_out_;    // [n_head * head_dim] attention output before wo
@@ -31,29 +34,35 @@ private:
     std::vector<float> gate_;       // [n_ff] w_gate xb, then silu(gate) * up
     std::vector<float> up_;         // [n_ff] w_up xb
     std::vector<float> rope_cache_; // [n_rot] cos, sin pairs for the current position
-    MatvecInput input_;             // the vector being multiplied, in the weights' format
+    MatmulInput input_;             // the vector being multiplied, in the weights' format
     ThreadPool* pool_;
 };
 
 // x [n_embd] = the embedding of `token` (throws Error when out of range).
 void embed_token(const LlamaModel& model, int32_t token, float* x);
-// Runs layers [first, last) on x [n_embd] at position `pos`, writing their keys and values
-// into `cache` (throws Error when pos is outside the cache).
-void run_layers(const LlamaModel& model, int64_t first, int64_t last, int64_t pos, float* x,
-                KvCache& cache, ForwardScratch& scratch);
+// Runs layers [first, last) on n_tokens tokens at positions pos, pos+1, ...: x [n_tokens][n_embd]
+// in and out; their keys and values go into `cache`. A batch reads each weight row once for all
+// its tokens (a prompt); one token is generation. Throws Error when the positions are outside
+// the cache or the batch exceeds the scratch's.
+void run_layers(const LlamaModel& model, int64_t first, int64_t last, int64_t pos, int64_t n_tokens,
+                float* x, KvCache& cache, ForwardScratch& scratch);
 // logits [n_vocab] = output · rmsnorm(x).
 void compute_logits(const LlamaModel& model, const float* x, float* logits,
                     ForwardScratch& scratch);
 
 class LlamaContext {
 public:
-    // n_ctx = 0 uses the model's training context length. All memory is allocated here:
-    // decode() allocates nothing.
-    explicit LlamaContext(const LlamaModel& model, int64_t n_ctx = 0, ThreadPool* pool = nullptr);
+    // n_ctx = 0 uses the model's training context length; prompts are processed max_batch
+    // tokens at a time. All memory is allocated here: decoding allocates nothing.
+    explicit LlamaContext(const LlamaModel& model, int64_t n_ctx = 0, ThreadPool* pool = nullptr,
+                          int64_t max_batch = 32);
 
     // Feeds `token` at position n_past() and returns the logits for the next token
     // (n_vocab floats, valid until the next call). Throws Error on a bad token or a full context.
     const float* decode(int32_t token);
+    // Feeds n_tokens tokens (a prompt) in batches and returns the logits after the last one.
+    // Gives the same logits, bit for bit, as feeding them one at a time.
+    const float* decode_batch(const int32_t* tokens, int64_t n_tokens);
 
     int64_t n_past() const { return n_past_; }
     int64_t n_ctx() const { return cache_.n_ctx(); }
@@ -64,8 +73,9 @@ private:
     const LlamaModel& model_;
     KvCache cache_;
     ForwardScratch scratch_;
+    int64_t max_batch_;
     int64_t n_past_ = 0;
-    std::vector<float> x_;      // [n_embd] residual stream
+    std::vector<float> x_;      // [max_batch][n_embd] residual stream
     std::vector<float> logits_; // [n_vocab]
 };
 

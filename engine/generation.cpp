@@ -135,7 +135,7 @@ void Generation::ingest_prompt() {
     const auto start = Clock::now();
     context_.reset();
     stream_.start(prompt_tokens_);
-    for (TokenId t : prompt_tokens_) logits_ = context_.decode(t);
+    logits_ = context_.decode_batch(prompt_tokens_.data(), int64_t(prompt_tokens_.size()));
     prompt_ms_ = ms_since(start);
 }
 

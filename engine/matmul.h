@@ -1,4 +1,5 @@
-// matmul.h — the matrix-vector entry point every weight multiply goes through.
+// matmul.h — the entry point every weight multiply goes through: W times one activation
+// vector (generation) or a batch of them (a prompt), reading each weight row once per batch.
 #pragma once
 
 #include <array>
@@ -9,17 +10,22 @@
 
 namespace woolly {
 
-// One activation vector and its conversions to the forms weights' dot kernels take
-// (F16, BF16, Q8_0, Q8_1, Q8_K). Each form is made at most once per vector, so q, k and v
-// (or gate and up) share one quantization. Memory is reserved up front: no allocation later.
-class MatvecInput {
-public:
-    explicit MatvecInput(int64_t max_n);
+class ThreadPool;
 
-    // Points at a new vector of n floats (kept by the caller until the next set()).
-    void set(const float* x, int64_t n);
-    // The vector in `type`, converting it on first request.
-    const void* as(TensorType type);
+// A batch of activation vectors and their conversions to the forms the weights' dot kernels
+// take (F16, BF16, Q8_0, Q8_1, Q8_K). Each form is made at most once per batch, so q, k and v
+// (or gate and up) share one quantization. Memory is reserved up front: no allocation later.
+class MatmulInput {
+public:
+    MatmulInput(int64_t max_n, int64_t max_batch);
+
+    // Points at `count` vectors of n floats each, one after another (kept by the caller until
+    // the next set()).
+    void set(const float* x, int64_t n, int64_t count);
+    // The batch in `type` (converted on first request): vector i starts at i * stride(type).
+    const uint8_t* as(TensorType type);
+    uint64_t stride(TensorType type) const;
+    int64_t count() const { return count_; }
 
 private:
     static constexpr size_t kFormats = 5;
@@ -27,14 +33,16 @@ private:
 
     const float* x_ = nullptr;
     int64_t n_ = 0;
+    int64_t count_ = 0;
+    int64_t max_n_;
+    int64_t max_batch_;
     std::array<std::vector<uint8_t>, kFormats> converted_;
     std::array<bool, kFormats> valid_{};
 };
 
-class ThreadPool;
-
-// y[r] = dot(W.row(r), x) for every row r: x has W.cols values, y has W.rows. With a pool, the
-// rows are split into one contiguous range per thread.
-void matvec(const WeightMatrix& w, MatvecInput& x, float* y, ThreadPool* pool = nullptr);
+// y[i][r] = dot(W.row(r), x[i]) for every row r and vector i: x holds count vectors of W.cols
+// values, y count vectors of W.rows. Rows are split into one contiguous range per thread of
+// `pool`; each row is read once and used for every vector of the batch while it is in cache.
+void matmul(const WeightMatrix& w, MatmulInput& x, float* y, ThreadPool* pool = nullptr);
 
 } // namespace woolly

@@ -121,3 +121,26 @@ TEST_CASE("the thread pool runs every index once per job, job after job") {
     }
     CHECK(hits == std::vector<int>{1000, 1000, 1000, 1000});
 }
+
+TEST_CASE("a prompt in batches gives the same logits, bit for bit, as token by token") {
+    auto model = LlamaModel::load(test::bundled_model());
+    const std::vector<int32_t> tokens = {1,   403, 407, 261, 378, 432, 383, 286, 261, 376, 298,
+                                         315, 421, 395, 317, 426, 338, 401, 396, 267, 337};
+    const size_t n_vocab = size_t(model->hparams().n_vocab);
+    LlamaContext one_by_one(*model, 0, nullptr, 1);
+    const float* logits = nullptr;
+    for (int32_t t : tokens) logits = one_by_one.decode(t);
+    const std::vector<float> want(logits, logits + n_vocab);
+    logits = one_by_one.decode(432);
+    const std::vector<float> want_next(logits, logits + n_vocab);
+    for (int64_t batch : {1, 4, 7, 32}) {
+        ThreadPool pool(2);
+        LlamaContext batched(*model, 0, &pool, batch);
+        const float* got = batched.decode_batch(tokens.data(), int64_t(tokens.size()));
+        INFO("batch " << batch);
+        CHECK(std::memcmp(got, want.data(), sizeof(float) * n_vocab) == 0);
+        CHECK(batched.n_past() == int64_t(tokens.size()));
+        // And generation continues from there exactly as it would have.
+        CHECK(std::memcmp(batched.decode(432), want_next.data(), sizeof(float) * n_vocab) == 0);
+    }
+}

@@ -110,10 +110,18 @@ int bench_command(int argc, char** argv) {
     std::mt19937 rng(1234);
     std::uniform_int_distribution<int32_t> random_token(0, int32_t(hp.n_vocab - 1));
 
-    auto run = [&](int64_t count) { // tokens/s of feeding `count` random tokens from empty
+    // Tokens/s of `count` random tokens from an empty cache: a prompt goes in as one batch,
+    // generation one token at a time.
+    std::vector<int32_t> tokens;
+    auto run = [&](int64_t count, bool prompt) {
+        tokens.resize(size_t(count));
+        for (auto& t : tokens) t = random_token(rng);
         context.reset();
         const auto start = Clock::now();
-        for (int64_t i = 0; i < count; ++i) context.decode(random_token(rng));
+        if (prompt)
+            context.decode_batch(tokens.data(), count);
+        else
+            for (int32_t t : tokens) context.decode(t);
         return double(count) / std::chrono::duration<double>(Clock::now() - start).count();
     };
 
@@ -157,15 +165,15 @@ int bench_command(int argc, char** argv) {
         std::fflush(stdout);
     };
     for (int64_t p : prompts) {
-        run(p); // warm-up
+        run(p, true); // warm-up
         std::vector<double> tps;
-        for (int64_t r = 0; r < reps; ++r) tps.push_back(run(p));
+        for (int64_t r = 0; r < reps; ++r) tps.push_back(run(p, true));
         report("pp" + std::to_string(p), stats_of(tps), false);
     }
     for (int64_t n : gens) {
-        run(n);
+        run(n, false);
         std::vector<double> tps;
-        for (int64_t r = 0; r < reps; ++r) tps.push_back(run(n));
+        for (int64_t r = 0; r < reps; ++r) tps.push_back(run(n, false));
         report("tg" + std::to_string(n), stats_of(tps), true);
     }
     return 0;
