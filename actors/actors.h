@@ -39,14 +39,15 @@ caf::behavior cache_actor(caf::event_based_actor* self, std::shared_ptr<Runtime>
 // then passes it on (to `next`, or, from the last executor, logits to `sampler`).
 caf::behavior executor_actor(caf::event_based_actor* self, std::shared_ptr<Runtime> runtime,
                              int64_t first, int64_t last, int64_t threads, caf::actor next,
-                             caf::actor sampler, caf::actor scheduler);
-// sampler: one TokenStream per session; publishes tokens and the final message.
+                             caf::actor sampler);
+// sampler: owns each stream from admission to its final message: samples, publishes, and
+// sends a running stream's next step to the first executor; tells the scheduler when it ends.
 caf::behavior sampler_actor(caf::event_based_actor* self, std::shared_ptr<Runtime> runtime,
                             caf::actor publisher, caf::actor scheduler);
 // publisher: owns the PUB socket and the replay buffers.
 void publisher_actor(caf::blocking_actor* self, std::shared_ptr<zmq::socket_t> socket,
                      config::DaemonConfig config);
-// scheduler: admission, the queue, round-robin stepping, cancel, status, shutdown.
+// scheduler: admission, the queue, starting sessions as slots free up, cancel, status, shutdown.
 caf::behavior scheduler_actor(caf::event_based_actor* self, std::shared_ptr<Runtime> runtime,
                               config::DaemonConfig config);
 // ingress: owns the ROUTER socket; decodes requests and replies.
@@ -60,8 +61,8 @@ int run_daemon(caf::actor_system& system, std::shared_ptr<Runtime> runtime,
                const config::DaemonConfig& config, zmq::context_t& zmq_context,
                std::shared_ptr<std::atomic<bool>> stop);
 
-// Scheduler wiring, sent once after spawning (the executors and sampler need the scheduler,
-// and the scheduler needs them).
+// Wiring sent once after spawning, where two actors need each other: the scheduler gets the
+// sampler and the cache, the sampler gets the first executor.
 using wire_atom = caf::atom_constant<caf::atom("wire")>;
 
 } // namespace woolly::actors

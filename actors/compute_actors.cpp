@@ -75,7 +75,7 @@ caf::behavior cache_actor(caf::event_based_actor*, std::shared_ptr<Runtime> runt
 
 caf::behavior executor_actor(caf::event_based_actor* self, std::shared_ptr<Runtime> runtime,
                              int64_t first, int64_t last, int64_t threads, caf::actor next,
-                             caf::actor sampler, caf::actor scheduler) {
+                             caf::actor sampler) {
     // The executor's own compute threads; its actor thread is thread 0 of the pool.
     auto pool = std::make_shared<ThreadPool>(int(threads));
     auto scratch = std::shared_ptr<ForwardScratch>(
@@ -113,7 +113,7 @@ caf::behavior executor_actor(caf::event_based_actor* self, std::shared_ptr<Runti
                 out.x = std::move(a.x);
                 self->send(sampler, std::move(out));
             } catch (const std::exception& e) {
-                self->send(scheduler, failed_atom::value, a.session, std::string(e.what()));
+                self->send(sampler, failed_atom::value, a.session, std::string(e.what()));
             }
         },
     };
@@ -125,12 +125,20 @@ using Clock = std::chrono::steady_clock;
 
 struct SamplerStream {
     std::string id;
+    std::vector<int32_t> prompt;
     std::unique_ptr<TokenStream> tokens;
     uint64_t seq = 0;
-    int64_t n_prompt = 0;
     Clock::time_point admitted;
     Clock::time_point first_token;
     bool has_first = false;
+    // While running: the KV slot, tokens fed so far, the step in flight, buffers between steps.
+    int32_t slot = -1;
+    int32_t pos = 0;
+    int32_t in_flight = 0;
+    std::string end_reason; // asked to end (cancel, shutdown): ends when the step comes back
+    std::string end_error;
+    std::vector<float> x;
+    std::vector<float> logits;
 };
 
 double ms_between(Clock::time_point a, Clock::time_point b) {
@@ -139,71 +147,118 @@ double ms_between(Clock::time_point a, Clock::time_point b) {
 
 } // namespace
 
+// The sampler owns every stream from admission to its final message: it samples, publishes,
+// and sends each running stream's next step straight to the first executor, so that a token
+// crosses only executor and sampler threads.
 caf::behavior sampler_actor(caf::event_based_actor* self, std::shared_ptr<Runtime> runtime,
                             caf::actor publisher, caf::actor scheduler) {
     auto streams = std::make_shared<std::map<uint64_t, SamplerStream>>();
+    auto first_executor = std::make_shared<caf::actor>();
+    self->attach_functor([first_executor] { *first_executor = nullptr; });
+
     auto publish = [=](const SamplerStream& s, const nlohmann::json& message, bool done) {
         self->send(publisher, publish_atom::value, s.id, s.seq, message.dump(), done);
     };
+    // Publishes the final message, forgets the stream and tells the scheduler.
     auto finish = [=](uint64_t session, const std::string& reason,
-                      const protocol::RequestError* error) {
+                      const std::string& error_message) {
         auto it = streams->find(session);
         if (it == streams->end()) return;
         SamplerStream& s = it->second;
         const auto now = Clock::now();
         protocol::Usage usage;
-        usage.prompt_tokens = s.n_prompt;
+        usage.prompt_tokens = int64_t(s.prompt.size());
         usage.completion_tokens = s.tokens->n_generated();
         usage.ttft_ms = s.has_first ? ms_between(s.admitted, s.first_token) : 0.0;
         const double gen_ms = s.has_first ? ms_between(s.first_token, now) : 0.0;
         usage.tokens_per_second = gen_ms > 0 && usage.completion_tokens > 1
                                       ? double(usage.completion_tokens - 1) * 1000.0 / gen_ms
                                       : 0.0;
+        const protocol::RequestError error{protocol::ErrorCode::Internal, error_message};
         // Text held back for a stop string that never completed ends the stream with the done
         // message.
-        publish(s, protocol::done_message(s.id, s.seq, reason, usage, error, s.tokens->tail()),
+        publish(s,
+                protocol::done_message(s.id, s.seq, reason, usage,
+                                       error_message.empty() ? nullptr : &error, s.tokens->tail()),
                 true);
         streams->erase(it);
+        self->send(scheduler, ended_atom::value, session);
+    };
+    auto dispatch = [=](uint64_t session, SamplerStream& s, std::vector<int32_t> tokens) {
+        s.in_flight = int32_t(tokens.size());
+        activation a;
+        a.session = session;
+        a.kv_slot = s.slot;
+        a.pos = s.pos;
+        a.tokens = std::move(tokens);
+        a.x = std::move(s.x);
+        a.logits = std::move(s.logits);
+        self->send(*first_executor, std::move(a));
     };
     return {
-        [=](open_atom, uint64_t session, const stream_setup& setup) {
-            const GenerationParams params = generation_params(setup);
+        [=](wire_atom, caf::actor executor) { *first_executor = executor; },
+        [=](open_atom, uint64_t session, stream_setup& setup) {
             SamplerStream s;
             s.id = setup.id;
-            s.n_prompt = int64_t(setup.prompt_tokens.size());
             s.admitted = Clock::now();
-            s.tokens =
-                std::make_unique<TokenStream>(*runtime->vocab, params); // validated by ingress
-            s.tokens->start(setup.prompt_tokens);
+            s.tokens = std::make_unique<TokenStream>(*runtime->vocab, generation_params(setup));
+            s.tokens->start(setup.prompt_tokens); // parameters were validated by the ingress
+            s.prompt = std::move(setup.prompt_tokens);
             (*streams)[session] = std::move(s);
+        },
+        [=](start_atom, uint64_t session, int32_t slot) {
+            auto it = streams->find(session);
+            if (it == streams->end()) return;
+            it->second.slot = slot;
+            dispatch(session, it->second, it->second.prompt);
         },
         [=](logits_ready& in) {
             auto it = streams->find(in.session);
-            if (it == streams->end()) return; // ended meanwhile (cancel, shutdown)
+            if (it == streams->end()) return;
             SamplerStream& s = it->second;
+            s.pos += s.in_flight;
+            s.in_flight = 0;
+            s.x = std::move(in.x);
+            s.logits = std::move(in.logits);
+            if (!s.end_reason.empty()) {
+                finish(in.session, s.end_reason, s.end_error);
+                return;
+            }
             GeneratedToken token;
-            const bool got = s.tokens->next(in.logits.data(), in.context_full, token);
+            const bool got = s.tokens->next(s.logits.data(), in.context_full, token);
             if (got) {
                 if (!s.has_first) {
                     s.first_token = Clock::now();
                     s.has_first = true;
                 }
+                runtime->tokens_generated.fetch_add(1, std::memory_order_relaxed);
                 publish(s, protocol::token_message(s.id, s.seq, token.id, token.text), false);
                 ++s.seq;
             }
-            const bool done = !got || s.tokens->finished();
-            if (done) finish(in.session, finish_reason_name(s.tokens->finish_reason()), nullptr);
-            self->send(scheduler, step_done{in.session, got ? token.id : int32_t(-1), done,
-                                            std::move(in.logits), std::move(in.x)});
+            if (!got || s.tokens->finished()) {
+                finish(in.session, finish_reason_name(s.tokens->finish_reason()), "");
+                return;
+            }
+            dispatch(in.session, s, {token.id});
         },
+        // Ends a stream early: now when no step of it is in flight, else when the step returns.
         [=](finish_atom, uint64_t session, const std::string& reason,
             const std::string& error_message) {
-            if (error_message.empty()) {
-                finish(session, reason, nullptr);
-            } else {
-                const protocol::RequestError error{protocol::ErrorCode::Internal, error_message};
-                finish(session, reason, &error);
+            auto it = streams->find(session);
+            if (it == streams->end()) return;
+            if (it->second.in_flight == 0) {
+                finish(session, reason, error_message);
+            } else if (it->second.end_reason.empty()) {
+                it->second.end_reason = reason;
+                it->second.end_error = error_message;
             }
+        },
+        // An executor could not run a step: the step is over, and so is the stream.
+        [=](failed_atom, uint64_t session, const std::string& message) {
+            auto it = streams->find(session);
+            if (it == streams->end()) return;
+            it->second.in_flight = 0;
+            finish(session, "error", message);
         },
     };
 }

@@ -43,10 +43,11 @@ int run_daemon(caf::actor_system& system, std::shared_ptr<Runtime> runtime,
         const int64_t first = n_layer * i / n_exec, last = n_layer * (i + 1) / n_exec;
         a.executors[size_t(i)] =
             system.spawn<caf::detached>(executor_actor, runtime, first, last,
-                                        int64_t(config.threads), next, a.sampler, a.scheduler);
+                                        int64_t(config.threads), next, a.sampler);
         next = a.executors[size_t(i)];
     }
-    caf::anon_send(a.scheduler, wire_atom::value, a.executors.front(), a.sampler, a.cache);
+    caf::anon_send(a.scheduler, wire_atom::value, a.sampler, a.cache);
+    caf::anon_send(a.sampler, wire_atom::value, a.executors.front());
     a.ingress = system.spawn<caf::detached>(ingress_actor, router, config, a.tokenizer, a.scheduler,
                                             a.publisher);
 

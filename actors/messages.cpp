@@ -9,7 +9,6 @@ void register_message_types(caf::actor_system_config& cfg) {
     cfg.add_message_type<stream_setup>("woolly.stream_setup");
     cfg.add_message_type<activation>("woolly.activation");
     cfg.add_message_type<logits_ready>("woolly.logits_ready");
-    cfg.add_message_type<step_done>("woolly.step_done");
     cfg.add_message_type<tokenized>("woolly.tokenized");
     cfg.add_message_type<std::vector<int32_t>>("woolly.token_ids");
     cfg.add_message_type<std::vector<float>>("woolly.floats");

@@ -21,6 +21,8 @@ using replay_atom = caf::atom_constant<caf::atom("replay")>;
 using open_atom = caf::atom_constant<caf::atom("open")>;
 using finish_atom = caf::atom_constant<caf::atom("finish")>;
 using failed_atom = caf::atom_constant<caf::atom("failed")>;
+using start_atom = caf::atom_constant<caf::atom("start")>;
+using ended_atom = caf::atom_constant<caf::atom("ended")>;
 using publish_atom = caf::atom_constant<caf::atom("publish")>;
 using acquire_atom = caf::atom_constant<caf::atom("acquire")>;
 using release_atom = caf::atom_constant<caf::atom("release")>;
@@ -48,8 +50,8 @@ template <class Inspector> typename Inspector::result_type inspect(Inspector& f,
 }
 
 // Buffers go round: each session owns one activation buffer and one logits buffer, which move
-// scheduler -> executors -> sampler -> scheduler with every step and are never copied; after
-// the session's first step they are not reallocated either.
+// sampler -> executors -> sampler with every step and are never copied; after the session's
+// first step they are not reallocated either.
 
 // Activations flowing through the layer executors: tokens at positions pos, pos+1, ... of one
 // session; the first executor embeds them into x [n_tokens][n_embd]. `logits` is the session's
@@ -79,20 +81,6 @@ struct logits_ready {
 
 template <class Inspector> typename Inspector::result_type inspect(Inspector& f, logits_ready& x) {
     return f(caf::meta::type_name("logits_ready"), x.session, x.context_full, x.logits, x.x);
-}
-
-// The sampler's answer to the scheduler: the token (-1: none), whether the stream ended, and
-// the session's two buffers for its next step.
-struct step_done {
-    uint64_t session = 0;
-    int32_t token = -1;
-    bool done = false;
-    std::vector<float> logits;
-    std::vector<float> x;
-};
-
-template <class Inspector> typename Inspector::result_type inspect(Inspector& f, step_done& x) {
-    return f(caf::meta::type_name("step_done"), x.session, x.token, x.done, x.logits, x.x);
 }
 
 // The engine's parameters for a stream (one mapping, used by the ingress to validate a request

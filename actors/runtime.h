@@ -3,6 +3,7 @@
 
 #include <caf/allowed_unsafe_message_type.hpp>
 
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -34,6 +35,7 @@ struct Runtime {
     std::unique_ptr<LlamaModel> model;
     std::unique_ptr<Vocab> vocab;
     std::unique_ptr<KvCachePool> kv;
+    std::atomic<uint64_t> tokens_generated{0}; // counted by the sampler, read by status
 };
 
 } // namespace woolly::actors
