@@ -55,6 +55,8 @@ KernelTable make_kernel_table(KernelLevel level) {
         table.vec_dot[uint32_t(TensorType::F16)] = avx2::vec_dot_f16_f32;
         table.vec_dot[uint32_t(TensorType::Q8_0)] = avx2::vec_dot_q8_0_q8_0;
         table.vec_dot[uint32_t(TensorType::Q4_0)] = avx2::vec_dot_q4_0_q8_0;
+        table.vec_dot_rows[uint32_t(TensorType::Q8_0)] = avx2::vec_dot_rows_q8_0_q8_0;
+        table.vec_dot_rows[uint32_t(TensorType::Q4_0)] = avx2::vec_dot_rows_q4_0_q8_0;
         table.quantize[uint32_t(TensorType::Q8_0)] = avx2::quantize_row_q8_0;
     }
 #endif

@@ -17,12 +17,19 @@ const char* kernel_level_name(KernelLevel level);
 KernelLevel detect_kernel_level();
 bool cpu_supports(KernelLevel level);
 
+// One weight row against `count` activation vectors `stride` bytes apart:
+// out[i * out_stride] = dot(row, x + i * stride). Reads the row once for the whole batch.
+using VecDotRowsFn = void (*)(const void* row, const uint8_t* x, uint64_t stride, int64_t count,
+                              int64_t n, float* out, int64_t out_stride);
+
 struct KernelTable {
     KernelLevel level;
-    VecDotFn vec_dot[64];       // by weight type id; null where the type has no dot
-    QuantizeRowFn quantize[64]; // by activation type id
+    VecDotFn vec_dot[64];          // by weight type id; null where the type has no dot
+    VecDotRowsFn vec_dot_rows[64]; // batched form where a level has one (else: vec_dot per vector)
+    QuantizeRowFn quantize[64];    // by activation type id
 
     VecDotFn dot(TensorType t) const { return vec_dot[uint32_t(t)]; }
+    VecDotRowsFn dot_rows(TensorType t) const { return vec_dot_rows[uint32_t(t)]; }
     QuantizeRowFn quantizer(TensorType t) const { return quantize[uint32_t(t)]; }
 };
 
@@ -39,6 +46,10 @@ float vec_dot_f32(const void* row, const void* activations, int64_t n);
 float vec_dot_f16_f32(const void* row, const void* activations, int64_t n);
 float vec_dot_q8_0_q8_0(const void* row, const void* activations, int64_t n);
 float vec_dot_q4_0_q8_0(const void* row, const void* activations, int64_t n);
+void vec_dot_rows_q8_0_q8_0(const void* row, const uint8_t* x, uint64_t stride, int64_t count,
+                            int64_t n, float* out, int64_t out_stride);
+void vec_dot_rows_q4_0_q8_0(const void* row, const uint8_t* x, uint64_t stride, int64_t count,
+                            int64_t n, float* out, int64_t out_stride);
 void quantize_row_q8_0(const float* src, void* dst, int64_t n);
 } // namespace avx2
 

@@ -21,15 +21,6 @@ float load_f16(const uint8_t* p) {
     return _cvtsh_ss(h);
 }
 
-// Sum of products of 32 signed bytes, as 8 float lanes: |x|*sign(y) through maddubs.
-__m256 dot_i8_32(__m256i x, __m256i y) {
-    const __m256i ax = _mm256_sign_epi8(x, x);
-    const __m256i sy = _mm256_sign_epi8(y, x);
-    const __m256i pairs = _mm256_maddubs_epi16(ax, sy);
-    const __m256i sums = _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
-    return _mm256_cvtepi32_ps(sums);
-}
-
 } // namespace
 
 float vec_dot_f32(const void* row, const void* activations, int64_t n) {
@@ -73,14 +64,6 @@ float vec_dot_f16_f32(const void* row, const void* activations, int64_t n) {
 
 namespace {
 
-// One block's contribution, d_w * d_x * sum(q_w * q_x), added into acc. Blocks are handled four
-// at a time into four accumulators so that the FMA latency chains run side by side.
-inline __m256 q8_block(__m256 acc, __m256i qw, const uint8_t* w_d, const uint8_t* x) {
-    const __m256i qx = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 2));
-    const __m256 d = _mm256_set1_ps(load_f16(w_d) * load_f16(x));
-    return _mm256_fmadd_ps(d, dot_i8_32(qw, qx), acc);
-}
-
 // Q4_0 {f16 d; u8 qs[16]}: low nibbles are values 0..15, high nibbles 16..31, minus 8.
 inline __m256i unpack_q4_0(const uint8_t* w) {
     const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 2));
@@ -92,31 +75,68 @@ inline __m256i load_q8_0(const uint8_t* w) {
     return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 2));
 }
 
+// M activation vectors (Q8_0 blocks {f16 d; i8 qs[32]}, `stride` bytes apart) against one row:
+// each weight block is unpacked once for all M. Per vector the blocks are added in order into
+// one accumulator, whatever M is, so a batch gives the same bits as one vector at a time.
+template <int WeightBlockBytes, __m256i (*Unpack)(const uint8_t*), int M>
+void dot_q8_0_m(const uint8_t* w, const uint8_t* x, uint64_t stride, int64_t n, float* out,
+                int64_t out_stride) {
+    __m256 acc[M];
+    for (int k = 0; k < M; ++k) acc[k] = _mm256_setzero_ps();
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int64_t b = 0; b < n / 32; ++b) {
+        const uint8_t* wb = w + b * WeightBlockBytes;
+        const __m256i qw = Unpack(wb);
+        const __m256i abs_w = _mm256_sign_epi8(qw, qw); // maddubs wants an unsigned operand
+        const float dw = load_f16(wb);
+        for (int k = 0; k < M; ++k) {
+            const uint8_t* xb = x + uint64_t(k) * stride + uint64_t(b) * 34;
+            const __m256i qx = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb + 2));
+            const __m256i pairs = _mm256_maddubs_epi16(abs_w, _mm256_sign_epi8(qx, qw));
+            const __m256 sums = _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, ones));
+            acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(dw * load_f16(xb)), sums, acc[k]);
+        }
+    }
+    for (int k = 0; k < M; ++k) out[k * out_stride] = hsum(acc[k]);
+}
+
 template <int WeightBlockBytes, __m256i (*Unpack)(const uint8_t*)>
-float vec_dot_blocks_q8_0(const void* row, const void* activations, int64_t n) {
+void dot_rows_q8_0(const void* row, const uint8_t* x, uint64_t stride, int64_t count, int64_t n,
+                   float* out, int64_t out_stride) {
     const auto* w = static_cast<const uint8_t*>(row);
-    const auto* x = static_cast<const uint8_t*>(activations);
-    const int64_t blocks = n / 32;
-    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
-                     _mm256_setzero_ps()};
-    int64_t b = 0;
-    for (; b + 4 <= blocks; b += 4, w += 4 * WeightBlockBytes, x += 4 * 34)
-        for (int k = 0; k < 4; ++k)
-            acc[k] = q8_block(acc[k], Unpack(w + k * WeightBlockBytes), w + k * WeightBlockBytes,
-                              x + k * 34);
-    for (; b < blocks; ++b, w += WeightBlockBytes, x += 34)
-        acc[0] = q8_block(acc[0], Unpack(w), w, x);
-    return hsum(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
+    int64_t v = 0;
+    for (; v + 4 <= count; v += 4)
+        dot_q8_0_m<WeightBlockBytes, Unpack, 4>(w, x + uint64_t(v) * stride, stride, n,
+                                                out + v * out_stride, out_stride);
+    for (; v < count; ++v)
+        dot_q8_0_m<WeightBlockBytes, Unpack, 1>(w, x + uint64_t(v) * stride, stride, n,
+                                                out + v * out_stride, out_stride);
 }
 
 } // namespace
 
 float vec_dot_q8_0_q8_0(const void* row, const void* activations, int64_t n) {
-    return vec_dot_blocks_q8_0<34, load_q8_0>(row, activations, n);
+    float out;
+    dot_q8_0_m<34, load_q8_0, 1>(static_cast<const uint8_t*>(row),
+                                 static_cast<const uint8_t*>(activations), 0, n, &out, 0);
+    return out;
 }
 
 float vec_dot_q4_0_q8_0(const void* row, const void* activations, int64_t n) {
-    return vec_dot_blocks_q8_0<18, unpack_q4_0>(row, activations, n);
+    float out;
+    dot_q8_0_m<18, unpack_q4_0, 1>(static_cast<const uint8_t*>(row),
+                                   static_cast<const uint8_t*>(activations), 0, n, &out, 0);
+    return out;
+}
+
+void vec_dot_rows_q8_0_q8_0(const void* row, const uint8_t* x, uint64_t stride, int64_t count,
+                            int64_t n, float* out, int64_t out_stride) {
+    dot_rows_q8_0<34, load_q8_0>(row, x, stride, count, n, out, out_stride);
+}
+
+void vec_dot_rows_q4_0_q8_0(const void* row, const uint8_t* x, uint64_t stride, int64_t count,
+                            int64_t n, float* out, int64_t out_stride) {
+    dot_rows_q8_0<18, unpack_q4_0>(row, x, stride, count, n, out, out_stride);
 }
 
 // Same arithmetic as the reference (amax, 127/amax, round half to even), so the bytes match.

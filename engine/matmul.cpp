@@ -67,10 +67,15 @@ void matmul(const WeightMatrix& w, MatmulInput& x, float* y, ThreadPool* pool) {
     const uint64_t stride = x.stride(act_type);
     const int64_t count = x.count();
     const VecDotFn dot = active_kernels().dot(w.traits->type);
+    const VecDotRowsFn dot_rows = count > 1 ? active_kernels().dot_rows(w.traits->type) : nullptr;
     auto rows = [&](int index, int n_threads) {
         const int64_t begin = w.rows * index / n_threads, end = w.rows * (index + 1) / n_threads;
         for (int64_t r = begin; r < end; ++r) {
             const uint8_t* row = w.row(r);
+            if (dot_rows) {
+                dot_rows(row, activations, stride, count, w.cols, y + r, w.rows);
+                continue;
+            }
             for (int64_t i = 0; i < count; ++i)
                 y[i * w.rows + r] = dot(row, activations + uint64_t(i) * stride, w.cols);
         }

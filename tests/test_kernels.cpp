@@ -84,6 +84,43 @@ TEST_CASE("SIMD dot kernels agree with the scalar reference on awkward sizes") {
     }
 }
 
+TEST_CASE("batched dot kernels give each vector's single dot, bit for bit") {
+    std::mt19937 rng(5);
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    for (KernelLevel level : kLevels) {
+        if (!cpu_supports(level)) continue;
+        const KernelTable table = make_kernel_table(level);
+        for (TensorType type : {TensorType::Q8_0, TensorType::Q4_0}) {
+            const VecDotRowsFn rows = table.dot_rows(type);
+            if (!rows) continue;
+            for (int64_t blocks : {1, 7, 33}) {
+                const int64_t n = blocks * 32;
+                const auto row = random_row(type, n, rng);
+                for (int64_t count : {1, 3, 4, 5, 9}) {
+                    INFO(kernel_level_name(level)
+                         << " " << type_traits(type).name << " n=" << n << " count=" << count);
+                    const uint64_t stride = uint64_t(blocks) * 34;
+                    std::vector<uint8_t> x(size_t(count) * stride);
+                    std::vector<float> values(static_cast<size_t>(n));
+                    for (int64_t i = 0; i < count; ++i) {
+                        for (auto& v : values) v = normal(rng);
+                        table.quantizer(TensorType::Q8_0)(values.data(),
+                                                          x.data() + uint64_t(i) * stride, n);
+                    }
+                    std::vector<float> got(size_t(count) * 3, -1.0f);
+                    rows(row.data(), x.data(), stride, count, n, got.data(), 3); // out_stride 3
+                    for (int64_t i = 0; i < count; ++i) {
+                        const float want =
+                            table.dot(type)(row.data(), x.data() + uint64_t(i) * stride, n);
+                        CHECK(std::memcmp(&got[size_t(i * 3)], &want, sizeof want) == 0);
+                        CHECK(got[size_t(i * 3 + 1)] == -1.0f); // nothing written between outputs
+                    }
+                }
+            }
+        }
+    }
+}
+
 TEST_CASE("SIMD activation quantizers give the reference's bytes, ties included") {
     std::mt19937 rng(2);
     std::normal_distribution<float> normal(0.0f, 3.0f);

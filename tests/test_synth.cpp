@@ -1,6 +1,7 @@
 // test_synth.cpp — `woolly synth` files load back through Woolly's own reader and run; the
 // Q4_0 weight quantizer stays within one step of its input.
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <random>
 
