@@ -17,7 +17,7 @@ namespace woolly::actors {
 constexpr int64_t kPromptBatch = 32;
 
 caf::behavior loader_actor(caf::event_based_actor* self, std::string path, int64_t n_ctx,
-                           int64_t slots) {
+                           int64_t slots, uint64_t weight_cache_bytes) {
     return {
         [=](load_atom) -> caf::result<std::shared_ptr<Runtime>> {
             try {
@@ -27,6 +27,10 @@ caf::behavior loader_actor(caf::event_based_actor* self, std::string path, int64
                 runtime->vocab = std::make_unique<Vocab>(runtime->model->gguf());
                 const int64_t ctx = n_ctx > 0 ? n_ctx : runtime->model->hparams().n_ctx_train;
                 runtime->kv = std::make_unique<KvCachePool>(*runtime->model, ctx, slots);
+                if (weight_cache_bytes > 0) {
+                    runtime->weight_cache = std::make_unique<WeightCache>(weight_cache_bytes);
+                    runtime->weight_cache->warm(*runtime->model);
+                }
                 self->quit();
                 return runtime;
             } catch (const std::exception& e) {
@@ -79,7 +83,8 @@ caf::behavior executor_actor(caf::event_based_actor* self, std::shared_ptr<Runti
     // The executor's own compute threads; its actor thread is thread 0 of the pool.
     auto pool = std::make_shared<ThreadPool>(int(threads));
     auto scratch = std::shared_ptr<ForwardScratch>(
-        new ForwardScratch(*runtime->model, runtime->kv->n_ctx(), pool.get(), kPromptBatch),
+        new ForwardScratch(*runtime->model, runtime->kv->n_ctx(), pool.get(), kPromptBatch,
+                           runtime->weight_cache.get()),
         [pool](ForwardScratch* s) { delete s; }); // keeps the pool alive as long as the scratch
     return {
         [=](activation& a) {

@@ -41,9 +41,8 @@ int run_daemon(caf::actor_system& system, std::shared_ptr<Runtime> runtime,
     caf::actor next;
     for (int64_t i = n_exec - 1; i >= 0; --i) {
         const int64_t first = n_layer * i / n_exec, last = n_layer * (i + 1) / n_exec;
-        a.executors[size_t(i)] =
-            system.spawn<caf::detached>(executor_actor, runtime, first, last,
-                                        int64_t(config.threads), next, a.sampler);
+        a.executors[size_t(i)] = system.spawn<caf::detached>(
+            executor_actor, runtime, first, last, int64_t(config.threads), next, a.sampler);
         next = a.executors[size_t(i)];
     }
     caf::anon_send(a.scheduler, wire_atom::value, a.sampler, a.cache);

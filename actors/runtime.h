@@ -12,6 +12,7 @@
 #include "engine/kv_cache.h"
 #include "engine/model.h"
 #include "engine/vocab.h"
+#include "engine/weight_cache.h"
 
 namespace woolly::actors {
 
@@ -35,6 +36,7 @@ struct Runtime {
     std::unique_ptr<LlamaModel> model;
     std::unique_ptr<Vocab> vocab;
     std::unique_ptr<KvCachePool> kv;
+    std::unique_ptr<WeightCache> weight_cache; // null when engine.weight_cache_mib is 0
     std::atomic<uint64_t> tokens_generated{0}; // counted by the sampler, read by status
 };
 

@@ -193,6 +193,9 @@ caf::behavior scheduler_actor(caf::event_based_actor* self, std::shared_ptr<Runt
                     const double busy_s = std::chrono::duration<double>(busy).count();
                     const uint64_t tokens = st->runtime->tokens_generated.load();
                     const auto& hp = st->runtime->model->hparams();
+                    const WeightCacheStats wc = st->runtime->weight_cache
+                                                    ? st->runtime->weight_cache->stats()
+                                                    : WeightCacheStats{};
                     promise.deliver(protocol::encode_ok(
                         {{"protocol", protocol::kVersion},
                          {"model",
@@ -207,7 +210,15 @@ caf::behavior scheduler_actor(caf::event_based_actor* self, std::shared_ptr<Runt
                          {"requests_admitted", st->requests_admitted},
                          {"tokens_generated", tokens},
                          {"tokens_per_second", busy_s > 0 ? double(tokens) / busy_s : 0.0},
-                         {"cache", nlohmann::json::parse(cache_stats)}}));
+                         {"cache", nlohmann::json::parse(cache_stats)},
+                         {"weight_cache",
+                          {{"budget_bytes", wc.budget},
+                           {"bytes", wc.bytes},
+                           {"entries", wc.entries},
+                           {"hits", wc.hits},
+                           {"misses", wc.misses},
+                           {"evictions", wc.evictions},
+                           {"bypasses", wc.bypasses}}}}));
                 });
             return promise;
         },

@@ -65,6 +65,7 @@ Schema schema_for(DaemonConfig& c) {
         {"engine.layer_executors", {&c.engine.layer_executors, 1, 64}},
         {"engine.context", {&c.engine.context, 0, 1 << 24}},
         {"engine.max_sessions", {&c.engine.max_sessions, 1, 1024}},
+        {"engine.weight_cache_mib", {&c.engine.weight_cache_mib, 0, 1 << 30}},
         {"limits.queue_depth", {&c.limits.queue_depth, 1, 1 << 20}},
         {"limits.max_tokens", {&c.limits.max_tokens, 1, 1 << 24}},
         {"limits.default_max_tokens", {&c.limits.default_max_tokens, 0, 1 << 24}},
@@ -185,7 +186,9 @@ std::string to_yaml(const DaemonConfig& c) {
     out << YAML::Key << "engine" << YAML::Value << YAML::BeginMap;
     out << YAML::Key << "layer_executors" << YAML::Value << c.engine.layer_executors;
     out << YAML::Key << "context" << YAML::Value << c.engine.context;
-    out << YAML::Key << "max_sessions" << YAML::Value << c.engine.max_sessions << YAML::EndMap;
+    out << YAML::Key << "max_sessions" << YAML::Value << c.engine.max_sessions;
+    out << YAML::Key << "weight_cache_mib" << YAML::Value << c.engine.weight_cache_mib
+        << YAML::EndMap;
     out << YAML::Key << "limits" << YAML::Value << YAML::BeginMap;
     out << YAML::Key << "queue_depth" << YAML::Value << c.limits.queue_depth;
     out << YAML::Key << "max_tokens" << YAML::Value << c.limits.max_tokens;

@@ -87,7 +87,7 @@ void attention(const LlamaHyperParams& hp, const KvCache& cache, int64_t layer, 
 } // namespace
 
 ForwardScratch::ForwardScratch(const LlamaModel& model, int64_t max_ctx, ThreadPool* pool,
-                               int64_t max_batch)
+                               int64_t max_batch, WeightCache* cache)
     : max_batch_(max_batch), xb_(size_t(max_batch * model.hparams().n_embd)),
       q_(size_t(max_batch * model.hparams().n_head * model.hparams().head_dim)),
       att_out_(size_t(max_batch * model.hparams().n_head * model.hparams().head_dim)),
@@ -98,7 +98,7 @@ ForwardScratch::ForwardScratch(const LlamaModel& model, int64_t max_ctx, ThreadP
       input_(std::max({model.hparams().n_embd, model.hparams().n_ff,
                        model.hparams().n_head * model.hparams().head_dim}),
              max_batch),
-      pool_(pool) {}
+      pool_(pool), cache_(cache) {}
 
 void embed_token(const LlamaModel& model, int32_t token, float* x) {
     const int64_t n_vocab = model.hparams().n_vocab;
@@ -136,9 +136,9 @@ void run_layers(const LlamaModel& model, int64_t first, int64_t last, int64_t po
             rmsnorm(row(s.xb_, t, n_embd), x + t * n_embd, layer.attn_norm.data(), n_embd,
                     hp.rms_eps);
         s.input_.set(s.xb_.data(), n_embd, n);
-        matmul(layer.wq, s.input_, s.q_.data(), s.pool_);
-        matmul(layer.wk, s.input_, cache.key(l, pos), s.pool_);
-        matmul(layer.wv, s.input_, cache.value(l, pos), s.pool_);
+        matmul(layer.wq, s.input_, s.q_.data(), s.pool_, s.cache_);
+        matmul(layer.wk, s.input_, cache.key(l, pos), s.pool_, s.cache_);
+        matmul(layer.wv, s.input_, cache.value(l, pos), s.pool_, s.cache_);
         for (int64_t t = 0; t < n; ++t) {
             const float* angles = &s.rope_cache_[size_t(t * hp.n_rot)];
             rope(row(s.q_, t, n_q), hp.n_head, hp.head_dim, hp.n_rot, angles);
@@ -150,7 +150,7 @@ void run_layers(const LlamaModel& model, int64_t first, int64_t last, int64_t po
             attention(hp, cache, l, pos + t, row(s.q_, t, n_q), s.scores_.data(),
                       row(s.att_out_, t, n_q));
         s.input_.set(s.att_out_.data(), n_q, n);
-        matmul(layer.wo, s.input_, s.sub_out_.data(), s.pool_);
+        matmul(layer.wo, s.input_, s.sub_out_.data(), s.pool_, s.cache_);
         for (int64_t i = 0; i < n * n_embd; ++i) x[i] += s.sub_out_[size_t(i)];
 
         // Feed-forward block (SwiGLU): x += w_down · (silu(w_gate·n) * w_up·n), n = rmsnorm(x).
@@ -158,12 +158,12 @@ void run_layers(const LlamaModel& model, int64_t first, int64_t last, int64_t po
             rmsnorm(row(s.xb_, t, n_embd), x + t * n_embd, layer.ffn_norm.data(), n_embd,
                     hp.rms_eps);
         s.input_.set(s.xb_.data(), n_embd, n);
-        matmul(layer.w_gate, s.input_, s.gate_.data(), s.pool_);
-        matmul(layer.w_up, s.input_, s.up_.data(), s.pool_);
+        matmul(layer.w_gate, s.input_, s.gate_.data(), s.pool_, s.cache_);
+        matmul(layer.w_up, s.input_, s.up_.data(), s.pool_, s.cache_);
         for (int64_t i = 0; i < n * n_ff; ++i)
             s.gate_[size_t(i)] = silu(s.gate_[size_t(i)]) * s.up_[size_t(i)];
         s.input_.set(s.gate_.data(), n_ff, n);
-        matmul(layer.w_down, s.input_, s.sub_out_.data(), s.pool_);
+        matmul(layer.w_down, s.input_, s.sub_out_.data(), s.pool_, s.cache_);
         for (int64_t i = 0; i < n * n_embd; ++i) x[i] += s.sub_out_[size_t(i)];
     }
 }
@@ -172,15 +172,15 @@ void compute_logits(const LlamaModel& model, const float* x, float* logits, Forw
     const LlamaHyperParams& hp = model.hparams();
     rmsnorm(s.xb_.data(), x, model.output_norm.data(), hp.n_embd, hp.rms_eps);
     s.input_.set(s.xb_.data(), hp.n_embd, 1);
-    matmul(model.output, s.input_, logits, s.pool_);
+    matmul(model.output, s.input_, logits, s.pool_, s.cache_);
 }
 
 LlamaContext::LlamaContext(const LlamaModel& model, int64_t n_ctx, ThreadPool* pool,
-                           int64_t max_batch)
+                           int64_t max_batch, WeightCache* cache)
     : model_(model),
       cache_(model.hparams().n_layer, n_ctx > 0 ? n_ctx : model.hparams().n_ctx_train,
              model.hparams().n_embd_kv()),
-      scratch_(model, cache_.n_ctx(), pool, max_batch), max_batch_(max_batch),
+      scratch_(model, cache_.n_ctx(), pool, max_batch, cache), max_batch_(max_batch),
       x_(size_t(max_batch * model.hparams().n_embd)), logits_(size_t(model.hparams().n_vocab)) {}
 
 const float* LlamaContext::decode(int32_t token) {

@@ -9,6 +9,7 @@
 #include "matmul.h"
 #include "model.h"
 #include "thread_pool.h"
+#include "weight_cache.h"
 
 namespace woolly {
 
@@ -16,9 +17,10 @@ namespace woolly {
 class ForwardScratch {
 public:
     // `pool` (may be null: one thread) splits the matmuls; it must outlive the scratch.
-    // `max_batch` is the most tokens one run_layers call may take.
+    // `max_batch` is the most tokens one run_layers call may take. `cache` (may be null: read
+    // every weight from the file) holds the model's repacked weights, shared between scratches.
     ForwardScratch(const LlamaModel& model, int64_t max_ctx, ThreadPool* pool = nullptr,
-                   int64_t max_batch = 1);
+                   int64_t max_batch = 1, WeightCache* cache = nullptr);
 
 private:
     friend void run_layers(const LlamaModel&, int64_t, int64_t, int64_t, int64_t, float*, KvCache&,
@@ -36,6 +38,7 @@ private:
     std::vector<float> rope_cache_; // [n_rot] cos, sin pairs for the current position
     MatmulInput input_;             // the vector being multiplied, in the weights' format
     ThreadPool* pool_;
+    WeightCache* cache_;
 };
 
 // x [n_embd] = the embedding of `token` (throws Error when out of range).
@@ -55,7 +58,7 @@ public:
     // n_ctx = 0 uses the model's training context length; prompts are processed max_batch
     // tokens at a time. All memory is allocated here: decoding allocates nothing.
     explicit LlamaContext(const LlamaModel& model, int64_t n_ctx = 0, ThreadPool* pool = nullptr,
-                          int64_t max_batch = 32);
+                          int64_t max_batch = 32, WeightCache* cache = nullptr);
 
     // Feeds `token` at position n_past() and returns the logits for the next token
     // (n_vocab floats, valid until the next call). Throws Error on a bad token or a full context.

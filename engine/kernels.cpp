@@ -14,6 +14,8 @@ const char* kernel_level_name(KernelLevel level) {
         return "scalar";
     case KernelLevel::Avx2:
         return "avx2";
+    case KernelLevel::Avx512:
+        return "avx512";
     }
     return "scalar";
 }
@@ -29,12 +31,22 @@ bool cpu_supports(KernelLevel level) {
 #else
         return false;
 #endif
+    case KernelLevel::Avx512:
+#if defined(__x86_64__)
+        return cpu_supports(KernelLevel::Avx2) && __builtin_cpu_supports("avx512f") &&
+               __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+               __builtin_cpu_supports("avx512vnni");
+#else
+        return false;
+#endif
     }
     return false;
 }
 
 KernelLevel detect_kernel_level() {
-    return cpu_supports(KernelLevel::Avx2) ? KernelLevel::Avx2 : KernelLevel::Scalar;
+    for (KernelLevel level : {KernelLevel::Avx512, KernelLevel::Avx2})
+        if (cpu_supports(level)) return level;
+    return KernelLevel::Scalar;
 }
 
 KernelTable make_kernel_table(KernelLevel level) {
@@ -59,6 +71,10 @@ KernelTable make_kernel_table(KernelLevel level) {
         table.vec_dot_rows[uint32_t(TensorType::Q4_0)] = avx2::vec_dot_rows_q4_0_q8_0;
         table.quantize[uint32_t(TensorType::Q8_0)] = avx2::quantize_row_q8_0;
     }
+    if (level >= KernelLevel::Avx512) {
+        table.gemm_x16[uint32_t(TensorType::Q4_0)] = avx512::gemm_x16_q4_0;
+        table.gemm_x16[uint32_t(TensorType::Q8_0)] = avx512::gemm_x16_q8_0;
+    }
 #endif
     return table;
 }
@@ -67,7 +83,7 @@ const KernelTable& active_kernels() {
     static const KernelTable table = [] {
         const char* forced = std::getenv("WOOLLY_KERNELS");
         if (!forced || !*forced) return make_kernel_table(detect_kernel_level());
-        for (KernelLevel level : {KernelLevel::Scalar, KernelLevel::Avx2}) {
+        for (KernelLevel level : kAllKernelLevels) {
             if (std::strcmp(forced, kernel_level_name(level)) == 0) {
                 if (!cpu_supports(level))
                     throw Error(std::string("WOOLLY_KERNELS=") + forced +
@@ -75,7 +91,7 @@ const KernelTable& active_kernels() {
                 return make_kernel_table(level);
             }
         }
-        throw Error(std::string("WOOLLY_KERNELS=") + forced + " (expected scalar or avx2)");
+        throw Error(std::string("WOOLLY_KERNELS=") + forced + " (expected scalar, avx2 or avx512)");
     }();
     return table;
 }

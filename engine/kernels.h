@@ -6,11 +6,15 @@
 
 #include <string>
 
+#include "repack.h"
 #include "tensor_types.h"
 
 namespace woolly {
 
-enum class KernelLevel { Scalar = 0, Avx2 = 1 };
+// Each level includes the kernels of the levels below it.
+enum class KernelLevel { Scalar = 0, Avx2 = 1, Avx512 = 2 };
+constexpr KernelLevel kAllKernelLevels[] = {KernelLevel::Scalar, KernelLevel::Avx2,
+                                            KernelLevel::Avx512};
 
 const char* kernel_level_name(KernelLevel level);
 // The best level this CPU runs.
@@ -27,16 +31,18 @@ struct KernelTable {
     VecDotFn vec_dot[64];          // by weight type id; null where the type has no dot
     VecDotRowsFn vec_dot_rows[64]; // batched form where a level has one (else: vec_dot per vector)
     QuantizeRowFn quantize[64];    // by activation type id
+    GemmX16Fn gemm_x16[64];        // by weight type id: kernels over the x16 layout (repack.h)
 
     VecDotFn dot(TensorType t) const { return vec_dot[uint32_t(t)]; }
     VecDotRowsFn dot_rows(TensorType t) const { return vec_dot_rows[uint32_t(t)]; }
     QuantizeRowFn quantizer(TensorType t) const { return quantize[uint32_t(t)]; }
+    GemmX16Fn x16(TensorType t) const { return gemm_x16[uint32_t(t)]; }
 };
 
 // The table for one level (throws Error if the CPU cannot run it).
 KernelTable make_kernel_table(KernelLevel level);
 
-// The process-wide table: the level in $WOOLLY_KERNELS (scalar, avx2) if set, else the best
+// The process-wide table: the level in $WOOLLY_KERNELS (scalar, avx2, avx512) if set, else the best
 // the CPU runs. Built on first use; throws Error naming the variable on a bad or unsupported value.
 const KernelTable& active_kernels();
 
@@ -52,5 +58,13 @@ void vec_dot_rows_q4_0_q8_0(const void* row, const uint8_t* x, uint64_t stride, 
                             int64_t n, float* out, int64_t out_stride);
 void quantize_row_q8_0(const float* src, void* dst, int64_t n);
 } // namespace avx2
+
+namespace avx512 {
+// Defined in kernels_avx512.cpp, compiled for AVX-512 F/BW/VL + VNNI.
+void gemm_x16_q4_0(const uint8_t* group, int64_t n_blocks, const uint8_t* x, uint64_t x_stride,
+                   int64_t count, float* y, int64_t y_stride);
+void gemm_x16_q8_0(const uint8_t* group, int64_t n_blocks, const uint8_t* x, uint64_t x_stride,
+                   int64_t count, float* y, int64_t y_stride);
+} // namespace avx512
 
 } // namespace woolly

@@ -6,12 +6,14 @@
 #include "error.h"
 #include "kernels.h"
 #include "thread_pool.h"
+#include "weight_cache.h"
 
 namespace woolly {
 
 MatmulInput::MatmulInput(int64_t max_n, int64_t max_batch) : max_n_(max_n), max_batch_(max_batch) {
     // Every activation format takes at most 2 bytes per value (Q8_K: 292 bytes per 256).
     for (auto& buffer : converted_) buffer.resize(size_t(max_batch) * (size_t(max_n) * 2 + 64));
+    q8_sum_.resize(size_t(max_batch) * (size_t(max_n) / 32 + 1) * kQ8SumBlockBytes);
 }
 
 size_t MatmulInput::slot(TensorType type) {
@@ -41,6 +43,23 @@ void MatmulInput::set(const float* x, int64_t n, int64_t count) {
     n_ = n;
     count_ = count;
     valid_.fill(false);
+    q8_sum_valid_ = false;
+}
+
+uint64_t MatmulInput::q8_sum_stride() const {
+    return uint64_t(n_ / 32) * kQ8SumBlockBytes;
+}
+
+const uint8_t* MatmulInput::as_q8_sum() {
+    if (!q8_sum_valid_) {
+        const uint8_t* q8 = as(TensorType::Q8_0);
+        const uint64_t q8_stride = stride(TensorType::Q8_0), sum_stride = q8_sum_stride();
+        for (int64_t i = 0; i < count_; ++i)
+            q8_0_to_q8_sum(q8 + uint64_t(i) * q8_stride, q8_sum_.data() + uint64_t(i) * sum_stride,
+                           n_);
+        q8_sum_valid_ = true;
+    }
+    return q8_sum_.data();
 }
 
 uint64_t MatmulInput::stride(TensorType type) const {
@@ -61,7 +80,47 @@ const uint8_t* MatmulInput::as(TensorType type) {
     return converted_[s].data();
 }
 
-void matmul(const WeightMatrix& w, MatmulInput& x, float* y, ThreadPool* pool) {
+namespace {
+
+// Groups of 16 rows through the x16 kernel, the rows after the last group through the row
+// kernel; contiguous ranges of groups per thread.
+void matmul_x16(const WeightMatrix& w, const uint8_t* packed, GemmX16Fn gemm, MatmulInput& x,
+                float* y, ThreadPool* pool) {
+    const uint8_t* activations = x.as_q8_sum();
+    const uint64_t stride = x.q8_sum_stride();
+    const int64_t count = x.count(), groups = w.rows / kRepackRows, n_blocks = w.cols / 32;
+    const uint64_t group_bytes = uint64_t(kRepackRows) * w.row_bytes;
+    const int64_t tail = w.rows - groups * kRepackRows;
+    const uint8_t* tail_activations = tail ? x.as(TensorType::Q8_0) : nullptr;
+    const uint64_t tail_stride = x.stride(TensorType::Q8_0);
+    const VecDotFn dot = active_kernels().dot(w.traits->type);
+    auto run = [&](int index, int n_threads) {
+        const int64_t begin = groups * index / n_threads, end = groups * (index + 1) / n_threads;
+        for (int64_t g = begin; g < end; ++g)
+            gemm(packed + uint64_t(g) * group_bytes, n_blocks, activations, stride, count,
+                 y + g * kRepackRows, w.rows);
+        if (index == n_threads - 1) {
+            for (int64_t r = groups * kRepackRows; r < w.rows; ++r)
+                for (int64_t i = 0; i < count; ++i)
+                    y[i * w.rows + r] =
+                        dot(w.row(r), tail_activations + uint64_t(i) * tail_stride, w.cols);
+        }
+    };
+    if (pool && pool->size() > 1)
+        pool->run(run);
+    else
+        run(0, 1);
+}
+
+} // namespace
+
+void matmul(const WeightMatrix& w, MatmulInput& x, float* y, ThreadPool* pool, WeightCache* cache) {
+    if (cache) {
+        if (const GemmX16Fn gemm = active_kernels().x16(w.traits->type)) {
+            if (const uint8_t* packed = cache->find_or_build(w))
+                return matmul_x16(w, packed, gemm, x, y, pool);
+        }
+    }
     const TensorType act_type = w.traits->vec_dot_type;
     const uint8_t* activations = x.as(act_type); // once, before the threads split
     const uint64_t stride = x.stride(act_type);

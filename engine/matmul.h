@@ -11,6 +11,7 @@
 namespace woolly {
 
 class ThreadPool;
+class WeightCache;
 
 // A batch of activation vectors and their conversions to the forms the weights' dot kernels
 // take (F16, BF16, Q8_0, Q8_1, Q8_K). Each form is made at most once per batch, so q, k and v
@@ -25,6 +26,9 @@ public:
     // The batch in `type` (converted on first request): vector i starts at i * stride(type).
     const uint8_t* as(TensorType type);
     uint64_t stride(TensorType type) const;
+    // The batch in the Q8-sum form of the x16 kernels (repack.h), from the Q8_0 form.
+    const uint8_t* as_q8_sum();
+    uint64_t q8_sum_stride() const;
     int64_t count() const { return count_; }
 
 private:
@@ -38,11 +42,16 @@ private:
     int64_t max_batch_;
     std::array<std::vector<uint8_t>, kFormats> converted_;
     std::array<bool, kFormats> valid_{};
+    std::vector<uint8_t> q8_sum_;
+    bool q8_sum_valid_ = false;
 };
 
 // y[i][r] = dot(W.row(r), x[i]) for every row r and vector i: x holds count vectors of W.cols
 // values, y count vectors of W.rows. Rows are split into one contiguous range per thread of
 // `pool`; each row is read once and used for every vector of the batch while it is in cache.
-void matmul(const WeightMatrix& w, MatmulInput& x, float* y, ThreadPool* pool = nullptr);
+// With a `cache` and a kernel level that has x16 kernels for w's type, whole groups of 16 rows
+// are read from their x16 form (built on first use) and the remaining rows from the file.
+void matmul(const WeightMatrix& w, MatmulInput& x, float* y, ThreadPool* pool = nullptr,
+            WeightCache* cache = nullptr);
 
 } // namespace woolly

@@ -6,14 +6,17 @@
 
 #include "engine/fp16.h"
 #include "engine/kernels.h"
+#include "engine/matmul.h"
+#include "engine/repack.h"
 #include "engine/tensor_types.h"
+#include "engine/weight_cache.h"
 #include "test_support.h"
 
 using namespace woolly;
 
 namespace {
 
-const KernelLevel kLevels[] = {KernelLevel::Scalar, KernelLevel::Avx2};
+const auto& kLevels = kAllKernelLevels;
 
 // Random bytes for a row of `n` values of a block type, with every f16 scale a sane value.
 std::vector<uint8_t> random_row(TensorType type, int64_t n, std::mt19937& rng) {
@@ -149,4 +152,162 @@ TEST_CASE("SIMD activation quantizers give the reference's bytes, ties included"
 TEST_CASE("an unsupported forced level is refused") {
     CHECK(cpu_supports(KernelLevel::Scalar));
     CHECK(make_kernel_table(KernelLevel::Scalar).level == KernelLevel::Scalar);
+}
+
+namespace {
+
+// A WeightMatrix over `data` of rows x cols values of `type`.
+WeightMatrix matrix_over(std::vector<uint8_t>& data, TensorType type, int64_t rows, int64_t cols) {
+    WeightMatrix w;
+    w.name = "test";
+    w.traits = &type_traits(type);
+    w.cols = cols;
+    w.rows = rows;
+    w.row_bytes = *row_bytes(*w.traits, uint64_t(cols));
+    w.data = data.data();
+    return w;
+}
+
+std::vector<uint8_t> random_matrix(TensorType type, int64_t rows, int64_t cols, std::mt19937& rng) {
+    std::vector<uint8_t> data;
+    for (int64_t r = 0; r < rows; ++r) {
+        const auto row = random_row(type, cols, rng);
+        data.insert(data.end(), row.begin(), row.end());
+    }
+    return data;
+}
+
+} // namespace
+
+TEST_CASE("x16 kernels give the row reference's bits on awkward sizes") {
+    std::mt19937 rng(11);
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    const KernelTable reference = make_kernel_table(KernelLevel::Scalar);
+    for (TensorType type : {TensorType::Q4_0, TensorType::Q8_0}) {
+        const GemmX16Fn scalar_x16 =
+            type == TensorType::Q4_0 ? gemm_x16_q4_0_reference : gemm_x16_q8_0_reference;
+        for (int64_t blocks : {1, 7, 31, 33, 255, 257}) {
+            const int64_t n = blocks * 32;
+            auto data = random_matrix(type, kRepackRows, n, rng);
+            const WeightMatrix w = matrix_over(data, type, kRepackRows, n);
+            std::vector<uint8_t> packed(x16_bytes(w));
+            repack_x16(w, packed.data());
+            for (int64_t count : {1, 3, 8, 9, 17}) {
+                INFO(std::string(type_traits(type).name) << " n=" << n << " count=" << count);
+                const uint64_t q8_stride = uint64_t(blocks) * 34;
+                const uint64_t sum_stride = uint64_t(blocks) * kQ8SumBlockBytes;
+                std::vector<uint8_t> q8(size_t(count) * q8_stride),
+                    sums(size_t(count) * sum_stride);
+                std::vector<float> values(static_cast<size_t>(n));
+                for (int64_t m = 0; m < count; ++m) {
+                    for (auto& v : values) v = normal(rng);
+                    reference.quantizer(TensorType::Q8_0)(values.data(), &q8[m * q8_stride], n);
+                    q8_0_to_q8_sum(&q8[m * q8_stride], &sums[m * sum_stride], n);
+                }
+                // The oracle: the scalar row kernel, row by row.
+                std::vector<float> want(size_t(count * kRepackRows));
+                for (int64_t m = 0; m < count; ++m)
+                    for (int64_t r = 0; r < kRepackRows; ++r)
+                        want[size_t(m * kRepackRows + r)] =
+                            reference.dot(type)(w.row(r), &q8[m * q8_stride], n);
+                std::vector<float> got(want.size(), -1.0f);
+                scalar_x16(packed.data(), blocks, sums.data(), sum_stride, count, got.data(),
+                           kRepackRows);
+                CHECK(std::memcmp(got.data(), want.data(), want.size() * 4) == 0);
+                for (KernelLevel level : kLevels) {
+                    if (!cpu_supports(level)) continue;
+                    const GemmX16Fn simd = make_kernel_table(level).x16(type);
+                    if (!simd) continue;
+                    INFO(kernel_level_name(level));
+                    std::fill(got.begin(), got.end(), -1.0f);
+                    simd(packed.data(), blocks, sums.data(), sum_stride, count, got.data(),
+                         kRepackRows);
+                    CHECK(std::memcmp(got.data(), want.data(), want.size() * 4) == 0);
+                }
+            }
+        }
+    }
+}
+
+TEST_CASE("matmul through the weight cache gives the same bits as from the file") {
+    std::mt19937 rng(12);
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    for (TensorType type : {TensorType::Q4_0, TensorType::Q8_0}) {
+        const int64_t rows = 3 * kRepackRows + 5, cols = 7 * 32; // a tail of 5 rows
+        auto data = random_matrix(type, rows, cols, rng);
+        const WeightMatrix w = matrix_over(data, type, rows, cols);
+        for (int64_t count : {1, 6}) {
+            INFO(std::string(type_traits(type).name) << " count=" << count);
+            std::vector<float> x(size_t(count * cols));
+            for (auto& v : x) v = normal(rng);
+            MatmulInput input(cols, count);
+            input.set(x.data(), cols, count);
+            // The oracle: the scalar row kernel (the x16 kernels keep its order of additions);
+            // the 5 rows after the last group go through the level's row kernel (tested above).
+            const bool has_kernel = active_kernels().x16(type) != nullptr;
+            const KernelTable& reference =
+                has_kernel ? make_kernel_table(KernelLevel::Scalar) : active_kernels();
+            const uint8_t* q8 = input.as(TensorType::Q8_0);
+            std::vector<float> direct(size_t(count * rows)), cached(direct.size(), -1.0f);
+            for (int64_t m = 0; m < count; ++m)
+                for (int64_t r = 0; r < rows; ++r)
+                    direct[size_t(m * rows + r)] =
+                        (r < 3 * kRepackRows ? reference : active_kernels())
+                            .dot(type)(w.row(r), q8 + uint64_t(m) * input.stride(TensorType::Q8_0),
+                                       cols);
+            WeightCache cache(1 << 20);
+            matmul(w, input, cached.data(), nullptr, &cache);
+            matmul(w, input, cached.data(), nullptr, &cache);
+            CHECK(std::memcmp(direct.data(), cached.data(), direct.size() * 4) == 0);
+            const WeightCacheStats stats = cache.stats();
+            CHECK(stats.misses == (has_kernel ? 1 : 0));
+            CHECK(stats.hits == (has_kernel ? 1 : 0));
+            CHECK(stats.bytes == (has_kernel ? x16_bytes(w) : 0));
+        }
+    }
+}
+
+TEST_CASE("the weight cache keeps to its budget, evicts the least recently used, and stops "
+          "thrashing") {
+    std::mt19937 rng(13);
+    const int64_t cols = 4 * 32;
+    std::vector<uint8_t> a = random_matrix(TensorType::Q8_0, 16, cols, rng),
+                         b = random_matrix(TensorType::Q8_0, 16, cols, rng),
+                         c = random_matrix(TensorType::Q8_0, 16, cols, rng);
+    const WeightMatrix wa = matrix_over(a, TensorType::Q8_0, 16, cols),
+                       wb = matrix_over(b, TensorType::Q8_0, 16, cols),
+                       wc = matrix_over(c, TensorType::Q8_0, 16, cols);
+    const uint64_t one = x16_bytes(wa); // 16 rows * 4 blocks * 34 bytes
+    CHECK(one == 16 * 4 * 34);
+    WeightCache cache(2 * one + one / 2); // holds two of the three
+    // The built form really is the repack of its matrix.
+    std::vector<uint8_t> want(one);
+    repack_x16(wa, want.data());
+    const uint8_t* pa = cache.find_or_build(wa);
+    REQUIRE(pa != nullptr);
+    CHECK(std::memcmp(pa, want.data(), one) == 0);
+    CHECK(cache.find_or_build(wb) != nullptr);
+    CHECK(cache.find_or_build(wa) == pa);      // a hit, and a is now the most recent
+    CHECK(cache.find_or_build(wc) != nullptr); // evicts b, the least recently used
+    WeightCacheStats s = cache.stats();
+    CHECK(s.hits == 1);
+    CHECK(s.misses == 3);
+    CHECK(s.evictions == 1);
+    CHECK(s.entries == 2);
+    CHECK(s.bytes == 2 * one);
+    CHECK(s.bytes <= s.budget);
+    CHECK(cache.find_or_build(wa) == pa); // still there
+    // b was evicted once: it is served from the file now rather than evicting another.
+    CHECK(cache.find_or_build(wb) == nullptr);
+    s = cache.stats();
+    CHECK(s.bypasses == 1);
+    CHECK(s.evictions == 1);
+    CHECK(s.entries == 2);
+    // A matrix larger than the whole budget is never built.
+    WeightCache tiny(one - 1);
+    CHECK(tiny.find_or_build(wa) == nullptr);
+    CHECK(tiny.stats().bytes == 0);
+    // Types without an x16 layout are not cached.
+    std::vector<uint8_t> f = random_matrix(TensorType::F16, 16, cols, rng);
+    CHECK(cache.find_or_build(matrix_over(f, TensorType::F16, 16, cols)) == nullptr);
 }

@@ -1,6 +1,10 @@
 // cli_args.h — strict command-line flag parsing shared by the `woolly` subcommands.
 #pragma once
 
+#include <memory>
+
+#include "engine/weight_cache.h"
+
 #include <charconv>
 #include <cstdint>
 #include <map>
@@ -83,6 +87,9 @@ private:
     std::map<std::string, std::vector<std::string>> values_;
     std::vector<std::string> positional_;
 };
+
+// The weight cache asked for by --weight-cache MiB (default kDefaultWeightCacheMiB); null for 0.
+std::unique_ptr<WeightCache> weight_cache_from(const Args& args);
 
 // The model used when -m is not given: $WOOLLY_MODEL, else the bundled stories260K.
 std::string default_model_path();

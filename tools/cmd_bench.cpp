@@ -73,18 +73,31 @@ double read_bandwidth_gb_per_s(ThreadPool& pool) {
     return best;
 }
 
+std::string cache_text(const WeightCacheStats& c) {
+    if (c.budget == 0) return "off";
+    char text[160];
+    std::snprintf(text, sizeof text, "%llu %llu %llu %llu, %.0f of %.0f",
+                  (unsigned long long)c.hits, (unsigned long long)c.misses,
+                  (unsigned long long)c.evictions, (unsigned long long)c.bypasses,
+                  double(c.bytes) / 1048576.0, double(c.budget) / 1048576.0);
+    return text;
+}
+
 } // namespace
 
 int bench_command(int argc, char** argv) {
-    Args args(argc, argv, 2, {"-m", "--model", "-p", "-n", "-r", "-t", "--threads"},
+    Args args(argc, argv, 2,
+              {"-m", "--model", "-p", "-n", "-r", "-t", "--threads", "--weight-cache"},
               {"--json", "--help", "-h"});
     if (args.has("--help") || args.has("-h")) {
         std::fputs(
-            "usage: woolly bench [-m MODEL] [-p 128,512] [-n 32,128] [-r 5] [-t 1] [--json]\n"
+            "usage: woolly bench [-m MODEL] [-p 128,512] [-n 32,128] [-r 5] [-t 1]\n"
+            "                    [--weight-cache MIB] [--json]\n"
             "pp N: a prompt of N random tokens; tg N: N generated tokens. Each test: a warm-up,\n"
             "then -r repetitions from an empty KV cache; mean ± standard deviation in tokens/s.\n"
             "Generation tests also give GB/s of weights read against the read bandwidth\n"
-            "measured in the same run.\n",
+            "measured in the same run. --weight-cache: the budget for repacked weights\n"
+            "(default 4096 MiB, 0 = off); its hits, misses and evictions are reported per test.\n",
             stdout);
         return 0;
     }
@@ -103,7 +116,8 @@ int bench_command(int argc, char** argv) {
     for (int64_t p : prompts) longest = std::max(longest, p);
     for (int64_t n : gens) longest = std::max(longest, n);
     ThreadPool pool{int(threads)};
-    LlamaContext context(*model, longest, &pool);
+    auto weight_cache = weight_cache_from(args);
+    LlamaContext context(*model, longest, &pool, 32, weight_cache.get());
     const double bandwidth = gens.empty() ? 0.0 : read_bandwidth_gb_per_s(pool);
     const uint64_t bytes_per_token = model->weight_bytes_per_token();
     const uint64_t model_bytes = model->gguf().size();
@@ -134,10 +148,26 @@ int bench_command(int argc, char** argv) {
         if (!gens.empty())
             std::printf("read bandwidth (same run, %lld threads): %.1f GB/s\n", (long long)threads,
                         bandwidth);
-        std::printf("| test   | t/s                  | GB/s of weights | of roofline |\n");
-        std::printf("| ------ | -------------------- | --------------- | ----------- |\n");
+        std::printf(
+            "| test   | t/s                  | GB/s of weights | of roofline | weight cache: "
+            "hits misses evictions bypasses, MiB held |\n");
+        std::printf("| ------ | -------------------- | --------------- | ----------- | "
+                    "--------------------------------------------- |\n");
     }
+    // Weight-cache counters of one test (warm-up included): the difference of two snapshots.
+    WeightCacheStats before;
+    auto cache_delta = [&] {
+        WeightCacheStats now = weight_cache ? weight_cache->stats() : WeightCacheStats{};
+        WeightCacheStats d = now;
+        d.hits -= before.hits;
+        d.misses -= before.misses;
+        d.evictions -= before.evictions;
+        d.bypasses -= before.bypasses;
+        before = now;
+        return d;
+    };
     auto report = [&](const std::string& test, const Stats& s, bool generation) {
+        const WeightCacheStats cache = cache_delta();
         const double gbs = generation ? s.mean * double(bytes_per_token) / 1e9 : 0.0;
         if (as_json) {
             nlohmann::json line = {{"test", test},
@@ -147,7 +177,15 @@ int bench_command(int argc, char** argv) {
                                    {"repetitions", reps},
                                    {"model", path},
                                    {"model_bytes", model_bytes},
-                                   {"kernels", kernel_level_name(active_kernels().level)}};
+                                   {"kernels", kernel_level_name(active_kernels().level)},
+                                   {"weight_cache",
+                                    {{"budget_bytes", cache.budget},
+                                     {"bytes", cache.bytes},
+                                     {"entries", cache.entries},
+                                     {"hits", cache.hits},
+                                     {"misses", cache.misses},
+                                     {"evictions", cache.evictions},
+                                     {"bypasses", cache.bypasses}}}};
             if (generation) {
                 line["weight_bytes_per_token"] = bytes_per_token;
                 line["gb_per_second"] = gbs;
@@ -156,11 +194,12 @@ int bench_command(int argc, char** argv) {
             }
             std::printf("%s\n", line.dump().c_str());
         } else if (generation) {
-            std::printf("| %-6s | %9.1f ± %-8.1f | %15.2f | %10.1f%% |\n", test.c_str(), s.mean,
-                        s.stddev, gbs, bandwidth > 0 ? 100.0 * gbs / bandwidth : 0.0);
+            std::printf("| %-6s | %9.1f ± %-8.1f | %15.2f | %10.1f%% | %s |\n", test.c_str(),
+                        s.mean, s.stddev, gbs, bandwidth > 0 ? 100.0 * gbs / bandwidth : 0.0,
+                        cache_text(cache).c_str());
         } else {
-            std::printf("| %-6s | %9.1f ± %-8.1f | %15s | %11s |\n", test.c_str(), s.mean, s.stddev,
-                        "", "");
+            std::printf("| %-6s | %9.1f ± %-8.1f | %15s | %11s | %s |\n", test.c_str(), s.mean,
+                        s.stddev, "", "", cache_text(cache).c_str());
         }
         std::fflush(stdout);
     };

@@ -25,6 +25,7 @@ const char* kRunUsage =
     "full)\n"
     "  -c, --ctx-size N        context length (default: the model's)\n"
     "  -t, --threads N         compute threads (default 1)\n"
+    "  --weight-cache MIB      budget for repacked weights (default 4096; 0 = off)\n"
     "  --temp T                temperature, 0 = greedy (default 0.8)\n"
     "  --top-k K               (default 40; 0 = off)\n"
     "  --top-p P               (default 0.95; 1 = off)\n"
@@ -40,8 +41,8 @@ const char* kRunUsage =
 int run_command(int argc, char** argv) {
     Args args(argc, argv, 2,
               {"-m", "--model", "-p", "--prompt", "-n", "--n-predict", "-c", "--ctx-size", "-t",
-               "--threads", "--temp", "--top-k", "--top-p", "--min-p", "--repeat-penalty",
-               "--repeat-last-n", "--seed", "--stop"},
+               "--threads", "--weight-cache", "--temp", "--top-k", "--top-p", "--min-p",
+               "--repeat-penalty", "--repeat-last-n", "--seed", "--stop"},
               {"--json", "--help", "-h"});
     if (args.has("--help") || args.has("-h")) {
         std::fputs(kRunUsage, stdout);
@@ -75,7 +76,8 @@ int run_command(int argc, char** argv) {
     auto model = LlamaModel::load(model_path);
     Vocab vocab(model->gguf());
     ThreadPool pool{int(threads)};
-    LlamaContext context(*model, n_ctx, &pool);
+    auto weight_cache = weight_cache_from(args);
+    LlamaContext context(*model, n_ctx, &pool, 32, weight_cache.get());
     params.max_tokens =
         n_predict < 0 ? int32_t(context.n_ctx()) : int32_t(std::min<int64_t>(n_predict, INT32_MAX));
 

@@ -12,6 +12,14 @@
 
 namespace woolly::cli {
 
+std::unique_ptr<WeightCache> weight_cache_from(const Args& args) {
+    const int64_t mib = args.number<int64_t>("--weight-cache").value_or(kDefaultWeightCacheMiB);
+    if (mib < 0 || mib > (int64_t(1) << 30))
+        throw Error("--weight-cache must be between 0 (off) and 1073741824 MiB");
+    if (mib == 0) return nullptr;
+    return std::make_unique<WeightCache>(uint64_t(mib) << 20);
+}
+
 std::string default_model_path() {
     if (const char* env = std::getenv("WOOLLY_MODEL"); env && *env) return env;
     return WOOLLY_DEFAULT_MODEL;

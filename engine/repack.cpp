@@ -1,0 +1,130 @@
+// repack.cpp — building the x16 layouts, and the scalar kernels that read them.
+#include "repack.h"
+
+#include <cstring>
+
+#include "error.h"
+#include "fp16.h"
+
+namespace woolly {
+namespace {
+
+constexpr int64_t kBlock = 32;
+
+float load_f16(const uint8_t* p) {
+    uint16_t h;
+    std::memcpy(&h, p, 2);
+    return f16_to_f32(h);
+}
+
+// The stored (unsigned) value of column c of a Q4_0 block: nibble, 0..15.
+uint8_t q4_0_nibble(const uint8_t* block, int c) {
+    const uint8_t byte = block[2 + (c & 15)];
+    return c < 16 ? (byte & 0x0f) : (byte >> 4);
+}
+
+// Reads row i's unsigned weight at column c of block b back out of an x16 group.
+uint8_t x16_weight(TensorType type, const uint8_t* block_group, int i, int c) {
+    const int k = c / 4, t = c % 4; // register k, byte t of lane i
+    if (type == TensorType::Q8_0) return block_group[32 + 64 * k + 4 * i + t];
+    const uint8_t byte = block_group[32 + 64 * (k / 2) + 4 * i + t];
+    return (k % 2 == 0) ? (byte & 0x0f) : (byte >> 4);
+}
+
+template <TensorType Type>
+void gemm_x16_reference(const uint8_t* group, int64_t n_blocks, const uint8_t* x, uint64_t x_stride,
+                        int64_t count, float* y, int64_t y_stride) {
+    const uint64_t group_block = uint64_t(kRepackRows) * type_traits(Type).type_size;
+    const int offset = x16_weight_offset(Type);
+    for (int64_t m = 0; m < count; ++m) {
+        const uint8_t* xm = x + uint64_t(m) * x_stride;
+        for (int i = 0; i < kRepackRows; ++i) {
+            float sum = 0.0f;
+            for (int64_t b = 0; b < n_blocks; ++b) {
+                const uint8_t* g = group + uint64_t(b) * group_block;
+                const uint8_t* xb = xm + uint64_t(b) * kQ8SumBlockBytes;
+                float dx;
+                int32_t xsum;
+                std::memcpy(&dx, xb, 4);
+                std::memcpy(&xsum, xb + 4, 4);
+                const auto* xq = reinterpret_cast<const int8_t*>(xb + 8);
+                int32_t isum = 0;
+                for (int c = 0; c < kBlock; ++c) isum += int32_t(x16_weight(Type, g, i, c)) * xq[c];
+                isum -= offset * xsum;
+                // The same products in the same order as the row reference: the same bits.
+                sum += float(isum) * (load_f16(g + 2 * i) * dx);
+            }
+            y[m * y_stride + i] = sum;
+        }
+    }
+}
+
+} // namespace
+
+void q8_0_to_q8_sum(const uint8_t* q8_0, uint8_t* dst, int64_t n) {
+    for (int64_t b = 0; b < n / kBlock; ++b, q8_0 += 34, dst += kQ8SumBlockBytes) {
+        const float d = load_f16(q8_0);
+        int32_t sum = 0;
+        for (int j = 0; j < kBlock; ++j) sum += int8_t(q8_0[2 + j]);
+        std::memcpy(dst, &d, 4);
+        std::memcpy(dst + 4, &sum, 4);
+        std::memcpy(dst + 8, q8_0 + 2, kBlock);
+    }
+}
+
+int x16_weight_offset(TensorType type) {
+    switch (type) {
+    case TensorType::Q4_0:
+        return 8;
+    case TensorType::Q8_0:
+        return 128;
+    default:
+        return 0;
+    }
+}
+
+bool has_x16_layout(TensorType type) {
+    return x16_weight_offset(type) != 0;
+}
+
+uint64_t x16_bytes(const WeightMatrix& w) {
+    return uint64_t(w.rows / kRepackRows) * uint64_t(kRepackRows) * w.row_bytes;
+}
+
+void repack_x16(const WeightMatrix& w, uint8_t* dst) {
+    const TensorType type = w.traits->type;
+    if (!has_x16_layout(type)) throw Error(std::string("no x16 layout for ") + w.traits->name);
+    const uint32_t type_size = w.traits->type_size;
+    const int64_t n_blocks = w.cols / kBlock;
+    for (int64_t group = 0; group < w.rows / kRepackRows; ++group) {
+        for (int64_t b = 0; b < n_blocks; ++b, dst += kRepackRows * type_size) {
+            std::memset(dst, 0, kRepackRows * type_size);
+            for (int i = 0; i < kRepackRows; ++i) {
+                const uint8_t* src = w.row(group * kRepackRows + i) + uint64_t(b) * type_size;
+                std::memcpy(dst + 2 * i, src, 2); // d
+                for (int c = 0; c < kBlock; ++c) {
+                    const int k = c / 4, t = c % 4;
+                    if (type == TensorType::Q8_0) {
+                        dst[32 + 64 * k + 4 * i + t] = uint8_t(int(int8_t(src[2 + c])) + 128);
+                    } else {
+                        const uint8_t nibble = q4_0_nibble(src, c);
+                        dst[32 + 64 * (k / 2) + 4 * i + t] |=
+                            uint8_t(k % 2 == 0 ? nibble : nibble << 4);
+                    }
+                }
+            }
+        }
+    }
+}
+
+void gemm_x16_q4_0_reference(const uint8_t* group, int64_t n_blocks, const uint8_t* x,
+                             uint64_t x_stride, int64_t count, float* y, int64_t y_stride) {
+    gemm_x16_reference<TensorType::Q4_0>(group, n_blocks, x, x_stride, count, y, y_stride);
+}
+
+void gemm_x16_q8_0_reference(const uint8_t* group, int64_t n_blocks, const uint8_t* x,
+                             uint64_t x_stride, int64_t count, float* y, int64_t y_stride) {
+    gemm_x16_reference<TensorType::Q8_0>(group, n_blocks, x, x_stride, count, y, y_stride);
+}
+
+} // namespace woolly

@@ -1,0 +1,49 @@
+// repack.h — row-interleaved weight layouts ("x16"): 16 rows of Q4_0 or Q8_0 stored block by
+// block so one 512-bit VNNI instruction multiplies all 16 rows at once. Same bytes as the file.
+//
+// A group of 16 rows holds, for each block b of 32 columns, 16 * type_size bytes:
+//   f16 d[16]             the 16 rows' scales for block b
+//   Q4_0: u8 nib[4][64]   chunk j, byte 4i+t: low nibble = row i col 8j+t, high = col 8j+4+t
+//   Q8_0: u8 q[8][64]     chunk k, byte 4i+t: row i col 4k+t, stored as q + 128 (unsigned)
+// so that register k (a chunk, or a chunk's nibbles) holds columns 4k..4k+3 of every row in
+// its 32-bit lane i, and the activation side is one broadcast 32-bit value per register.
+// Weights are unsigned there (nibble q, or q + 128), so a kernel subtracts offset * sum(x).
+#pragma once
+
+#include <cstdint>
+
+#include "model.h"
+#include "tensor_types.h"
+
+namespace woolly {
+
+constexpr int64_t kRepackRows = 16;
+
+// Activations for the x16 kernels: the Q8_0 quantization of x (same d and qs, bit for bit),
+// with d widened to f32 and the block's sum of qs alongside: {f32 d; i32 sum; i8 qs[32]}.
+constexpr uint64_t kQ8SumBlockBytes = 40;
+void q8_0_to_q8_sum(const uint8_t* q8_0, uint8_t* dst, int64_t n);
+
+// The offset the layout adds to every weight (8 for Q4_0 nibbles, 128 for Q8_0); 0 when `type`
+// has no x16 layout.
+int x16_weight_offset(TensorType type);
+bool has_x16_layout(TensorType type);
+
+// Bytes of the x16 form of w: its whole groups of 16 rows (rows beyond the last whole group
+// stay in the original layout).
+uint64_t x16_bytes(const WeightMatrix& w);
+// Writes the x16 form of w's whole groups into dst (x16_bytes(w) bytes).
+void repack_x16(const WeightMatrix& w, uint8_t* dst);
+
+// y[m * y_stride + i] = dot(row i of the group, x_m) for the group's 16 rows and `count`
+// activation vectors in the Q8-sum form, `x_stride` bytes apart; n_blocks blocks of 32.
+using GemmX16Fn = void (*)(const uint8_t* group, int64_t n_blocks, const uint8_t* x,
+                           uint64_t x_stride, int64_t count, float* y, int64_t y_stride);
+
+// Scalar references, the oracle of the SIMD x16 kernels.
+void gemm_x16_q4_0_reference(const uint8_t* group, int64_t n_blocks, const uint8_t* x,
+                             uint64_t x_stride, int64_t count, float* y, int64_t y_stride);
+void gemm_x16_q8_0_reference(const uint8_t* group, int64_t n_blocks, const uint8_t* x,
+                             uint64_t x_stride, int64_t count, float* y, int64_t y_stride);
+
+} // namespace woolly

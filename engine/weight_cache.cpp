@@ -1,0 +1,64 @@
+// weight_cache.cpp — LRU bookkeeping around repack_x16.
+#include "weight_cache.h"
+
+#include "kernels.h"
+#include "repack.h"
+
+namespace woolly {
+
+const uint8_t* WeightCache::find_or_build(const WeightMatrix& w) {
+    if (!has_x16_layout(w.traits->type)) return nullptr;
+    const uint64_t bytes = x16_bytes(w);
+    if (bytes == 0) return nullptr;
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (auto it = index_.find(w.data); it != index_.end()) {
+        ++stats_.hits;
+        lru_.splice(lru_.begin(), lru_, it->second);
+        return it->second->data.get();
+    }
+    ++stats_.misses;
+    const bool fits_free = stats_.bytes + bytes <= budget_;
+    if (bytes > budget_ || (!fits_free && evicted_.count(w.data))) {
+        ++stats_.bypasses;
+        return nullptr;
+    }
+    while (stats_.bytes + bytes > budget_) evict_lru();
+    // Built under the lock: the first user of a matrix builds it once, the others wait.
+    Entry entry{w.data, bytes, std::unique_ptr<uint8_t[]>(new uint8_t[bytes])};
+    repack_x16(w, entry.data.get());
+    lru_.push_front(std::move(entry));
+    index_.emplace(w.data, lru_.begin());
+    evicted_.erase(w.data);
+    stats_.bytes += bytes;
+    return lru_.front().data.get();
+}
+
+void WeightCache::evict_lru() {
+    Entry& victim = lru_.back();
+    stats_.bytes -= victim.bytes;
+    ++stats_.evictions;
+    evicted_.insert(victim.key);
+    index_.erase(victim.key);
+    lru_.pop_back();
+}
+
+void WeightCache::warm(const LlamaModel& model) {
+    auto build = [&](const WeightMatrix& w) {
+        if (active_kernels().x16(w.traits->type)) find_or_build(w);
+    };
+    for (const LlamaLayer& layer : model.layers)
+        for (const WeightMatrix* w : {&layer.wq, &layer.wk, &layer.wv, &layer.wo, &layer.w_gate,
+                                      &layer.w_up, &layer.w_down})
+            build(*w);
+    build(model.output);
+}
+
+WeightCacheStats WeightCache::stats() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    WeightCacheStats s = stats_;
+    s.budget = budget_;
+    s.entries = lru_.size();
+    return s;
+}
+
+} // namespace woolly
