@@ -6,6 +6,7 @@
 #include <string>
 
 #include "error.h"
+#include "kernels.h"
 #include "matmul.h"
 
 namespace woolly {
@@ -50,37 +51,29 @@ float silu(float x) {
     return x / (1.0f + std::exp(-x));
 }
 
-// Grouped-query attention of every query head over positions 0..pos: head h reads KV head
-// h / (n_head / n_head_kv). q [n_head * head_dim], scores [>= pos + 1], out [n_head * head_dim].
-void attention(const LlamaHyperParams& hp, const KvCache& cache, int64_t layer, int64_t pos,
-               const float* q_all, float* scores, float* out_all) {
+// Attention of query head h over positions 0..pos (grouped-query: it reads KV head
+// h / (n_head / n_head_kv)). q [head_dim], scores [>= pos + 1], out [head_dim].
+void attention_head(const LlamaHyperParams& hp, const KvCache& cache, int64_t layer, int64_t pos,
+                    int64_t h, const float* q, float* scores, float* out, VecDotFn dot_f32) {
     const int64_t head_dim = hp.head_dim;
-    const int64_t group = hp.n_head / hp.n_head_kv;
+    const int64_t kv_offset = (h / (hp.n_head / hp.n_head_kv)) * head_dim;
     const float scale = 1.0f / std::sqrt(float(head_dim));
-    for (int64_t h = 0; h < hp.n_head; ++h) {
-        const float* q = q_all + h * head_dim;
-        const int64_t kv_offset = (h / group) * head_dim;
-        float max_score = -INFINITY;
-        for (int64_t t = 0; t <= pos; ++t) {
-            const float* k = cache.key(layer, t) + kv_offset;
-            float dot = 0.0f;
-            for (int64_t i = 0; i < head_dim; ++i) dot += q[i] * k[i];
-            scores[t] = dot * scale;
-            max_score = std::max(max_score, scores[t]);
-        }
-        double sum = 0.0;
-        for (int64_t t = 0; t <= pos; ++t) {
-            scores[t] = std::exp(scores[t] - max_score);
-            sum += scores[t];
-        }
-        const float inv_sum = float(1.0 / sum);
-        float* out = out_all + h * head_dim;
-        for (int64_t i = 0; i < head_dim; ++i) out[i] = 0.0f;
-        for (int64_t t = 0; t <= pos; ++t) {
-            const float* v = cache.value(layer, t) + kv_offset;
-            const float p = scores[t] * inv_sum;
-            for (int64_t i = 0; i < head_dim; ++i) out[i] += p * v[i];
-        }
+    float max_score = -INFINITY;
+    for (int64_t t = 0; t <= pos; ++t) {
+        scores[t] = dot_f32(cache.key(layer, t) + kv_offset, q, head_dim) * scale;
+        max_score = std::max(max_score, scores[t]);
+    }
+    double sum = 0.0;
+    for (int64_t t = 0; t <= pos; ++t) {
+        scores[t] = std::exp(scores[t] - max_score);
+        sum += scores[t];
+    }
+    const float inv_sum = float(1.0 / sum);
+    for (int64_t i = 0; i < head_dim; ++i) out[i] = 0.0f;
+    for (int64_t t = 0; t <= pos; ++t) {
+        const float* v = cache.value(layer, t) + kv_offset;
+        const float p = scores[t] * inv_sum;
+        for (int64_t i = 0; i < head_dim; ++i) out[i] += p * v[i];
     }
 }
 
@@ -91,7 +84,7 @@ ForwardScratch::ForwardScratch(const LlamaModel& model, int64_t max_ctx, ThreadP
     : max_batch_(max_batch), xb_(size_t(max_batch * model.hparams().n_embd)),
       q_(size_t(max_batch * model.hparams().n_head * model.hparams().head_dim)),
       att_out_(size_t(max_batch * model.hparams().n_head * model.hparams().head_dim)),
-      scores_(size_t(max_ctx)), sub_out_(size_t(max_batch * model.hparams().n_embd)),
+      scores_(size_t(max_ctx) * size_t(pool ? pool->size() : 1)), sub_out_(size_t(max_batch * model.hparams().n_embd)),
       gate_(size_t(max_batch * model.hparams().n_ff)),
       up_(size_t(max_batch * model.hparams().n_ff)),
       rope_cache_(size_t(max_batch * model.hparams().n_rot)),
@@ -116,11 +109,14 @@ void run_layers(const LlamaModel& model, int64_t first, int64_t last, int64_t po
         throw Error("a batch of " + std::to_string(n_tokens) + " tokens (expected 1 to " +
                     std::to_string(s.max_batch_) + ")");
     }
-    if (pos < 0 || pos + n_tokens > cache.n_ctx() || int64_t(s.scores_.size()) < pos + n_tokens) {
+    const int n_threads = s.pool_ ? s.pool_->size() : 1;
+    const int64_t scores_per_thread = int64_t(s.scores_.size()) / n_threads;
+    if (pos < 0 || pos + n_tokens > cache.n_ctx() || scores_per_thread < pos + n_tokens) {
         throw Error("context is full (" + std::to_string(cache.n_ctx()) + " tokens)");
     }
     const int64_t n_embd = hp.n_embd, n_q = hp.n_head * hp.head_dim, n_kv = hp.n_embd_kv();
     const int64_t n_ff = hp.n_ff, n = n_tokens;
+    const VecDotFn dot_f32 = active_kernels().dot(TensorType::F32);
     for (int64_t t = 0; t < n; ++t)
         rope_angles(&s.rope_cache_[size_t(t * hp.n_rot)], pos + t, hp.n_rot, hp.rope_freq_base,
                     hp.rope_freq_scale);
@@ -145,10 +141,21 @@ void run_layers(const LlamaModel& model, int64_t first, int64_t last, int64_t po
             rope(cache.key(l, pos + t), hp.n_head_kv, hp.head_dim, hp.n_rot, angles);
         }
         (void)n_kv;
-        // Token t sees positions up to its own (pos + t): causal within the batch.
-        for (int64_t t = 0; t < n; ++t)
-            attention(hp, cache, l, pos + t, row(s.q_, t, n_q), s.scores_.data(),
-                      row(s.att_out_, t, n_q));
+        // Every (token, head) pair on its own, split over the threads; token t sees
+        // positions up to its own (pos + t): causal within the batch.
+        auto attend = [&](int index, int count) {
+            float* scores = s.scores_.data() + index * scores_per_thread;
+            const int64_t pairs = n * hp.n_head;
+            for (int64_t p = pairs * index / count; p < pairs * (index + 1) / count; ++p) {
+                const int64_t t = p / hp.n_head, h = p % hp.n_head;
+                attention_head(hp, cache, l, pos + t, h, row(s.q_, t, n_q) + h * hp.head_dim,
+                               scores, row(s.att_out_, t, n_q) + h * hp.head_dim, dot_f32);
+            }
+        };
+        if (n_threads > 1)
+            s.pool_->run(attend);
+        else
+            attend(0, 1);
         s.input_.set(s.att_out_.data(), n_q, n);
         matmul(layer.wo, s.input_, s.sub_out_.data(), s.pool_, s.cache_);
         for (int64_t i = 0; i < n * n_embd; ++i) x[i] += s.sub_out_[size_t(i)];
