@@ -53,12 +53,15 @@ void run_layers(const LlamaModel& model, int64_t first, int64_t last, int64_t po
 void compute_logits(const LlamaModel& model, const float* x, float* logits,
                     ForwardScratch& scratch);
 
+// Prompt tokens per forward batch: each weight matrix is read once per batch.
+constexpr int64_t kDefaultPromptBatch = 64;
+
 class LlamaContext {
 public:
     // n_ctx = 0 uses the model's training context length; prompts are processed max_batch
     // tokens at a time. All memory is allocated here: decoding allocates nothing.
     explicit LlamaContext(const LlamaModel& model, int64_t n_ctx = 0, ThreadPool* pool = nullptr,
-                          int64_t max_batch = 32, WeightCache* cache = nullptr);
+                          int64_t max_batch = kDefaultPromptBatch, WeightCache* cache = nullptr);
 
     // Feeds `token` at position n_past() and returns the logits for the next token
     // (n_vocab floats, valid until the next call). Throws Error on a bad token or a full context.

@@ -53,18 +53,18 @@ void gemm_tile(const uint8_t* group, int64_t n_blocks, const uint8_t* x, uint64_
         Load(group + uint64_t(b) * (kRepackRows * TypeSize), w);
         for (int m = 0; m < M; ++m) {
             const uint8_t* xb = x + uint64_t(m) * x_stride + uint64_t(b) * kQ8SumBlockBytes;
-            // Two chains of four so the dot products overlap.
-            __m512i even = _mm512_setzero_si512(), odd = _mm512_setzero_si512();
+            // Two chains of four so the dot products overlap; one starts from the correction
+            // -Offset * sum(x) for the weights' unsigned storage.
+            const uint8_t* xq = xb + kQ8SumQsOffset;
+            __m512i even = broadcast32(xb + q8_sum_correction_offset(Offset));
+            __m512i odd = _mm512_setzero_si512();
             for (int k = 0; k < 8; k += 2) {
-                even = _mm512_dpbusd_epi32(even, w.reg[k], broadcast32(xb + 8 + 4 * k));
-                odd = _mm512_dpbusd_epi32(odd, w.reg[k + 1], broadcast32(xb + 12 + 4 * k));
+                even = _mm512_dpbusd_epi32(even, w.reg[k], broadcast32(xq + 4 * k));
+                odd = _mm512_dpbusd_epi32(odd, w.reg[k + 1], broadcast32(xq + 4 * k + 4));
             }
             float dx;
-            int32_t xsum;
             std::memcpy(&dx, xb, 4);
-            std::memcpy(&xsum, xb + 4, 4);
-            const __m512i isum =
-                _mm512_sub_epi32(_mm512_add_epi32(even, odd), _mm512_set1_epi32(Offset * xsum));
+            const __m512i isum = _mm512_add_epi32(even, odd);
             const __m512 scale = _mm512_mul_ps(w.d, _mm512_set1_ps(dx));
             acc[m] = _mm512_add_ps(acc[m], _mm512_mul_ps(_mm512_cvtepi32_ps(isum), scale));
         }

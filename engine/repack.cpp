@@ -47,7 +47,7 @@ void gemm_x16_reference(const uint8_t* group, int64_t n_blocks, const uint8_t* x
                 int32_t xsum;
                 std::memcpy(&dx, xb, 4);
                 std::memcpy(&xsum, xb + 4, 4);
-                const auto* xq = reinterpret_cast<const int8_t*>(xb + 8);
+                const auto* xq = reinterpret_cast<const int8_t*>(xb + kQ8SumQsOffset);
                 int32_t isum = 0;
                 for (int c = 0; c < kBlock; ++c) isum += int32_t(x16_weight(Type, g, i, c)) * xq[c];
                 isum -= offset * xsum;
@@ -66,9 +66,12 @@ void q8_0_to_q8_sum(const uint8_t* q8_0, uint8_t* dst, int64_t n) {
         const float d = load_f16(q8_0);
         int32_t sum = 0;
         for (int j = 0; j < kBlock; ++j) sum += int8_t(q8_0[2 + j]);
+        const int32_t minus_8_sum = -8 * sum, minus_128_sum = -128 * sum;
         std::memcpy(dst, &d, 4);
         std::memcpy(dst + 4, &sum, 4);
-        std::memcpy(dst + 8, q8_0 + 2, kBlock);
+        std::memcpy(dst + 8, &minus_8_sum, 4);
+        std::memcpy(dst + 12, &minus_128_sum, 4);
+        std::memcpy(dst + kQ8SumQsOffset, q8_0 + 2, kBlock);
     }
 }
 

@@ -20,8 +20,15 @@ namespace woolly {
 constexpr int64_t kRepackRows = 16;
 
 // Activations for the x16 kernels: the Q8_0 quantization of x (same d and qs, bit for bit),
-// with d widened to f32 and the block's sum of qs alongside: {f32 d; i32 sum; i8 qs[32]}.
-constexpr uint64_t kQ8SumBlockBytes = 40;
+// with d widened to f32 and the block's sum of qs alongside, also times -8 and -128 (so a
+// kernel starts its sum from the offset correction of its weight type, read from memory):
+// {f32 d; i32 sum; i32 minus_8_sum; i32 minus_128_sum; i8 qs[32]}.
+constexpr uint64_t kQ8SumBlockBytes = 48;
+constexpr uint64_t kQ8SumQsOffset = 16;
+// Where the block holds -offset * sum for a weight offset of 8 or 128.
+constexpr uint64_t q8_sum_correction_offset(int weight_offset) {
+    return weight_offset == 8 ? 8 : 12;
+}
 void q8_0_to_q8_sum(const uint8_t* q8_0, uint8_t* dst, int64_t n);
 
 // The offset the layout adds to every weight (8 for Q4_0 nibbles, 128 for Q8_0); 0 when `type`
