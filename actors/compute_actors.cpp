@@ -14,7 +14,7 @@
 namespace woolly::actors {
 
 // Prompt tokens per forward batch in a layer executor.
-constexpr int64_t kPromptBatch = 32;
+constexpr int64_t kPromptBatch = kDefaultPromptBatch;
 
 caf::behavior loader_actor(caf::event_based_actor* self, std::string path, int64_t n_ctx,
                            int64_t slots, uint64_t weight_cache_bytes) {

@@ -50,7 +50,7 @@ RowComparison compare_row(const float* got, const float* want, int64_t n) {
 }
 
 std::vector<float> our_logits(const LlamaModel& model, WeightCache* cache = nullptr) {
-    LlamaContext context(model, 0, nullptr, 32, cache);
+    LlamaContext context(model, 0, nullptr, kDefaultPromptBatch, cache);
     const int64_t n_vocab = model.hparams().n_vocab;
     std::vector<float> out;
     for (int32_t t : kLogitTokens) {
@@ -151,10 +151,10 @@ TEST_CASE("every quantization of synth-small matches llama.cpp's logits") {
             const int64_t n_vocab = model->hparams().n_vocab;
             double worst = 1.0;
             for (size_t row = 0; row < kLogitTokens.size(); ++row) {
-                const auto cmp = compare_row(&got[row * size_t(n_vocab)],
-                                             &want[row * size_t(n_vocab)], n_vocab);
-                INFO(type << std::string(cached ? " cached" : "") << " position " << row << " cosine "
-                          << cmp.cosine);
+                const auto cmp =
+                    compare_row(&got[row * size_t(n_vocab)], &want[row * size_t(n_vocab)], n_vocab);
+                INFO(type << std::string(cached ? " cached" : "") << " position " << row
+                          << " cosine " << cmp.cosine);
                 CHECK(cmp.cosine >= min_cosine);
                 if (cmp.golden_margin >= 0.1) CHECK(cmp.argmax_agrees);
                 worst = std::min(worst, cmp.cosine);

@@ -117,7 +117,7 @@ int bench_command(int argc, char** argv) {
     for (int64_t n : gens) longest = std::max(longest, n);
     ThreadPool pool{int(threads)};
     auto weight_cache = weight_cache_from(args);
-    LlamaContext context(*model, longest, &pool, 128, weight_cache.get());
+    LlamaContext context(*model, longest, &pool, kDefaultPromptBatch, weight_cache.get());
     const double bandwidth = gens.empty() ? 0.0 : read_bandwidth_gb_per_s(pool);
     const uint64_t bytes_per_token = model->weight_bytes_per_token();
     const uint64_t model_bytes = model->gguf().size();

@@ -77,7 +77,7 @@ int run_command(int argc, char** argv) {
     Vocab vocab(model->gguf());
     ThreadPool pool{int(threads)};
     auto weight_cache = weight_cache_from(args);
-    LlamaContext context(*model, n_ctx, &pool, 32, weight_cache.get());
+    LlamaContext context(*model, n_ctx, &pool, kDefaultPromptBatch, weight_cache.get());
     params.max_tokens =
         n_predict < 0 ? int32_t(context.n_ctx()) : int32_t(std::min<int64_t>(n_predict, INT32_MAX));
 
