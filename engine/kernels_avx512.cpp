@@ -49,8 +49,14 @@ void gemm_tile(const uint8_t* group, int64_t n_blocks, const uint8_t* x, uint64_
     __m512 acc[M];
     for (int m = 0; m < M; ++m) acc[m] = _mm512_setzero_ps();
     WeightBlock w;
+    constexpr uint64_t kGroupBlock = kRepackRows * TypeSize;
     for (int64_t b = 0; b < n_blocks; ++b) {
-        Load(group + uint64_t(b) * (kRepackRows * TypeSize), w);
+        // The stream runs ahead of the hardware prefetcher: ask for the block 2 KiB on (the
+        // next group's first blocks, past the end of this one, are what comes next anyway).
+        const uint8_t* ahead = group + uint64_t(b) * kGroupBlock + 2048;
+        for (uint64_t line = 0; line < kGroupBlock; line += 64)
+            _mm_prefetch(reinterpret_cast<const char*>(ahead + line), _MM_HINT_T1);
+        Load(group + uint64_t(b) * kGroupBlock, w);
         for (int m = 0; m < M; ++m) {
             const uint8_t* xb = x + uint64_t(m) * x_stride + uint64_t(b) * kQ8SumBlockBytes;
             // Two chains of four so the dot products overlap; one starts from the correction

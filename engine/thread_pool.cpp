@@ -1,19 +1,37 @@
-// thread_pool.cpp — workers spin briefly for the next job (jobs come back to back during a
-// forward pass), then sleep on a condition variable.
+// thread_pool.cpp — workers spin for the next job (jobs come back to back during a forward
+// pass) and sleep on a condition variable only after a quiet spell; no lock on the hot path.
 #include "thread_pool.h"
 
 #include <chrono>
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
 namespace woolly {
+namespace {
+
+inline void cpu_relax() {
+#if defined(__x86_64__)
+    _mm_pause();
+#elif defined(__aarch64__)
+    asm volatile("yield");
+#endif
+}
+
+// How long a worker spins for the next job before it sleeps.
+constexpr auto kSpin = std::chrono::microseconds(200);
+
+} // namespace
 
 ThreadPool::ThreadPool(int n_threads) {
     for (int i = 1; i < n_threads; ++i) workers_.emplace_back([this, i] { worker(i); });
 }
 
 ThreadPool::~ThreadPool() {
+    stopping_.store(true);
     {
         std::lock_guard<std::mutex> lock(mutex_);
-        stopping_ = true;
         generation_.fetch_add(1);
     }
     wake_.notify_all();
@@ -25,42 +43,42 @@ void ThreadPool::run(Job job, void* context) {
         job(context, 0, 1);
         return;
     }
-    {
-        std::lock_guard<std::mutex> lock(mutex_);
-        job_ = job;
-        context_ = context;
-        pending_ = int(workers_.size());
-        generation_.fetch_add(1, std::memory_order_release);
+    job_.store(job, std::memory_order_relaxed);
+    context_.store(context, std::memory_order_relaxed);
+    pending_.store(int(workers_.size()), std::memory_order_relaxed);
+    generation_.fetch_add(1); // seq_cst: ordered against the sleepers_ check below
+    if (sleepers_.load() > 0) {
+        // A worker that counted itself a sleeper either sees the new generation before it
+        // waits, or is waiting under the mutex and gets this notification.
+        { std::lock_guard<std::mutex> lock(mutex_); }
+        wake_.notify_all();
     }
-    wake_.notify_all();
     job(context, 0, size());
-    std::unique_lock<std::mutex> lock(mutex_);
-    done_.wait(lock, [this] { return pending_ == 0; });
+    while (pending_.load(std::memory_order_acquire) != 0) cpu_relax();
 }
 
 void ThreadPool::worker(int index) {
     uint64_t seen = 0;
     while (true) {
-        // Spin for up to ~50 µs: during a forward pass the next matmul follows at once.
-        const auto spin_until = std::chrono::steady_clock::now() + std::chrono::microseconds(50);
-        while (generation_.load(std::memory_order_acquire) == seen &&
-               std::chrono::steady_clock::now() < spin_until) {
+        // Spin (checking the clock every 256 polls), then sleep.
+        auto spin_until = std::chrono::steady_clock::now() + kSpin;
+        uint32_t polls = 0;
+        while (generation_.load(std::memory_order_acquire) == seen) {
+            cpu_relax();
+            if (++polls % 256 == 0 && std::chrono::steady_clock::now() > spin_until) {
+                std::unique_lock<std::mutex> lock(mutex_);
+                sleepers_.fetch_add(1); // seq_cst: before the generation check of wait()
+                wake_.wait(lock, [&] { return generation_.load() != seen; });
+                sleepers_.fetch_sub(1);
+                spin_until = std::chrono::steady_clock::now() + kSpin;
+            }
         }
-        Job job;
-        void* context;
-        {
-            std::unique_lock<std::mutex> lock(mutex_);
-            wake_.wait(lock, [&] { return generation_.load() != seen; });
-            seen = generation_.load();
-            if (stopping_) return;
-            job = job_;
-            context = context_;
-        }
+        seen = generation_.load(std::memory_order_acquire);
+        if (stopping_.load()) return;
+        const Job job = job_.load(std::memory_order_relaxed);
+        void* context = context_.load(std::memory_order_relaxed);
         job(context, index, size());
-        {
-            std::lock_guard<std::mutex> lock(mutex_);
-            if (--pending_ == 0) done_.notify_one();
-        }
+        pending_.fetch_sub(1, std::memory_order_release);
     }
 }
 

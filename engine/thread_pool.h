@@ -35,14 +35,16 @@ private:
     void worker(int index);
 
     std::vector<std::thread> workers_;
+    // The job is published by bumping generation_; workers spin on it, and only take the
+    // mutex to sleep after a quiet spell. The caller spins on pending_ for the last worker.
     std::mutex mutex_;
     std::condition_variable wake_;
-    std::condition_variable done_;
-    Job job_ = nullptr;
-    void* context_ = nullptr;
+    std::atomic<Job> job_{nullptr};
+    std::atomic<void*> context_{nullptr};
     std::atomic<uint64_t> generation_{0}; // bumped once per run()
-    int pending_ = 0;                     // workers still running the current job
-    bool stopping_ = false;
+    std::atomic<int> pending_{0};         // workers still running the current job
+    std::atomic<int> sleepers_{0};        // workers asleep on wake_ (or about to be)
+    std::atomic<bool> stopping_{false};
 };
 
 } // namespace woolly

@@ -1,10 +1,36 @@
 // weight_cache.cpp — LRU bookkeeping around repack_x16.
 #include "weight_cache.h"
 
+#include <sys/mman.h>
+
+#include <cstdlib>
+#include <new>
+
 #include "kernels.h"
 #include "repack.h"
 
 namespace woolly {
+namespace {
+
+constexpr size_t kHugePage = size_t(2) << 20;
+
+// A buffer on 2 MiB boundaries, offered to the kernel for transparent huge pages: the
+// kernels stream through it once per token, and huge pages spare them a TLB miss every 4 KiB.
+uint8_t* allocate_huge(uint64_t bytes) {
+    const size_t rounded = (size_t(bytes) + kHugePage - 1) / kHugePage * kHugePage;
+    void* p = std::aligned_alloc(kHugePage, rounded);
+    if (!p) throw std::bad_alloc();
+#if defined(MADV_HUGEPAGE)
+    madvise(p, rounded, MADV_HUGEPAGE); // advice only: without THP it is plain memory
+#endif
+    return static_cast<uint8_t*>(p);
+}
+
+} // namespace
+
+void WeightCache::FreeBuffer::operator()(uint8_t* p) const {
+    std::free(p);
+}
 
 const uint8_t* WeightCache::find_or_build(const WeightMatrix& w) {
     if (!has_x16_layout(w.traits->type)) return nullptr;
@@ -24,7 +50,7 @@ const uint8_t* WeightCache::find_or_build(const WeightMatrix& w) {
     }
     while (stats_.bytes + bytes > budget_) evict_lru();
     // Built under the lock: the first user of a matrix builds it once, the others wait.
-    Entry entry{w.data, bytes, std::unique_ptr<uint8_t[]>(new uint8_t[bytes])};
+    Entry entry{w.data, bytes, std::unique_ptr<uint8_t, FreeBuffer>(allocate_huge(bytes))};
     repack_x16(w, entry.data.get());
     lru_.push_front(std::move(entry));
     index_.emplace(w.data, lru_.begin());

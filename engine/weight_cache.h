@@ -49,10 +49,13 @@ public:
     uint64_t budget() const { return budget_; }
 
 private:
+    struct FreeBuffer {
+        void operator()(uint8_t* p) const;
+    };
     struct Entry {
         const uint8_t* key;
         uint64_t bytes;
-        std::unique_ptr<uint8_t[]> data;
+        std::unique_ptr<uint8_t, FreeBuffer> data;
     };
     void evict_lru();
 

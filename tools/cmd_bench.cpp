@@ -10,6 +10,7 @@
 
 #include "cli_args.h"
 #include "commands.h"
+#include "engine/bandwidth.h"
 #include "engine/context.h"
 #include "engine/kernels.h"
 #include "engine/thread_pool.h"
@@ -44,33 +45,6 @@ Stats stats_of(const std::vector<double>& v) {
     for (double x : v) s.stddev += (x - s.mean) * (x - s.mean);
     s.stddev = v.size() > 1 ? std::sqrt(s.stddev / double(v.size() - 1)) : 0.0;
     return s;
-}
-
-// Read bandwidth of this machine on `pool`'s threads: the best of three passes over 1 GiB.
-double read_bandwidth_gb_per_s(ThreadPool& pool) {
-    const size_t words = (size_t(1) << 30) / sizeof(uint64_t);
-    std::vector<uint64_t> buffer(words, 1); // touched, so the pages are real
-    std::vector<uint64_t> sums(size_t(pool.size()) * 8);
-    double best = 0;
-    for (int pass = 0; pass < 3; ++pass) {
-        const auto start = Clock::now();
-        auto read = [&](int index, int count) {
-            const size_t begin = words * size_t(index) / size_t(count),
-                         end = words * size_t(index + 1) / size_t(count);
-            uint64_t a = 0, b = 0, c = 0, d = 0;
-            for (size_t i = begin; i + 4 <= end; i += 4) {
-                a += buffer[i];
-                b += buffer[i + 1];
-                c += buffer[i + 2];
-                d += buffer[i + 3];
-            }
-            sums[size_t(index) * 8] = a + b + c + d; // kept, so the loop is not optimised away
-        };
-        pool.run(read);
-        const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
-        best = std::max(best, double(words * sizeof(uint64_t)) / seconds / 1e9);
-    }
-    return best;
 }
 
 std::string cache_text(const WeightCacheStats& c) {
@@ -118,7 +92,7 @@ int bench_command(int argc, char** argv) {
     ThreadPool pool{int(threads)};
     auto weight_cache = weight_cache_from(args);
     LlamaContext context(*model, longest, &pool, kDefaultPromptBatch, weight_cache.get());
-    const double bandwidth = gens.empty() ? 0.0 : read_bandwidth_gb_per_s(pool);
+    const double bandwidth = gens.empty() ? 0.0 : measure_read_bandwidth(pool);
     const uint64_t bytes_per_token = model->weight_bytes_per_token();
     const uint64_t model_bytes = model->gguf().size();
     std::mt19937 rng(1234);
