@@ -45,6 +45,10 @@ uint32_t file_type_of(TensorType t) {
         return 7;
     case TensorType::BF16:
         return 32;
+    case TensorType::Q4_K:
+        return 15; // LLAMA_FTYPE_MOSTLY_Q4_K_M: the only Q4_K file synth writes
+    case TensorType::Q6_K:
+        return 18;
     default:
         throw Error(std::string("woolly synth cannot write ") + type_traits(t).name);
     }
@@ -106,6 +110,7 @@ const std::vector<ModelShape>& model_shapes() {
         {"llama-7b", 4096, 11008, 32, 32, 32, 4096, 32000, 1e-5f},
         {"stories-15m", 288, 768, 6, 6, 6, 256, 32000, 1e-5f},
         {"test-tiny", 64, 128, 2, 4, 2, 128, 320, 1e-5f},
+        {"test-tiny-k", 256, 512, 2, 4, 2, 128, 320, 1e-5f}, // rows of whole k-quant blocks
     };
     return shapes;
 }
@@ -132,8 +137,9 @@ std::string write_synthetic_model(const SynthOptions& options, const std::string
     w.add_string("general.architecture", "llama");
     w.add_string("general.name", std::string("woolly-synth-") + s.name);
     w.add_u32("general.file_type", file_type);
-    if (options.type == TensorType::Q8_0 || options.type == TensorType::Q4_0)
-        w.add_u32("general.quantization_version", 2);
+    if (options.q4_k_m != (options.type == TensorType::Q4_K))
+        throw Error("woolly synth writes Q4_K only as the Q4_K_M mix");
+    if (type_traits(options.type).block_size > 1) w.add_u32("general.quantization_version", 2);
     w.add_u32("llama.context_length", uint32_t(s.n_ctx));
     w.add_u32("llama.embedding_length", uint32_t(s.n_embd));
     w.add_u32("llama.block_count", uint32_t(s.n_layer));
@@ -150,8 +156,10 @@ std::string write_synthetic_model(const SynthOptions& options, const std::string
     w.add_bool("tokenizer.ggml.add_eos_token", false);
 
     // Matrices in the chosen type; the output matrix of a Q4_0 file in Q8_0 (llama.cpp's own
-    // Q4_0 files keep it at higher precision too); norms in F32.
+    // Q4_0 files keep it at higher precision too); norms in F32. A k-quant matrix whose rows
+    // are not whole 256-value super-blocks falls back to Q8_0, as llama.cpp falls back too.
     auto matrix = [&](const std::string& name, int64_t cols, int64_t rows, TensorType type) {
+        if (type_traits(type).block_size == 256 && cols % 256 != 0) type = TensorType::Q8_0;
         const uint64_t seed = hash_name(name, options.seed);
         const float scale = 0.02f * std::sqrt(3.0f); // uniform with standard deviation 0.02
         w.add_tensor(name, type, {uint64_t(cols), uint64_t(rows)},
@@ -177,23 +185,32 @@ std::string write_synthetic_model(const SynthOptions& options, const std::string
         });
     };
     const TensorType t = options.type;
+    // llama.cpp's use_more_bits(i_layer, n_layer) for Q4_K_M.
+    auto more_bits = [&](int64_t l) {
+        return options.q4_k_m &&
+               (l < s.n_layer / 8 || l >= 7 * s.n_layer / 8 || (l - s.n_layer / 8) % 3 == 2);
+    };
     matrix("token_embd.weight", s.n_embd, s.n_vocab, t);
     for (int64_t l = 0; l < s.n_layer; ++l) {
         const std::string p = "blk." + std::to_string(l) + ".";
         norm(p + "attn_norm.weight", s.n_embd);
         matrix(p + "attn_q.weight", s.n_embd, s.n_head * head_dim, t);
         matrix(p + "attn_k.weight", s.n_embd, s.n_head_kv * head_dim, t);
-        matrix(p + "attn_v.weight", s.n_embd, s.n_head_kv * head_dim, t);
+        matrix(p + "attn_v.weight", s.n_embd, s.n_head_kv * head_dim,
+               more_bits(l) ? TensorType::Q6_K : t);
         matrix(p + "attn_output.weight", s.n_head * head_dim, s.n_embd, t);
         norm(p + "ffn_norm.weight", s.n_embd);
         matrix(p + "ffn_gate.weight", s.n_embd, s.n_ff, t);
         matrix(p + "ffn_up.weight", s.n_embd, s.n_ff, t);
-        matrix(p + "ffn_down.weight", s.n_ff, s.n_embd, t);
+        matrix(p + "ffn_down.weight", s.n_ff, s.n_embd, more_bits(l) ? TensorType::Q6_K : t);
     }
     norm("output_norm.weight", s.n_embd);
-    matrix("output.weight", s.n_embd, s.n_vocab, t == TensorType::Q4_0 ? TensorType::Q8_0 : t);
+    matrix("output.weight", s.n_embd, s.n_vocab,
+           t == TensorType::Q4_0 ? TensorType::Q8_0
+           : options.q4_k_m      ? TensorType::Q6_K
+                                 : t);
     w.write_file(path);
-    return std::string(s.name) + ", " + type_traits(t).name + ", " +
+    return std::string(s.name) + ", " + (options.q4_k_m ? "Q4_K_M" : type_traits(t).name) + ", " +
            std::to_string(std::filesystem::file_size(path)) + " bytes, " +
            (copied ? "vocabulary from " + options.vocab_source
                    : std::string("generated vocabulary"));

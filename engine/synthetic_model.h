@@ -16,13 +16,18 @@ struct ModelShape {
     float rms_eps;
 };
 
-// tinyllama-1.1b, llama-3b, llama-7b, stories-15m and test-tiny (a few KB, for tests).
+// tinyllama-1.1b, llama-3b, llama-7b, stories-15m, and for tests test-tiny (a few KB) and
+// test-tiny-k (rows of whole 256-value blocks, for the k-quants).
 const std::vector<ModelShape>& model_shapes();
 const ModelShape* find_model_shape(const std::string& name);
 
 struct SynthOptions {
     std::string shape = "tinyllama-1.1b";
-    TensorType type = TensorType::Q4_0; // F32, F16, BF16, Q8_0 or Q4_0
+    TensorType type = TensorType::Q4_0; // F32, F16, BF16, Q8_0, Q4_0, Q4_K or Q6_K
+    // llama.cpp's Q4_K_M mix (type must be Q4_K): Q6_K for the output matrix, and for attn_v
+    // and ffn_down in the layers llama.cpp gives more bits (the first and last eighth, and
+    // every third between).
+    bool q4_k_m = false;
     uint64_t seed = 1;
     // A GGUF whose tokenizer.ggml.* keys are copied when its vocabulary has the shape's size
     // (the Llama-2 vocabulary of ../shared/vocab/ggml-vocab-llama-spm.gguf); otherwise a

@@ -291,6 +291,93 @@ void quantize_q4_0(const float* src, void* dst, int64_t n) {
     }
 }
 
+// Q4_K {f16 d; f16 dmin; u8 scales[12]; u8 qs[128]}: eight sub-blocks of 32, each with a 6-bit
+// scale and min, value = d * scale * q - dmin * min. A plain min/max fit per sub-block (not
+// llama.cpp's search for the best scale: synth weights are random, and speed does not depend
+// on the values).
+void quantize_q4_k(const float* src, void* dst, int64_t n) {
+    auto* block = static_cast<uint8_t*>(dst);
+    for (int64_t b = 0; b < n / QK_K; ++b, src += QK_K, block += 144) {
+        float scale[8], min[8], max_scale = 0.0f, max_min = 0.0f;
+        for (int j = 0; j < 8; ++j) {
+            float lo = 0.0f, hi = -INFINITY;
+            for (int l = 0; l < 32; ++l) {
+                lo = std::min(lo, src[32 * j + l]);
+                hi = std::max(hi, src[32 * j + l]);
+            }
+            scale[j] = (hi - lo) / 15.0f;
+            min[j] = -lo;
+            max_scale = std::max(max_scale, scale[j]);
+            max_min = std::max(max_min, min[j]);
+        }
+        const uint16_t d16 = f32_to_f16(max_scale / 63.0f), dmin16 = f32_to_f16(max_min / 63.0f);
+        const float d = f16_to_f32(d16), dmin = f16_to_f32(dmin16);
+        uint8_t sc[8], m[8];
+        for (int j = 0; j < 8; ++j) {
+            sc[j] = uint8_t(d > 0 ? std::clamp(nearest_int(scale[j] / d), 0, 63) : 0);
+            m[j] = uint8_t(dmin > 0 ? std::clamp(nearest_int(min[j] / dmin), 0, 63) : 0);
+        }
+        std::memcpy(block, &d16, 2);
+        std::memcpy(block + 2, &dmin16, 2);
+        uint8_t* packed = block + 4; // the inverse of get_scale_min_k4
+        for (int j = 0; j < 4; ++j) {
+            packed[j] = uint8_t(sc[j] | ((sc[j + 4] >> 4) << 6));
+            packed[j + 4] = uint8_t(m[j] | ((m[j + 4] >> 4) << 6));
+            packed[j + 8] = uint8_t((sc[j + 4] & 0x0f) | ((m[j + 4] & 0x0f) << 4));
+        }
+        uint8_t q[QK_K];
+        for (int j = 0; j < 8; ++j) {
+            const float step = d * float(sc[j]), offset = dmin * float(m[j]);
+            for (int l = 0; l < 32; ++l)
+                q[32 * j + l] = uint8_t(
+                    step > 0 ? std::clamp(nearest_int((src[32 * j + l] + offset) / step), 0, 15)
+                             : 0);
+        }
+        uint8_t* qs = block + 16;
+        for (int c = 0; c < 4; ++c)
+            for (int l = 0; l < 32; ++l)
+                qs[32 * c + l] = uint8_t(q[64 * c + l] | (q[64 * c + 32 + l] << 4));
+    }
+}
+
+// Q6_K {u8 ql[128]; u8 qh[64]; i8 scales[16]; f16 d}: sixteen sub-blocks of 16, value =
+// d * scale * (q - 32) with q in 0..63; symmetric fit per sub-block.
+void quantize_q6_k(const float* src, void* dst, int64_t n) {
+    auto* block = static_cast<uint8_t*>(dst);
+    for (int64_t b = 0; b < n / QK_K; ++b, src += QK_K, block += 210) {
+        float scale[16], max_scale = 0.0f;
+        for (int j = 0; j < 16; ++j) {
+            float amax = 0.0f;
+            for (int l = 0; l < 16; ++l) amax = std::max(amax, std::fabs(src[16 * j + l]));
+            scale[j] = amax / 31.0f;
+            max_scale = std::max(max_scale, scale[j]);
+        }
+        const uint16_t d16 = f32_to_f16(max_scale / 127.0f);
+        const float d = f16_to_f32(d16);
+        auto* scales = reinterpret_cast<int8_t*>(block + 192);
+        uint8_t q[QK_K];
+        for (int j = 0; j < 16; ++j) {
+            scales[j] = int8_t(d > 0 ? std::clamp(nearest_int(scale[j] / d), 0, 127) : 0);
+            const float step = d * float(scales[j]);
+            for (int l = 0; l < 16; ++l)
+                q[16 * j + l] = uint8_t(
+                    32 + (step > 0 ? std::clamp(nearest_int(src[16 * j + l] / step), -32, 31) : 0));
+        }
+        std::memcpy(block + 208, &d16, 2);
+        uint8_t* ql = block;
+        uint8_t* qh = block + 128;
+        for (int half = 0; half < 2; ++half) {
+            const uint8_t* h = q + 128 * half;
+            for (int l = 0; l < 32; ++l) {
+                ql[64 * half + l] = uint8_t((h[l] & 0x0f) | ((h[l + 64] & 0x0f) << 4));
+                ql[64 * half + l + 32] = uint8_t((h[l + 32] & 0x0f) | ((h[l + 96] & 0x0f) << 4));
+                qh[32 * half + l] = uint8_t((h[l] >> 4) | ((h[l + 32] >> 4) << 2) |
+                                            ((h[l + 64] >> 4) << 4) | ((h[l + 96] >> 4) << 6));
+            }
+        }
+    }
+}
+
 void quantize_bf16(const float* src, void* dst, int64_t n) {
     auto* out = static_cast<uint8_t*>(dst);
     for (int64_t i = 0; i < n; ++i) {
@@ -438,10 +525,10 @@ float vec_dot_k(const void* row, const void* activations, int64_t n) {
             with_min ? TensorType::Q8_1 : TensorType::Q8_0, vec_dot_legacy<unpack, ts, with_min>,  \
             nullptr                                                                                \
     }
-#define WOOLLY_K_ROW(T, ts, unpack, with_min)                                                      \
+#define WOOLLY_K_ROW(T, ts, unpack, with_min, quantize)                                            \
     TypeTraits {                                                                                   \
         TensorType::T, #T, 256, ts, dequantize_k<unpack, ts, with_min>, TensorType::Q8_K,          \
-            vec_dot_k<unpack, ts>, nullptr                                                         \
+            vec_dot_k<unpack, ts>, quantize                                                        \
     }
 
 const TypeTraits kTypeTable[] = {
@@ -458,11 +545,11 @@ const TypeTraits kTypeTable[] = {
     WOOLLY_LEGACY_ROW(Q5_1, 24, unpack_q5_1, true),
     {TensorType::Q8_0, "Q8_0", 32, 34, dequantize_legacy<unpack_q8_0, 34, false>, TensorType::Q8_0,
      vec_dot_legacy<unpack_q8_0, 34, false>, quantize_q8<false>},
-    WOOLLY_K_ROW(Q2_K, 84, unpack_q2_k, true),
-    WOOLLY_K_ROW(Q3_K, 110, unpack_q3_k, false),
-    WOOLLY_K_ROW(Q4_K, 144, unpack_q45_k<false>, true),
-    WOOLLY_K_ROW(Q5_K, 176, unpack_q45_k<true>, true),
-    WOOLLY_K_ROW(Q6_K, 210, unpack_q6_k, false),
+    WOOLLY_K_ROW(Q2_K, 84, unpack_q2_k, true, nullptr),
+    WOOLLY_K_ROW(Q3_K, 110, unpack_q3_k, false, nullptr),
+    WOOLLY_K_ROW(Q4_K, 144, unpack_q45_k<false>, true, quantize_q4_k),
+    WOOLLY_K_ROW(Q5_K, 176, unpack_q45_k<true>, true, nullptr),
+    WOOLLY_K_ROW(Q6_K, 210, unpack_q6_k, false, quantize_q6_k),
     WOOLLY_LEGACY_ROW(IQ4_NL, 18, unpack_iq4_nl, false),
     // Activation-only formats: Woolly quantizes into them but holds no weights in them.
     {TensorType::Q8_1, "Q8_1", 32, 36, nullptr, TensorType::Q8_1, nullptr, quantize_q8<true>},

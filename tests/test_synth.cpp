@@ -44,10 +44,71 @@ TEST_CASE("synthetic models of every type load, tokenize and decode") {
         }
         std::filesystem::remove(path);
     }
+    // Q4_K_M: llama.cpp's mix on a shape whose rows are whole k-quant blocks.
+    {
+        const std::string path = (dir / "woolly-synth-test-Q4_K_M.gguf").string();
+        SynthOptions options;
+        options.shape = "test-tiny-k";
+        options.type = TensorType::Q4_K;
+        options.q4_k_m = true;
+        write_synthetic_model(options, path);
+        auto model = LlamaModel::load(path);
+        CHECK(model->gguf().get_uint("general.file_type").value_or(0) == 15);
+        CHECK(model->layers[0].wq.traits->type == TensorType::Q4_K);
+        CHECK(model->layers[0].w_down.traits->type == TensorType::Q4_K);
+        CHECK(model->layers[1].w_down.traits->type == TensorType::Q6_K); // the last eighth
+        CHECK(model->layers[1].wv.traits->type == TensorType::Q6_K);
+        CHECK(model->output.traits->type == TensorType::Q6_K);
+        LlamaContext context(*model);
+        const float* logits = context.decode(1);
+        for (int64_t i = 0; i < model->hparams().n_vocab; ++i) REQUIRE(std::isfinite(logits[i]));
+        std::filesystem::remove(path);
+    }
     SynthOptions bad;
     bad.shape = "llama-900b";
     CHECK_THROWS_WITH_AS(write_synthetic_model(bad, (dir / "x.gguf").string()),
                          doctest::Contains("unknown shape 'llama-900b'"), Error);
+}
+
+TEST_CASE("the Q4_K and Q6_K quantizers' round trips stay within a step of their input") {
+    std::mt19937 rng(4);
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    for (TensorType type : {TensorType::Q4_K, TensorType::Q6_K}) {
+        const TypeTraits& t = type_traits(type);
+        for (int64_t blocks : {1, 3}) {
+            const int64_t n = blocks * 256;
+            std::vector<float> x(static_cast<size_t>(n)), back(static_cast<size_t>(n));
+            for (auto& v : x) v = normal(rng);
+            x[5] = 0.0f; // and a sub-block of zeros
+            std::fill(x.begin() + 32, x.begin() + 64, 0.0f);
+            std::vector<uint8_t> q(size_t(blocks) * t.type_size);
+            t.quantize_row(x.data(), q.data(), n);
+            t.dequantize_row(q.data(), back.data(), n); // checked against gguf-py elsewhere
+            const int sub = type == TensorType::Q4_K ? 32 : 16;
+            for (int64_t s = 0; s < n / sub; ++s) {
+                // The sub-block's own step (range / 15, or max|x| / 31), widened for the 6- or
+                // 8-bit rounding of the sub-block scales against the block's largest.
+                float lo = 0, hi = 0, amax = 0, block_step = 0;
+                for (int l = 0; l < sub; ++l) {
+                    const float v = x[size_t(s * sub + l)];
+                    lo = std::min(lo, v);
+                    hi = std::max(hi, v);
+                    amax = std::max(amax, std::fabs(v));
+                }
+                const int64_t b = s * sub / 256;
+                for (int64_t i = b * 256; i < (b + 1) * 256; ++i)
+                    block_step = std::max(block_step, std::fabs(x[size_t(i)]));
+                const float step = type == TensorType::Q4_K ? (hi - lo) / 15.0f : amax / 31.0f;
+                const float slack = type == TensorType::Q4_K ? block_step * 2.0f / 63.0f
+                                                             : block_step / 31.0f / 127.0f * 32.0f;
+                for (int l = 0; l < sub; ++l) {
+                    INFO(t.name << " value " << s * sub + l);
+                    REQUIRE(std::fabs(back[size_t(s * sub + l)] - x[size_t(s * sub + l)]) <=
+                            step * 0.5f + slack + 1e-6f);
+                }
+            }
+        }
+    }
 }
 
 TEST_CASE("the Q4_0 quantizer's round trip stays within one step per block") {

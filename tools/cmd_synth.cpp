@@ -17,7 +17,8 @@ int synth_command(int argc, char** argv) {
             shapes += std::string(shapes.empty() ? "" : "|") + s.name;
         std::printf(
             "usage: woolly synth --shape %s\n"
-            "                    --type f32|f16|bf16|q8_0|q4_0 -o FILE [--seed N] [--vocab GGUF]\n"
+            "                    --type f32|f16|bf16|q8_0|q4_0|q4_k_m|q6_k -o FILE [--seed N]\n"
+            "                    [--vocab GGUF]\n"
             "Writes a random-weight Llama GGUF with the shape's sizes and complete metadata, for\n"
             "benchmarks. The vocabulary is copied from --vocab (default: the Llama-2 vocabulary "
             "in\n"
@@ -28,9 +29,15 @@ int synth_command(int argc, char** argv) {
     SynthOptions options;
     options.shape = args.get("--shape").value_or(options.shape);
     const std::string type = args.get("--type").value_or("q4_0");
-    const auto parsed = type_from_name(type);
-    if (!parsed)
-        throw Error("unknown --type '" + type + "' (expected f32, f16, bf16, q8_0 or q4_0)");
+    options.q4_k_m = type == "q4_k_m" || type == "Q4_K_M";
+    const auto parsed = options.q4_k_m ? std::optional(TensorType::Q4_K) : type_from_name(type);
+    bool writable = options.q4_k_m;
+    for (TensorType t : {TensorType::F32, TensorType::F16, TensorType::BF16, TensorType::Q8_0,
+                         TensorType::Q4_0, TensorType::Q6_K})
+        writable = writable || (parsed && *parsed == t);
+    if (!writable)
+        throw Error("unknown --type '" + type +
+                    "' (expected f32, f16, bf16, q8_0, q4_0, q4_k_m or q6_k)");
     options.type = *parsed;
     options.seed = args.number<uint64_t>("--seed").value_or(1);
     const char* shared = std::getenv("WOOLLY_SHARED");
