@@ -1,8 +1,9 @@
 // kernels_avx512.cpp — AVX-512 (F, BW, VL) + VNNI kernels over the x16 layouts of repack.h;
 // references: gemm_x16_*_reference in repack.cpp (and through them the row kernels).
 // GCC 12's AVX-512 headers start some conversions from a self-initialised "undefined"
-// register, which -Wmaybe-uninitialized reports once inlined here (GCC bug 105593).
+// register, which -W(maybe-)uninitialized reports once inlined here (GCC bug 105593).
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #include <immintrin.h>
 
 #include <cstring>
@@ -105,6 +106,158 @@ void gemm_x16_q4_0(const uint8_t* group, int64_t n_blocks, const uint8_t* x, uin
 void gemm_x16_q8_0(const uint8_t* group, int64_t n_blocks, const uint8_t* x, uint64_t x_stride,
                    int64_t count, float* y, int64_t y_stride) {
     gemm_x16<load_q8_0, 128, 34>(group, n_blocks, x, x_stride, count, y, y_stride);
+}
+
+} // namespace woolly::avx512
+
+// ---- k-quant rows against Q8_K activations {f32 d; i8 qs[256]; i16 bsums[16]} ----
+// Integer sums per super-block are exact, then combined in float as the row reference does
+// (xd * d * isum - xd * dmin * imin, block by block), so these give the reference's bits.
+
+namespace woolly::avx512 {
+namespace {
+
+constexpr int kQ8KBytes = 4 + 256 + 32;
+
+inline float f16_at(const uint8_t* p) {
+    uint16_t h;
+    std::memcpy(&h, p, 2);
+    return _cvtsh_ss(h);
+}
+
+// Two 32-byte pieces of memory as one 512-bit register.
+inline __m512i load_2x256(const uint8_t* lo, const uint8_t* hi) {
+    return _mm512_inserti64x4(
+        _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(lo))),
+        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(hi)), 1);
+}
+
+// 32 int16 lanes: lane i holds scale[first + i / 16 * step] (for 16-lane halves).
+inline __m512i spread_scales(__m512i scales16, int first, int step) {
+    const __m512i index = _mm512_set_epi16(
+        first + step, first + step, first + step, first + step, first + step, first + step,
+        first + step, first + step, first + step, first + step, first + step, first + step,
+        first + step, first + step, first + step, first + step, first, first, first, first, first,
+        first, first, first, first, first, first, first, first, first, first, first);
+    return _mm512_permutexvar_epi16(index, scales16);
+}
+
+} // namespace
+
+// Q4_K {f16 d; f16 dmin; u8 scales[12]; u8 qs[128]}: chunk c of 32 bytes holds sub-block 2c
+// in its low nibbles and 2c+1 in its high nibbles.
+float vec_dot_q4_k_q8_k(const void* row, const void* activations, int64_t n) {
+    const auto* w = static_cast<const uint8_t*>(row);
+    const auto* x = static_cast<const uint8_t*>(activations);
+    const __m512i low4 = _mm512_set1_epi8(0x0f);
+    float sum = 0.0f;
+    for (int64_t b = 0; b < n / 256; ++b, w += 144, x += kQ8KBytes) {
+        _mm_prefetch(reinterpret_cast<const char*>(w + 1024), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(w + 1024 + 64), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(w + 1024 + 128), _MM_HINT_T0);
+        // The 6-bit scales and mins, unpacked to bytes as get_scale_min_k4 reads them.
+        uint32_t u[4];
+        std::memcpy(u, w + 4, 12);
+        constexpr uint32_t m6 = 0x3f3f3f3f, m4 = 0x0f0f0f0f, m2 = 0x03030303;
+        u[3] = ((u[2] >> 4) & m4) | (((u[1] >> 6) & m2) << 4);
+        const uint32_t mins_lo = u[1] & m6;
+        u[1] = (u[2] & m4) | (((u[0] >> 6) & m2) << 4);
+        u[2] = mins_lo;
+        u[0] &= m6;
+        const __m128i scales_mins = _mm_loadu_si128(reinterpret_cast<const __m128i*>(u));
+        const __m512i scales16 = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(scales_mins));
+        // imin = sum over sub-blocks of min * (bsum of its two halves).
+        const __m256i bsums = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 260));
+        const __m128i pair_sums = _mm_hadd_epi16(_mm256_castsi256_si128(bsums),
+                                                 _mm256_extracti128_si256(bsums, 1));
+        const __m128i mins16 = _mm_cvtepu8_epi16(_mm_srli_si128(scales_mins, 8));
+        const __m128i min_products = _mm_madd_epi16(mins16, pair_sums);
+        __m128i m = _mm_add_epi32(min_products, _mm_srli_si128(min_products, 8));
+        m = _mm_add_epi32(m, _mm_srli_si128(m, 4));
+        const int32_t imin = _mm_cvtsi128_si32(m);
+        // isum: 128 values per step; register lo holds sub-blocks 4h and 4h+2, hi 4h+1, 4h+3.
+        __m512i isum = _mm512_setzero_si512();
+        for (int h = 0; h < 2; ++h) {
+            const __m512i packed = _mm512_loadu_si512(w + 16 + 64 * h);
+            const __m512i lo = _mm512_and_si512(packed, low4);
+            const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(packed, 4), low4);
+            const uint8_t* xq = x + 4 + 128 * h;
+            const __m512i x_lo = load_2x256(xq, xq + 64);
+            const __m512i x_hi = load_2x256(xq + 32, xq + 96);
+            const __m512i p_lo = _mm512_maddubs_epi16(lo, x_lo);
+            const __m512i p_hi = _mm512_maddubs_epi16(hi, x_hi);
+            isum = _mm512_add_epi32(
+                isum, _mm512_madd_epi16(p_lo, spread_scales(scales16, 4 * h, 2)));
+            isum = _mm512_add_epi32(
+                isum, _mm512_madd_epi16(p_hi, spread_scales(scales16, 4 * h + 1, 2)));
+        }
+        float xd;
+        std::memcpy(&xd, x, 4);
+        sum += xd * f16_at(w) * float(_mm512_reduce_add_epi32(isum)) -
+               xd * f16_at(w + 2) * float(imin);
+    }
+    return sum;
+}
+
+// Q6_K {u8 ql[128]; u8 qh[64]; i8 scales[16]; f16 d}: q = 4 low bits from ql, 2 high bits from
+// qh, minus 32; one scale per 16 values.
+float vec_dot_q6_k_q8_k(const void* row, const void* activations, int64_t n) {
+    const auto* w = static_cast<const uint8_t*>(row);
+    const auto* x = static_cast<const uint8_t*>(activations);
+    const __m512i low4 = _mm512_set1_epi8(0x0f);
+    const __m512i two_bits = _mm512_set1_epi8(0x03);
+    // qh bits for values l (shift 0) and l + 32 (shift 2); then l + 64 (4) and l + 96 (6).
+    auto halves = [](int16_t lo, int16_t hi) {
+        return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi16(lo)),
+                                  _mm256_set1_epi16(hi), 1);
+    };
+    const __m512i shift_lo = halves(0, 2), shift_hi = halves(4, 6); // per 16-bit lane
+    float sum = 0.0f;
+    for (int64_t b = 0; b < n / 256; ++b, w += 210, x += kQ8KBytes) {
+        for (int line = 0; line < 4; ++line)
+            _mm_prefetch(reinterpret_cast<const char*>(w + 1536 + 64 * line), _MM_HINT_T0);
+        const __m128i scales8 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 192));
+        const __m512i scales16 = _mm512_castsi256_si512(_mm256_cvtepi8_epi16(scales8));
+        // The -32 of every value: -32 * sum over sub-blocks of scale * bsum.
+        const __m256i bsums = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 260));
+        const __m256i sb = _mm256_madd_epi16(_mm512_castsi512_si256(scales16), bsums);
+        __m128i c = _mm_add_epi32(_mm256_castsi256_si128(sb), _mm256_extracti128_si256(sb, 1));
+        c = _mm_add_epi32(c, _mm_srli_si128(c, 8));
+        c = _mm_add_epi32(c, _mm_srli_si128(c, 4));
+        const int32_t correction = -32 * _mm_cvtsi128_si32(c);
+        __m512i isum = _mm512_setzero_si512();
+        for (int h = 0; h < 2; ++h) {
+            const __m512i ql = _mm512_loadu_si512(w + 64 * h);
+            const __m256i qh256 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 128 + 32 * h));
+            const __m512i qh = _mm512_broadcast_i64x4(qh256);
+            // Values 0..63 of this half in q_lo (l, l + 32), 64..127 in q_hi (l + 64, l + 96).
+            const __m512i q_lo = _mm512_or_si512(
+                _mm512_and_si512(ql, low4),
+                _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, shift_lo), two_bits), 4));
+            const __m512i q_hi = _mm512_or_si512(
+                _mm512_and_si512(_mm512_srli_epi16(ql, 4), low4),
+                _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, shift_hi), two_bits), 4));
+            const uint8_t* xq = x + 4 + 128 * h;
+            const __m512i p_lo = _mm512_maddubs_epi16(q_lo, _mm512_loadu_si512(xq));
+            const __m512i p_hi = _mm512_maddubs_epi16(q_hi, _mm512_loadu_si512(xq + 64));
+            // 16 values per scale: int16 lanes 8k..8k+7 take scale 8h + k (+4 for q_hi).
+            const __m512i index_lo = _mm512_set_epi16(
+                8 * h + 3, 8 * h + 3, 8 * h + 3, 8 * h + 3, 8 * h + 3, 8 * h + 3, 8 * h + 3,
+                8 * h + 3, 8 * h + 2, 8 * h + 2, 8 * h + 2, 8 * h + 2, 8 * h + 2, 8 * h + 2,
+                8 * h + 2, 8 * h + 2, 8 * h + 1, 8 * h + 1, 8 * h + 1, 8 * h + 1, 8 * h + 1,
+                8 * h + 1, 8 * h + 1, 8 * h + 1, 8 * h, 8 * h, 8 * h, 8 * h, 8 * h, 8 * h, 8 * h,
+                8 * h);
+            const __m512i index_hi = _mm512_add_epi16(index_lo, _mm512_set1_epi16(4));
+            isum = _mm512_add_epi32(
+                isum, _mm512_madd_epi16(p_lo, _mm512_permutexvar_epi16(index_lo, scales16)));
+            isum = _mm512_add_epi32(
+                isum, _mm512_madd_epi16(p_hi, _mm512_permutexvar_epi16(index_hi, scales16)));
+        }
+        float xd;
+        std::memcpy(&xd, x, 4);
+        sum += xd * f16_at(w + 208) * float(_mm512_reduce_add_epi32(isum) + correction);
+    }
+    return sum;
 }
 
 } // namespace woolly::avx512
