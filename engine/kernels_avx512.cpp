@@ -111,8 +111,8 @@ void gemm_x16_q8_0(const uint8_t* group, int64_t n_blocks, const uint8_t* x, uin
 } // namespace woolly::avx512
 
 // ---- k-quant rows against Q8_K activations {f32 d; i8 qs[256]; i16 bsums[16]} ----
-// Integer sums per super-block are exact, then combined in float as the row reference does
-// (xd * d * isum - xd * dmin * imin, block by block), so these give the reference's bits.
+// Integer sums per super-block are exact, as in the row reference; they are scaled and added
+// in float lanes (no horizontal sum per block), so only the order of float additions differs.
 
 namespace woolly::avx512 {
 namespace {
@@ -150,11 +150,12 @@ float vec_dot_q4_k_q8_k(const void* row, const void* activations, int64_t n) {
     const auto* w = static_cast<const uint8_t*>(row);
     const auto* x = static_cast<const uint8_t*>(activations);
     const __m512i low4 = _mm512_set1_epi8(0x0f);
-    float sum = 0.0f;
+    __m512 acc = _mm512_setzero_ps();
+    __m128 acc_min = _mm_setzero_ps();
     for (int64_t b = 0; b < n / 256; ++b, w += 144, x += kQ8KBytes) {
-        _mm_prefetch(reinterpret_cast<const char*>(w + 1024), _MM_HINT_T0);
-        _mm_prefetch(reinterpret_cast<const char*>(w + 1024 + 64), _MM_HINT_T0);
-        _mm_prefetch(reinterpret_cast<const char*>(w + 1024 + 128), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(w + 3072), _MM_HINT_T1);
+        _mm_prefetch(reinterpret_cast<const char*>(w + 3072 + 64), _MM_HINT_T1);
+        _mm_prefetch(reinterpret_cast<const char*>(w + 3072 + 128), _MM_HINT_T1);
         // The 6-bit scales and mins, unpacked to bytes as get_scale_min_k4 reads them.
         uint32_t u[4];
         std::memcpy(u, w + 4, 12);
@@ -168,13 +169,10 @@ float vec_dot_q4_k_q8_k(const void* row, const void* activations, int64_t n) {
         const __m512i scales16 = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(scales_mins));
         // imin = sum over sub-blocks of min * (bsum of its two halves).
         const __m256i bsums = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 260));
-        const __m128i pair_sums = _mm_hadd_epi16(_mm256_castsi256_si128(bsums),
-                                                 _mm256_extracti128_si256(bsums, 1));
+        const __m128i pair_sums =
+            _mm_hadd_epi16(_mm256_castsi256_si128(bsums), _mm256_extracti128_si256(bsums, 1));
         const __m128i mins16 = _mm_cvtepu8_epi16(_mm_srli_si128(scales_mins, 8));
-        const __m128i min_products = _mm_madd_epi16(mins16, pair_sums);
-        __m128i m = _mm_add_epi32(min_products, _mm_srli_si128(min_products, 8));
-        m = _mm_add_epi32(m, _mm_srli_si128(m, 4));
-        const int32_t imin = _mm_cvtsi128_si32(m);
+        const __m128i imin = _mm_madd_epi16(mins16, pair_sums); // 4 partial sums
         // isum: 128 values per step; register lo holds sub-blocks 4h and 4h+2, hi 4h+1, 4h+3.
         __m512i isum = _mm512_setzero_si512();
         for (int h = 0; h < 2; ++h) {
@@ -186,17 +184,19 @@ float vec_dot_q4_k_q8_k(const void* row, const void* activations, int64_t n) {
             const __m512i x_hi = load_2x256(xq + 32, xq + 96);
             const __m512i p_lo = _mm512_maddubs_epi16(lo, x_lo);
             const __m512i p_hi = _mm512_maddubs_epi16(hi, x_hi);
-            isum = _mm512_add_epi32(
-                isum, _mm512_madd_epi16(p_lo, spread_scales(scales16, 4 * h, 2)));
-            isum = _mm512_add_epi32(
-                isum, _mm512_madd_epi16(p_hi, spread_scales(scales16, 4 * h + 1, 2)));
+            isum =
+                _mm512_add_epi32(isum, _mm512_madd_epi16(p_lo, spread_scales(scales16, 4 * h, 2)));
+            isum = _mm512_add_epi32(isum,
+                                    _mm512_madd_epi16(p_hi, spread_scales(scales16, 4 * h + 1, 2)));
         }
         float xd;
         std::memcpy(&xd, x, 4);
-        sum += xd * f16_at(w) * float(_mm512_reduce_add_epi32(isum)) -
-               xd * f16_at(w + 2) * float(imin);
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(xd * f16_at(w)), acc);
+        acc_min = _mm_fmadd_ps(_mm_cvtepi32_ps(imin), _mm_set1_ps(xd * f16_at(w + 2)), acc_min);
     }
-    return sum;
+    __m128 m = _mm_add_ps(acc_min, _mm_movehl_ps(acc_min, acc_min));
+    m = _mm_add_ss(m, _mm_movehdup_ps(m));
+    return _mm512_reduce_add_ps(acc) - _mm_cvtss_f32(m);
 }
 
 // Q6_K {u8 ql[128]; u8 qh[64]; i8 scales[16]; f16 d}: q = 4 low bits from ql, 2 high bits from
@@ -212,23 +212,21 @@ float vec_dot_q6_k_q8_k(const void* row, const void* activations, int64_t n) {
                                   _mm256_set1_epi16(hi), 1);
     };
     const __m512i shift_lo = halves(0, 2), shift_hi = halves(4, 6); // per 16-bit lane
-    float sum = 0.0f;
+    __m512 acc = _mm512_setzero_ps();
     for (int64_t b = 0; b < n / 256; ++b, w += 210, x += kQ8KBytes) {
         for (int line = 0; line < 4; ++line)
-            _mm_prefetch(reinterpret_cast<const char*>(w + 1536 + 64 * line), _MM_HINT_T0);
+            _mm_prefetch(reinterpret_cast<const char*>(w + 3072 + 64 * line), _MM_HINT_T1);
         const __m128i scales8 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 192));
         const __m512i scales16 = _mm512_castsi256_si512(_mm256_cvtepi8_epi16(scales8));
         // The -32 of every value: -32 * sum over sub-blocks of scale * bsum.
         const __m256i bsums = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 260));
         const __m256i sb = _mm256_madd_epi16(_mm512_castsi512_si256(scales16), bsums);
-        __m128i c = _mm_add_epi32(_mm256_castsi256_si128(sb), _mm256_extracti128_si256(sb, 1));
-        c = _mm_add_epi32(c, _mm_srli_si128(c, 8));
-        c = _mm_add_epi32(c, _mm_srli_si128(c, 4));
-        const int32_t correction = -32 * _mm_cvtsi128_si32(c);
-        __m512i isum = _mm512_setzero_si512();
+        __m512i isum = _mm512_castsi256_si512(
+            _mm256_slli_epi32(_mm256_sub_epi32(_mm256_setzero_si256(), sb), 5));
         for (int h = 0; h < 2; ++h) {
             const __m512i ql = _mm512_loadu_si512(w + 64 * h);
-            const __m256i qh256 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 128 + 32 * h));
+            const __m256i qh256 =
+                _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 128 + 32 * h));
             const __m512i qh = _mm512_broadcast_i64x4(qh256);
             // Values 0..63 of this half in q_lo (l, l + 32), 64..127 in q_hi (l + 64, l + 96).
             const __m512i q_lo = _mm512_or_si512(
@@ -241,12 +239,12 @@ float vec_dot_q6_k_q8_k(const void* row, const void* activations, int64_t n) {
             const __m512i p_lo = _mm512_maddubs_epi16(q_lo, _mm512_loadu_si512(xq));
             const __m512i p_hi = _mm512_maddubs_epi16(q_hi, _mm512_loadu_si512(xq + 64));
             // 16 values per scale: int16 lanes 8k..8k+7 take scale 8h + k (+4 for q_hi).
-            const __m512i index_lo = _mm512_set_epi16(
-                8 * h + 3, 8 * h + 3, 8 * h + 3, 8 * h + 3, 8 * h + 3, 8 * h + 3, 8 * h + 3,
-                8 * h + 3, 8 * h + 2, 8 * h + 2, 8 * h + 2, 8 * h + 2, 8 * h + 2, 8 * h + 2,
-                8 * h + 2, 8 * h + 2, 8 * h + 1, 8 * h + 1, 8 * h + 1, 8 * h + 1, 8 * h + 1,
-                8 * h + 1, 8 * h + 1, 8 * h + 1, 8 * h, 8 * h, 8 * h, 8 * h, 8 * h, 8 * h, 8 * h,
-                8 * h);
+            const __m512i index_lo =
+                _mm512_set_epi16(8 * h + 3, 8 * h + 3, 8 * h + 3, 8 * h + 3, 8 * h + 3, 8 * h + 3,
+                                 8 * h + 3, 8 * h + 3, 8 * h + 2, 8 * h + 2, 8 * h + 2, 8 * h + 2,
+                                 8 * h + 2, 8 * h + 2, 8 * h + 2, 8 * h + 2, 8 * h + 1, 8 * h + 1,
+                                 8 * h + 1, 8 * h + 1, 8 * h + 1, 8 * h + 1, 8 * h + 1, 8 * h + 1,
+                                 8 * h, 8 * h, 8 * h, 8 * h, 8 * h, 8 * h, 8 * h, 8 * h);
             const __m512i index_hi = _mm512_add_epi16(index_lo, _mm512_set1_epi16(4));
             isum = _mm512_add_epi32(
                 isum, _mm512_madd_epi16(p_lo, _mm512_permutexvar_epi16(index_lo, scales16)));
@@ -255,9 +253,9 @@ float vec_dot_q6_k_q8_k(const void* row, const void* activations, int64_t n) {
         }
         float xd;
         std::memcpy(&xd, x, 4);
-        sum += xd * f16_at(w + 208) * float(_mm512_reduce_add_epi32(isum) + correction);
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(xd * f16_at(w + 208)), acc);
     }
-    return sum;
+    return _mm512_reduce_add_ps(acc);
 }
 
 } // namespace woolly::avx512

