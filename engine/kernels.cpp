@@ -4,6 +4,11 @@
 #include <cstdlib>
 #include <cstring>
 
+#if defined(__aarch64__) && defined(__linux__)
+#include <asm/hwcap.h>
+#include <sys/auxv.h>
+#endif
+
 #include "error.h"
 
 namespace woolly {
@@ -16,6 +21,8 @@ const char* kernel_level_name(KernelLevel level) {
         return "avx2";
     case KernelLevel::Avx512:
         return "avx512";
+    case KernelLevel::Neon:
+        return "neon";
     }
     return "scalar";
 }
@@ -39,12 +46,18 @@ bool cpu_supports(KernelLevel level) {
 #else
         return false;
 #endif
+    case KernelLevel::Neon:
+#if defined(__aarch64__) && defined(__linux__)
+        return (getauxval(AT_HWCAP) & HWCAP_ASIMD) && (getauxval(AT_HWCAP) & HWCAP_ASIMDDP);
+#else
+        return false;
+#endif
     }
     return false;
 }
 
 KernelLevel detect_kernel_level() {
-    for (KernelLevel level : {KernelLevel::Avx512, KernelLevel::Avx2})
+    for (KernelLevel level : {KernelLevel::Avx512, KernelLevel::Avx2, KernelLevel::Neon})
         if (cpu_supports(level)) return level;
     return KernelLevel::Scalar;
 }
@@ -62,7 +75,7 @@ KernelTable make_kernel_table(KernelLevel level) {
         }
     }
 #if defined(__x86_64__)
-    if (level >= KernelLevel::Avx2) {
+    if (level == KernelLevel::Avx2 || level == KernelLevel::Avx512) {
         table.vec_dot[uint32_t(TensorType::F32)] = avx2::vec_dot_f32;
         table.vec_dot[uint32_t(TensorType::F16)] = avx2::vec_dot_f16_f32;
         table.vec_dot[uint32_t(TensorType::Q8_0)] = avx2::vec_dot_q8_0_q8_0;
@@ -71,11 +84,20 @@ KernelTable make_kernel_table(KernelLevel level) {
         table.vec_dot_rows[uint32_t(TensorType::Q4_0)] = avx2::vec_dot_rows_q4_0_q8_0;
         table.quantize[uint32_t(TensorType::Q8_0)] = avx2::quantize_row_q8_0;
     }
-    if (level >= KernelLevel::Avx512) {
+    if (level == KernelLevel::Avx512) {
         table.gemm_x16[uint32_t(TensorType::Q4_0)] = avx512::gemm_x16_q4_0;
         table.gemm_x16[uint32_t(TensorType::Q8_0)] = avx512::gemm_x16_q8_0;
         table.vec_dot[uint32_t(TensorType::Q4_K)] = avx512::vec_dot_q4_k_q8_k;
         table.vec_dot[uint32_t(TensorType::Q6_K)] = avx512::vec_dot_q6_k_q8_k;
+    }
+#endif
+#if defined(__aarch64__)
+    if (level == KernelLevel::Neon) {
+        table.vec_dot[uint32_t(TensorType::F32)] = neon::vec_dot_f32;
+        table.vec_dot[uint32_t(TensorType::F16)] = neon::vec_dot_f16_f32;
+        table.vec_dot[uint32_t(TensorType::Q8_0)] = neon::vec_dot_q8_0_q8_0;
+        table.vec_dot[uint32_t(TensorType::Q4_0)] = neon::vec_dot_q4_0_q8_0;
+        table.quantize[uint32_t(TensorType::Q8_0)] = neon::quantize_row_q8_0;
     }
 #endif
     return table;
@@ -93,7 +115,8 @@ const KernelTable& active_kernels() {
                 return make_kernel_table(level);
             }
         }
-        throw Error(std::string("WOOLLY_KERNELS=") + forced + " (expected scalar, avx2 or avx512)");
+        throw Error(std::string("WOOLLY_KERNELS=") + forced +
+                    " (expected scalar, avx2, avx512 or neon)");
     }();
     return table;
 }

@@ -12,9 +12,10 @@
 namespace woolly {
 
 // Each level includes the kernels of the levels below it.
-enum class KernelLevel { Scalar = 0, Avx2 = 1, Avx512 = 2 };
+// Each x86 level includes the kernels of the levels below it; Neon is AArch64's.
+enum class KernelLevel { Scalar = 0, Avx2 = 1, Avx512 = 2, Neon = 3 };
 constexpr KernelLevel kAllKernelLevels[] = {KernelLevel::Scalar, KernelLevel::Avx2,
-                                            KernelLevel::Avx512};
+                                            KernelLevel::Avx512, KernelLevel::Neon};
 
 const char* kernel_level_name(KernelLevel level);
 // The best level this CPU runs.
@@ -42,8 +43,9 @@ struct KernelTable {
 // The table for one level (throws Error if the CPU cannot run it).
 KernelTable make_kernel_table(KernelLevel level);
 
-// The process-wide table: the level in $WOOLLY_KERNELS (scalar, avx2, avx512) if set, else the best
-// the CPU runs. Built on first use; throws Error naming the variable on a bad or unsupported value.
+// The process-wide table: the level in $WOOLLY_KERNELS (scalar, avx2, avx512, neon) if set, else
+// the best the CPU runs. Built on first use; throws Error naming the variable on a bad or
+// unsupported value.
 const KernelTable& active_kernels();
 
 namespace avx2 {
@@ -68,5 +70,14 @@ void gemm_x16_q8_0(const uint8_t* group, int64_t n_blocks, const uint8_t* x, uin
 float vec_dot_q4_k_q8_k(const void* row, const void* activations, int64_t n);
 float vec_dot_q6_k_q8_k(const void* row, const void* activations, int64_t n);
 } // namespace avx512
+
+namespace neon {
+// Defined in kernels_neon.cpp, compiled for ARMv8.2-A + dotprod (SDOT).
+float vec_dot_f32(const void* row, const void* activations, int64_t n);
+float vec_dot_f16_f32(const void* row, const void* activations, int64_t n);
+float vec_dot_q8_0_q8_0(const void* row, const void* activations, int64_t n);
+float vec_dot_q4_0_q8_0(const void* row, const void* activations, int64_t n);
+void quantize_row_q8_0(const float* src, void* dst, int64_t n);
+} // namespace neon
 
 } // namespace woolly

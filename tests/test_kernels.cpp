@@ -4,6 +4,7 @@
 #include <cstring>
 #include <random>
 
+#include "engine/error.h"
 #include "engine/fp16.h"
 #include "engine/kernels.h"
 #include "engine/matmul.h"
@@ -39,8 +40,8 @@ std::vector<uint8_t> random_row(TensorType type, int64_t n, std::mt19937& rng) {
     } else if (type == TensorType::Q4_K || type == TensorType::Q6_K) {
         // f16 d (and dmin) at their places in the block.
         for (size_t b = 0; b < row.size(); b += t.type_size) {
-            for (size_t at : type == TensorType::Q4_K ? std::vector<size_t>{0, 2}
-                                                      : std::vector<size_t>{208}) {
+            for (size_t at :
+                 type == TensorType::Q4_K ? std::vector<size_t>{0, 2} : std::vector<size_t>{208}) {
                 const uint16_t d = f32_to_f16(std::fabs(scale(rng)));
                 std::memcpy(row.data() + b + at, &d, 2);
             }
@@ -62,13 +63,13 @@ TEST_CASE("SIMD dot kernels agree with the scalar reference on awkward sizes") {
     const KernelTable reference = make_kernel_table(KernelLevel::Scalar);
     for (KernelLevel level : kLevels) {
         if (!cpu_supports(level)) {
-            MESSAGE("skipped: this CPU cannot run the " << kernel_level_name(level) << " kernels");
+            MESSAGE("skipped: this CPU cannot run the " << std::string(kernel_level_name(level))
+                                                        << " kernels");
             continue;
         }
         const KernelTable table = make_kernel_table(level);
-        for (TensorType type :
-             {TensorType::F32, TensorType::F16, TensorType::Q8_0, TensorType::Q4_0,
-              TensorType::Q4_K, TensorType::Q6_K}) {
+        for (TensorType type : {TensorType::F32, TensorType::F16, TensorType::Q8_0,
+                                TensorType::Q4_0, TensorType::Q4_K, TensorType::Q6_K}) {
             const TypeTraits& traits = type_traits(type);
             const int64_t unit = traits.block_size;
             for (int64_t count : {1, 7, 31, 33, 255, 257}) {
@@ -162,6 +163,16 @@ TEST_CASE("SIMD activation quantizers give the reference's bytes, ties included"
 TEST_CASE("an unsupported forced level is refused") {
     CHECK(cpu_supports(KernelLevel::Scalar));
     CHECK(make_kernel_table(KernelLevel::Scalar).level == KernelLevel::Scalar);
+    for (KernelLevel level : kAllKernelLevels) {
+        INFO(kernel_level_name(level));
+        if (cpu_supports(level))
+            CHECK(make_kernel_table(level).level == level);
+        else
+            CHECK_THROWS_AS(make_kernel_table(level), Error);
+    }
+#if defined(__aarch64__)
+    CHECK(detect_kernel_level() == KernelLevel::Neon); // qemu's CPU has ASIMD and dotprod
+#endif
 }
 
 namespace {

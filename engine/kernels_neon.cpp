@@ -1,0 +1,119 @@
+// kernels_neon.cpp — AArch64 NEON (+dotprod) kernels; references: the scalar kernels in
+// tensor_types.cpp. Built by Debian's aarch64 cross compiler and tested under qemu-user.
+#include <arm_neon.h>
+
+#include <cstring>
+
+#include "kernels.h"
+
+namespace woolly::neon {
+namespace {
+
+float load_f16(const uint8_t* p) {
+    float16_t h;
+    std::memcpy(&h, p, 2);
+    return float(h);
+}
+
+} // namespace
+
+float vec_dot_f32(const void* row, const void* activations, int64_t n) {
+    const auto* w = static_cast<const float*>(row);
+    const auto* x = static_cast<const float*>(activations);
+    float32x4_t acc[4] = {vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0)};
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int k = 0; k < 4; ++k)
+            acc[k] = vfmaq_f32(acc[k], vld1q_f32(w + i + 4 * k), vld1q_f32(x + i + 4 * k));
+    for (; i + 4 <= n; i += 4) acc[0] = vfmaq_f32(acc[0], vld1q_f32(w + i), vld1q_f32(x + i));
+    float sum = vaddvq_f32(vaddq_f32(vaddq_f32(acc[0], acc[1]), vaddq_f32(acc[2], acc[3])));
+    for (; i < n; ++i) sum += w[i] * x[i];
+    return sum;
+}
+
+// F16 weights widened to f32 four at a time (FCVTL, in every ARMv8 core).
+float vec_dot_f16_f32(const void* row, const void* activations, int64_t n) {
+    const auto* w = static_cast<const uint8_t*>(row);
+    const auto* x = static_cast<const float*>(activations);
+    float32x4_t acc[2] = {vdupq_n_f32(0), vdupq_n_f32(0)};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const float16x8_t h = vreinterpretq_f16_u8(vld1q_u8(w + 2 * i));
+        acc[0] = vfmaq_f32(acc[0], vcvt_f32_f16(vget_low_f16(h)), vld1q_f32(x + i));
+        acc[1] = vfmaq_f32(acc[1], vcvt_high_f32_f16(h), vld1q_f32(x + i + 4));
+    }
+    float sum = vaddvq_f32(vaddq_f32(acc[0], acc[1]));
+    for (; i < n; ++i) sum += load_f16(w + 2 * i) * x[i];
+    return sum;
+}
+
+namespace {
+
+// The 32 weights of a block as int8 in two registers (values 0..15 and 16..31).
+inline void unpack_q4_0(const uint8_t* block, int8x16_t& lo, int8x16_t& hi) {
+    const uint8x16_t packed = vld1q_u8(block + 2);
+    const int8x16_t eight = vdupq_n_s8(8);
+    lo = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(packed, vdupq_n_u8(0x0f))), eight);
+    hi = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(packed, 4)), eight);
+}
+
+inline void unpack_q8_0(const uint8_t* block, int8x16_t& lo, int8x16_t& hi) {
+    lo = vld1q_s8(reinterpret_cast<const int8_t*>(block + 2));
+    hi = vld1q_s8(reinterpret_cast<const int8_t*>(block + 18));
+}
+
+// Per block: the exact integer dot (SDOT), then float(isum) * (d_w * d_x) added in block
+// order, as the reference does: the same bits.
+template <int TypeSize, void (*Unpack)(const uint8_t*, int8x16_t&, int8x16_t&)>
+float dot_q8_0(const void* row, const void* activations, int64_t n) {
+    const auto* w = static_cast<const uint8_t*>(row);
+    const auto* x = static_cast<const uint8_t*>(activations);
+    float sum = 0.0f;
+    for (int64_t b = 0; b < n / 32; ++b, w += TypeSize, x += 34) {
+        int8x16_t lo, hi;
+        Unpack(w, lo, hi);
+        int32x4_t isum = vdupq_n_s32(0);
+        isum = vdotq_s32(isum, lo, vld1q_s8(reinterpret_cast<const int8_t*>(x + 2)));
+        isum = vdotq_s32(isum, hi, vld1q_s8(reinterpret_cast<const int8_t*>(x + 18)));
+        sum += float(vaddvq_s32(isum)) * (load_f16(w) * load_f16(x));
+    }
+    return sum;
+}
+
+} // namespace
+
+float vec_dot_q8_0_q8_0(const void* row, const void* activations, int64_t n) {
+    return dot_q8_0<34, unpack_q8_0>(row, activations, n);
+}
+
+float vec_dot_q4_0_q8_0(const void* row, const void* activations, int64_t n) {
+    return dot_q8_0<18, unpack_q4_0>(row, activations, n);
+}
+
+// Same arithmetic as the reference (amax, 127/amax, round half to even): the same bytes.
+void quantize_row_q8_0(const float* src, void* dst, int64_t n) {
+    auto* block = static_cast<uint8_t*>(dst);
+    for (int64_t b = 0; b < n / 32; ++b, src += 32, block += 34) {
+        float32x4_t v[8];
+        float32x4_t amax = vdupq_n_f32(0);
+        for (int k = 0; k < 8; ++k) {
+            v[k] = vld1q_f32(src + 4 * k);
+            amax = vmaxq_f32(amax, vabsq_f32(v[k]));
+        }
+        const float max_abs = vmaxvq_f32(amax);
+        const float d = max_abs / 127.0f;
+        const float id = max_abs != 0.0f ? 127.0f / max_abs : 0.0f;
+        int8_t q[32];
+        for (int k = 0; k < 8; ++k) {
+            const int32x4_t i = vcvtnq_s32_f32(vmulq_f32(v[k], vdupq_n_f32(id)));
+            const int16x4_t s = vqmovn_s32(i);
+            const int8x8_t c = vqmovn_s16(vcombine_s16(s, s));
+            std::memcpy(q + 4 * k, &c, 4);
+        }
+        const float16_t h = float16_t(d);
+        std::memcpy(block, &h, 2);
+        std::memcpy(block + 2, q, 32);
+    }
+}
+
+} // namespace woolly::neon
