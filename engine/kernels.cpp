@@ -89,6 +89,8 @@ KernelTable make_kernel_table(KernelLevel level) {
         table.gemm_x16[uint32_t(TensorType::Q8_0)] = avx512::gemm_x16_q8_0;
         table.vec_dot[uint32_t(TensorType::Q4_K)] = avx512::vec_dot_q4_k_q8_k;
         table.vec_dot[uint32_t(TensorType::Q6_K)] = avx512::vec_dot_q6_k_q8_k;
+        table.vec_dot[uint32_t(TensorType::F16)] = avx512::vec_dot_f16_f32;
+        table.vec_dot_rows[uint32_t(TensorType::F16)] = avx512::vec_dot_rows_f16_f32;
     }
 #endif
 #if defined(__aarch64__)

@@ -259,3 +259,64 @@ float vec_dot_q6_k_q8_k(const void* row, const void* activations, int64_t n) {
 }
 
 } // namespace woolly::avx512
+
+// ---- F16 weights against float32 activations ----
+
+namespace woolly::avx512 {
+namespace {
+
+// M activation vectors (`stride` floats apart) against one F16 row; two accumulators per
+// vector over 16-value chunks, and a masked last chunk, whatever M is: any batch gives the
+// bits of one vector at a time.
+template <int M>
+void dot_f16_m(const uint16_t* w, const float* x, uint64_t stride, int64_t n, float* out,
+               int64_t out_stride) {
+    __m512 acc[M][2];
+    for (int m = 0; m < M; ++m) acc[m][0] = acc[m][1] = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        _mm_prefetch(reinterpret_cast<const char*>(w + i + 1536), _MM_HINT_T1);
+        const __m512 w0 =
+            _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + i)));
+        const __m512 w1 =
+            _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + i + 16)));
+        for (int m = 0; m < M; ++m) {
+            const float* xm = x + uint64_t(m) * stride + i;
+            acc[m][0] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(xm), acc[m][0]);
+            acc[m][1] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(xm + 16), acc[m][1]);
+        }
+    }
+    for (; i < n; i += 16) {
+        const __mmask16 mask = n - i >= 16 ? __mmask16(0xffff) : __mmask16((1u << (n - i)) - 1);
+        const __m512 w0 = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask, w + i));
+        for (int m = 0; m < M; ++m)
+            acc[m][0] = _mm512_fmadd_ps(
+                w0, _mm512_maskz_loadu_ps(mask, x + uint64_t(m) * stride + i), acc[m][0]);
+    }
+    for (int m = 0; m < M; ++m)
+        out[m * out_stride] = _mm512_reduce_add_ps(_mm512_add_ps(acc[m][0], acc[m][1]));
+}
+
+} // namespace
+
+float vec_dot_f16_f32(const void* row, const void* activations, int64_t n) {
+    float out;
+    dot_f16_m<1>(static_cast<const uint16_t*>(row), static_cast<const float*>(activations), 0, n,
+                 &out, 0);
+    return out;
+}
+
+void vec_dot_rows_f16_f32(const void* row, const uint8_t* x, uint64_t stride, int64_t count,
+                          int64_t n, float* out, int64_t out_stride) {
+    const auto* w = static_cast<const uint16_t*>(row);
+    const auto* xf = reinterpret_cast<const float*>(x);
+    const uint64_t stride_floats = stride / sizeof(float);
+    int64_t v = 0;
+    for (; v + 4 <= count; v += 4)
+        dot_f16_m<4>(w, xf + uint64_t(v) * stride_floats, stride_floats, n, out + v * out_stride,
+                     out_stride);
+    for (; v < count; ++v)
+        dot_f16_m<1>(w, xf + uint64_t(v) * stride_floats, 0, n, out + v * out_stride, 0);
+}
+
+} // namespace woolly::avx512

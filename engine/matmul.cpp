@@ -1,6 +1,7 @@
 // matmul.cpp — weight-stationary products through the per-type dot kernel.
 #include "matmul.h"
 
+#include <algorithm>
 #include <string>
 
 #include "error.h"
@@ -127,16 +128,25 @@ void matmul(const WeightMatrix& w, MatmulInput& x, float* y, ThreadPool* pool, W
     const int64_t count = x.count();
     const VecDotFn dot = active_kernels().dot(w.traits->type);
     const VecDotRowsFn dot_rows = count > 1 ? active_kernels().dot_rows(w.traits->type) : nullptr;
+    // A batch goes through blocks of rows (kept in L2) times tiles of vectors (kept in L1),
+    // so neither the weights nor the activations are streamed from memory more than once.
+    constexpr int64_t kRowBlock = 32, kVectorTile = 8;
     auto rows = [&](int index, int n_threads) {
         const int64_t begin = w.rows * index / n_threads, end = w.rows * (index + 1) / n_threads;
-        for (int64_t r = begin; r < end; ++r) {
-            const uint8_t* row = w.row(r);
-            if (dot_rows) {
-                dot_rows(row, activations, stride, count, w.cols, y + r, w.rows);
-                continue;
+        if (!dot_rows) {
+            for (int64_t r = begin; r < end; ++r)
+                for (int64_t i = 0; i < count; ++i)
+                    y[i * w.rows + r] = dot(w.row(r), activations + uint64_t(i) * stride, w.cols);
+            return;
+        }
+        for (int64_t block = begin; block < end; block += kRowBlock) {
+            const int64_t block_end = std::min(end, block + kRowBlock);
+            for (int64_t tile = 0; tile < count; tile += kVectorTile) {
+                const int64_t tile_count = std::min(kVectorTile, count - tile);
+                for (int64_t r = block; r < block_end; ++r)
+                    dot_rows(w.row(r), activations + uint64_t(tile) * stride, stride, tile_count,
+                             w.cols, y + tile * w.rows + r, w.rows);
             }
-            for (int64_t i = 0; i < count; ++i)
-                y[i * w.rows + r] = dot(row, activations + uint64_t(i) * stride, w.cols);
         }
     };
     if (pool && pool->size() > 1)

@@ -104,22 +104,27 @@ TEST_CASE("batched dot kernels give each vector's single dot, bit for bit") {
     for (KernelLevel level : kLevels) {
         if (!cpu_supports(level)) continue;
         const KernelTable table = make_kernel_table(level);
-        for (TensorType type : {TensorType::Q8_0, TensorType::Q4_0}) {
+        for (TensorType type : {TensorType::Q8_0, TensorType::Q4_0, TensorType::F16}) {
             const VecDotRowsFn rows = table.dot_rows(type);
             if (!rows) continue;
-            for (int64_t blocks : {1, 7, 33}) {
-                const int64_t n = blocks * 32;
+            const TypeTraits& traits = type_traits(type);
+            for (int64_t units : {1, 7, 31, 33, 257}) {
+                const int64_t n = units * (traits.block_size == 1 ? 1 : 32);
                 const auto row = random_row(type, n, rng);
                 for (int64_t count : {1, 3, 4, 5, 9}) {
-                    INFO(kernel_level_name(level)
-                         << " " << type_traits(type).name << " n=" << n << " count=" << count);
-                    const uint64_t stride = uint64_t(blocks) * 34;
+                    INFO(std::string(kernel_level_name(level))
+                         << " " << std::string(traits.name) << " n=" << n << " count=" << count);
+                    const TensorType act = traits.vec_dot_type;
+                    const uint64_t stride =
+                        act == TensorType::F32 ? uint64_t(n) * 4 : uint64_t(n / 32) * 34;
                     std::vector<uint8_t> x(size_t(count) * stride);
                     std::vector<float> values(static_cast<size_t>(n));
                     for (int64_t i = 0; i < count; ++i) {
                         for (auto& v : values) v = normal(rng);
-                        table.quantizer(TensorType::Q8_0)(values.data(),
-                                                          x.data() + uint64_t(i) * stride, n);
+                        if (act == TensorType::F32)
+                            std::memcpy(x.data() + uint64_t(i) * stride, values.data(), n * 4);
+                        else
+                            table.quantizer(act)(values.data(), x.data() + uint64_t(i) * stride, n);
                     }
                     std::vector<float> got(size_t(count) * 3, -1.0f);
                     rows(row.data(), x.data(), stride, count, n, got.data(), 3); // out_stride 3
