@@ -31,7 +31,7 @@ struct Actors {
 // `slots` sessions) and the weight cache (warmed up to `weight_cache_bytes`; 0: none); replies to
 // load_atom with it or an error, then quits.
 caf::behavior loader_actor(caf::event_based_actor* self, std::string path, int64_t n_ctx,
-                           int64_t slots, uint64_t weight_cache_bytes);
+                           int64_t slots, uint64_t weight_cache_bytes, std::string kv_cache_type);
 // tokenizer: prompt -> token ids (with BOS), refusing prompts that leave no room to generate.
 caf::behavior tokenizer_actor(caf::event_based_actor* self, std::shared_ptr<Runtime> runtime);
 // cache: hands out KV-cache slots (one per running session) and reports their use.

@@ -17,7 +17,7 @@ namespace woolly::actors {
 constexpr int64_t kPromptBatch = kDefaultPromptBatch;
 
 caf::behavior loader_actor(caf::event_based_actor* self, std::string path, int64_t n_ctx,
-                           int64_t slots, uint64_t weight_cache_bytes) {
+                           int64_t slots, uint64_t weight_cache_bytes, std::string kv_cache_type) {
     return {
         [=](load_atom) -> caf::result<std::shared_ptr<Runtime>> {
             try {
@@ -26,7 +26,8 @@ caf::behavior loader_actor(caf::event_based_actor* self, std::string path, int64
                 runtime->model = LlamaModel::load(path);
                 runtime->vocab = std::make_unique<Vocab>(runtime->model->gguf());
                 const int64_t ctx = n_ctx > 0 ? n_ctx : runtime->model->hparams().n_ctx_train;
-                runtime->kv = std::make_unique<KvCachePool>(*runtime->model, ctx, slots);
+                runtime->kv = std::make_unique<KvCachePool>(*runtime->model, ctx, slots,
+                                                            kv_cache_type_from_name(kv_cache_type));
                 if (weight_cache_bytes > 0) {
                     runtime->weight_cache = std::make_unique<WeightCache>(weight_cache_bytes);
                     runtime->weight_cache->warm(*runtime->model);
@@ -71,7 +72,8 @@ caf::behavior cache_actor(caf::event_based_actor*, std::shared_ptr<Runtime> runt
                 {"kv_slots", runtime->kv->size()},
                 {"kv_slots_in_use", runtime->kv->size() - int64_t(free_slots->size())},
                 {"kv_bytes", runtime->kv->bytes()},
-                {"kv_context", runtime->kv->n_ctx()}}
+                {"kv_context", runtime->kv->n_ctx()},
+                {"kv_type", type_traits(runtime->kv->type()).name}}
                 .dump();
         },
     };

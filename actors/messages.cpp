@@ -29,10 +29,12 @@ GenerationParams generation_params(const stream_setup& setup) {
     return params;
 }
 
-KvCachePool::KvCachePool(const LlamaModel& model, int64_t n_ctx, int64_t slots) : n_ctx_(n_ctx) {
+KvCachePool::KvCachePool(const LlamaModel& model, int64_t n_ctx, int64_t slots, TensorType type)
+    : n_ctx_(n_ctx) {
+    const auto& hp = model.hparams();
     for (int64_t i = 0; i < slots; ++i)
         caches_.push_back(
-            std::make_unique<KvCache>(model.hparams().n_layer, n_ctx, model.hparams().n_embd_kv()));
+            std::make_unique<KvCache>(hp.n_layer, n_ctx, hp.n_head_kv, hp.head_dim, type));
 }
 
 uint64_t KvCachePool::bytes() const {

@@ -20,10 +20,11 @@ namespace woolly::actors {
 // an executor touches only the slot named in the activation it is working on.
 class KvCachePool {
 public:
-    KvCachePool(const LlamaModel& model, int64_t n_ctx, int64_t slots);
+    KvCachePool(const LlamaModel& model, int64_t n_ctx, int64_t slots, TensorType type);
     KvCache& slot(int32_t index) { return *caches_[size_t(index)]; }
     int64_t size() const { return int64_t(caches_.size()); }
     int64_t n_ctx() const { return n_ctx_; }
+    TensorType type() const { return caches_.empty() ? TensorType::F16 : caches_[0]->type(); }
     uint64_t bytes() const;
 
 private:

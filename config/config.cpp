@@ -50,6 +50,23 @@ void read_string(const std::string& name, const std::string& key, const YAML::No
     *target = node.Scalar();
 }
 
+// String keys with a fixed set of values.
+const std::map<std::string, std::vector<std::string>> kChoices = {
+    {"engine.kv_cache_type", {"f16", "f32", "q8_0"}},
+};
+
+void check_choice(const std::string& name, const std::string& key, const YAML::Node& node,
+                  const std::string& value) {
+    auto it = kChoices.find(key);
+    if (it == kChoices.end()) return;
+    for (const auto& allowed : it->second)
+        if (value == allowed) return;
+    std::string list;
+    for (const auto& allowed : it->second) list += (list.empty() ? "" : ", ") + allowed;
+    throw ConfigError(where(name, node) + ": key '" + key + "': '" + value +
+                      "' is not one of: " + list);
+}
+
 // Every key the file may hold, by its dotted path.
 struct Schema {
     std::map<std::string, IntKey> ints;
@@ -59,7 +76,10 @@ struct Schema {
 
 Schema schema_for(DaemonConfig& c) {
     Schema s;
-    s.strings = {{"model", &c.model}, {"requests", &c.requests}, {"tokens", &c.tokens}};
+    s.strings = {{"model", &c.model},
+                 {"requests", &c.requests},
+                 {"tokens", &c.tokens},
+                 {"engine.kv_cache_type", &c.engine.kv_cache_type}};
     s.ints = {
         {"threads", {&c.threads, 1, 256}},
         {"engine.layer_executors", {&c.engine.layer_executors, 1, 64}},
@@ -75,6 +95,11 @@ Schema schema_for(DaemonConfig& c) {
         {"replay.keep_seconds", {&c.replay.keep_seconds, 0, 86400 * 7}},
     };
     for (const auto& [key, value] : s.ints) {
+        (void)value;
+        if (auto dot = key.find('.'); dot != std::string::npos)
+            s.sections[key.substr(0, dot)].push_back(key.substr(dot + 1));
+    }
+    for (const auto& [key, value] : s.strings) {
         (void)value;
         if (auto dot = key.find('.'); dot != std::string::npos)
             s.sections[key.substr(0, dot)].push_back(key.substr(dot + 1));
@@ -134,7 +159,8 @@ DaemonConfig parse_config(std::string_view text, const std::string& name) {
     if (!root.IsMap())
         throw ConfigError(where(name, root) + ": expected a mapping of keys at the top level");
     std::vector<std::string> top;
-    for (const auto& [key, value] : schema.strings) top.push_back(key), (void)value;
+    for (const auto& [key, value] : schema.strings)
+        if (key.find('.') == std::string::npos) top.push_back(key), (void)value;
     for (const auto& [key, value] : schema.ints)
         if (key.find('.') == std::string::npos) top.push_back(key), (void)value;
     for (const auto& [section, keys] : schema.sections) top.push_back(section), (void)keys;
@@ -152,6 +178,11 @@ DaemonConfig parse_config(std::string_view text, const std::string& name) {
                 throw ConfigError(where(name, value) + ": key '" + key + "': expected a mapping");
             for (const auto& sub : value) {
                 const std::string full = key + "." + sub.first.Scalar();
+                if (auto text = schema.strings.find(full); text != schema.strings.end()) {
+                    read_string(name, full, sub.second, text->second);
+                    check_choice(name, full, sub.second, *text->second);
+                    continue;
+                }
                 auto found = schema.ints.find(full);
                 if (found == schema.ints.end()) {
                     throw ConfigError(where(name, sub.first) + ": unknown key '" + full +
@@ -187,8 +218,8 @@ std::string to_yaml(const DaemonConfig& c) {
     out << YAML::Key << "layer_executors" << YAML::Value << c.engine.layer_executors;
     out << YAML::Key << "context" << YAML::Value << c.engine.context;
     out << YAML::Key << "max_sessions" << YAML::Value << c.engine.max_sessions;
-    out << YAML::Key << "weight_cache_mib" << YAML::Value << c.engine.weight_cache_mib
-        << YAML::EndMap;
+    out << YAML::Key << "weight_cache_mib" << YAML::Value << c.engine.weight_cache_mib;
+    out << YAML::Key << "kv_cache_type" << YAML::Value << c.engine.kv_cache_type << YAML::EndMap;
     out << YAML::Key << "limits" << YAML::Value << YAML::BeginMap;
     out << YAML::Key << "queue_depth" << YAML::Value << c.limits.queue_depth;
     out << YAML::Key << "max_tokens" << YAML::Value << c.limits.max_tokens;

@@ -20,10 +20,11 @@ struct DaemonConfig {
     std::string tokens = "tcp://127.0.0.1:5556";   // PUB endpoint (bind)
     int64_t threads = 1;                           // compute threads per layer executor
     struct {
-        int64_t layer_executors = 1;     // actors, each owning a contiguous range of layers
-        int64_t context = 0;             // tokens per session; 0: the model's context length
-        int64_t max_sessions = 4;        // sessions generating at once (round-robin per token)
-        int64_t weight_cache_mib = 4096; // repacked weights (engine/weight_cache.h); 0: off
+        int64_t layer_executors = 1;       // actors, each owning a contiguous range of layers
+        int64_t context = 0;               // tokens per session; 0: the model's context length
+        int64_t max_sessions = 4;          // sessions generating at once (round-robin per token)
+        int64_t weight_cache_mib = 4096;   // repacked weights (engine/weight_cache.h); 0: off
+        std::string kv_cache_type = "f16"; // f16, f32 or q8_0
     } engine;
     struct {
         int64_t queue_depth = 8;             // admitted and unfinished requests, at most

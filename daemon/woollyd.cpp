@@ -97,7 +97,8 @@ int main(int argc, char** argv) {
         caf::scoped_actor self{system};
         auto loader = system.spawn<caf::detached>(
             woolly::actors::loader_actor, config.model, int64_t(config.engine.context),
-            int64_t(config.engine.max_sessions), uint64_t(config.engine.weight_cache_mib) << 20);
+            int64_t(config.engine.max_sessions), uint64_t(config.engine.weight_cache_mib) << 20,
+            config.engine.kv_cache_type);
         self->request(loader, caf::infinite, woolly::actors::load_atom::value)
             .receive([&](std::shared_ptr<woolly::actors::Runtime>& r) { runtime = std::move(r); },
                      [&](caf::error& e) { load_error = system.render(e); });

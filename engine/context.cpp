@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <string>
 
 #include "error.h"
@@ -51,30 +52,80 @@ float silu(float x) {
     return x / (1.0f + std::exp(-x));
 }
 
+// The kernels attention uses for the cache's type: q . key rows, and value rows to float.
+struct AttentionKernels {
+    VecDotFn key_dot;         // key slice (cache type) . q (in the type's activation form)
+    TensorType q_type;        // F32, or Q8_0 for a Q8_0 cache
+    QuantizeRowFn q_quantize; // null for F32
+    DequantizeRowFn value_to_float;
+};
+
+AttentionKernels attention_kernels(TensorType cache_type) {
+    const KernelTable& k = active_kernels();
+    const TensorType q_type = type_traits(cache_type).vec_dot_type;
+    return {k.dot(cache_type), q_type, q_type == TensorType::F32 ? nullptr : k.quantizer(q_type),
+            k.dequantizer(cache_type)};
+}
+
+// Per-thread buffers of attention_head.
+struct AttentionScratch {
+    float* scores;   // [pos + 1]
+    uint8_t* q_form; // [head bytes] q in the key dot's activation form (Q8_0 caches)
+    float* value;    // [head_dim] one value row slice as float
+};
+
 // Attention of query head h over positions 0..pos (grouped-query: it reads KV head
-// h / (n_head / n_head_kv)). q [head_dim], scores [>= pos + 1], out [head_dim].
-void attention_head(const LlamaHyperParams& hp, const KvCache& cache, int64_t layer, int64_t pos,
-                    int64_t h, const float* q, float* scores, float* out, VecDotFn dot_f32) {
+// h / (n_head / n_head_kv)). q [head_dim] -> out [head_dim].
+void attention_head(const LlamaHyperParams& hp, const KvCache& cache, const AttentionKernels& k,
+                    int64_t layer, int64_t pos, int64_t h, const float* q, AttentionScratch s,
+                    float* out) {
     const int64_t head_dim = hp.head_dim;
-    const int64_t kv_offset = (h / (hp.n_head / hp.n_head_kv)) * head_dim;
+    const uint64_t kv_offset = uint64_t(h / (hp.n_head / hp.n_head_kv)) * cache.head_bytes();
     const float scale = 1.0f / std::sqrt(float(head_dim));
+    const void* q_form = q;
+    if (k.q_quantize) {
+        k.q_quantize(q, s.q_form, head_dim);
+        q_form = s.q_form;
+    }
     float max_score = -INFINITY;
     for (int64_t t = 0; t <= pos; ++t) {
-        scores[t] = dot_f32(cache.key(layer, t) + kv_offset, q, head_dim) * scale;
-        max_score = std::max(max_score, scores[t]);
+        s.scores[t] = k.key_dot(cache.key(layer, t) + kv_offset, q_form, head_dim) * scale;
+        max_score = std::max(max_score, s.scores[t]);
     }
     double sum = 0.0;
     for (int64_t t = 0; t <= pos; ++t) {
-        scores[t] = std::exp(scores[t] - max_score);
-        sum += scores[t];
+        s.scores[t] = std::exp(s.scores[t] - max_score);
+        sum += s.scores[t];
     }
     const float inv_sum = float(1.0 / sum);
     for (int64_t i = 0; i < head_dim; ++i) out[i] = 0.0f;
+    const bool is_f32 = cache.type() == TensorType::F32;
     for (int64_t t = 0; t <= pos; ++t) {
-        const float* v = cache.value(layer, t) + kv_offset;
-        const float p = scores[t] * inv_sum;
+        const uint8_t* row = cache.value(layer, t) + kv_offset;
+        const float* v = reinterpret_cast<const float*>(row);
+        if (!is_f32) {
+            k.value_to_float(row, s.value, head_dim);
+            v = s.value;
+        }
+        const float p = s.scores[t] * inv_sum;
         for (int64_t i = 0; i < head_dim; ++i) out[i] += p * v[i];
     }
+}
+
+// Rotates a key row and writes it, with its value row, into the cache's type: one pass over
+// each row while it is in L1.
+void store_kv(const LlamaHyperParams& hp, KvCache& cache, int64_t layer, int64_t pos, float* key,
+              const float* value, const float* angles) {
+    rope(key, hp.n_head_kv, hp.head_dim, hp.n_rot, angles);
+    const int64_t n_kv = hp.n_embd_kv();
+    if (cache.type() == TensorType::F32) {
+        std::memcpy(cache.key(layer, pos), key, size_t(n_kv) * sizeof(float));
+        std::memcpy(cache.value(layer, pos), value, size_t(n_kv) * sizeof(float));
+        return;
+    }
+    const QuantizeRowFn convert = active_kernels().quantizer(cache.type());
+    convert(key, cache.key(layer, pos), n_kv);
+    convert(value, cache.value(layer, pos), n_kv);
 }
 
 } // namespace
@@ -84,7 +135,10 @@ ForwardScratch::ForwardScratch(const LlamaModel& model, int64_t max_ctx, ThreadP
     : max_batch_(max_batch), xb_(size_t(max_batch * model.hparams().n_embd)),
       q_(size_t(max_batch * model.hparams().n_head * model.hparams().head_dim)),
       att_out_(size_t(max_batch * model.hparams().n_head * model.hparams().head_dim)),
-      scores_(size_t(max_ctx) * size_t(pool ? pool->size() : 1)),
+      key_(size_t(max_batch * model.hparams().n_embd_kv())),
+      value_(size_t(max_batch * model.hparams().n_embd_kv())),
+      attention_stride_(max_ctx + 2 * model.hparams().head_dim + 16),
+      attention_(size_t(attention_stride_) * size_t(pool ? pool->size() : 1)),
       sub_out_(size_t(max_batch * model.hparams().n_embd)),
       gate_(size_t(max_batch * model.hparams().n_ff)),
       up_(size_t(max_batch * model.hparams().n_ff)),
@@ -111,13 +165,13 @@ void run_layers(const LlamaModel& model, int64_t first, int64_t last, int64_t po
                     std::to_string(s.max_batch_) + ")");
     }
     const int n_threads = s.pool_ ? s.pool_->size() : 1;
-    const int64_t scores_per_thread = int64_t(s.scores_.size()) / n_threads;
-    if (pos < 0 || pos + n_tokens > cache.n_ctx() || scores_per_thread < pos + n_tokens) {
+    const int64_t max_scores = s.attention_stride_ - 2 * hp.head_dim - 16;
+    if (pos < 0 || pos + n_tokens > cache.n_ctx() || max_scores < pos + n_tokens) {
         throw Error("context is full (" + std::to_string(cache.n_ctx()) + " tokens)");
     }
     const int64_t n_embd = hp.n_embd, n_q = hp.n_head * hp.head_dim, n_kv = hp.n_embd_kv();
     const int64_t n_ff = hp.n_ff, n = n_tokens;
-    const VecDotFn dot_f32 = active_kernels().dot(TensorType::F32);
+    const AttentionKernels attention_kernel = attention_kernels(cache.type());
     for (int64_t t = 0; t < n; ++t)
         rope_angles(&s.rope_cache_[size_t(t * hp.n_rot)], pos + t, hp.n_rot, hp.rope_freq_base,
                     hp.rope_freq_scale);
@@ -128,29 +182,31 @@ void run_layers(const LlamaModel& model, int64_t first, int64_t last, int64_t po
         const LlamaLayer& layer = model.layers[size_t(l)];
 
         // Attention block: x += wo · attention(rope(wq·n), rope(wk·n), wv·n), n = rmsnorm(x).
-        // Keys and values go straight into the cache, whose positions are contiguous.
+        // Keys and values go into the cache in its type, at positions pos..pos+n-1.
         for (int64_t t = 0; t < n; ++t)
             rmsnorm(row(s.xb_, t, n_embd), x + t * n_embd, layer.attn_norm.data(), n_embd,
                     hp.rms_eps);
         s.input_.set(s.xb_.data(), n_embd, n);
         matmul(layer.wq, s.input_, s.q_.data(), s.pool_, s.cache_);
-        matmul(layer.wk, s.input_, cache.key(l, pos), s.pool_, s.cache_);
-        matmul(layer.wv, s.input_, cache.value(l, pos), s.pool_, s.cache_);
+        matmul(layer.wk, s.input_, s.key_.data(), s.pool_, s.cache_);
+        matmul(layer.wv, s.input_, s.value_.data(), s.pool_, s.cache_);
         for (int64_t t = 0; t < n; ++t) {
             const float* angles = &s.rope_cache_[size_t(t * hp.n_rot)];
             rope(row(s.q_, t, n_q), hp.n_head, hp.head_dim, hp.n_rot, angles);
-            rope(cache.key(l, pos + t), hp.n_head_kv, hp.head_dim, hp.n_rot, angles);
+            store_kv(hp, cache, l, pos + t, row(s.key_, t, n_kv), row(s.value_, t, n_kv), angles);
         }
-        (void)n_kv;
         // Every (token, head) pair on its own, split over the threads; token t sees
         // positions up to its own (pos + t): causal within the batch.
         auto attend = [&](int index, int count) {
-            float* scores = s.scores_.data() + index * scores_per_thread;
+            float* mine = s.attention_.data() + index * s.attention_stride_;
+            const AttentionScratch scratch{mine + 16 + 2 * hp.head_dim,
+                                           reinterpret_cast<uint8_t*>(mine), mine + hp.head_dim};
             const int64_t pairs = n * hp.n_head;
             for (int64_t p = pairs * index / count; p < pairs * (index + 1) / count; ++p) {
                 const int64_t t = p / hp.n_head, h = p % hp.n_head;
-                attention_head(hp, cache, l, pos + t, h, row(s.q_, t, n_q) + h * hp.head_dim,
-                               scores, row(s.att_out_, t, n_q) + h * hp.head_dim, dot_f32);
+                attention_head(hp, cache, attention_kernel, l, pos + t, h,
+                               row(s.q_, t, n_q) + h * hp.head_dim, scratch,
+                               row(s.att_out_, t, n_q) + h * hp.head_dim);
             }
         };
         if (n_threads > 1)
@@ -184,10 +240,10 @@ void compute_logits(const LlamaModel& model, const float* x, float* logits, Forw
 }
 
 LlamaContext::LlamaContext(const LlamaModel& model, int64_t n_ctx, ThreadPool* pool,
-                           int64_t max_batch, WeightCache* cache)
+                           int64_t max_batch, WeightCache* cache, TensorType kv_type)
     : model_(model),
       cache_(model.hparams().n_layer, n_ctx > 0 ? n_ctx : model.hparams().n_ctx_train,
-             model.hparams().n_embd_kv()),
+             model.hparams().n_head_kv, model.hparams().head_dim, kv_type),
       scratch_(model, cache_.n_ctx(), pool, max_batch, cache), max_batch_(max_batch),
       x_(size_t(max_batch * model.hparams().n_embd)), logits_(size_t(model.hparams().n_vocab)) {}
 

@@ -31,7 +31,11 @@ private:
     std::vector<float> xb_;         // [n_embd] normed input of a sub-layer
     std::vector<float> q_;          // [n_head * head_dim] queries of this position
     std::vector<float> att_out_;    // [n_head * head_dim] attention output before wo
-    std::vector<float> scores_;     // [max_ctx] attention scores of one head
+    std::vector<float> key_;        // [n_embd_kv] keys of this position before the cache
+    std::vector<float> value_;      // [n_embd_kv] values of this position before the cache
+    int64_t attention_stride_;      // floats of attention_ per thread
+    std::vector<float> attention_;  // per thread: [head_dim] q form, [head_dim] value row,
+                                    // 16 spare, [max_ctx] scores of one head
     std::vector<float> sub_out_;    // [n_embd] output of wo / w_down, added to x
     std::vector<float> gate_;       // [n_ff] w_gate xb, then silu(gate) * up
     std::vector<float> up_;         // [n_ff] w_up xb
@@ -61,7 +65,8 @@ public:
     // n_ctx = 0 uses the model's training context length; prompts are processed max_batch
     // tokens at a time. All memory is allocated here: decoding allocates nothing.
     explicit LlamaContext(const LlamaModel& model, int64_t n_ctx = 0, ThreadPool* pool = nullptr,
-                          int64_t max_batch = kDefaultPromptBatch, WeightCache* cache = nullptr);
+                          int64_t max_batch = kDefaultPromptBatch, WeightCache* cache = nullptr,
+                          TensorType kv_type = TensorType::F16);
 
     // Feeds `token` at position n_past() and returns the logits for the next token
     // (n_vocab floats, valid until the next call). Throws Error on a bad token or a full context.

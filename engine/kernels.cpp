@@ -72,6 +72,7 @@ KernelTable make_kernel_table(KernelLevel level) {
         if (const TypeTraits* t = find_type_traits(id)) {
             table.vec_dot[id] = t->vec_dot;
             table.quantize[id] = t->quantize_row;
+            table.to_float[id] = t->dequantize_row;
         }
     }
 #if defined(__x86_64__)
@@ -83,6 +84,7 @@ KernelTable make_kernel_table(KernelLevel level) {
         table.vec_dot_rows[uint32_t(TensorType::Q8_0)] = avx2::vec_dot_rows_q8_0_q8_0;
         table.vec_dot_rows[uint32_t(TensorType::Q4_0)] = avx2::vec_dot_rows_q4_0_q8_0;
         table.quantize[uint32_t(TensorType::Q8_0)] = avx2::quantize_row_q8_0;
+        table.to_float[uint32_t(TensorType::F16)] = avx2::f16_to_f32_row;
     }
     if (level == KernelLevel::Avx512) {
         table.gemm_x16[uint32_t(TensorType::Q4_0)] = avx512::gemm_x16_q4_0;
@@ -100,6 +102,7 @@ KernelTable make_kernel_table(KernelLevel level) {
         table.vec_dot[uint32_t(TensorType::Q8_0)] = neon::vec_dot_q8_0_q8_0;
         table.vec_dot[uint32_t(TensorType::Q4_0)] = neon::vec_dot_q4_0_q8_0;
         table.quantize[uint32_t(TensorType::Q8_0)] = neon::quantize_row_q8_0;
+        table.to_float[uint32_t(TensorType::F16)] = neon::f16_to_f32_row;
     }
 #endif
     return table;

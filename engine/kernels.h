@@ -33,11 +33,13 @@ struct KernelTable {
     VecDotRowsFn vec_dot_rows[64]; // batched form where a level has one (else: vec_dot per vector)
     QuantizeRowFn quantize[64];    // by activation type id
     GemmX16Fn gemm_x16[64];        // by weight type id: kernels over the x16 layout (repack.h)
+    DequantizeRowFn to_float[64];  // by type id: values back to float32 (KV-cache rows)
 
     VecDotFn dot(TensorType t) const { return vec_dot[uint32_t(t)]; }
     VecDotRowsFn dot_rows(TensorType t) const { return vec_dot_rows[uint32_t(t)]; }
     QuantizeRowFn quantizer(TensorType t) const { return quantize[uint32_t(t)]; }
     GemmX16Fn x16(TensorType t) const { return gemm_x16[uint32_t(t)]; }
+    DequantizeRowFn dequantizer(TensorType t) const { return to_float[uint32_t(t)]; }
 };
 
 // The table for one level (throws Error if the CPU cannot run it).
@@ -59,6 +61,7 @@ void vec_dot_rows_q8_0_q8_0(const void* row, const uint8_t* x, uint64_t stride, 
 void vec_dot_rows_q4_0_q8_0(const void* row, const uint8_t* x, uint64_t stride, int64_t count,
                             int64_t n, float* out, int64_t out_stride);
 void quantize_row_q8_0(const float* src, void* dst, int64_t n);
+void f16_to_f32_row(const void* src, float* dst, int64_t n);
 } // namespace avx2
 
 namespace avx512 {
@@ -81,6 +84,7 @@ float vec_dot_f16_f32(const void* row, const void* activations, int64_t n);
 float vec_dot_q8_0_q8_0(const void* row, const void* activations, int64_t n);
 float vec_dot_q4_0_q8_0(const void* row, const void* activations, int64_t n);
 void quantize_row_q8_0(const float* src, void* dst, int64_t n);
+void f16_to_f32_row(const void* src, float* dst, int64_t n);
 } // namespace neon
 
 } // namespace woolly

@@ -171,4 +171,14 @@ void quantize_row_q8_0(const float* src, void* dst, int64_t n) {
     }
 }
 
+// F16C: exact conversion, 8 values at a time.
+void f16_to_f32_row(const void* src, float* dst, int64_t n) {
+    const auto* h = static_cast<const uint16_t*>(src);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(dst + i,
+                         _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h + i))));
+    for (; i < n; ++i) dst[i] = _cvtsh_ss(h[i]);
+}
+
 } // namespace woolly::avx2

@@ -116,4 +116,13 @@ void quantize_row_q8_0(const float* src, void* dst, int64_t n) {
     }
 }
 
+// FCVTL: exact conversion, 4 values at a time.
+void f16_to_f32_row(const void* src, float* dst, int64_t n) {
+    const auto* h = static_cast<const uint8_t*>(src);
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4)
+        vst1q_f32(dst + i, vcvt_f32_f16(vreinterpret_f16_u8(vld1_u8(h + 2 * i))));
+    for (; i < n; ++i) dst[i] = load_f16(h + 2 * i);
+}
+
 } // namespace woolly::neon

@@ -1,10 +1,37 @@
 // kv_cache.cpp — allocation of the KV cache, sized once when a sequence starts.
 #include "kv_cache.h"
 
+#include "error.h"
+
 namespace woolly {
 
-KvCache::KvCache(int64_t n_layer, int64_t n_ctx, int64_t n_embd_kv)
-    : n_ctx_(n_ctx), n_embd_kv_(n_embd_kv), keys_(size_t(n_layer * n_ctx * n_embd_kv)),
-      values_(size_t(n_layer * n_ctx * n_embd_kv)) {}
+KvCache::KvCache(int64_t n_layer, int64_t n_ctx, int64_t n_head_kv, int64_t head_dim,
+                 TensorType type)
+    : n_ctx_(n_ctx), n_embd_kv_(n_head_kv * head_dim), type_(type) {
+    if (type != TensorType::F32 && type != TensorType::F16 && type != TensorType::Q8_0)
+        throw Error(std::string("KV cache type ") + type_traits(type).name +
+                    " (expected f16, f32 or q8_0)");
+    const TypeTraits& traits = type_traits(type);
+    const auto head = woolly::row_bytes(traits, uint64_t(head_dim));
+    if (!head) {
+        throw Error("a " + std::string(traits.name) +
+                    " KV cache needs head_dim to be a multiple of " +
+                    std::to_string(traits.block_size) + " (this model's is " +
+                    std::to_string(head_dim) + ")");
+    }
+    head_bytes_ = *head;
+    row_bytes_ = head_bytes_ * uint64_t(n_head_kv);
+    const size_t total = size_t(uint64_t(n_layer) * uint64_t(n_ctx) * row_bytes_);
+    keys_.resize(total);
+    values_.resize(total);
+}
+
+TensorType kv_cache_type_from_name(const std::string& name) {
+    const auto type = type_from_name(name);
+    if (!type ||
+        (*type != TensorType::F32 && *type != TensorType::F16 && *type != TensorType::Q8_0))
+        throw Error("KV cache type '" + name + "' (expected f16, f32 or q8_0)");
+    return *type;
+}
 
 } // namespace woolly

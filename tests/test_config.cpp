@@ -25,6 +25,7 @@ TEST_CASE("an empty file is all defaults; keys override them") {
         "w.yaml");
     CHECK(c.requests == "ipc:///tmp/r");
     CHECK(c.engine.max_sessions == 2);
+    CHECK(c.engine.kv_cache_type == "f16");
     CHECK(c.limits.queue_depth == 3);
 }
 

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/context.h"
+#include "engine/error.h"
 #include "engine/generation.h"
 #include "engine/model.h"
 #include "engine/vocab.h"
@@ -49,8 +50,11 @@ RowComparison compare_row(const float* got, const float* want, int64_t n) {
             double(want[arg_want] - second)};
 }
 
-std::vector<float> our_logits(const LlamaModel& model, WeightCache* cache = nullptr) {
-    LlamaContext context(model, 0, nullptr, kDefaultPromptBatch, cache);
+// The golden files come from llama.cpp run with an F32 KV cache: compared like with like unless
+// a test asks for another cache type.
+std::vector<float> our_logits(const LlamaModel& model, WeightCache* cache = nullptr,
+                              TensorType kv_type = TensorType::F32) {
+    LlamaContext context(model, 0, nullptr, kDefaultPromptBatch, cache, kv_type);
     const int64_t n_vocab = model.hparams().n_vocab;
     std::vector<float> out;
     for (int32_t t : kLogitTokens) {
@@ -62,7 +66,7 @@ std::vector<float> our_logits(const LlamaModel& model, WeightCache* cache = null
 
 std::vector<TokenId> greedy(const LlamaModel& model, const Vocab& vocab, const std::string& prompt,
                             int32_t n, std::vector<TokenId>* prompt_tokens, std::string* text) {
-    LlamaContext context(model);
+    LlamaContext context(model, 0, nullptr, kDefaultPromptBatch, nullptr, TensorType::F32);
     GenerationParams params;
     params.max_tokens = n;
     params.sampling.temperature = 0.0f;
@@ -163,4 +167,33 @@ TEST_CASE("every quantization of synth-small matches llama.cpp's logits") {
                          << " repacked matrices): worst cosine " << worst);
         }
     }
+}
+
+TEST_CASE("F16 and Q8_0 KV caches stay close to llama.cpp's F32-cache logits") {
+    // The cost of the cache's precision, measured against the independent oracle: F16 rounds
+    // keys and values to 11 bits, Q8_0 to 8 bits per 32 values.
+    const std::string path = test::shared_file("golden/synth-small-F16.gguf");
+    WOOLLY_REQUIRE_SHARED(path);
+    auto model = LlamaModel::load(path);
+    const auto want = read_logits(test::shared_file("golden/synth-small-F16.logits"));
+    const int64_t n_vocab = model->hparams().n_vocab;
+    for (const auto& [kv_type, min_cosine] :
+         {std::pair{TensorType::F16, 0.9999}, std::pair{TensorType::Q8_0, 0.999}}) {
+        const auto got = our_logits(*model, nullptr, kv_type);
+        REQUIRE(got.size() == want.size());
+        double worst = 1.0;
+        for (size_t row = 0; row < kLogitTokens.size(); ++row) {
+            const auto cmp =
+                compare_row(&got[row * size_t(n_vocab)], &want[row * size_t(n_vocab)], n_vocab);
+            INFO(std::string(type_traits(kv_type).name) << " cache, position " << row);
+            CHECK(cmp.cosine >= min_cosine);
+            worst = std::min(worst, cmp.cosine);
+        }
+        MESSAGE(std::string(type_traits(kv_type).name) << " KV cache: worst cosine " << worst);
+    }
+    // stories260K's heads are 8 wide: too narrow for Q8_0's blocks of 32, refused clearly.
+    auto bundled = LlamaModel::load(test::bundled_model());
+    CHECK_THROWS_WITH_AS(
+        LlamaContext(*bundled, 0, nullptr, kDefaultPromptBatch, nullptr, TensorType::Q8_0),
+        doctest::Contains("multiple of 32 (this model's is 8)"), Error);
 }

@@ -60,13 +60,14 @@ std::string cache_text(const WeightCacheStats& c) {
 } // namespace
 
 int bench_command(int argc, char** argv) {
-    Args args(argc, argv, 2,
-              {"-m", "--model", "-p", "-n", "-r", "-t", "--threads", "--weight-cache"},
-              {"--json", "--help", "-h"});
+    Args args(
+        argc, argv, 2,
+        {"-m", "--model", "-p", "-n", "-r", "-t", "--threads", "--weight-cache", "--cache-type"},
+        {"--json", "--help", "-h"});
     if (args.has("--help") || args.has("-h")) {
         std::fputs(
             "usage: woolly bench [-m MODEL] [-p 128,512] [-n 32,128] [-r 5] [-t 1]\n"
-            "                    [--weight-cache MIB] [--json]\n"
+            "                    [--weight-cache MIB] [--cache-type f16|f32|q8_0] [--json]\n"
             "pp N: a prompt of N random tokens; tg N: N generated tokens. Each test: a warm-up,\n"
             "then -r repetitions from an empty KV cache; mean ± standard deviation in tokens/s.\n"
             "Generation tests also give GB/s of weights read against the read bandwidth\n"
@@ -91,7 +92,8 @@ int bench_command(int argc, char** argv) {
     for (int64_t n : gens) longest = std::max(longest, n);
     ThreadPool pool{int(threads)};
     auto weight_cache = weight_cache_from(args);
-    LlamaContext context(*model, longest, &pool, kDefaultPromptBatch, weight_cache.get());
+    LlamaContext context(*model, longest, &pool, kDefaultPromptBatch, weight_cache.get(),
+                         kv_cache_type_from_name(args.get("--cache-type").value_or("f16")));
     const double bandwidth = gens.empty() ? 0.0 : measure_read_bandwidth(pool);
     const uint64_t bytes_per_token = model->weight_bytes_per_token();
     const uint64_t model_bytes = model->gguf().size();

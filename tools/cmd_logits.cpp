@@ -9,12 +9,13 @@
 namespace woolly::cli {
 
 int logits_command(int argc, char** argv) {
-    Args args(argc, argv, 2, {"-m", "--model", "-t", "--tokens", "-o", "--output"},
+    Args args(argc, argv, 2, {"-m", "--model", "-t", "--tokens", "-o", "--output", "--cache-type"},
               {"--help", "-h"});
     if (args.has("--help") || args.has("-h")) {
-        std::fputs("usage: woolly logits [-m MODEL] -t \"ID ID ...\" -o FILE\n"
+        std::fputs("usage: woolly logits [-m MODEL] -t \"ID ID ...\" -o FILE [--cache-type T]\n"
                    "Feeds the tokens one at a time from an empty cache and writes the logits after "
-                   "each as little-endian float32 [n_tokens][n_vocab].\n",
+                   "each as little-endian float32 [n_tokens][n_vocab]. --cache-type: the KV cache "
+                   "as f16 (default), f32 (as the golden files were made) or q8_0.\n",
                    stdout);
         return 0;
     }
@@ -43,7 +44,9 @@ int logits_command(int argc, char** argv) {
             throw Error("token id " + std::to_string(id) + " is out of range (expected 0 to " +
                         std::to_string(n_vocab - 1) + ")");
     LlamaContext context(*model,
-                         std::max<int64_t>(int64_t(tokens.size()), model->hparams().n_ctx_train));
+                         std::max<int64_t>(int64_t(tokens.size()), model->hparams().n_ctx_train),
+                         nullptr, kDefaultPromptBatch, nullptr,
+                         kv_cache_type_from_name(args.get("--cache-type").value_or("f16")));
 
     FILE* out = std::fopen(output->c_str(), "wb");
     if (!out) throw Error(*output + ": cannot create");

@@ -26,6 +26,7 @@ const char* kRunUsage =
     "  -c, --ctx-size N        context length (default: the model's)\n"
     "  -t, --threads N         compute threads (default 1)\n"
     "  --weight-cache MIB      budget for repacked weights (default 4096; 0 = off)\n"
+    "  --cache-type T          KV cache: f16 (default), f32 or q8_0\n"
     "  --temp T                temperature, 0 = greedy (default 0.8)\n"
     "  --top-k K               (default 40; 0 = off)\n"
     "  --top-p P               (default 0.95; 1 = off)\n"
@@ -40,9 +41,26 @@ const char* kRunUsage =
 
 int run_command(int argc, char** argv) {
     Args args(argc, argv, 2,
-              {"-m", "--model", "-p", "--prompt", "-n", "--n-predict", "-c", "--ctx-size", "-t",
-               "--threads", "--weight-cache", "--temp", "--top-k", "--top-p", "--min-p",
-               "--repeat-penalty", "--repeat-last-n", "--seed", "--stop"},
+              {"-m",
+               "--model",
+               "-p",
+               "--prompt",
+               "-n",
+               "--n-predict",
+               "-c",
+               "--ctx-size",
+               "-t",
+               "--threads",
+               "--weight-cache",
+               "--cache-type",
+               "--temp",
+               "--top-k",
+               "--top-p",
+               "--min-p",
+               "--repeat-penalty",
+               "--repeat-last-n",
+               "--seed",
+               "--stop"},
               {"--json", "--help", "-h"});
     if (args.has("--help") || args.has("-h")) {
         std::fputs(kRunUsage, stdout);
@@ -77,7 +95,8 @@ int run_command(int argc, char** argv) {
     Vocab vocab(model->gguf());
     ThreadPool pool{int(threads)};
     auto weight_cache = weight_cache_from(args);
-    LlamaContext context(*model, n_ctx, &pool, kDefaultPromptBatch, weight_cache.get());
+    LlamaContext context(*model, n_ctx, &pool, kDefaultPromptBatch, weight_cache.get(),
+                         kv_cache_type_from_name(args.get("--cache-type").value_or("f16")));
     params.max_tokens =
         n_predict < 0 ? int32_t(context.n_ctx()) : int32_t(std::min<int64_t>(n_predict, INT32_MAX));
 
