@@ -1,0 +1,47 @@
+// ops.cpp — the element-wise steps of the forward pass, written for clarity.
+#include "ops.h"
+
+#include <cmath>
+
+namespace woolly {
+
+// y = x / sqrt(mean(x^2) + eps) * weight. The sum of squares is taken in double, as ggml does.
+void rmsnorm(float* y, const float* x, const float* weight, int64_t n, float eps) {
+    double sum = 0.0;
+    for (int64_t i = 0; i < n; ++i) sum += double(x[i] * x[i]);
+    const float mean = float(sum / double(n));
+    const float scale = 1.0f / std::sqrt(mean + eps);
+    for (int64_t i = 0; i < n; ++i) y[i] = (x[i] * scale) * weight[i];
+}
+
+// cos/sin of pos * base^(-2i/n_rot) for each pair i, computed as ggml does: the angle is
+// multiplied down pair by pair in float, so positions match llama.cpp to the last bit.
+void rope_angles(float* cache, int64_t pos, int64_t n_rot, float base, float freq_scale) {
+    const float theta_scale = std::pow(base, -2.0f / float(n_rot));
+    float theta = float(pos);
+    for (int64_t i = 0; i < n_rot; i += 2) {
+        const float angle = freq_scale * theta;
+        cache[i] = std::cos(angle);
+        cache[i + 1] = std::sin(angle);
+        theta *= theta_scale;
+    }
+}
+
+// Rotates adjacent pairs (x[2i], x[2i+1]) of each head's first n_rot dimensions.
+void rope(float* x, int64_t n_heads, int64_t head_dim, int64_t n_rot, const float* cache) {
+    for (int64_t h = 0; h < n_heads; ++h) {
+        float* v = x + h * head_dim;
+        for (int64_t i = 0; i < n_rot; i += 2) {
+            const float c = cache[i], s = cache[i + 1];
+            const float x0 = v[i], x1 = v[i + 1];
+            v[i] = x0 * c - x1 * s;
+            v[i + 1] = x0 * s + x1 * c;
+        }
+    }
+}
+
+float silu(float x) {
+    return x / (1.0f + std::exp(-x));
+}
+
+} // namespace woolly
