@@ -92,19 +92,33 @@ void store_kv(const LlamaHyperParams& hp, KvCache& cache, int64_t layer, int64_t
 
 } // namespace
 
+size_t ForwardScratch::pool_bytes(const LlamaModel& model, int64_t max_ctx, int threads,
+                                  int64_t max_batch) {
+    const LlamaHyperParams& hp = model.hparams();
+    auto floats = [](int64_t n) { return MemoryPool::bytes_for<float>(size_t(n)); };
+    const int64_t n_q = hp.n_head * hp.head_dim;
+    return floats(max_batch * hp.n_embd) * 2 + floats(max_batch * n_q) * 2 +
+           floats(max_batch * hp.n_embd_kv()) * 2 +
+           floats((max_ctx + 2 * hp.head_dim + 16) * threads) + floats(max_batch * hp.n_ff) * 2 +
+           floats(max_batch * hp.n_rot);
+}
+
 ForwardScratch::ForwardScratch(const LlamaModel& model, int64_t max_ctx, ThreadPool* pool,
                                int64_t max_batch, WeightCache* cache)
-    : max_batch_(max_batch), xb_(size_t(max_batch * model.hparams().n_embd)),
-      q_(size_t(max_batch * model.hparams().n_head * model.hparams().head_dim)),
-      att_out_(size_t(max_batch * model.hparams().n_head * model.hparams().head_dim)),
-      key_(size_t(max_batch * model.hparams().n_embd_kv())),
-      value_(size_t(max_batch * model.hparams().n_embd_kv())),
-      attention_stride_(max_ctx + 2 * model.hparams().head_dim + 16),
-      attention_(size_t(attention_stride_) * size_t(pool ? pool->size() : 1)),
-      sub_out_(size_t(max_batch * model.hparams().n_embd)),
-      gate_(size_t(max_batch * model.hparams().n_ff)),
-      up_(size_t(max_batch * model.hparams().n_ff)),
-      rope_cache_(size_t(max_batch * model.hparams().n_rot)),
+    : max_batch_(max_batch), attention_stride_(max_ctx + 2 * model.hparams().head_dim + 16),
+      memory_(pool_bytes(model, max_ctx, pool ? pool->size() : 1, max_batch)),
+      xb_(memory_.take<float>(size_t(max_batch * model.hparams().n_embd))),
+      q_(memory_.take<float>(
+          size_t(max_batch * model.hparams().n_head * model.hparams().head_dim))),
+      att_out_(memory_.take<float>(
+          size_t(max_batch * model.hparams().n_head * model.hparams().head_dim))),
+      key_(memory_.take<float>(size_t(max_batch * model.hparams().n_embd_kv()))),
+      value_(memory_.take<float>(size_t(max_batch * model.hparams().n_embd_kv()))),
+      attention_(memory_.take<float>(size_t(attention_stride_ * (pool ? pool->size() : 1)))),
+      sub_out_(memory_.take<float>(size_t(max_batch * model.hparams().n_embd))),
+      gate_(memory_.take<float>(size_t(max_batch * model.hparams().n_ff))),
+      up_(memory_.take<float>(size_t(max_batch * model.hparams().n_ff))),
+      rope_cache_(memory_.take<float>(size_t(max_batch * model.hparams().n_rot))),
       input_(std::max({model.hparams().n_embd, model.hparams().n_ff,
                        model.hparams().n_head * model.hparams().head_dim}),
              max_batch),
@@ -138,7 +152,9 @@ void run_layers(const LlamaModel& model, int64_t first, int64_t last, int64_t po
         rope_angles(&s.rope_cache_[size_t(t * hp.n_rot)], pos + t, hp.n_rot, hp.rope_freq_base,
                     hp.rope_freq_scale);
     // Buffers hold one row per token: x [n][n_embd], q [n][n_q], gate/up [n][n_ff], ...
-    auto row = [](std::vector<float>& v, int64_t t, int64_t width) { return v.data() + t * width; };
+    auto row = [](const PoolArray<float>& v, int64_t t, int64_t width) {
+        return v.data() + t * width;
+    };
 
     for (int64_t l = first; l < last; ++l) {
         const LlamaLayer& layer = model.layers[size_t(l)];
@@ -207,7 +223,10 @@ LlamaContext::LlamaContext(const LlamaModel& model, int64_t n_ctx, ThreadPool* p
       cache_(model.hparams().n_layer, n_ctx > 0 ? n_ctx : model.hparams().n_ctx_train,
              model.hparams().n_head_kv, model.hparams().head_dim, kv_type),
       scratch_(model, cache_.n_ctx(), pool, max_batch, cache), max_batch_(max_batch),
-      x_(size_t(max_batch * model.hparams().n_embd)), logits_(size_t(model.hparams().n_vocab)) {}
+      memory_(MemoryPool::bytes_for<float>(size_t(max_batch * model.hparams().n_embd)) +
+              MemoryPool::bytes_for<float>(size_t(model.hparams().n_vocab))),
+      x_(memory_.take<float>(size_t(max_batch * model.hparams().n_embd))),
+      logits_(memory_.take<float>(size_t(model.hparams().n_vocab))) {}
 
 const float* LlamaContext::decode(int32_t token) {
     return decode_batch(&token, 1);

@@ -7,6 +7,7 @@
 
 #include "kv_cache.h"
 #include "matmul.h"
+#include "memory_pool.h"
 #include "model.h"
 #include "thread_pool.h"
 #include "weight_cache.h"
@@ -27,20 +28,25 @@ private:
                            ForwardScratch&);
     friend void compute_logits(const LlamaModel&, const float*, float*, ForwardScratch&);
 
+    // Bytes of memory_ for these sizes (the sum of the arrays below).
+    static size_t pool_bytes(const LlamaModel& model, int64_t max_ctx, int threads,
+                             int64_t max_batch);
+
     int64_t max_batch_;
-    std::vector<float> xb_;         // [n_embd] normed input of a sub-layer
-    std::vector<float> q_;          // [n_head * head_dim] queries of this position
-    std::vector<float> att_out_;    // [n_head * head_dim] attention output before wo
-    std::vector<float> key_;        // [n_embd_kv] keys of this position before the cache
-    std::vector<float> value_;      // [n_embd_kv] values of this position before the cache
-    int64_t attention_stride_;      // floats of attention_ per thread
-    std::vector<float> attention_;  // per thread: [head_dim] q form, [head_dim] value row,
-                                    // 16 spare, [max_ctx] scores of one head
-    std::vector<float> sub_out_;    // [n_embd] output of wo / w_down, added to x
-    std::vector<float> gate_;       // [n_ff] w_gate xb, then silu(gate) * up
-    std::vector<float> up_;         // [n_ff] w_up xb
-    std::vector<float> rope_cache_; // [n_rot] cos, sin pairs for the current position
-    MatmulInput input_;             // the vector being multiplied, in the weights' format
+    int64_t attention_stride_;    // floats of attention_ per thread
+    MemoryPool memory_;           // every array below, one allocation; each row is per token:
+    PoolArray<float> xb_;         // [batch][n_embd] normed input of a sub-layer
+    PoolArray<float> q_;          // [batch][n_head * head_dim] queries
+    PoolArray<float> att_out_;    // [batch][n_head * head_dim] attention output before wo
+    PoolArray<float> key_;        // [batch][n_embd_kv] keys before the cache
+    PoolArray<float> value_;      // [batch][n_embd_kv] values before the cache
+    PoolArray<float> attention_;  // [threads][attention_stride_]: [head_dim] q form,
+                                  // [head_dim] value row, 16 spare, [max_ctx] scores of a head
+    PoolArray<float> sub_out_;    // [batch][n_embd] output of wo / w_down, added to x
+    PoolArray<float> gate_;       // [batch][n_ff] w_gate xb, then silu(gate) * up
+    PoolArray<float> up_;         // [batch][n_ff] w_up xb
+    PoolArray<float> rope_cache_; // [batch][n_rot] cos, sin pairs of each position
+    MatmulInput input_;           // the vector being multiplied, in the weights' format
     ThreadPool* pool_;
     WeightCache* cache_;
 };
@@ -86,8 +92,9 @@ private:
     ForwardScratch scratch_;
     int64_t max_batch_;
     int64_t n_past_ = 0;
-    std::vector<float> x_;      // [max_batch][n_embd] residual stream
-    std::vector<float> logits_; // [n_vocab]
+    MemoryPool memory_;
+    PoolArray<float> x_;      // [max_batch][n_embd] residual stream
+    PoolArray<float> logits_; // [n_vocab]
 };
 
 } // namespace woolly
