@@ -29,38 +29,47 @@ AttentionKernels attention_kernels(TensorType cache_type) {
             k.dequantizer(cache_type)};
 }
 
-// Per-thread buffers of attention_head.
+// Per-thread buffers of attention_group.
 struct AttentionScratch {
-    float* scores;   // [pos + 1]
-    uint8_t* q_form; // [head bytes] q in the key dot's activation form (Q8_0 caches)
+    float* scores; // [group][max_ctx] scores of each query head of the group
+    int64_t max_ctx;
+    uint8_t* q_form; // [group][head_dim floats] q in the key dot's activation form (Q8_0)
     float* value;    // [head_dim] one value row slice as float
 };
 
-// Attention of query head h over positions 0..pos (grouped-query: it reads KV head
-// h / (n_head / n_head_kv)). q [head_dim] -> out [head_dim].
-void attention_head(const LlamaHyperParams& hp, const KvCache& cache, const AttentionKernels& k,
-                    int64_t layer, int64_t pos, int64_t h, const float* q, AttentionScratch s,
-                    float* out) {
-    const int64_t head_dim = hp.head_dim;
-    const uint64_t kv_offset = uint64_t(h / (hp.n_head / hp.n_head_kv)) * cache.head_bytes();
+// Attention of the query heads that share KV head g (grouped-query: heads g * group ..
+// g * group + group - 1) over positions 0..pos: each key and value row is read, and converted
+// to float, once for the whole group. q_all [n_head * head_dim] -> out_all, same shape.
+void attention_group(const LlamaHyperParams& hp, const KvCache& cache, const AttentionKernels& k,
+                     int64_t layer, int64_t pos, int64_t g, const float* q_all, AttentionScratch s,
+                     float* out_all) {
+    const int64_t head_dim = hp.head_dim, group = hp.n_head / hp.n_head_kv;
+    const uint64_t kv_offset = uint64_t(g) * cache.head_bytes();
     const float scale = 1.0f / std::sqrt(float(head_dim));
-    const void* q_form = q;
-    if (k.q_quantize) {
-        k.q_quantize(q, s.q_form, head_dim);
-        q_form = s.q_form;
+    for (int64_t j = 0; j < group; ++j) {
+        const float* q = q_all + (g * group + j) * head_dim;
+        float* scores = s.scores + j * s.max_ctx;
+        const void* q_form = q;
+        if (k.q_quantize) {
+            uint8_t* form = s.q_form + j * head_dim * int64_t(sizeof(float));
+            k.q_quantize(q, form, head_dim);
+            q_form = form;
+        }
+        float max_score = -INFINITY;
+        for (int64_t t = 0; t <= pos; ++t) {
+            scores[t] = k.key_dot(cache.key(layer, t) + kv_offset, q_form, head_dim) * scale;
+            max_score = std::max(max_score, scores[t]);
+        }
+        double sum = 0.0;
+        for (int64_t t = 0; t <= pos; ++t) {
+            scores[t] = std::exp(scores[t] - max_score);
+            sum += scores[t];
+        }
+        const float inv_sum = float(1.0 / sum);
+        for (int64_t t = 0; t <= pos; ++t) scores[t] *= inv_sum; // softmax probabilities
+        float* out = out_all + (g * group + j) * head_dim;
+        for (int64_t i = 0; i < head_dim; ++i) out[i] = 0.0f;
     }
-    float max_score = -INFINITY;
-    for (int64_t t = 0; t <= pos; ++t) {
-        s.scores[t] = k.key_dot(cache.key(layer, t) + kv_offset, q_form, head_dim) * scale;
-        max_score = std::max(max_score, s.scores[t]);
-    }
-    double sum = 0.0;
-    for (int64_t t = 0; t <= pos; ++t) {
-        s.scores[t] = std::exp(s.scores[t] - max_score);
-        sum += s.scores[t];
-    }
-    const float inv_sum = float(1.0 / sum);
-    for (int64_t i = 0; i < head_dim; ++i) out[i] = 0.0f;
     const bool is_f32 = cache.type() == TensorType::F32;
     for (int64_t t = 0; t <= pos; ++t) {
         const uint8_t* row = cache.value(layer, t) + kv_offset;
@@ -69,8 +78,11 @@ void attention_head(const LlamaHyperParams& hp, const KvCache& cache, const Atte
             k.value_to_float(row, s.value, head_dim);
             v = s.value;
         }
-        const float p = s.scores[t] * inv_sum;
-        for (int64_t i = 0; i < head_dim; ++i) out[i] += p * v[i];
+        for (int64_t j = 0; j < group; ++j) {
+            const float p = s.scores[j * s.max_ctx + t];
+            float* out = out_all + (g * group + j) * head_dim;
+            for (int64_t i = 0; i < head_dim; ++i) out[i] += p * v[i];
+        }
     }
 }
 
@@ -92,6 +104,13 @@ void store_kv(const LlamaHyperParams& hp, KvCache& cache, int64_t layer, int64_t
 
 } // namespace
 
+// Floats of attention scratch per thread: q forms and scores of a group of query heads, one
+// value row, and 16 spare.
+static int64_t attention_floats(const LlamaHyperParams& hp, int64_t max_ctx) {
+    const int64_t group = hp.n_head / hp.n_head_kv;
+    return group * (max_ctx + hp.head_dim) + hp.head_dim + 16;
+}
+
 size_t ForwardScratch::pool_bytes(const LlamaModel& model, int64_t max_ctx, int threads,
                                   int64_t max_batch) {
     const LlamaHyperParams& hp = model.hparams();
@@ -99,13 +118,14 @@ size_t ForwardScratch::pool_bytes(const LlamaModel& model, int64_t max_ctx, int 
     const int64_t n_q = hp.n_head * hp.head_dim;
     return floats(max_batch * hp.n_embd) * 2 + floats(max_batch * n_q) * 2 +
            floats(max_batch * hp.n_embd_kv()) * 2 +
-           floats((max_ctx + 2 * hp.head_dim + 16) * threads) + floats(max_batch * hp.n_ff) * 2 +
+           floats(attention_floats(hp, max_ctx) * threads) + floats(max_batch * hp.n_ff) * 2 +
            floats(max_batch * hp.n_rot);
 }
 
 ForwardScratch::ForwardScratch(const LlamaModel& model, int64_t max_ctx, ThreadPool* pool,
                                int64_t max_batch, WeightCache* cache)
-    : max_batch_(max_batch), attention_stride_(max_ctx + 2 * model.hparams().head_dim + 16),
+    : max_batch_(max_batch), max_ctx_(max_ctx),
+      attention_stride_(attention_floats(model.hparams(), max_ctx)),
       memory_(pool_bytes(model, max_ctx, pool ? pool->size() : 1, max_batch)),
       xb_(memory_.take<float>(size_t(max_batch * model.hparams().n_embd))),
       q_(memory_.take<float>(
@@ -141,8 +161,7 @@ void run_layers(const LlamaModel& model, int64_t first, int64_t last, int64_t po
                     std::to_string(s.max_batch_) + ")");
     }
     const int n_threads = s.pool_ ? s.pool_->size() : 1;
-    const int64_t max_scores = s.attention_stride_ - 2 * hp.head_dim - 16;
-    if (pos < 0 || pos + n_tokens > cache.n_ctx() || max_scores < pos + n_tokens) {
+    if (pos < 0 || pos + n_tokens > cache.n_ctx() || s.max_ctx_ < pos + n_tokens) {
         throw Error("context is full (" + std::to_string(cache.n_ctx()) + " tokens)");
     }
     const int64_t n_embd = hp.n_embd, n_q = hp.n_head * hp.head_dim, n_kv = hp.n_embd_kv();
@@ -173,18 +192,19 @@ void run_layers(const LlamaModel& model, int64_t first, int64_t last, int64_t po
             rope(row(s.q_, t, n_q), hp.n_head, hp.head_dim, hp.n_rot, angles);
             store_kv(hp, cache, l, pos + t, row(s.key_, t, n_kv), row(s.value_, t, n_kv), angles);
         }
-        // Every (token, head) pair on its own, split over the threads; token t sees
+        // Every (token, KV head) pair on its own, split over the threads; token t sees
         // positions up to its own (pos + t): causal within the batch.
         auto attend = [&](int index, int count) {
             float* mine = s.attention_.data() + index * s.attention_stride_;
-            const AttentionScratch scratch{mine + 16 + 2 * hp.head_dim,
-                                           reinterpret_cast<uint8_t*>(mine), mine + hp.head_dim};
-            const int64_t pairs = n * hp.n_head;
+            const int64_t group = hp.n_head / hp.n_head_kv;
+            const AttentionScratch scratch{mine + (group + 1) * hp.head_dim + 16, s.max_ctx_,
+                                           reinterpret_cast<uint8_t*>(mine),
+                                           mine + group * hp.head_dim};
+            const int64_t pairs = n * hp.n_head_kv; // (token, KV head)
             for (int64_t p = pairs * index / count; p < pairs * (index + 1) / count; ++p) {
-                const int64_t t = p / hp.n_head, h = p % hp.n_head;
-                attention_head(hp, cache, attention_kernel, l, pos + t, h,
-                               row(s.q_, t, n_q) + h * hp.head_dim, scratch,
-                               row(s.att_out_, t, n_q) + h * hp.head_dim);
+                const int64_t t = p / hp.n_head_kv, g = p % hp.n_head_kv;
+                attention_group(hp, cache, attention_kernel, l, pos + t, g, row(s.q_, t, n_q),
+                                scratch, row(s.att_out_, t, n_q));
             }
         };
         if (n_threads > 1)
@@ -202,8 +222,15 @@ void run_layers(const LlamaModel& model, int64_t first, int64_t last, int64_t po
         s.input_.set(s.xb_.data(), n_embd, n);
         matmul(layer.w_gate, s.input_, s.gate_.data(), s.pool_, s.cache_);
         matmul(layer.w_up, s.input_, s.up_.data(), s.pool_, s.cache_);
-        for (int64_t i = 0; i < n * n_ff; ++i)
-            s.gate_[size_t(i)] = silu(s.gate_[size_t(i)]) * s.up_[size_t(i)];
+        auto swiglu = [&](int index, int count) {
+            const int64_t total = n * n_ff;
+            for (int64_t i = total * index / count; i < total * (index + 1) / count; ++i)
+                s.gate_[size_t(i)] = silu(s.gate_[size_t(i)]) * s.up_[size_t(i)];
+        };
+        if (n_threads > 1 && n > 1) // one token's SwiGLU is too small to be worth a hand-off
+            s.pool_->run(swiglu);
+        else
+            swiglu(0, 1);
         s.input_.set(s.gate_.data(), n_ff, n);
         matmul(layer.w_down, s.input_, s.sub_out_.data(), s.pool_, s.cache_);
         for (int64_t i = 0; i < n * n_embd; ++i) x[i] += s.sub_out_[size_t(i)];

@@ -33,6 +33,7 @@ private:
                              int64_t max_batch);
 
     int64_t max_batch_;
+    int64_t max_ctx_;             // positions the attention scratch has room for
     int64_t attention_stride_;    // floats of attention_ per thread
     MemoryPool memory_;           // every array below, one allocation; each row is per token:
     PoolArray<float> xb_;         // [batch][n_embd] normed input of a sub-layer
@@ -40,8 +41,8 @@ private:
     PoolArray<float> att_out_;    // [batch][n_head * head_dim] attention output before wo
     PoolArray<float> key_;        // [batch][n_embd_kv] keys before the cache
     PoolArray<float> value_;      // [batch][n_embd_kv] values before the cache
-    PoolArray<float> attention_;  // [threads][attention_stride_]: [head_dim] q form,
-                                  // [head_dim] value row, 16 spare, [max_ctx] scores of a head
+    PoolArray<float> attention_;  // [threads][attention_stride_]: [group][head_dim] q forms,
+                                  // [head_dim] value row, 16 spare, [group][max_ctx] scores
     PoolArray<float> sub_out_;    // [batch][n_embd] output of wo / w_down, added to x
     PoolArray<float> gate_;       // [batch][n_ff] w_gate xb, then silu(gate) * up
     PoolArray<float> up_;         // [batch][n_ff] w_up xb
