@@ -200,8 +200,10 @@ void run_layers(const LlamaModel& model, int64_t first, int64_t last, int64_t po
             const AttentionScratch scratch{mine + (group + 1) * hp.head_dim + 16, s.max_ctx_,
                                            reinterpret_cast<uint8_t*>(mine),
                                            mine + group * hp.head_dim};
+            // Pairs dealt round-robin: later tokens see more positions, so contiguous ranges
+            // would leave the last thread the most work.
             const int64_t pairs = n * hp.n_head_kv; // (token, KV head)
-            for (int64_t p = pairs * index / count; p < pairs * (index + 1) / count; ++p) {
+            for (int64_t p = index; p < pairs; p += count) {
                 const int64_t t = p / hp.n_head_kv, g = p % hp.n_head_kv;
                 attention_group(hp, cache, attention_kernel, l, pos + t, g, row(s.q_, t, n_q),
                                 scratch, row(s.att_out_, t, n_q));
