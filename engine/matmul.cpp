@@ -51,13 +51,35 @@ uint64_t MatmulInput::q8_sum_stride() const {
     return uint64_t(n_ / 32) * kQ8SumBlockBytes;
 }
 
-const uint8_t* MatmulInput::as_q8_sum() {
+// Calls convert(i) for every vector i of a batch, split over `pool` when there are several.
+namespace {
+template <typename F> void for_each_vector(int64_t count, ThreadPool* pool, F&& convert) {
+    if (!pool || pool->size() == 1 || count < 2) {
+        for (int64_t i = 0; i < count; ++i) convert(i);
+        return;
+    }
+    auto part = [&](int index, int n_threads) {
+        for (int64_t i = count * index / n_threads; i < count * (index + 1) / n_threads; ++i)
+            convert(i);
+    };
+    pool->run(part);
+}
+} // namespace
+
+const uint8_t* MatmulInput::as_q8_sum(ThreadPool* pool) {
     if (!q8_sum_valid_) {
-        const uint8_t* q8 = as(TensorType::Q8_0);
+        const QuantizeRowFn quantize = active_kernels().quantizer(TensorType::Q8_0);
+        const size_t s = slot(TensorType::Q8_0);
+        const bool have_q8 = valid_[s];
         const uint64_t q8_stride = stride(TensorType::Q8_0), sum_stride = q8_sum_stride();
-        for (int64_t i = 0; i < count_; ++i)
-            q8_0_to_q8_sum(q8 + uint64_t(i) * q8_stride, q8_sum_.data() + uint64_t(i) * sum_stride,
-                           n_);
+        // Both forms in one pass per vector: Q8_0 (for the rows outside whole groups), then
+        // the Q8-sum form from it.
+        for_each_vector(count_, pool, [&](int64_t i) {
+            uint8_t* q8 = converted_[s].data() + uint64_t(i) * q8_stride;
+            if (!have_q8) quantize(x_ + i * n_, q8, n_);
+            q8_0_to_q8_sum(q8, q8_sum_.data() + uint64_t(i) * sum_stride, n_);
+        });
+        valid_[s] = true;
         q8_sum_valid_ = true;
     }
     return q8_sum_.data();
@@ -68,14 +90,15 @@ uint64_t MatmulInput::stride(TensorType type) const {
                                    : *row_bytes(type_traits(type), uint64_t(n_));
 }
 
-const uint8_t* MatmulInput::as(TensorType type) {
+const uint8_t* MatmulInput::as(TensorType type, ThreadPool* pool) {
     if (type == TensorType::F32) return reinterpret_cast<const uint8_t*>(x_);
     const size_t s = slot(type);
     if (!valid_[s]) {
         const QuantizeRowFn quantize = active_kernels().quantizer(type);
         const uint64_t bytes = stride(type);
-        for (int64_t i = 0; i < count_; ++i)
+        for_each_vector(count_, pool, [&](int64_t i) {
             quantize(x_ + i * n_, converted_[s].data() + uint64_t(i) * bytes, n_);
+        });
         valid_[s] = true;
     }
     return converted_[s].data();
@@ -87,7 +110,7 @@ namespace {
 // kernel; contiguous ranges of groups per thread.
 void matmul_x16(const WeightMatrix& w, const uint8_t* packed, GemmX16Fn gemm, MatmulInput& x,
                 float* y, ThreadPool* pool) {
-    const uint8_t* activations = x.as_q8_sum();
+    const uint8_t* activations = x.as_q8_sum(pool);
     const uint64_t stride = x.q8_sum_stride();
     const int64_t count = x.count(), groups = w.rows / kRepackRows, n_blocks = w.cols / 32;
     const uint64_t group_bytes = uint64_t(kRepackRows) * w.row_bytes;
@@ -123,7 +146,7 @@ void matmul(const WeightMatrix& w, MatmulInput& x, float* y, ThreadPool* pool, W
         }
     }
     const TensorType act_type = w.traits->vec_dot_type;
-    const uint8_t* activations = x.as(act_type); // once, before the threads split
+    const uint8_t* activations = x.as(act_type, pool); // once, before the rows are split
     const uint64_t stride = x.stride(act_type);
     const int64_t count = x.count();
     const VecDotFn dot = active_kernels().dot(w.traits->type);

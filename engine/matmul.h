@@ -24,10 +24,11 @@ public:
     // the next set()).
     void set(const float* x, int64_t n, int64_t count);
     // The batch in `type` (converted on first request): vector i starts at i * stride(type).
-    const uint8_t* as(TensorType type);
+    // A batch of several vectors is converted on `pool`'s threads (when given).
+    const uint8_t* as(TensorType type, ThreadPool* pool = nullptr);
     uint64_t stride(TensorType type) const;
     // The batch in the Q8-sum form of the x16 kernels (repack.h), from the Q8_0 form.
-    const uint8_t* as_q8_sum();
+    const uint8_t* as_q8_sum(ThreadPool* pool = nullptr);
     uint64_t q8_sum_stride() const;
     int64_t count() const { return count_; }
 
