@@ -184,9 +184,9 @@ void run_layers(const LlamaModel& model, int64_t first, int64_t last, int64_t po
             rmsnorm(row(s.xb_, t, n_embd), x + t * n_embd, layer.attn_norm.data(), n_embd,
                     hp.rms_eps);
         s.input_.set(s.xb_.data(), n_embd, n);
-        matmul(layer.wq, s.input_, s.q_.data(), s.pool_, s.cache_);
-        matmul(layer.wk, s.input_, s.key_.data(), s.pool_, s.cache_);
-        matmul(layer.wv, s.input_, s.value_.data(), s.pool_, s.cache_);
+        matmul_same_input(
+            {{&layer.wq, s.q_.data()}, {&layer.wk, s.key_.data()}, {&layer.wv, s.value_.data()}},
+            s.input_, s.pool_, s.cache_);
         for (int64_t t = 0; t < n; ++t) {
             const float* angles = &s.rope_cache_[size_t(t * hp.n_rot)];
             rope(row(s.q_, t, n_q), hp.n_head, hp.head_dim, hp.n_rot, angles);
@@ -222,8 +222,8 @@ void run_layers(const LlamaModel& model, int64_t first, int64_t last, int64_t po
             rmsnorm(row(s.xb_, t, n_embd), x + t * n_embd, layer.ffn_norm.data(), n_embd,
                     hp.rms_eps);
         s.input_.set(s.xb_.data(), n_embd, n);
-        matmul(layer.w_gate, s.input_, s.gate_.data(), s.pool_, s.cache_);
-        matmul(layer.w_up, s.input_, s.up_.data(), s.pool_, s.cache_);
+        matmul_same_input({{&layer.w_gate, s.gate_.data()}, {&layer.w_up, s.up_.data()}}, s.input_,
+                          s.pool_, s.cache_);
         auto swiglu = [&](int index, int count) {
             const int64_t total = n * n_ff;
             for (int64_t i = total * index / count; i < total * (index + 1) / count; ++i)

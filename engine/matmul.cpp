@@ -2,6 +2,7 @@
 #include "matmul.h"
 
 #include <algorithm>
+#include <new>
 #include <string>
 
 #include "error.h"
@@ -106,29 +107,87 @@ const uint8_t* MatmulInput::as(TensorType type, ThreadPool* pool) {
 
 namespace {
 
-// Groups of 16 rows through the x16 kernel, the rows after the last group through the row
-// kernel; contiguous ranges of groups per thread.
-void matmul_x16(const WeightMatrix& w, const uint8_t* packed, GemmX16Fn gemm, MatmulInput& x,
-                float* y, ThreadPool* pool) {
-    const uint8_t* activations = x.as_q8_sum(pool);
-    const uint64_t stride = x.q8_sum_stride();
-    const int64_t count = x.count(), groups = w.rows / kRepackRows, n_blocks = w.cols / 32;
-    const uint64_t group_bytes = uint64_t(kRepackRows) * w.row_bytes;
-    const int64_t tail = w.rows - groups * kRepackRows;
-    const uint8_t* tail_activations = tail ? x.as(TensorType::Q8_0) : nullptr;
-    const uint64_t tail_stride = x.stride(TensorType::Q8_0);
-    const VecDotFn dot = active_kernels().dot(w.traits->type);
-    auto run = [&](int index, int n_threads) {
-        const int64_t begin = groups * index / n_threads, end = groups * (index + 1) / n_threads;
-        for (int64_t g = begin; g < end; ++g)
-            gemm(packed + uint64_t(g) * group_bytes, n_blocks, activations, stride, count,
-                 y + g * kRepackRows, w.rows);
-        if (index == n_threads - 1) {
-            for (int64_t r = groups * kRepackRows; r < w.rows; ++r)
-                for (int64_t i = 0; i < count; ++i)
-                    y[i * w.rows + r] =
-                        dot(w.row(r), tail_activations + uint64_t(i) * tail_stride, w.cols);
+// One matrix times a prepared batch: everything a thread needs to compute its share of rows.
+struct MatmulPlan {
+    const WeightMatrix* w = nullptr;
+    float* y = nullptr;
+    int64_t count = 0;
+    VecDotFn dot = nullptr;
+    // The x16 path: whole groups of 16 rows from the repacked form, the rest row by row.
+    const uint8_t* packed = nullptr;
+    GemmX16Fn gemm = nullptr;
+    const uint8_t* q8_sum = nullptr;
+    uint64_t q8_sum_stride = 0;
+    // The file's layout (and the x16 path's rows after the last whole group).
+    const uint8_t* activations = nullptr;
+    uint64_t stride = 0;
+    VecDotRowsFn dot_rows = nullptr;
+
+    // Converts the batch to the forms w's kernels read (on `pool`) and finds w's x16 form.
+    MatmulPlan(const WeightMatrix& weights, MatmulInput& x, float* out, ThreadPool* pool,
+               WeightCache* cache)
+        : w(&weights), y(out), count(x.count()) {
+        const KernelTable& kernels = active_kernels();
+        const TensorType type = weights.traits->type;
+        dot = kernels.dot(type);
+        if (cache && kernels.x16(type)) {
+            packed = cache->find_or_build(weights);
+            if (packed) {
+                gemm = kernels.x16(type);
+                q8_sum = x.as_q8_sum(pool);
+                q8_sum_stride = x.q8_sum_stride();
+            }
         }
+        const TensorType act_type = weights.traits->vec_dot_type;
+        const bool rows_left = !packed || weights.rows % kRepackRows != 0;
+        if (rows_left) {
+            activations = x.as(act_type, pool);
+            stride = x.stride(act_type);
+        }
+        if (count > 1 && !packed) dot_rows = kernels.dot_rows(type);
+    }
+
+    // Thread `index` of `n_threads`: a contiguous share of groups (x16) or rows.
+    void part(int index, int n_threads) const {
+        if (packed) {
+            const int64_t groups = w->rows / kRepackRows, n_blocks = w->cols / 32;
+            const uint64_t group_bytes = uint64_t(kRepackRows) * w->row_bytes;
+            const int64_t begin = groups * index / n_threads;
+            const int64_t end = groups * (index + 1) / n_threads;
+            for (int64_t g = begin; g < end; ++g)
+                gemm(packed + uint64_t(g) * group_bytes, n_blocks, q8_sum, q8_sum_stride, count,
+                     y + g * kRepackRows, w->rows);
+            if (index == n_threads - 1) rows_one_by_one(groups * kRepackRows, w->rows);
+            return;
+        }
+        const int64_t begin = w->rows * index / n_threads;
+        const int64_t end = w->rows * (index + 1) / n_threads;
+        if (!dot_rows) return rows_one_by_one(begin, end);
+        // A batch goes through blocks of rows (kept in L2) times tiles of vectors (kept in
+        // L1), so neither the weights nor the activations are streamed more than once.
+        constexpr int64_t kRowBlock = 32, kVectorTile = 8;
+        for (int64_t block = begin; block < end; block += kRowBlock) {
+            const int64_t block_end = std::min(end, block + kRowBlock);
+            for (int64_t tile = 0; tile < count; tile += kVectorTile) {
+                const int64_t tile_count = std::min(kVectorTile, count - tile);
+                for (int64_t r = block; r < block_end; ++r)
+                    dot_rows(w->row(r), activations + uint64_t(tile) * stride, stride, tile_count,
+                             w->cols, y + tile * w->rows + r, w->rows);
+            }
+        }
+    }
+
+    void rows_one_by_one(int64_t begin, int64_t end) const {
+        for (int64_t r = begin; r < end; ++r)
+            for (int64_t i = 0; i < count; ++i)
+                y[i * w->rows + r] = dot(w->row(r), activations + uint64_t(i) * stride, w->cols);
+    }
+};
+
+// Runs the plans' shares on the pool: one hand-off for all of them.
+void run_plans(const MatmulPlan* plans, size_t n_plans, ThreadPool* pool) {
+    auto run = [&](int index, int n_threads) {
+        for (size_t p = 0; p < n_plans; ++p) plans[p].part(index, n_threads);
     };
     if (pool && pool->size() > 1)
         pool->run(run);
@@ -139,43 +198,20 @@ void matmul_x16(const WeightMatrix& w, const uint8_t* packed, GemmX16Fn gemm, Ma
 } // namespace
 
 void matmul(const WeightMatrix& w, MatmulInput& x, float* y, ThreadPool* pool, WeightCache* cache) {
-    if (cache) {
-        if (const GemmX16Fn gemm = active_kernels().x16(w.traits->type)) {
-            if (const uint8_t* packed = cache->find_or_build(w))
-                return matmul_x16(w, packed, gemm, x, y, pool);
-        }
-    }
-    const TensorType act_type = w.traits->vec_dot_type;
-    const uint8_t* activations = x.as(act_type, pool); // once, before the rows are split
-    const uint64_t stride = x.stride(act_type);
-    const int64_t count = x.count();
-    const VecDotFn dot = active_kernels().dot(w.traits->type);
-    const VecDotRowsFn dot_rows = count > 1 ? active_kernels().dot_rows(w.traits->type) : nullptr;
-    // A batch goes through blocks of rows (kept in L2) times tiles of vectors (kept in L1),
-    // so neither the weights nor the activations are streamed from memory more than once.
-    constexpr int64_t kRowBlock = 32, kVectorTile = 8;
-    auto rows = [&](int index, int n_threads) {
-        const int64_t begin = w.rows * index / n_threads, end = w.rows * (index + 1) / n_threads;
-        if (!dot_rows) {
-            for (int64_t r = begin; r < end; ++r)
-                for (int64_t i = 0; i < count; ++i)
-                    y[i * w.rows + r] = dot(w.row(r), activations + uint64_t(i) * stride, w.cols);
-            return;
-        }
-        for (int64_t block = begin; block < end; block += kRowBlock) {
-            const int64_t block_end = std::min(end, block + kRowBlock);
-            for (int64_t tile = 0; tile < count; tile += kVectorTile) {
-                const int64_t tile_count = std::min(kVectorTile, count - tile);
-                for (int64_t r = block; r < block_end; ++r)
-                    dot_rows(w.row(r), activations + uint64_t(tile) * stride, stride, tile_count,
-                             w.cols, y + tile * w.rows + r, w.rows);
-            }
-        }
-    };
-    if (pool && pool->size() > 1)
-        pool->run(rows);
-    else
-        rows(0, 1);
+    const MatmulPlan plan(w, x, y, pool, cache);
+    run_plans(&plan, 1, pool);
+}
+
+void matmul_same_input(std::initializer_list<MatmulOutput> outputs, MatmulInput& x,
+                       ThreadPool* pool, WeightCache* cache) {
+    constexpr size_t kMax = 4;
+    if (outputs.size() > kMax) throw Error("matmul_same_input takes at most 4 matrices");
+    // Plans live on the stack: no allocation. (MatmulPlan is trivially destructible.)
+    alignas(MatmulPlan) unsigned char storage[kMax * sizeof(MatmulPlan)];
+    auto* plans = reinterpret_cast<MatmulPlan*>(storage);
+    size_t n = 0;
+    for (const MatmulOutput& o : outputs) new (&plans[n++]) MatmulPlan(*o.w, x, o.y, pool, cache);
+    run_plans(plans, n, pool);
 }
 
 } // namespace woolly

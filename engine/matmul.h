@@ -4,6 +4,7 @@
 
 #include <array>
 #include <cstdint>
+#include <initializer_list>
 #include <vector>
 
 #include "model.h"
@@ -54,5 +55,14 @@ private:
 // are read from their x16 form (built on first use) and the remaining rows from the file.
 void matmul(const WeightMatrix& w, MatmulInput& x, float* y, ThreadPool* pool = nullptr,
             WeightCache* cache = nullptr);
+
+struct MatmulOutput {
+    const WeightMatrix* w;
+    float* y;
+};
+// Several matrices (at most 4) times the same input, as matmul each, handed to the pool once:
+// threads go on to the next matrix without waiting for the others (q, k and v; gate and up).
+void matmul_same_input(std::initializer_list<MatmulOutput> outputs, MatmulInput& x,
+                       ThreadPool* pool = nullptr, WeightCache* cache = nullptr);
 
 } // namespace woolly
