@@ -72,6 +72,9 @@ void gemm_x16_q8_0(const uint8_t* group, int64_t n_blocks, const uint8_t* x, uin
                    int64_t count, float* y, int64_t y_stride);
 float vec_dot_q4_k_q8_k(const void* row, const void* activations, int64_t n);
 float vec_dot_f16_f32(const void* row, const void* activations, int64_t n);
+float vec_dot_bf16_bf16(const void* row, const void* activations, int64_t n);
+void vec_dot_rows_bf16_bf16(const void* row, const uint8_t* x, uint64_t stride, int64_t count,
+                            int64_t n, float* out, int64_t out_stride);
 void vec_dot_rows_f16_f32(const void* row, const uint8_t* x, uint64_t stride, int64_t count,
                           int64_t n, float* out, int64_t out_stride);
 float vec_dot_q6_k_q8_k(const void* row, const void* activations, int64_t n);

@@ -265,36 +265,58 @@ float vec_dot_q6_k_q8_k(const void* row, const void* activations, int64_t n) {
 namespace woolly::avx512 {
 namespace {
 
-// M activation vectors (`stride` floats apart) against one F16 row; two accumulators per
-// vector over 16-value chunks, and a masked last chunk, whatever M is: any batch gives the
-// bits of one vector at a time.
-template <int M>
-void dot_f16_m(const uint16_t* w, const float* x, uint64_t stride, int64_t n, float* out,
-               int64_t out_stride) {
+// 16 values widened to float32 (all lanes, or the first `mask` lanes, the rest 0).
+inline __m512 f16_values(const uint16_t* p, __mmask16 mask) {
+    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask, p));
+}
+inline __m512 bf16_values(const uint16_t* p, __mmask16 mask) { // bf16 is float32's top half
+    return _mm512_castsi512_ps(
+        _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(mask, p)), 16));
+}
+inline __m512 f32_values(const float* p, __mmask16 mask) {
+    return _mm512_maskz_loadu_ps(mask, p);
+}
+
+// M activation vectors (`stride` elements apart) against one 16-bit float row (F16 against
+// float32, BF16 against BF16); two accumulators per vector over 16-value chunks and a masked
+// last chunk, whatever M is: any batch gives the bits of one vector at a time.
+template <typename X, __m512 (*Weights)(const uint16_t*, __mmask16),
+          __m512 (*Acts)(const X*, __mmask16), int M>
+void dot_16bit_m(const uint16_t* w, const X* x, uint64_t stride, int64_t n, float* out,
+                 int64_t out_stride) {
     __m512 acc[M][2];
     for (int m = 0; m < M; ++m) acc[m][0] = acc[m][1] = _mm512_setzero_ps();
+    const __mmask16 all = 0xffff;
     int64_t i = 0;
     for (; i + 32 <= n; i += 32) {
         _mm_prefetch(reinterpret_cast<const char*>(w + i + 1536), _MM_HINT_T1);
-        const __m512 w0 =
-            _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + i)));
-        const __m512 w1 =
-            _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + i + 16)));
+        const __m512 w0 = Weights(w + i, all), w1 = Weights(w + i + 16, all);
         for (int m = 0; m < M; ++m) {
-            const float* xm = x + uint64_t(m) * stride + i;
-            acc[m][0] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(xm), acc[m][0]);
-            acc[m][1] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(xm + 16), acc[m][1]);
+            const X* xm = x + uint64_t(m) * stride + i;
+            acc[m][0] = _mm512_fmadd_ps(w0, Acts(xm, all), acc[m][0]);
+            acc[m][1] = _mm512_fmadd_ps(w1, Acts(xm + 16, all), acc[m][1]);
         }
     }
     for (; i < n; i += 16) {
-        const __mmask16 mask = n - i >= 16 ? __mmask16(0xffff) : __mmask16((1u << (n - i)) - 1);
-        const __m512 w0 = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask, w + i));
+        const __mmask16 mask = n - i >= 16 ? all : __mmask16((1u << (n - i)) - 1);
+        const __m512 w0 = Weights(w + i, mask);
         for (int m = 0; m < M; ++m)
-            acc[m][0] = _mm512_fmadd_ps(
-                w0, _mm512_maskz_loadu_ps(mask, x + uint64_t(m) * stride + i), acc[m][0]);
+            acc[m][0] = _mm512_fmadd_ps(w0, Acts(x + uint64_t(m) * stride + i, mask), acc[m][0]);
     }
     for (int m = 0; m < M; ++m)
         out[m * out_stride] = _mm512_reduce_add_ps(_mm512_add_ps(acc[m][0], acc[m][1]));
+}
+
+template <int M>
+void dot_f16_m(const uint16_t* w, const float* x, uint64_t stride, int64_t n, float* out,
+               int64_t out_stride) {
+    dot_16bit_m<float, f16_values, f32_values, M>(w, x, stride, n, out, out_stride);
+}
+
+template <int M>
+void dot_bf16_m(const uint16_t* w, const uint16_t* x, uint64_t stride, int64_t n, float* out,
+                int64_t out_stride) {
+    dot_16bit_m<uint16_t, bf16_values, bf16_values, M>(w, x, stride, n, out, out_stride);
 }
 
 } // namespace
@@ -317,6 +339,26 @@ void vec_dot_rows_f16_f32(const void* row, const uint8_t* x, uint64_t stride, in
                      out_stride);
     for (; v < count; ++v)
         dot_f16_m<1>(w, xf + uint64_t(v) * stride_floats, 0, n, out + v * out_stride, 0);
+}
+
+float vec_dot_bf16_bf16(const void* row, const void* activations, int64_t n) {
+    float out;
+    dot_bf16_m<1>(static_cast<const uint16_t*>(row), static_cast<const uint16_t*>(activations), 0,
+                  n, &out, 0);
+    return out;
+}
+
+void vec_dot_rows_bf16_bf16(const void* row, const uint8_t* x, uint64_t stride, int64_t count,
+                            int64_t n, float* out, int64_t out_stride) {
+    const auto* w = static_cast<const uint16_t*>(row);
+    const auto* xh = reinterpret_cast<const uint16_t*>(x);
+    const uint64_t stride_values = stride / sizeof(uint16_t);
+    int64_t v = 0;
+    for (; v + 4 <= count; v += 4)
+        dot_bf16_m<4>(w, xh + uint64_t(v) * stride_values, stride_values, n, out + v * out_stride,
+                      out_stride);
+    for (; v < count; ++v)
+        dot_bf16_m<1>(w, xh + uint64_t(v) * stride_values, 0, n, out + v * out_stride, 0);
 }
 
 } // namespace woolly::avx512

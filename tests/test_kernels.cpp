@@ -37,6 +37,11 @@ std::vector<uint8_t> random_row(TensorType type, int64_t n, std::mt19937& rng) {
             const uint16_t h = f32_to_f16(normal(rng));
             std::memcpy(row.data() + 2 * i, &h, 2);
         }
+    } else if (type == TensorType::BF16) {
+        for (int64_t i = 0; i < n; ++i) {
+            const uint16_t h = f32_to_bf16(normal(rng));
+            std::memcpy(row.data() + 2 * i, &h, 2);
+        }
     } else if (type == TensorType::Q4_K || type == TensorType::Q6_K) {
         // f16 d (and dmin) at their places in the block.
         for (size_t b = 0; b < row.size(); b += t.type_size) {
@@ -104,7 +109,8 @@ TEST_CASE("batched dot kernels give each vector's single dot, bit for bit") {
     for (KernelLevel level : kLevels) {
         if (!cpu_supports(level)) continue;
         const KernelTable table = make_kernel_table(level);
-        for (TensorType type : {TensorType::Q8_0, TensorType::Q4_0, TensorType::F16}) {
+        for (TensorType type :
+             {TensorType::Q8_0, TensorType::Q4_0, TensorType::F16, TensorType::BF16}) {
             const VecDotRowsFn rows = table.dot_rows(type);
             if (!rows) continue;
             const TypeTraits& traits = type_traits(type);
@@ -115,8 +121,7 @@ TEST_CASE("batched dot kernels give each vector's single dot, bit for bit") {
                     INFO(std::string(kernel_level_name(level))
                          << " " << std::string(traits.name) << " n=" << n << " count=" << count);
                     const TensorType act = traits.vec_dot_type;
-                    const uint64_t stride =
-                        act == TensorType::F32 ? uint64_t(n) * 4 : uint64_t(n / 32) * 34;
+                    const uint64_t stride = *row_bytes(type_traits(act), uint64_t(n));
                     std::vector<uint8_t> x(size_t(count) * stride);
                     std::vector<float> values(static_cast<size_t>(n));
                     for (int64_t i = 0; i < count; ++i) {
