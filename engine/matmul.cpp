@@ -2,6 +2,7 @@
 #include "matmul.h"
 
 #include <algorithm>
+#include <atomic>
 #include <new>
 #include <string>
 
@@ -122,6 +123,7 @@ struct MatmulPlan {
     const uint8_t* activations = nullptr;
     uint64_t stride = 0;
     VecDotRowsFn dot_rows = nullptr;
+    mutable std::atomic<int64_t> next_group{0}; // the x16 path's next unclaimed group
 
     // Converts the batch to the forms w's kernels read (on `pool`) and finds w's x16 form.
     MatmulPlan(const WeightMatrix& weights, MatmulInput& x, float* out, ThreadPool* pool,
@@ -147,16 +149,20 @@ struct MatmulPlan {
         if (count > 1 && !packed) dot_rows = kernels.dot_rows(type);
     }
 
-    // Thread `index` of `n_threads`: a contiguous share of groups (x16) or rows.
+    // Thread `index` of `n_threads`: x16 groups in chunks taken from a shared counter (a
+    // thread that streams faster takes more, so none waits at the end), or a contiguous share
+    // of rows.
     void part(int index, int n_threads) const {
         if (packed) {
             const int64_t groups = w->rows / kRepackRows, n_blocks = w->cols / 32;
             const uint64_t group_bytes = uint64_t(kRepackRows) * w->row_bytes;
-            const int64_t begin = groups * index / n_threads;
-            const int64_t end = groups * (index + 1) / n_threads;
-            for (int64_t g = begin; g < end; ++g)
-                gemm(packed + uint64_t(g) * group_bytes, n_blocks, q8_sum, q8_sum_stride, count,
-                     y + g * kRepackRows, w->rows);
+            const int64_t chunk = std::max<int64_t>(1, groups / (int64_t(n_threads) * 8));
+            for (int64_t begin = next_group.fetch_add(chunk, std::memory_order_relaxed);
+                 begin < groups; begin = next_group.fetch_add(chunk, std::memory_order_relaxed)) {
+                for (int64_t g = begin; g < std::min(groups, begin + chunk); ++g)
+                    gemm(packed + uint64_t(g) * group_bytes, n_blocks, q8_sum, q8_sum_stride, count,
+                         y + g * kRepackRows, w->rows);
+            }
             if (index == n_threads - 1) rows_one_by_one(groups * kRepackRows, w->rows);
             return;
         }
@@ -206,7 +212,7 @@ void matmul_same_input(std::initializer_list<MatmulOutput> outputs, MatmulInput&
                        ThreadPool* pool, WeightCache* cache) {
     constexpr size_t kMax = 4;
     if (outputs.size() > kMax) throw Error("matmul_same_input takes at most 4 matrices");
-    // Plans live on the stack: no allocation. (MatmulPlan is trivially destructible.)
+    // Plans live on the stack: no allocation. (MatmulPlan's members need no destruction.)
     alignas(MatmulPlan) unsigned char storage[kMax * sizeof(MatmulPlan)];
     auto* plans = reinterpret_cast<MatmulPlan*>(storage);
     size_t n = 0;
