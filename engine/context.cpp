@@ -226,8 +226,8 @@ void run_layers(const LlamaModel& model, int64_t first, int64_t last, int64_t po
                           s.pool_, s.cache_);
         auto swiglu = [&](int index, int count) {
             const int64_t total = n * n_ff;
-            for (int64_t i = total * index / count; i < total * (index + 1) / count; ++i)
-                s.gate_[size_t(i)] = silu(s.gate_[size_t(i)]) * s.up_[size_t(i)];
+            const int64_t begin = total * index / count, end = total * (index + 1) / count;
+            active_kernels().swiglu(s.gate_.data() + begin, s.up_.data() + begin, end - begin);
         };
         if (n_threads > 1 && n > 1) // one token's SwiGLU is too small to be worth a hand-off
             s.pool_->run(swiglu);

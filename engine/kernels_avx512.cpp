@@ -361,4 +361,39 @@ void vec_dot_rows_bf16_bf16(const void* row, const uint8_t* x, uint64_t stride, 
         dot_bf16_m<1>(w, xh + uint64_t(v) * stride_values, 0, n, out + v * out_stride, 0);
 }
 
+namespace {
+
+// e^x for 16 lanes: x = n ln2 + r with |r| <= ln2 / 2 (ln2 split in two for exactness), e^r by
+// its Taylor polynomial to degree 7 (relative error < 2e-7 there), times 2^n by scalef, which
+// gives inf and 0 past the float range as exp does.
+inline __m512 exp16(__m512 x) {
+    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.0f / 5040.0f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, n);
+}
+
+} // namespace
+
+// SwiGLU gating, 16 values at a time (masked tail): silu(g) * u = g / (1 + e^-g) * u.
+void swiglu(float* gate, const float* up, int64_t n) {
+    for (int64_t i = 0; i < n; i += 16) {
+        const __mmask16 mask = n - i >= 16 ? __mmask16(0xffff) : __mmask16((1u << (n - i)) - 1);
+        const __m512 g = _mm512_maskz_loadu_ps(mask, gate + i);
+        const __m512 e = exp16(_mm512_sub_ps(_mm512_setzero_ps(), g));
+        const __m512 silu = _mm512_div_ps(g, _mm512_add_ps(_mm512_set1_ps(1.0f), e));
+        _mm512_mask_storeu_ps(gate + i, mask,
+                              _mm512_mul_ps(silu, _mm512_maskz_loadu_ps(mask, up + i)));
+    }
+}
+
 } // namespace woolly::avx512

@@ -12,5 +12,7 @@ void rope_angles(float* cache, int64_t pos, int64_t n_rot, float base, float fre
 // Rotates adjacent pairs of each head's first n_rot dimensions of x [n_heads][head_dim].
 void rope(float* x, int64_t n_heads, int64_t head_dim, int64_t n_rot, const float* cache);
 float silu(float x);
+// gate [n] = silu(gate) * up: SwiGLU's gating, the scalar reference of KernelTable::swiglu.
+void swiglu_reference(float* gate, const float* up, int64_t n);
 
 } // namespace woolly

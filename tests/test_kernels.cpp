@@ -8,6 +8,7 @@
 #include "engine/fp16.h"
 #include "engine/kernels.h"
 #include "engine/matmul.h"
+#include "engine/ops.h"
 #include "engine/repack.h"
 #include "engine/tensor_types.h"
 #include "engine/weight_cache.h"
@@ -341,4 +342,30 @@ TEST_CASE("the weight cache keeps to its budget, evicts the least recently used,
     // Types without an x16 layout are not cached.
     std::vector<uint8_t> f = random_matrix(TensorType::F16, 16, cols, rng);
     CHECK(cache.find_or_build(matrix_over(f, TensorType::F16, 16, cols)) == nullptr);
+}
+
+TEST_CASE("SIMD SwiGLU agrees with the scalar reference to float rounding, extremes included") {
+    std::mt19937 rng(14);
+    std::normal_distribution<float> normal(0.0f, 4.0f);
+    for (KernelLevel level : kLevels) {
+        if (!cpu_supports(level)) continue;
+        const KernelTable table = make_kernel_table(level);
+        for (int64_t n : {1, 7, 15, 16, 17, 31, 33, 255, 257}) {
+            INFO(std::string(kernel_level_name(level)) << " n=" << n);
+            std::vector<float> gate(static_cast<size_t>(n)), up(static_cast<size_t>(n));
+            for (auto& v : gate) v = normal(rng);
+            for (auto& v : up) v = normal(rng);
+            const float extremes[] = {0.0f, -0.0f, 88.0f, -88.0f, 100.0f, -100.0f, 1e-30f};
+            for (size_t i = 0; i < std::size(extremes) && i < gate.size(); ++i)
+                gate[i] = extremes[i];
+            std::vector<float> want = gate, got = gate;
+            swiglu_reference(want.data(), up.data(), n);
+            table.swiglu(got.data(), up.data(), n);
+            for (int64_t i = 0; i < n; ++i) {
+                const float w = want[size_t(i)], g = got[size_t(i)];
+                INFO("gate " << gate[size_t(i)] << " up " << up[size_t(i)]);
+                CHECK(std::fabs(g - w) <= 1e-6f * std::fabs(w) + 1e-30f);
+            }
+        }
+    }
 }
