@@ -20,13 +20,19 @@ struct AttentionKernels {
     TensorType q_type;        // F32, or Q8_0 for a Q8_0 cache
     QuantizeRowFn q_quantize; // null for F32
     DequantizeRowFn value_to_float;
+    double (*exp_sum)(float*, int64_t, float);
+    void (*axpy)(float*, float, const float*, int64_t);
 };
 
 AttentionKernels attention_kernels(TensorType cache_type) {
     const KernelTable& k = active_kernels();
     const TensorType q_type = type_traits(cache_type).vec_dot_type;
-    return {k.dot(cache_type), q_type, q_type == TensorType::F32 ? nullptr : k.quantizer(q_type),
-            k.dequantizer(cache_type)};
+    return {k.dot(cache_type),
+            q_type,
+            q_type == TensorType::F32 ? nullptr : k.quantizer(q_type),
+            k.dequantizer(cache_type),
+            k.exp_sum,
+            k.axpy};
 }
 
 // Per-thread buffers of attention_group.
@@ -60,11 +66,7 @@ void attention_group(const LlamaHyperParams& hp, const KvCache& cache, const Att
             scores[t] = k.key_dot(cache.key(layer, t) + kv_offset, q_form, head_dim) * scale;
             max_score = std::max(max_score, scores[t]);
         }
-        double sum = 0.0;
-        for (int64_t t = 0; t <= pos; ++t) {
-            scores[t] = std::exp(scores[t] - max_score);
-            sum += scores[t];
-        }
+        const double sum = k.exp_sum(scores, pos + 1, max_score);
         const float inv_sum = float(1.0 / sum);
         for (int64_t t = 0; t <= pos; ++t) scores[t] *= inv_sum; // softmax probabilities
         float* out = out_all + (g * group + j) * head_dim;
@@ -79,9 +81,7 @@ void attention_group(const LlamaHyperParams& hp, const KvCache& cache, const Att
             v = s.value;
         }
         for (int64_t j = 0; j < group; ++j) {
-            const float p = s.scores[j * s.max_ctx + t];
-            float* out = out_all + (g * group + j) * head_dim;
-            for (int64_t i = 0; i < head_dim; ++i) out[i] += p * v[i];
+            k.axpy(out_all + (g * group + j) * head_dim, s.scores[j * s.max_ctx + t], v, head_dim);
         }
     }
 }

@@ -70,6 +70,8 @@ KernelTable make_kernel_table(KernelLevel level) {
     KernelTable table{};
     table.level = level;
     table.swiglu = swiglu_reference;
+    table.exp_sum = exp_sum_reference;
+    table.axpy = axpy_reference;
     for (uint32_t id = 0; id < 64; ++id) {
         if (const TypeTraits* t = find_type_traits(id)) {
             table.vec_dot[id] = t->vec_dot;
@@ -93,6 +95,8 @@ KernelTable make_kernel_table(KernelLevel level) {
         table.gemm_x16[uint32_t(TensorType::Q8_0)] = avx512::gemm_x16_q8_0;
         table.vec_dot[uint32_t(TensorType::Q4_K)] = avx512::vec_dot_q4_k_q8_k;
         table.swiglu = avx512::swiglu;
+        table.exp_sum = avx512::exp_sum;
+        table.axpy = avx512::axpy;
         table.vec_dot[uint32_t(TensorType::Q6_K)] = avx512::vec_dot_q6_k_q8_k;
         table.vec_dot[uint32_t(TensorType::F16)] = avx512::vec_dot_f16_f32;
         table.vec_dot_rows[uint32_t(TensorType::F16)] = avx512::vec_dot_rows_f16_f32;

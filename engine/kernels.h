@@ -34,7 +34,9 @@ struct KernelTable {
     QuantizeRowFn quantize[64];    // by activation type id
     GemmX16Fn gemm_x16[64];        // by weight type id: kernels over the x16 layout (repack.h)
     DequantizeRowFn to_float[64];  // by type id: values back to float32 (KV-cache rows)
-    void (*swiglu)(float* gate, const float* up, int64_t n); // gate = silu(gate) * up
+    void (*swiglu)(float* gate, const float* up, int64_t n);    // gate = silu(gate) * up
+    double (*exp_sum)(float* x, int64_t n, float shift);        // x = exp(x - shift), sum
+    void (*axpy)(float* y, float a, const float* x, int64_t n); // y += a * x
 
     VecDotFn dot(TensorType t) const { return vec_dot[uint32_t(t)]; }
     VecDotRowsFn dot_rows(TensorType t) const { return vec_dot_rows[uint32_t(t)]; }
@@ -73,6 +75,8 @@ void gemm_x16_q8_0(const uint8_t* group, int64_t n_blocks, const uint8_t* x, uin
                    int64_t count, float* y, int64_t y_stride);
 float vec_dot_q4_k_q8_k(const void* row, const void* activations, int64_t n);
 void swiglu(float* gate, const float* up, int64_t n);
+double exp_sum(float* x, int64_t n, float shift);
+void axpy(float* y, float a, const float* x, int64_t n);
 float vec_dot_f16_f32(const void* row, const void* activations, int64_t n);
 float vec_dot_bf16_bf16(const void* row, const void* activations, int64_t n);
 void vec_dot_rows_bf16_bf16(const void* row, const uint8_t* x, uint64_t stride, int64_t count,

@@ -396,4 +396,27 @@ void swiglu(float* gate, const float* up, int64_t n) {
     }
 }
 
+double exp_sum(float* x, int64_t n, float shift) {
+    __m512 sum = _mm512_setzero_ps();
+    const __m512 s = _mm512_set1_ps(shift);
+    for (int64_t i = 0; i < n; i += 16) {
+        const __mmask16 mask = n - i >= 16 ? __mmask16(0xffff) : __mmask16((1u << (n - i)) - 1);
+        const __m512 e = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(mask, x + i), s));
+        _mm512_mask_storeu_ps(x + i, mask, e);
+        sum = _mm512_add_ps(sum, _mm512_maskz_mov_ps(mask, e));
+    }
+    return double(_mm512_reduce_add_ps(sum));
+}
+
+// A multiply, then an add (no FMA): the reference's bits.
+void axpy(float* y, float a, const float* x, int64_t n) {
+    const __m512 av = _mm512_set1_ps(a);
+    for (int64_t i = 0; i < n; i += 16) {
+        const __mmask16 mask = n - i >= 16 ? __mmask16(0xffff) : __mmask16((1u << (n - i)) - 1);
+        const __m512 yv = _mm512_maskz_loadu_ps(mask, y + i);
+        _mm512_mask_storeu_ps(
+            y + i, mask, _mm512_add_ps(yv, _mm512_mul_ps(av, _mm512_maskz_loadu_ps(mask, x + i))));
+    }
+}
+
 } // namespace woolly::avx512

@@ -14,5 +14,9 @@ void rope(float* x, int64_t n_heads, int64_t head_dim, int64_t n_rot, const floa
 float silu(float x);
 // gate [n] = silu(gate) * up: SwiGLU's gating, the scalar reference of KernelTable::swiglu.
 void swiglu_reference(float* gate, const float* up, int64_t n);
+// x [n] = exp(x - shift); returns the sum (in double). Softmax's middle step.
+double exp_sum_reference(float* x, int64_t n, float shift);
+// y [n] += a * x (a multiply, then an add).
+void axpy_reference(float* y, float a, const float* x, int64_t n);
 
 } // namespace woolly
