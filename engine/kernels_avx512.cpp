@@ -46,7 +46,7 @@ inline void load_q8_0(const uint8_t* g, WeightBlock& w) {
 // row reference's arithmetic exactly, so any tile size M gives the reference's bits.
 template <void (*Load)(const uint8_t*, WeightBlock&), int Offset, int TypeSize, int M>
 void gemm_tile(const uint8_t* group, int64_t n_blocks, const uint8_t* x, uint64_t x_stride,
-               float* y, int64_t y_stride) {
+               float* y, int64_t y_stride, bool prefetch) {
     __m512 acc[M];
     for (int m = 0; m < M; ++m) acc[m] = _mm512_setzero_ps();
     WeightBlock w;
@@ -55,7 +55,7 @@ void gemm_tile(const uint8_t* group, int64_t n_blocks, const uint8_t* x, uint64_
         // The stream runs ahead of the hardware prefetcher: ask for the block 2 KiB on (the
         // next group's first blocks, past the end of this one, are what comes next anyway).
         const uint8_t* ahead = group + uint64_t(b) * kGroupBlock + 2048;
-        for (uint64_t line = 0; line < kGroupBlock; line += 64)
+        for (uint64_t line = 0; prefetch && line < kGroupBlock; line += 64)
             _mm_prefetch(reinterpret_cast<const char*>(ahead + line), _MM_HINT_T1);
         Load(group + uint64_t(b) * kGroupBlock, w);
         for (int m = 0; m < M; ++m) {
@@ -83,11 +83,13 @@ template <void (*Load)(const uint8_t*, WeightBlock&), int Offset, int TypeSize>
 void gemm_x16(const uint8_t* group, int64_t n_blocks, const uint8_t* x, uint64_t x_stride,
               int64_t count, float* y, int64_t y_stride) {
     // Tiles of up to 8 vectors: 8 accumulators + 8 weight registers + temporaries < 32 zmm.
+    // Only the first tile prefetches: it brings the group in from memory, the others find it
+    // in L2.
     int64_t m = 0;
     auto tile = [&](auto tile_size) {
         constexpr int T = decltype(tile_size)::value;
         gemm_tile<Load, Offset, TypeSize, T>(group, n_blocks, x + uint64_t(m) * x_stride, x_stride,
-                                             y + m * y_stride, y_stride);
+                                             y + m * y_stride, y_stride, m == 0);
         m += T;
     };
     while (count - m >= 8) tile(std::integral_constant<int, 8>{});
