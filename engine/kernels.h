@@ -27,10 +27,17 @@ bool cpu_supports(KernelLevel level);
 using VecDotRowsFn = void (*)(const void* row, const uint8_t* x, uint64_t stride, int64_t count,
                               int64_t n, float* out, int64_t out_stride);
 
+// n_rows consecutive weight rows (`row_bytes` apart) against `count` activation vectors
+// (`stride` bytes apart): out[v * out_stride + r]. Gives each pair the bits of vec_dot.
+using GemmRowsFn = void (*)(const void* rows, uint64_t row_bytes, int64_t n_rows, const uint8_t* x,
+                            uint64_t stride, int64_t count, int64_t n, float* out,
+                            int64_t out_stride);
+
 struct KernelTable {
     KernelLevel level;
     VecDotFn vec_dot[64];          // by weight type id; null where the type has no dot
     VecDotRowsFn vec_dot_rows[64]; // batched form where a level has one (else: vec_dot per vector)
+    GemmRowsFn gemm_rows[64];      // several rows x several vectors, where a level has one
     QuantizeRowFn quantize[64];    // by activation type id
     GemmX16Fn gemm_x16[64];        // by weight type id: kernels over the x16 layout (repack.h)
     DequantizeRowFn to_float[64];  // by type id: values back to float32 (KV-cache rows)
@@ -40,6 +47,7 @@ struct KernelTable {
 
     VecDotFn dot(TensorType t) const { return vec_dot[uint32_t(t)]; }
     VecDotRowsFn dot_rows(TensorType t) const { return vec_dot_rows[uint32_t(t)]; }
+    GemmRowsFn rows_gemm(TensorType t) const { return gemm_rows[uint32_t(t)]; }
     QuantizeRowFn quantizer(TensorType t) const { return quantize[uint32_t(t)]; }
     GemmX16Fn x16(TensorType t) const { return gemm_x16[uint32_t(t)]; }
     DequantizeRowFn dequantizer(TensorType t) const { return to_float[uint32_t(t)]; }
@@ -79,10 +87,10 @@ double exp_sum(float* x, int64_t n, float shift);
 void axpy(float* y, float a, const float* x, int64_t n);
 float vec_dot_f16_f32(const void* row, const void* activations, int64_t n);
 float vec_dot_bf16_bf16(const void* row, const void* activations, int64_t n);
-void vec_dot_rows_bf16_bf16(const void* row, const uint8_t* x, uint64_t stride, int64_t count,
-                            int64_t n, float* out, int64_t out_stride);
-void vec_dot_rows_f16_f32(const void* row, const uint8_t* x, uint64_t stride, int64_t count,
-                          int64_t n, float* out, int64_t out_stride);
+void gemm_rows_f16_f32(const void* rows, uint64_t row_bytes, int64_t n_rows, const uint8_t* x,
+                       uint64_t stride, int64_t count, int64_t n, float* out, int64_t out_stride);
+void gemm_rows_bf16_bf16(const void* rows, uint64_t row_bytes, int64_t n_rows, const uint8_t* x,
+                         uint64_t stride, int64_t count, int64_t n, float* out, int64_t out_stride);
 float vec_dot_q6_k_q8_k(const void* row, const void* activations, int64_t n);
 } // namespace avx512
 

@@ -279,88 +279,95 @@ inline __m512 f32_values(const float* p, __mmask16 mask) {
     return _mm512_maskz_loadu_ps(mask, p);
 }
 
-// M activation vectors (`stride` elements apart) against one 16-bit float row (F16 against
-// float32, BF16 against BF16); two accumulators per vector over 16-value chunks and a masked
-// last chunk, whatever M is: any batch gives the bits of one vector at a time.
+// R rows (`w_stride` values apart) against M activation vectors (`x_stride` apart) of 16-bit
+// float weights (F16 against float32, BF16 against BF16): R x M accumulators, one per pair, over
+// 16-value chunks with a masked last chunk. Every pair sees the same operations in the same
+// order whatever R and M are, so a prompt's GEMM gives the bits of generation's GEMV.
+// out[m * out_stride + r].
 template <typename X, __m512 (*Weights)(const uint16_t*, __mmask16),
-          __m512 (*Acts)(const X*, __mmask16), int M>
-void dot_16bit_m(const uint16_t* w, const X* x, uint64_t stride, int64_t n, float* out,
-                 int64_t out_stride) {
-    __m512 acc[M][2];
-    for (int m = 0; m < M; ++m) acc[m][0] = acc[m][1] = _mm512_setzero_ps();
-    const __mmask16 all = 0xffff;
-    int64_t i = 0;
-    for (; i + 32 <= n; i += 32) {
-        _mm_prefetch(reinterpret_cast<const char*>(w + i + 1536), _MM_HINT_T1);
-        const __m512 w0 = Weights(w + i, all), w1 = Weights(w + i + 16, all);
+          __m512 (*Acts)(const X*, __mmask16), int R, int M>
+void dot_16bit_rm(const uint16_t* w, uint64_t w_stride, const X* x, uint64_t x_stride, int64_t n,
+                  float* out, int64_t out_stride) {
+    __m512 acc[R][M];
+    for (int r = 0; r < R; ++r)
+        for (int m = 0; m < M; ++m) acc[r][m] = _mm512_setzero_ps();
+    for (int64_t i = 0; i < n; i += 16) {
+        const __mmask16 mask = n - i >= 16 ? __mmask16(0xffff) : __mmask16((1u << (n - i)) - 1);
+        __m512 wv[R];
+        for (int r = 0; r < R; ++r) {
+            if (M == 1) // generation: the stream runs ahead of the hardware prefetcher
+                _mm_prefetch(reinterpret_cast<const char*>(w + r * w_stride + i + 1536),
+                             _MM_HINT_T1);
+            wv[r] = Weights(w + r * w_stride + i, mask);
+        }
         for (int m = 0; m < M; ++m) {
-            const X* xm = x + uint64_t(m) * stride + i;
-            acc[m][0] = _mm512_fmadd_ps(w0, Acts(xm, all), acc[m][0]);
-            acc[m][1] = _mm512_fmadd_ps(w1, Acts(xm + 16, all), acc[m][1]);
+            const __m512 xv = Acts(x + uint64_t(m) * x_stride + i, mask);
+            for (int r = 0; r < R; ++r) acc[r][m] = _mm512_fmadd_ps(wv[r], xv, acc[r][m]);
         }
     }
-    for (; i < n; i += 16) {
-        const __mmask16 mask = n - i >= 16 ? all : __mmask16((1u << (n - i)) - 1);
-        const __m512 w0 = Weights(w + i, mask);
-        for (int m = 0; m < M; ++m)
-            acc[m][0] = _mm512_fmadd_ps(w0, Acts(x + uint64_t(m) * stride + i, mask), acc[m][0]);
+    for (int r = 0; r < R; ++r)
+        for (int m = 0; m < M; ++m) out[m * out_stride + r] = _mm512_reduce_add_ps(acc[r][m]);
+}
+
+// Rows x vectors in tiles of 4 x 6 (24 accumulators, 4 weight registers and one activation
+// register of the 32), the remainders one row or one vector at a time.
+template <typename X, __m512 (*Weights)(const uint16_t*, __mmask16),
+          __m512 (*Acts)(const X*, __mmask16)>
+void gemm_16bit(const void* rows, uint64_t row_bytes, int64_t n_rows, const uint8_t* x,
+                uint64_t stride, int64_t count, int64_t n, float* out, int64_t out_stride) {
+    const auto* w = static_cast<const uint16_t*>(rows);
+    const auto* xv = reinterpret_cast<const X*>(x);
+    const uint64_t ws = row_bytes / sizeof(uint16_t), xs = stride / sizeof(X);
+    int64_t r = 0;
+    for (; r + 4 <= n_rows; r += 4) {
+        int64_t m = 0;
+        for (; m + 6 <= count; m += 6)
+            dot_16bit_rm<X, Weights, Acts, 4, 6>(w + r * ws, ws, xv + m * xs, xs, n,
+                                                 out + m * out_stride + r, out_stride);
+        for (; m < count; ++m)
+            dot_16bit_rm<X, Weights, Acts, 4, 1>(w + r * ws, ws, xv + m * xs, xs, n,
+                                                 out + m * out_stride + r, out_stride);
     }
-    for (int m = 0; m < M; ++m)
-        out[m * out_stride] = _mm512_reduce_add_ps(_mm512_add_ps(acc[m][0], acc[m][1]));
-}
-
-template <int M>
-void dot_f16_m(const uint16_t* w, const float* x, uint64_t stride, int64_t n, float* out,
-               int64_t out_stride) {
-    dot_16bit_m<float, f16_values, f32_values, M>(w, x, stride, n, out, out_stride);
-}
-
-template <int M>
-void dot_bf16_m(const uint16_t* w, const uint16_t* x, uint64_t stride, int64_t n, float* out,
-                int64_t out_stride) {
-    dot_16bit_m<uint16_t, bf16_values, bf16_values, M>(w, x, stride, n, out, out_stride);
+    for (; r < n_rows; ++r) {
+        int64_t m = 0;
+        for (; m + 6 <= count; m += 6)
+            dot_16bit_rm<X, Weights, Acts, 1, 6>(w + r * ws, ws, xv + m * xs, xs, n,
+                                                 out + m * out_stride + r, out_stride);
+        for (; m < count; ++m)
+            dot_16bit_rm<X, Weights, Acts, 1, 1>(w + r * ws, ws, xv + m * xs, xs, n,
+                                                 out + m * out_stride + r, out_stride);
+    }
 }
 
 } // namespace
 
 float vec_dot_f16_f32(const void* row, const void* activations, int64_t n) {
     float out;
-    dot_f16_m<1>(static_cast<const uint16_t*>(row), static_cast<const float*>(activations), 0, n,
-                 &out, 0);
+    dot_16bit_rm<float, f16_values, f32_values, 1, 1>(static_cast<const uint16_t*>(row), 0,
+                                                      static_cast<const float*>(activations), 0, n,
+                                                      &out, 0);
     return out;
-}
-
-void vec_dot_rows_f16_f32(const void* row, const uint8_t* x, uint64_t stride, int64_t count,
-                          int64_t n, float* out, int64_t out_stride) {
-    const auto* w = static_cast<const uint16_t*>(row);
-    const auto* xf = reinterpret_cast<const float*>(x);
-    const uint64_t stride_floats = stride / sizeof(float);
-    int64_t v = 0;
-    for (; v + 4 <= count; v += 4)
-        dot_f16_m<4>(w, xf + uint64_t(v) * stride_floats, stride_floats, n, out + v * out_stride,
-                     out_stride);
-    for (; v < count; ++v)
-        dot_f16_m<1>(w, xf + uint64_t(v) * stride_floats, 0, n, out + v * out_stride, 0);
 }
 
 float vec_dot_bf16_bf16(const void* row, const void* activations, int64_t n) {
     float out;
-    dot_bf16_m<1>(static_cast<const uint16_t*>(row), static_cast<const uint16_t*>(activations), 0,
-                  n, &out, 0);
+    dot_16bit_rm<uint16_t, bf16_values, bf16_values, 1, 1>(
+        static_cast<const uint16_t*>(row), 0, static_cast<const uint16_t*>(activations), 0, n, &out,
+        0);
     return out;
 }
 
-void vec_dot_rows_bf16_bf16(const void* row, const uint8_t* x, uint64_t stride, int64_t count,
-                            int64_t n, float* out, int64_t out_stride) {
-    const auto* w = static_cast<const uint16_t*>(row);
-    const auto* xh = reinterpret_cast<const uint16_t*>(x);
-    const uint64_t stride_values = stride / sizeof(uint16_t);
-    int64_t v = 0;
-    for (; v + 4 <= count; v += 4)
-        dot_bf16_m<4>(w, xh + uint64_t(v) * stride_values, stride_values, n, out + v * out_stride,
-                      out_stride);
-    for (; v < count; ++v)
-        dot_bf16_m<1>(w, xh + uint64_t(v) * stride_values, 0, n, out + v * out_stride, 0);
+void gemm_rows_f16_f32(const void* rows, uint64_t row_bytes, int64_t n_rows, const uint8_t* x,
+                       uint64_t stride, int64_t count, int64_t n, float* out, int64_t out_stride) {
+    gemm_16bit<float, f16_values, f32_values>(rows, row_bytes, n_rows, x, stride, count, n, out,
+                                              out_stride);
+}
+
+void gemm_rows_bf16_bf16(const void* rows, uint64_t row_bytes, int64_t n_rows, const uint8_t* x,
+                         uint64_t stride, int64_t count, int64_t n, float* out,
+                         int64_t out_stride) {
+    gemm_16bit<uint16_t, bf16_values, bf16_values>(rows, row_bytes, n_rows, x, stride, count, n,
+                                                   out, out_stride);
 }
 
 namespace {

@@ -123,6 +123,7 @@ struct MatmulPlan {
     const uint8_t* activations = nullptr;
     uint64_t stride = 0;
     VecDotRowsFn dot_rows = nullptr;
+    GemmRowsFn gemm_rows = nullptr;
     mutable std::atomic<int64_t> next_group{0}; // the x16 path's next unclaimed group
 
     // Converts the batch to the forms w's kernels read (on `pool`) and finds w's x16 form.
@@ -146,7 +147,10 @@ struct MatmulPlan {
             activations = x.as(act_type, pool);
             stride = x.stride(act_type);
         }
-        if (count > 1 && !packed) dot_rows = kernels.dot_rows(type);
+        if (count > 1 && !packed) {
+            gemm_rows = kernels.rows_gemm(type);
+            if (!gemm_rows) dot_rows = kernels.dot_rows(type);
+        }
     }
 
     // Thread `index` of `n_threads`: x16 groups in chunks taken from a shared counter (a
@@ -168,6 +172,19 @@ struct MatmulPlan {
         }
         const int64_t begin = w->rows * index / n_threads;
         const int64_t end = w->rows * (index + 1) / n_threads;
+        if (gemm_rows) {
+            // Blocks of 16 rows times tiles of 12 vectors, both kept in L2 while the kernel's
+            // register tiles go over them.
+            for (int64_t block = begin; block < end; block += 16) {
+                const int64_t rows = std::min<int64_t>(16, end - block);
+                for (int64_t tile = 0; tile < count; tile += 12)
+                    gemm_rows(w->row(block), w->row_bytes, rows,
+                              activations + uint64_t(tile) * stride, stride,
+                              std::min<int64_t>(12, count - tile), w->cols,
+                              y + tile * w->rows + block, w->rows);
+            }
+            return;
+        }
         if (!dot_rows) return rows_one_by_one(begin, end);
         // A batch goes through blocks of rows (kept in L2) times tiles of vectors (kept in
         // L1), so neither the weights nor the activations are streamed more than once.

@@ -398,3 +398,55 @@ TEST_CASE("SIMD softmax exponentials and axpy agree with the scalar references")
         }
     }
 }
+
+TEST_CASE("row-tile GEMM kernels give every pair the single dot's bits") {
+    std::mt19937 rng(16);
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    for (KernelLevel level : kLevels) {
+        if (!cpu_supports(level)) continue;
+        const KernelTable table = make_kernel_table(level);
+        for (TensorType type : {TensorType::F16, TensorType::BF16}) {
+            const GemmRowsFn gemm = table.rows_gemm(type);
+            if (!gemm) continue;
+            const TypeTraits& traits = type_traits(type);
+            for (int64_t n : {1, 7, 33, 257}) {
+                for (int64_t n_rows : {1, 3, 4, 5, 9}) {
+                    for (int64_t count : {1, 5, 6, 7, 13}) {
+                        INFO(std::string(kernel_level_name(level))
+                             << " " << std::string(traits.name) << " n=" << n << " rows=" << n_rows
+                             << " count=" << count);
+                        const uint64_t row_size = *row_bytes(traits, uint64_t(n));
+                        std::vector<uint8_t> rows;
+                        for (int64_t r = 0; r < n_rows; ++r) {
+                            const auto row = random_row(type, n, rng);
+                            rows.insert(rows.end(), row.begin(), row.end());
+                        }
+                        const TensorType act = traits.vec_dot_type;
+                        const uint64_t stride = *row_bytes(type_traits(act), uint64_t(n));
+                        std::vector<uint8_t> x(size_t(count) * stride);
+                        std::vector<float> values(static_cast<size_t>(n));
+                        for (int64_t i = 0; i < count; ++i) {
+                            for (auto& v : values) v = normal(rng);
+                            if (act == TensorType::F32)
+                                std::memcpy(&x[i * stride], values.data(), size_t(n) * 4);
+                            else
+                                table.quantizer(act)(values.data(), &x[i * stride], n);
+                        }
+                        const int64_t out_stride = n_rows + 2; // gaps stay untouched
+                        std::vector<float> got(size_t(count * out_stride), -1.0f);
+                        gemm(rows.data(), row_size, n_rows, x.data(), stride, count, n, got.data(),
+                             out_stride);
+                        for (int64_t i = 0; i < count; ++i) {
+                            for (int64_t r = 0; r < n_rows; ++r) {
+                                const float want =
+                                    table.dot(type)(&rows[r * row_size], &x[i * stride], n);
+                                CHECK(std::memcmp(&got[size_t(i * out_stride + r)], &want, 4) == 0);
+                            }
+                            CHECK(got[size_t(i * out_stride + n_rows)] == -1.0f);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
