@@ -280,36 +280,47 @@ inline __m512 f32_values(const float* p, __mmask16 mask) {
 }
 
 // R rows (`w_stride` values apart) against M activation vectors (`x_stride` apart) of 16-bit
-// float weights (F16 against float32, BF16 against BF16): R x M accumulators, one per pair, over
-// 16-value chunks with a masked last chunk. Every pair sees the same operations in the same
-// order whatever R and M are, so a prompt's GEMM gives the bits of generation's GEMV.
-// out[m * out_stride + r].
+// float weights (F16 against float32, BF16 against BF16): two accumulators per pair (even and
+// odd 16-value chunks, the last chunk masked), added at the end. Every pair sees the same
+// operations in the same order whatever R and M are, so a prompt's GEMM gives the bits of
+// generation's GEMV. out[m * out_stride + r].
 template <typename X, __m512 (*Weights)(const uint16_t*, __mmask16),
           __m512 (*Acts)(const X*, __mmask16), int R, int M>
 void dot_16bit_rm(const uint16_t* w, uint64_t w_stride, const X* x, uint64_t x_stride, int64_t n,
                   float* out, int64_t out_stride) {
-    __m512 acc[R][M];
+    __m512 acc[R][M][2];
     for (int r = 0; r < R; ++r)
-        for (int m = 0; m < M; ++m) acc[r][m] = _mm512_setzero_ps();
-    for (int64_t i = 0; i < n; i += 16) {
-        const __mmask16 mask = n - i >= 16 ? __mmask16(0xffff) : __mmask16((1u << (n - i)) - 1);
-        __m512 wv[R];
-        for (int r = 0; r < R; ++r) {
-            if (M == 1) // generation: the stream runs ahead of the hardware prefetcher
-                _mm_prefetch(reinterpret_cast<const char*>(w + r * w_stride + i + 1536),
-                             _MM_HINT_T1);
-            wv[r] = Weights(w + r * w_stride + i, mask);
-        }
-        for (int m = 0; m < M; ++m) {
-            const __m512 xv = Acts(x + uint64_t(m) * x_stride + i, mask);
-            for (int r = 0; r < R; ++r) acc[r][m] = _mm512_fmadd_ps(wv[r], xv, acc[r][m]);
+        for (int m = 0; m < M; ++m) acc[r][m][0] = acc[r][m][1] = _mm512_setzero_ps();
+    auto mask_at = [n](int64_t i) -> __mmask16 {
+        if (n - i >= 16) return 0xffff;
+        return n > i ? __mmask16((1u << (n - i)) - 1) : __mmask16(0);
+    };
+    for (int64_t i = 0; i < n; i += 32) {
+        const __mmask16 mask[2] = {mask_at(i), mask_at(i + 16)};
+        for (int half = 0; half < 2; ++half) {
+            if (!mask[half]) break; // past the end
+            const int64_t at = i + 16 * half;
+            __m512 wv[R];
+            for (int r = 0; r < R; ++r) {
+                if (M == 1) // generation: the stream runs ahead of the hardware prefetcher
+                    _mm_prefetch(reinterpret_cast<const char*>(w + r * w_stride + at + 1536),
+                                 _MM_HINT_T1);
+                wv[r] = Weights(w + r * w_stride + at, mask[half]);
+            }
+            for (int m = 0; m < M; ++m) {
+                const __m512 xv = Acts(x + uint64_t(m) * x_stride + at, mask[half]);
+                for (int r = 0; r < R; ++r)
+                    acc[r][m][half] = _mm512_fmadd_ps(wv[r], xv, acc[r][m][half]);
+            }
         }
     }
     for (int r = 0; r < R; ++r)
-        for (int m = 0; m < M; ++m) out[m * out_stride + r] = _mm512_reduce_add_ps(acc[r][m]);
+        for (int m = 0; m < M; ++m)
+            out[m * out_stride + r] =
+                _mm512_reduce_add_ps(_mm512_add_ps(acc[r][m][0], acc[r][m][1]));
 }
 
-// Rows x vectors in tiles of 4 x 6 (24 accumulators, 4 weight registers and one activation
+// Rows x vectors in tiles of 4 x 3 (24 accumulators, 4 weight registers and one activation
 // register of the 32), the remainders one row or one vector at a time.
 template <typename X, __m512 (*Weights)(const uint16_t*, __mmask16),
           __m512 (*Acts)(const X*, __mmask16)>
@@ -321,8 +332,8 @@ void gemm_16bit(const void* rows, uint64_t row_bytes, int64_t n_rows, const uint
     int64_t r = 0;
     for (; r + 4 <= n_rows; r += 4) {
         int64_t m = 0;
-        for (; m + 6 <= count; m += 6)
-            dot_16bit_rm<X, Weights, Acts, 4, 6>(w + r * ws, ws, xv + m * xs, xs, n,
+        for (; m + 3 <= count; m += 3)
+            dot_16bit_rm<X, Weights, Acts, 4, 3>(w + r * ws, ws, xv + m * xs, xs, n,
                                                  out + m * out_stride + r, out_stride);
         for (; m < count; ++m)
             dot_16bit_rm<X, Weights, Acts, 4, 1>(w + r * ws, ws, xv + m * xs, xs, n,
@@ -330,8 +341,8 @@ void gemm_16bit(const void* rows, uint64_t row_bytes, int64_t n_rows, const uint
     }
     for (; r < n_rows; ++r) {
         int64_t m = 0;
-        for (; m + 6 <= count; m += 6)
-            dot_16bit_rm<X, Weights, Acts, 1, 6>(w + r * ws, ws, xv + m * xs, xs, n,
+        for (; m + 3 <= count; m += 3)
+            dot_16bit_rm<X, Weights, Acts, 1, 3>(w + r * ws, ws, xv + m * xs, xs, n,
                                                  out + m * out_stride + r, out_stride);
         for (; m < count; ++m)
             dot_16bit_rm<X, Weights, Acts, 1, 1>(w + r * ws, ws, xv + m * xs, xs, n,
