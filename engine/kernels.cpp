@@ -89,6 +89,7 @@ KernelTable make_kernel_table(KernelLevel level) {
         table.vec_dot_rows[uint32_t(TensorType::Q4_0)] = avx2::vec_dot_rows_q4_0_q8_0;
         table.quantize[uint32_t(TensorType::Q8_0)] = avx2::quantize_row_q8_0;
         table.to_float[uint32_t(TensorType::F16)] = avx2::f16_to_f32_row;
+        table.quantize[uint32_t(TensorType::F16)] = avx2::quantize_row_f16;
     }
     if (level == KernelLevel::Avx512) {
         table.gemm_x16[uint32_t(TensorType::Q4_0)] = avx512::gemm_x16_q4_0;

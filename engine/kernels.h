@@ -73,6 +73,7 @@ void vec_dot_rows_q4_0_q8_0(const void* row, const uint8_t* x, uint64_t stride, 
                             int64_t n, float* out, int64_t out_stride);
 void quantize_row_q8_0(const float* src, void* dst, int64_t n);
 void f16_to_f32_row(const void* src, float* dst, int64_t n);
+void quantize_row_f16(const float* src, void* dst, int64_t n);
 } // namespace avx2
 
 namespace avx512 {

@@ -181,4 +181,14 @@ void f16_to_f32_row(const void* src, float* dst, int64_t n) {
     for (; i < n; ++i) dst[i] = _cvtsh_ss(h[i]);
 }
 
+// F16C, round to nearest even: the reference's bytes (infinities, NaNs and subnormals too).
+void quantize_row_f16(const float* src, void* dst, int64_t n) {
+    auto* h = static_cast<uint16_t*>(dst);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(h + i),
+                         _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
+    for (; i < n; ++i) h[i] = _cvtss_sh(src[i], _MM_FROUND_TO_NEAREST_INT);
+}
+
 } // namespace woolly::avx2

@@ -450,3 +450,29 @@ TEST_CASE("row-tile GEMM kernels give every pair the single dot's bits") {
         }
     }
 }
+
+TEST_CASE("SIMD F16 conversions give the reference's bits, special values included") {
+    std::mt19937 rng(17);
+    std::normal_distribution<float> normal(0.0f, 100.0f);
+    const KernelTable reference = make_kernel_table(KernelLevel::Scalar);
+    for (KernelLevel level : kLevels) {
+        if (!cpu_supports(level)) continue;
+        const KernelTable table = make_kernel_table(level);
+        for (int64_t n : {1, 7, 8, 9, 31, 33, 257}) {
+            INFO(std::string(kernel_level_name(level)) << " n=" << n);
+            std::vector<float> x(static_cast<size_t>(n));
+            for (auto& v : x) v = normal(rng);
+            const float specials[] = {0.0f,   -0.0f,    65504.0f,  65520.0f, 1e-7f,
+                                      -3e-5f, INFINITY, -INFINITY, 1e9f,     6.1e-5f};
+            for (size_t i = 0; i < std::size(specials) && i < x.size(); ++i) x[i] = specials[i];
+            std::vector<uint16_t> want(x.size()), got(x.size());
+            reference.quantizer(TensorType::F16)(x.data(), want.data(), n);
+            table.quantizer(TensorType::F16)(x.data(), got.data(), n);
+            CHECK(want == got);
+            std::vector<float> back_want(x.size()), back_got(x.size());
+            reference.dequantizer(TensorType::F16)(want.data(), back_want.data(), n);
+            table.dequantizer(TensorType::F16)(want.data(), back_got.data(), n);
+            CHECK(std::memcmp(back_want.data(), back_got.data(), x.size() * 4) == 0);
+        }
+    }
+}
