@@ -81,7 +81,12 @@ void attention_group(const LlamaHyperParams& hp, const KvCache& cache, const Att
             v = s.value;
         }
         for (int64_t j = 0; j < group; ++j) {
-            k.axpy(out_all + (g * group + j) * head_dim, s.scores[j * s.max_ctx + t], v, head_dim);
+            float* out = out_all + (g * group + j) * head_dim;
+            const float p = s.scores[j * s.max_ctx + t];
+            if (head_dim >= 16) // narrower heads do better without the call (same arithmetic)
+                k.axpy(out, p, v, head_dim);
+            else
+                for (int64_t i = 0; i < head_dim; ++i) out[i] += p * v[i];
         }
     }
 }
