@@ -166,7 +166,7 @@ caf::behavior sampler_actor(caf::event_based_actor* self, std::shared_ptr<Runtim
     auto publish = [=](const SamplerStream& s, const nlohmann::json& message, bool done) {
         self->send(publisher, publish_atom::value, s.id, s.seq, message.dump(), done);
     };
-    // Publishes the final message, forgets the stream and tells the scheduler.
+    // Tells the scheduler, publishes the final message and forgets the stream.
     auto finish = [=](uint64_t session, const std::string& reason,
                       const std::string& error_message) {
         auto it = streams->find(session);
@@ -182,6 +182,9 @@ caf::behavior sampler_actor(caf::event_based_actor* self, std::shared_ptr<Runtim
                                       ? double(usage.completion_tokens - 1) * 1000.0 / gen_ms
                                       : 0.0;
         const protocol::RequestError error{protocol::ErrorCode::Internal, error_message};
+        // The scheduler hears first: a client that has seen the done message and then asks
+        // about the stream (cancel) reaches the scheduler after ended_atom has.
+        self->send(scheduler, ended_atom::value, session);
         // Text held back for a stop string that never completed ends the stream with the done
         // message.
         publish(s,
@@ -189,7 +192,6 @@ caf::behavior sampler_actor(caf::event_based_actor* self, std::shared_ptr<Runtim
                                        error_message.empty() ? nullptr : &error, s.tokens->tail()),
                 true);
         streams->erase(it);
-        self->send(scheduler, ended_atom::value, session);
     };
     auto dispatch = [=](uint64_t session, SamplerStream& s, std::vector<int32_t> tokens) {
         s.in_flight = int32_t(tokens.size());

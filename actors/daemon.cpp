@@ -2,6 +2,7 @@
 #include <thread>
 
 #include "actors.h"
+#include "engine/thread_pool.h"
 #include "messages.h"
 
 namespace woolly::actors {
@@ -38,11 +39,15 @@ int run_daemon(caf::actor_system& system, std::shared_ptr<Runtime> runtime,
     const int64_t n_layer = runtime->model->hparams().n_layer;
     const int64_t n_exec = std::min<int64_t>(config.engine.layer_executors, n_layer);
     a.executors.resize(size_t(n_exec));
+    // threads 0: the physical cores shared among the executors (executors run one after
+    // another on a token, so their pools rarely spin at the same time).
+    const int64_t threads =
+        config.threads > 0 ? config.threads : std::max<int64_t>(1, physical_core_count() / n_exec);
     caf::actor next;
     for (int64_t i = n_exec - 1; i >= 0; --i) {
         const int64_t first = n_layer * i / n_exec, last = n_layer * (i + 1) / n_exec;
-        a.executors[size_t(i)] = system.spawn<caf::detached>(
-            executor_actor, runtime, first, last, int64_t(config.threads), next, a.sampler);
+        a.executors[size_t(i)] = system.spawn<caf::detached>(executor_actor, runtime, first, last,
+                                                             threads, next, a.sampler);
         next = a.executors[size_t(i)];
     }
     caf::anon_send(a.scheduler, wire_atom::value, a.sampler, a.cache);

@@ -174,8 +174,10 @@ caf::behavior scheduler_actor(caf::event_based_actor* self, std::shared_ptr<Runt
         },
         [=](cancel_atom, const std::string& id) -> std::string {
             auto it = st->by_id.find(id);
-            if (it == st->by_id.end()) {
-                const bool finished = st->finished_ids.count(id) != 0;
+            // A stream already told to end (cancelled before, or shutting down) is as good as
+            // finished: its final message may be out before the sampler's ended_atom is here.
+            if (it == st->by_id.end() || st->sessions.at(it->second).ending) {
+                const bool finished = st->finished_ids.count(id) != 0 || it != st->by_id.end();
                 return protocol::encode_error({protocol::ErrorCode::NotFound,
                                                finished ? "stream '" + id + "' has already finished"
                                                         : "no stream '" + id + "'"});

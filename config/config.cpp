@@ -81,7 +81,7 @@ Schema schema_for(DaemonConfig& c) {
                  {"tokens", &c.tokens},
                  {"engine.kv_cache_type", &c.engine.kv_cache_type}};
     s.ints = {
-        {"threads", {&c.threads, 1, 256}},
+        {"threads", {&c.threads, 0, 256}},
         {"engine.layer_executors", {&c.engine.layer_executors, 1, 64}},
         {"engine.context", {&c.engine.context, 0, 1 << 24}},
         {"engine.max_sessions", {&c.engine.max_sessions, 1, 1024}},

@@ -18,7 +18,7 @@ struct DaemonConfig {
     std::string model;                             // GGUF file; empty: the bundled model
     std::string requests = "tcp://127.0.0.1:5555"; // ROUTER endpoint (bind)
     std::string tokens = "tcp://127.0.0.1:5556";   // PUB endpoint (bind)
-    int64_t threads = 1;                           // compute threads per layer executor
+    int64_t threads = 0; // compute threads per layer executor; 0: physical cores / executors
     struct {
         int64_t layer_executors = 1;       // actors, each owning a contiguous range of layers
         int64_t context = 0;               // tokens per session; 0: the model's context length

@@ -64,8 +64,8 @@ int main(int argc, char** argv) {
             else {
                 char* end = nullptr;
                 const long threads = std::strtol(value.c_str(), &end, 10);
-                if (value.empty() || *end || threads < 1 || threads > 256)
-                    throw ConfigError("flag --threads: expected an integer from 1 to 256, got '" +
+                if (value.empty() || *end || threads < 0 || threads > 256)
+                    throw ConfigError("flag --threads: expected an integer from 0 to 256, got '" +
                                       value + "'");
                 config.threads = threads;
             }

@@ -2,7 +2,16 @@
 // pass) and sleep on a condition variable only after a quiet spell; no lock on the hot path.
 #include "thread_pool.h"
 
+#include <algorithm>
 #include <chrono>
+#include <fstream>
+#include <set>
+#include <string>
+#include <utility>
+
+#if defined(__linux__)
+#include <sched.h>
+#endif
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -23,6 +32,28 @@ inline void cpu_relax() {
 constexpr auto kSpin = std::chrono::microseconds(200);
 
 } // namespace
+
+int physical_core_count() {
+#if defined(__linux__)
+    cpu_set_t allowed;
+    if (sched_getaffinity(0, sizeof allowed, &allowed) == 0) {
+        std::set<std::pair<int, int>> cores; // (package, core)
+        for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+            if (!CPU_ISSET(cpu, &allowed)) continue;
+            const std::string dir =
+                "/sys/devices/system/cpu/cpu" + std::to_string(cpu) + "/topology/";
+            std::ifstream package(dir + "physical_package_id"), core(dir + "core_id");
+            int p = 0, c = cpu; // without topology files: each CPU its own core
+            if (package && core && (package >> p) && (core >> c))
+                cores.insert({p, c});
+            else
+                cores.insert({-1, cpu});
+        }
+        if (!cores.empty()) return int(cores.size());
+    }
+#endif
+    return std::max(1u, std::thread::hardware_concurrency());
+}
 
 ThreadPool::ThreadPool(int n_threads) {
     for (int i = 1; i < n_threads; ++i) workers_.emplace_back([this, i] { worker(i); });

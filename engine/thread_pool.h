@@ -11,6 +11,10 @@
 
 namespace woolly {
 
+// Physical cores this process may run on (hyper-threads of one core count once): the default
+// thread count, since matmuls are bound by memory and by each core's vector units. At least 1.
+int physical_core_count();
+
 class ThreadPool {
 public:
     // n_threads in all, the calling thread included: n_threads - 1 workers are started.

@@ -27,6 +27,16 @@ TEST_CASE("an empty file is all defaults; keys override them") {
     CHECK(c.engine.max_sessions == 2);
     CHECK(c.engine.kv_cache_type == "f16");
     CHECK(c.limits.queue_depth == 3);
+    CHECK(d.threads == 0); // the physical cores
+    CHECK(d.engine.weight_cache_mib == 4096);
+    const DaemonConfig k = parse_config("engine:\n  kv_cache_type: q8_0\n", "w.yaml");
+    CHECK(k.engine.kv_cache_type == "q8_0");
+}
+
+TEST_CASE("engine.kv_cache_type takes f16, f32 or q8_0, and threads no negative count") {
+    CHECK(error_of("engine:\n  kv_cache_type: q4_0\n") ==
+          "w.yaml:2: key 'engine.kv_cache_type': 'q4_0' is not one of: f16, f32, q8_0");
+    CHECK(error_of("threads: -1\n").find("w.yaml:1: key 'threads'") == 0);
 }
 
 TEST_CASE("the shipped config/woolly.yaml parses to the defaults, and print-config reads back") {

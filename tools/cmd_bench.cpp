@@ -66,7 +66,7 @@ int bench_command(int argc, char** argv) {
         {"--json", "--help", "-h"});
     if (args.has("--help") || args.has("-h")) {
         std::fputs(
-            "usage: woolly bench [-m MODEL] [-p 128,512] [-n 32,128] [-r 5] [-t 1]\n"
+            "usage: woolly bench [-m MODEL] [-p 128,512] [-n 32,128] [-r 5] [-t THREADS]\n"
             "                    [--weight-cache MIB] [--cache-type f16|f32|q8_0] [--json]\n"
             "pp N: a prompt of N random tokens; tg N: N generated tokens. Each test: a warm-up,\n"
             "then -r repetitions from an empty KV cache; mean ± standard deviation in tokens/s.\n"
@@ -80,7 +80,7 @@ int bench_command(int argc, char** argv) {
     const auto prompts = parse_list(args.get("-p").value_or("128"), "-p");
     const auto gens = parse_list(args.get("-n").value_or("32"), "-n");
     const int64_t reps = args.number<int64_t>("-r").value_or(5);
-    const int64_t threads = args.number<int64_t>("-t", "--threads").value_or(1);
+    const int64_t threads = args.number<int64_t>("-t", "--threads").value_or(physical_core_count());
     if (reps < 1 || reps > 1000) throw Error("-r must be between 1 and 1000");
     if (threads < 1 || threads > 256) throw Error("-t must be between 1 and 256");
     const bool as_json = args.has("--json");

@@ -10,6 +10,7 @@
 #include "commands.h"
 #include "engine/generation.h"
 #include "engine/model.h"
+#include "engine/thread_pool.h"
 #include "engine/vocab.h"
 
 namespace woolly::cli {
@@ -24,7 +25,7 @@ const char* kRunUsage =
     "  -n, --n-predict N       tokens to generate at most (default 128; -1: until the context is "
     "full)\n"
     "  -c, --ctx-size N        context length (default: the model's)\n"
-    "  -t, --threads N         compute threads (default 1)\n"
+    "  -t, --threads N         compute threads (default: the physical cores)\n"
     "  --weight-cache MIB      budget for repacked weights (default 4096; 0 = off)\n"
     "  --cache-type T          KV cache: f16 (default), f32 or q8_0\n"
     "  --temp T                temperature, 0 = greedy (default 0.8)\n"
@@ -84,7 +85,7 @@ int run_command(int argc, char** argv) {
     if (n_predict < -1) throw Error("-n must be -1 (until the context is full) or >= 0");
     const int64_t n_ctx = args.number<int64_t>("-c", "--ctx-size").value_or(0);
     if (n_ctx < 0 || n_ctx > (int64_t(1) << 24)) throw Error("-c must be between 0 and 16777216");
-    const int64_t threads = args.number<int64_t>("-t", "--threads").value_or(1);
+    const int64_t threads = args.number<int64_t>("-t", "--threads").value_or(physical_core_count());
     if (threads < 1 || threads > 256) throw Error("-t must be between 1 and 256");
     const bool json = args.has("--json");
 
