@@ -42,7 +42,10 @@ int run_daemon(caf::actor_system& system, std::shared_ptr<Runtime> runtime,
     // threads 0: the physical cores shared among the executors (executors run one after
     // another on a token, so their pools rarely spin at the same time).
     const int64_t threads =
-        config.threads > 0 ? config.threads : std::max<int64_t>(1, physical_core_count() / n_exec);
+        config.threads > 0
+            ? config.threads
+            : std::max<int64_t>(1, default_thread_count(runtime->model->weight_bytes_per_token()) /
+                                       n_exec);
     caf::actor next;
     for (int64_t i = n_exec - 1; i >= 0; --i) {
         const int64_t first = n_layer * i / n_exec, last = n_layer * (i + 1) / n_exec;

@@ -55,6 +55,10 @@ int physical_core_count() {
     return std::max(1u, std::thread::hardware_concurrency());
 }
 
+int default_thread_count(uint64_t weight_bytes) {
+    return weight_bytes < (uint64_t(32) << 20) ? 1 : physical_core_count();
+}
+
 ThreadPool::ThreadPool(int n_threads) {
     for (int i = 1; i < n_threads; ++i) workers_.emplace_back([this, i] { worker(i); });
 }

@@ -25,7 +25,8 @@ const char* kRunUsage =
     "  -n, --n-predict N       tokens to generate at most (default 128; -1: until the context is "
     "full)\n"
     "  -c, --ctx-size N        context length (default: the model's)\n"
-    "  -t, --threads N         compute threads (default: the physical cores)\n"
+    "  -t, --threads N         compute threads (default: the physical cores; 1 for models\n"
+    "                          under 32 MiB)\n"
     "  --weight-cache MIB      budget for repacked weights (default 4096; 0 = off)\n"
     "  --cache-type T          KV cache: f16 (default), f32 or q8_0\n"
     "  --temp T                temperature, 0 = greedy (default 0.8)\n"
@@ -85,8 +86,9 @@ int run_command(int argc, char** argv) {
     if (n_predict < -1) throw Error("-n must be -1 (until the context is full) or >= 0");
     const int64_t n_ctx = args.number<int64_t>("-c", "--ctx-size").value_or(0);
     if (n_ctx < 0 || n_ctx > (int64_t(1) << 24)) throw Error("-c must be between 0 and 16777216");
-    const int64_t threads = args.number<int64_t>("-t", "--threads").value_or(physical_core_count());
-    if (threads < 1 || threads > 256) throw Error("-t must be between 1 and 256");
+    const std::optional<int64_t> threads_flag = args.number<int64_t>("-t", "--threads");
+    if (threads_flag && (*threads_flag < 1 || *threads_flag > 256))
+        throw Error("-t must be between 1 and 256");
     const bool json = args.has("--json");
 
     const std::string prompt = read_prompt(args);
@@ -94,6 +96,8 @@ int run_command(int argc, char** argv) {
     const std::string model_path = args.get("-m", "--model").value_or(default_model_path());
     auto model = LlamaModel::load(model_path);
     Vocab vocab(model->gguf());
+    const int64_t threads =
+        threads_flag.value_or(default_thread_count(model->weight_bytes_per_token()));
     ThreadPool pool{int(threads)};
     auto weight_cache = weight_cache_from(args);
     if (weight_cache) weight_cache->warm(*model); // at load, as woollyd does
