@@ -83,6 +83,8 @@ void gemm_x16_q4_0(const uint8_t* group, int64_t n_blocks, const uint8_t* x, uin
 void gemm_x16_q8_0(const uint8_t* group, int64_t n_blocks, const uint8_t* x, uint64_t x_stride,
                    int64_t count, float* y, int64_t y_stride);
 float vec_dot_q4_k_q8_k(const void* row, const void* activations, int64_t n);
+void vec_dot_rows_q4_k_q8_k(const void* row, const uint8_t* x, uint64_t stride, int64_t count,
+                            int64_t n, float* out, int64_t out_stride);
 void swiglu(float* gate, const float* up, int64_t n);
 double exp_sum(float* x, int64_t n, float shift);
 void axpy(float* y, float a, const float* x, int64_t n);

@@ -147,17 +147,25 @@ inline __m512i spread_scales(__m512i scales16, int first, int step) {
 } // namespace
 
 // Q4_K {f16 d; f16 dmin; u8 scales[12]; u8 qs[128]}: chunk c of 32 bytes holds sub-block 2c
-// in its low nibbles and 2c+1 in its high nibbles.
-float vec_dot_q4_k_q8_k(const void* row, const void* activations, int64_t n) {
-    const auto* w = static_cast<const uint8_t*>(row);
-    const auto* x = static_cast<const uint8_t*>(activations);
+// in its low nibbles and 2c+1 in its high nibbles. M activation vectors (`stride` bytes apart)
+// against one row: the scales and nibbles of a block are unpacked once for all M, and each
+// vector's sums see the same operations whatever M is (a batch gives one vector's bits).
+template <int M>
+void dot_q4_k_m(const uint8_t* w, const uint8_t* x, uint64_t stride, int64_t n, float* out,
+                int64_t out_stride) {
     const __m512i low4 = _mm512_set1_epi8(0x0f);
-    __m512 acc = _mm512_setzero_ps();
-    __m128 acc_min = _mm_setzero_ps();
+    __m512 acc[M];
+    __m128 acc_min[M];
+    for (int m = 0; m < M; ++m) {
+        acc[m] = _mm512_setzero_ps();
+        acc_min[m] = _mm_setzero_ps();
+    }
     for (int64_t b = 0; b < n / 256; ++b, w += 144, x += kQ8KBytes) {
-        _mm_prefetch(reinterpret_cast<const char*>(w + 3072), _MM_HINT_T1);
-        _mm_prefetch(reinterpret_cast<const char*>(w + 3072 + 64), _MM_HINT_T1);
-        _mm_prefetch(reinterpret_cast<const char*>(w + 3072 + 128), _MM_HINT_T1);
+        if (M == 1) { // generation: the stream runs ahead of the hardware prefetcher
+            _mm_prefetch(reinterpret_cast<const char*>(w + 3072), _MM_HINT_T1);
+            _mm_prefetch(reinterpret_cast<const char*>(w + 3072 + 64), _MM_HINT_T1);
+            _mm_prefetch(reinterpret_cast<const char*>(w + 3072 + 128), _MM_HINT_T1);
+        }
         // The 6-bit scales and mins, unpacked to bytes as get_scale_min_k4 reads them.
         uint32_t u[4];
         std::memcpy(u, w + 4, 12);
@@ -169,36 +177,60 @@ float vec_dot_q4_k_q8_k(const void* row, const void* activations, int64_t n) {
         u[0] &= m6;
         const __m128i scales_mins = _mm_loadu_si128(reinterpret_cast<const __m128i*>(u));
         const __m512i scales16 = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(scales_mins));
-        // imin = sum over sub-blocks of min * (bsum of its two halves).
-        const __m256i bsums = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 260));
-        const __m128i pair_sums =
-            _mm_hadd_epi16(_mm256_castsi256_si128(bsums), _mm256_extracti128_si256(bsums, 1));
         const __m128i mins16 = _mm_cvtepu8_epi16(_mm_srli_si128(scales_mins, 8));
-        const __m128i imin = _mm_madd_epi16(mins16, pair_sums); // 4 partial sums
-        // isum: 128 values per step; register lo holds sub-blocks 4h and 4h+2, hi 4h+1, 4h+3.
-        __m512i isum = _mm512_setzero_si512();
+        const float d = f16_at(w), dmin = f16_at(w + 2);
+        // Register lo of step h holds sub-blocks 4h and 4h+2, hi 4h+1 and 4h+3.
+        __m512i lo[2], hi[2], scale_lo[2], scale_hi[2];
         for (int h = 0; h < 2; ++h) {
             const __m512i packed = _mm512_loadu_si512(w + 16 + 64 * h);
-            const __m512i lo = _mm512_and_si512(packed, low4);
-            const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(packed, 4), low4);
-            const uint8_t* xq = x + 4 + 128 * h;
-            const __m512i x_lo = load_2x256(xq, xq + 64);
-            const __m512i x_hi = load_2x256(xq + 32, xq + 96);
-            const __m512i p_lo = _mm512_maddubs_epi16(lo, x_lo);
-            const __m512i p_hi = _mm512_maddubs_epi16(hi, x_hi);
-            isum =
-                _mm512_add_epi32(isum, _mm512_madd_epi16(p_lo, spread_scales(scales16, 4 * h, 2)));
-            isum = _mm512_add_epi32(isum,
-                                    _mm512_madd_epi16(p_hi, spread_scales(scales16, 4 * h + 1, 2)));
+            lo[h] = _mm512_and_si512(packed, low4);
+            hi[h] = _mm512_and_si512(_mm512_srli_epi16(packed, 4), low4);
+            scale_lo[h] = spread_scales(scales16, 4 * h, 2);
+            scale_hi[h] = spread_scales(scales16, 4 * h + 1, 2);
         }
-        float xd;
-        std::memcpy(&xd, x, 4);
-        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(xd * f16_at(w)), acc);
-        acc_min = _mm_fmadd_ps(_mm_cvtepi32_ps(imin), _mm_set1_ps(xd * f16_at(w + 2)), acc_min);
+        for (int m = 0; m < M; ++m) {
+            const uint8_t* xm = x + uint64_t(m) * stride;
+            // imin = sum over sub-blocks of min * (bsum of its two halves).
+            const __m256i bsums = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xm + 260));
+            const __m128i pair_sums =
+                _mm_hadd_epi16(_mm256_castsi256_si128(bsums), _mm256_extracti128_si256(bsums, 1));
+            const __m128i imin = _mm_madd_epi16(mins16, pair_sums); // 4 partial sums
+            __m512i isum = _mm512_setzero_si512();
+            for (int h = 0; h < 2; ++h) {
+                const uint8_t* xq = xm + 4 + 128 * h;
+                const __m512i p_lo = _mm512_maddubs_epi16(lo[h], load_2x256(xq, xq + 64));
+                const __m512i p_hi = _mm512_maddubs_epi16(hi[h], load_2x256(xq + 32, xq + 96));
+                isum = _mm512_add_epi32(isum, _mm512_madd_epi16(p_lo, scale_lo[h]));
+                isum = _mm512_add_epi32(isum, _mm512_madd_epi16(p_hi, scale_hi[h]));
+            }
+            float xd;
+            std::memcpy(&xd, xm, 4);
+            acc[m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(xd * d), acc[m]);
+            acc_min[m] = _mm_fmadd_ps(_mm_cvtepi32_ps(imin), _mm_set1_ps(xd * dmin), acc_min[m]);
+        }
     }
-    __m128 m = _mm_add_ps(acc_min, _mm_movehl_ps(acc_min, acc_min));
-    m = _mm_add_ss(m, _mm_movehdup_ps(m));
-    return _mm512_reduce_add_ps(acc) - _mm_cvtss_f32(m);
+    for (int m = 0; m < M; ++m) {
+        __m128 mn = _mm_add_ps(acc_min[m], _mm_movehl_ps(acc_min[m], acc_min[m]));
+        mn = _mm_add_ss(mn, _mm_movehdup_ps(mn));
+        out[m * out_stride] = _mm512_reduce_add_ps(acc[m]) - _mm_cvtss_f32(mn);
+    }
+}
+
+float vec_dot_q4_k_q8_k(const void* row, const void* activations, int64_t n) {
+    float out;
+    dot_q4_k_m<1>(static_cast<const uint8_t*>(row), static_cast<const uint8_t*>(activations), 0, n,
+                  &out, 0);
+    return out;
+}
+
+void vec_dot_rows_q4_k_q8_k(const void* row, const uint8_t* x, uint64_t stride, int64_t count,
+                            int64_t n, float* out, int64_t out_stride) {
+    const auto* w = static_cast<const uint8_t*>(row);
+    int64_t v = 0;
+    for (; v + 4 <= count; v += 4)
+        dot_q4_k_m<4>(w, x + uint64_t(v) * stride, stride, n, out + v * out_stride, out_stride);
+    for (; v < count; ++v)
+        dot_q4_k_m<1>(w, x + uint64_t(v) * stride, 0, n, out + v * out_stride, 0);
 }
 
 // Q6_K {u8 ql[128]; u8 qh[64]; i8 scales[16]; f16 d}: q = 4 low bits from ql, 2 high bits from

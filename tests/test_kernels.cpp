@@ -111,13 +111,13 @@ TEST_CASE("batched dot kernels give each vector's single dot, bit for bit") {
     for (KernelLevel level : kLevels) {
         if (!cpu_supports(level)) continue;
         const KernelTable table = make_kernel_table(level);
-        for (TensorType type :
-             {TensorType::Q8_0, TensorType::Q4_0, TensorType::F16, TensorType::BF16}) {
+        for (TensorType type : {TensorType::Q8_0, TensorType::Q4_0, TensorType::F16,
+                                TensorType::BF16, TensorType::Q4_K}) {
             const VecDotRowsFn rows = table.dot_rows(type);
             if (!rows) continue;
             const TypeTraits& traits = type_traits(type);
             for (int64_t units : {1, 7, 31, 33, 257}) {
-                const int64_t n = units * (traits.block_size == 1 ? 1 : 32);
+                const int64_t n = units * int64_t(traits.block_size);
                 const auto row = random_row(type, n, rng);
                 for (int64_t count : {1, 3, 4, 5, 9}) {
                     INFO(std::string(kernel_level_name(level))
