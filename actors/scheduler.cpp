@@ -22,8 +22,10 @@ using Clock = std::chrono::steady_clock;
 struct Session {
     std::string id;
     int32_t slot = -1;
-    bool running = false; // started (a slot is being acquired or held)
-    bool ending = false;  // the sampler has been told to end it
+    bool running = false;       // started (a slot is being acquired or held)
+    bool ending = false;        // the sampler has been told to end it
+    bool awaiting_slot = false; // a KV-slot request is out
+    bool ended = false;         // the sampler is done with it, but the slot reply is not in
 };
 
 struct State {
@@ -44,7 +46,8 @@ struct State {
     bool shutting_down = false;
     // shutdown requests waiting for the last session to end
     std::vector<caf::typed_response_promise<std::string>> drained;
-    std::function<void()> start_waiting; // set once the behaviour's helpers exist
+    std::function<void()> start_waiting;  // set once the behaviour's helpers exist
+    std::function<void(uint64_t)> forget; // ends a session's bookkeeping
 };
 
 } // namespace
@@ -76,12 +79,32 @@ caf::behavior scheduler_actor(caf::event_based_actor* self, std::shared_ptr<Runt
         self->send(st->sampler, finish_atom::value, key, reason, std::string());
     };
 
+    // The session is over: its slot back to the cache, its id kept for replay's sake.
+    st->forget = [=](uint64_t key) {
+        auto it = st->sessions.find(key);
+        if (it == st->sessions.end()) return;
+        Session& s = it->second;
+        if (s.slot >= 0) self->send(st->cache, release_atom::value, s.slot);
+        if (s.running) set_running(-1);
+        st->finished_ids[s.id] = Clock::now();
+        st->by_id.erase(s.id);
+        st->waiting.erase(std::remove(st->waiting.begin(), st->waiting.end(), key),
+                          st->waiting.end());
+        st->sessions.erase(it);
+        st->start_waiting();
+        if (st->sessions.empty()) {
+            for (auto& promise : st->drained) promise.deliver(std::string("drained"));
+            st->drained.clear();
+        }
+    };
+
     st->start_waiting = [=] {
         while (!st->shutting_down && st->running < st->config.engine.max_sessions &&
                !st->waiting.empty()) {
             const uint64_t key = st->waiting.front();
             st->waiting.pop_front();
             st->sessions.at(key).running = true;
+            st->sessions.at(key).awaiting_slot = true;
             set_running(+1);
             self->request(st->cache, caf::infinite, acquire_atom::value)
                 .then(
@@ -93,6 +116,8 @@ caf::behavior scheduler_actor(caf::event_based_actor* self, std::shared_ptr<Runt
                         }
                         Session& s = it->second;
                         s.slot = slot;
+                        s.awaiting_slot = false;
+                        if (s.ended) return st->forget(key); // ended while the request was out
                         if (slot < 0) {
                             self->send(st->sampler, finish_atom::value, key, std::string("error"),
                                        std::string("no KV-cache slot free"));
@@ -102,6 +127,11 @@ caf::behavior scheduler_actor(caf::event_based_actor* self, std::shared_ptr<Runt
                         }
                     },
                     [=](caf::error& e) {
+                        auto it = st->sessions.find(key);
+                        if (it != st->sessions.end()) {
+                            it->second.awaiting_slot = false;
+                            if (it->second.ended) return st->forget(key);
+                        }
                         self->send(st->sampler, finish_atom::value, key, std::string("error"),
                                    self->system().render(e));
                     });
@@ -112,6 +142,7 @@ caf::behavior scheduler_actor(caf::event_based_actor* self, std::shared_ptr<Runt
     // of other actors) when the scheduler terminates, or their threads would wait forever.
     self->attach_functor([st] {
         st->start_waiting = nullptr;
+        st->forget = nullptr;
         st->sampler = st->cache = nullptr;
     });
 
@@ -154,23 +185,18 @@ caf::behavior scheduler_actor(caf::event_based_actor* self, std::shared_ptr<Runt
             st->start_waiting();
             return protocol::encode_ok({{"id", id}, {"topic", protocol::topic_for(id)}});
         },
-        // The sampler has published the stream's final message: the session is over.
+        // The sampler is done with the stream (its final message is going out). With a slot
+        // request still out, the session stays, running, until the reply: status never shows
+        // a slot in use by no session.
         [=](ended_atom, uint64_t key) {
             auto it = st->sessions.find(key);
             if (it == st->sessions.end()) return;
-            Session& s = it->second;
-            if (s.slot >= 0) self->send(st->cache, release_atom::value, s.slot);
-            if (s.running) set_running(-1);
-            st->finished_ids[s.id] = Clock::now();
-            st->by_id.erase(s.id);
-            st->waiting.erase(std::remove(st->waiting.begin(), st->waiting.end(), key),
-                              st->waiting.end());
-            st->sessions.erase(it);
-            st->start_waiting();
-            if (st->sessions.empty()) {
-                for (auto& promise : st->drained) promise.deliver(std::string("drained"));
-                st->drained.clear();
+            it->second.ending = true;
+            if (it->second.awaiting_slot) {
+                it->second.ended = true;
+                return;
             }
+            st->forget(key);
         },
         [=](cancel_atom, const std::string& id) -> std::string {
             auto it = st->by_id.find(id);

@@ -100,6 +100,7 @@ KernelTable make_kernel_table(KernelLevel level) {
         table.exp_sum = avx512::exp_sum;
         table.axpy = avx512::axpy;
         table.vec_dot[uint32_t(TensorType::Q6_K)] = avx512::vec_dot_q6_k_q8_k;
+        table.vec_dot_rows[uint32_t(TensorType::Q6_K)] = avx512::vec_dot_rows_q6_k_q8_k;
         table.vec_dot[uint32_t(TensorType::F16)] = avx512::vec_dot_f16_f32;
         table.vec_dot_rows[uint32_t(TensorType::F16)] = nullptr; // gemm_rows serves batches
         table.gemm_rows[uint32_t(TensorType::F16)] = avx512::gemm_rows_f16_f32;

@@ -95,6 +95,8 @@ void gemm_rows_f16_f32(const void* rows, uint64_t row_bytes, int64_t n_rows, con
 void gemm_rows_bf16_bf16(const void* rows, uint64_t row_bytes, int64_t n_rows, const uint8_t* x,
                          uint64_t stride, int64_t count, int64_t n, float* out, int64_t out_stride);
 float vec_dot_q6_k_q8_k(const void* row, const void* activations, int64_t n);
+void vec_dot_rows_q6_k_q8_k(const void* row, const uint8_t* x, uint64_t stride, int64_t count,
+                            int64_t n, float* out, int64_t out_stride);
 } // namespace avx512
 
 namespace neon {

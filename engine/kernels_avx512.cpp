@@ -235,9 +235,11 @@ void vec_dot_rows_q4_k_q8_k(const void* row, const uint8_t* x, uint64_t stride, 
 
 // Q6_K {u8 ql[128]; u8 qh[64]; i8 scales[16]; f16 d}: q = 4 low bits from ql, 2 high bits from
 // qh, minus 32; one scale per 16 values.
-float vec_dot_q6_k_q8_k(const void* row, const void* activations, int64_t n) {
-    const auto* w = static_cast<const uint8_t*>(row);
-    const auto* x = static_cast<const uint8_t*>(activations);
+// M activation vectors (`stride` bytes apart) against one Q6_K row: a block's 6-bit values and
+// scales are built once for all M, each vector's sums see the same operations whatever M is.
+template <int M>
+void dot_q6_k_m(const uint8_t* w, const uint8_t* x, uint64_t stride, int64_t n, float* out,
+                int64_t out_stride) {
     const __m512i low4 = _mm512_set1_epi8(0x0f);
     const __m512i two_bits = _mm512_set1_epi8(0x03);
     // qh bits for values l (shift 0) and l + 32 (shift 2); then l + 64 (4) and l + 96 (6).
@@ -246,32 +248,28 @@ float vec_dot_q6_k_q8_k(const void* row, const void* activations, int64_t n) {
                                   _mm256_set1_epi16(hi), 1);
     };
     const __m512i shift_lo = halves(0, 2), shift_hi = halves(4, 6); // per 16-bit lane
-    __m512 acc = _mm512_setzero_ps();
+    __m512 acc[M];
+    for (int m = 0; m < M; ++m) acc[m] = _mm512_setzero_ps();
     for (int64_t b = 0; b < n / 256; ++b, w += 210, x += kQ8KBytes) {
-        for (int line = 0; line < 4; ++line)
-            _mm_prefetch(reinterpret_cast<const char*>(w + 3072 + 64 * line), _MM_HINT_T1);
+        if (M == 1) // generation: the stream runs ahead of the hardware prefetcher
+            for (int line = 0; line < 4; ++line)
+                _mm_prefetch(reinterpret_cast<const char*>(w + 3072 + 64 * line), _MM_HINT_T1);
         const __m128i scales8 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 192));
         const __m512i scales16 = _mm512_castsi256_si512(_mm256_cvtepi8_epi16(scales8));
-        // The -32 of every value: -32 * sum over sub-blocks of scale * bsum.
-        const __m256i bsums = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 260));
-        const __m256i sb = _mm256_madd_epi16(_mm512_castsi512_si256(scales16), bsums);
-        __m512i isum = _mm512_castsi256_si512(
-            _mm256_slli_epi32(_mm256_sub_epi32(_mm256_setzero_si256(), sb), 5));
+        const float d = f16_at(w + 208);
+        __m512i q_lo[2], q_hi[2], scale_lo[2], scale_hi[2];
         for (int h = 0; h < 2; ++h) {
             const __m512i ql = _mm512_loadu_si512(w + 64 * h);
             const __m256i qh256 =
                 _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 128 + 32 * h));
             const __m512i qh = _mm512_broadcast_i64x4(qh256);
             // Values 0..63 of this half in q_lo (l, l + 32), 64..127 in q_hi (l + 64, l + 96).
-            const __m512i q_lo = _mm512_or_si512(
+            q_lo[h] = _mm512_or_si512(
                 _mm512_and_si512(ql, low4),
                 _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, shift_lo), two_bits), 4));
-            const __m512i q_hi = _mm512_or_si512(
+            q_hi[h] = _mm512_or_si512(
                 _mm512_and_si512(_mm512_srli_epi16(ql, 4), low4),
                 _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, shift_hi), two_bits), 4));
-            const uint8_t* xq = x + 4 + 128 * h;
-            const __m512i p_lo = _mm512_maddubs_epi16(q_lo, _mm512_loadu_si512(xq));
-            const __m512i p_hi = _mm512_maddubs_epi16(q_hi, _mm512_loadu_si512(xq + 64));
             // 16 values per scale: int16 lanes 8k..8k+7 take scale 8h + k (+4 for q_hi).
             const __m512i index_lo =
                 _mm512_set_epi16(8 * h + 3, 8 * h + 3, 8 * h + 3, 8 * h + 3, 8 * h + 3, 8 * h + 3,
@@ -279,17 +277,47 @@ float vec_dot_q6_k_q8_k(const void* row, const void* activations, int64_t n) {
                                  8 * h + 2, 8 * h + 2, 8 * h + 2, 8 * h + 2, 8 * h + 1, 8 * h + 1,
                                  8 * h + 1, 8 * h + 1, 8 * h + 1, 8 * h + 1, 8 * h + 1, 8 * h + 1,
                                  8 * h, 8 * h, 8 * h, 8 * h, 8 * h, 8 * h, 8 * h, 8 * h);
-            const __m512i index_hi = _mm512_add_epi16(index_lo, _mm512_set1_epi16(4));
-            isum = _mm512_add_epi32(
-                isum, _mm512_madd_epi16(p_lo, _mm512_permutexvar_epi16(index_lo, scales16)));
-            isum = _mm512_add_epi32(
-                isum, _mm512_madd_epi16(p_hi, _mm512_permutexvar_epi16(index_hi, scales16)));
+            scale_lo[h] = _mm512_permutexvar_epi16(index_lo, scales16);
+            scale_hi[h] = _mm512_permutexvar_epi16(_mm512_add_epi16(index_lo, _mm512_set1_epi16(4)),
+                                                   scales16);
         }
-        float xd;
-        std::memcpy(&xd, x, 4);
-        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(xd * f16_at(w + 208)), acc);
+        for (int m = 0; m < M; ++m) {
+            const uint8_t* xm = x + uint64_t(m) * stride;
+            // The -32 of every value: -32 * sum over sub-blocks of scale * bsum.
+            const __m256i bsums = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xm + 260));
+            const __m256i sb = _mm256_madd_epi16(_mm512_castsi512_si256(scales16), bsums);
+            __m512i isum = _mm512_castsi256_si512(
+                _mm256_slli_epi32(_mm256_sub_epi32(_mm256_setzero_si256(), sb), 5));
+            for (int h = 0; h < 2; ++h) {
+                const uint8_t* xq = xm + 4 + 128 * h;
+                const __m512i p_lo = _mm512_maddubs_epi16(q_lo[h], _mm512_loadu_si512(xq));
+                const __m512i p_hi = _mm512_maddubs_epi16(q_hi[h], _mm512_loadu_si512(xq + 64));
+                isum = _mm512_add_epi32(isum, _mm512_madd_epi16(p_lo, scale_lo[h]));
+                isum = _mm512_add_epi32(isum, _mm512_madd_epi16(p_hi, scale_hi[h]));
+            }
+            float xd;
+            std::memcpy(&xd, xm, 4);
+            acc[m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(xd * d), acc[m]);
+        }
     }
-    return _mm512_reduce_add_ps(acc);
+    for (int m = 0; m < M; ++m) out[m * out_stride] = _mm512_reduce_add_ps(acc[m]);
+}
+
+float vec_dot_q6_k_q8_k(const void* row, const void* activations, int64_t n) {
+    float out;
+    dot_q6_k_m<1>(static_cast<const uint8_t*>(row), static_cast<const uint8_t*>(activations), 0, n,
+                  &out, 0);
+    return out;
+}
+
+void vec_dot_rows_q6_k_q8_k(const void* row, const uint8_t* x, uint64_t stride, int64_t count,
+                            int64_t n, float* out, int64_t out_stride) {
+    const auto* w = static_cast<const uint8_t*>(row);
+    int64_t v = 0;
+    for (; v + 4 <= count; v += 4)
+        dot_q6_k_m<4>(w, x + uint64_t(v) * stride, stride, n, out + v * out_stride, out_stride);
+    for (; v < count; ++v)
+        dot_q6_k_m<1>(w, x + uint64_t(v) * stride, 0, n, out + v * out_stride, 0);
 }
 
 } // namespace woolly::avx512

@@ -270,7 +270,7 @@ def test_status(d):
     assert s["ok"] and s["protocol"] == "woolly/1"
     assert s["model"]["n_vocab"] == 512 and s["model"]["n_layer"] == 5
     assert s["tokens_generated"] > 0 and s["sessions"] == {"running": 0, "queued": 0}
-    assert s["cache"]["kv_slots"] == 4 and s["cache"]["kv_slots_in_use"] == 0
+    assert s["cache"]["kv_slots"] == 4 and s["cache"]["kv_slots_in_use"] == 0, s
     # The bundled model is F32: nothing to repack, and nothing held.
     wc = s["weight_cache"]
     assert wc["budget_bytes"] > 0 and wc["bytes"] == 0 and wc["entries"] == 0

@@ -112,7 +112,7 @@ TEST_CASE("batched dot kernels give each vector's single dot, bit for bit") {
         if (!cpu_supports(level)) continue;
         const KernelTable table = make_kernel_table(level);
         for (TensorType type : {TensorType::Q8_0, TensorType::Q4_0, TensorType::F16,
-                                TensorType::BF16, TensorType::Q4_K}) {
+                                TensorType::BF16, TensorType::Q4_K, TensorType::Q6_K}) {
             const VecDotRowsFn rows = table.dot_rows(type);
             if (!rows) continue;
             const TypeTraits& traits = type_traits(type);
