@@ -165,7 +165,6 @@ void run_layers(const LlamaModel& model, int64_t first, int64_t last, int64_t po
         throw Error("a batch of " + std::to_string(n_tokens) + " tokens (expected 1 to " +
                     std::to_string(s.max_batch_) + ")");
     }
-    const int n_threads = s.pool_ ? s.pool_->size() : 1;
     if (pos < 0 || pos + n_tokens > cache.n_ctx() || s.max_ctx_ < pos + n_tokens) {
         throw Error("context is full (" + std::to_string(cache.n_ctx()) + " tokens)");
     }
@@ -214,10 +213,7 @@ void run_layers(const LlamaModel& model, int64_t first, int64_t last, int64_t po
                                 scratch, row(s.att_out_, t, n_q));
             }
         };
-        if (n_threads > 1)
-            s.pool_->run(attend);
-        else
-            attend(0, 1);
+        run_split(s.pool_, attend);
         s.input_.set(s.att_out_.data(), n_q, n);
         matmul(layer.wo, s.input_, s.sub_out_.data(), s.pool_, s.cache_);
         for (int64_t i = 0; i < n * n_embd; ++i) x[i] += s.sub_out_[size_t(i)];
@@ -234,10 +230,7 @@ void run_layers(const LlamaModel& model, int64_t first, int64_t last, int64_t po
             const int64_t begin = total * index / count, end = total * (index + 1) / count;
             active_kernels().swiglu(s.gate_.data() + begin, s.up_.data() + begin, end - begin);
         };
-        if (n_threads > 1 && n > 1) // one token's SwiGLU is too small to be worth a hand-off
-            s.pool_->run(swiglu);
-        else
-            swiglu(0, 1);
+        run_split(n > 1 ? s.pool_ : nullptr, swiglu); // one token's is too small to hand off
         s.input_.set(s.gate_.data(), n_ff, n);
         matmul(layer.w_down, s.input_, s.sub_out_.data(), s.pool_, s.cache_);
         for (int64_t i = 0; i < n * n_embd; ++i) x[i] += s.sub_out_[size_t(i)];

@@ -146,6 +146,20 @@ inline __m512i spread_scales(__m512i scales16, int first, int step) {
 
 } // namespace
 
+using DotManyFn = void (*)(const uint8_t* w, const uint8_t* x, uint64_t stride, int64_t n,
+                           float* out, int64_t out_stride);
+
+// One row against `count` vectors: four at a time through Four, the rest one by one.
+template <DotManyFn Four, DotManyFn One>
+void rows_by_four(const void* row, const uint8_t* x, uint64_t stride, int64_t count, int64_t n,
+                  float* out, int64_t out_stride) {
+    const auto* w = static_cast<const uint8_t*>(row);
+    int64_t v = 0;
+    for (; v + 4 <= count; v += 4)
+        Four(w, x + uint64_t(v) * stride, stride, n, out + v * out_stride, out_stride);
+    for (; v < count; ++v) One(w, x + uint64_t(v) * stride, 0, n, out + v * out_stride, 0);
+}
+
 // Q4_K {f16 d; f16 dmin; u8 scales[12]; u8 qs[128]}: chunk c of 32 bytes holds sub-block 2c
 // in its low nibbles and 2c+1 in its high nibbles. M activation vectors (`stride` bytes apart)
 // against one row: the scales and nibbles of a block are unpacked once for all M, and each
@@ -225,12 +239,7 @@ float vec_dot_q4_k_q8_k(const void* row, const void* activations, int64_t n) {
 
 void vec_dot_rows_q4_k_q8_k(const void* row, const uint8_t* x, uint64_t stride, int64_t count,
                             int64_t n, float* out, int64_t out_stride) {
-    const auto* w = static_cast<const uint8_t*>(row);
-    int64_t v = 0;
-    for (; v + 4 <= count; v += 4)
-        dot_q4_k_m<4>(w, x + uint64_t(v) * stride, stride, n, out + v * out_stride, out_stride);
-    for (; v < count; ++v)
-        dot_q4_k_m<1>(w, x + uint64_t(v) * stride, 0, n, out + v * out_stride, 0);
+    rows_by_four<dot_q4_k_m<4>, dot_q4_k_m<1>>(row, x, stride, count, n, out, out_stride);
 }
 
 // Q6_K {u8 ql[128]; u8 qh[64]; i8 scales[16]; f16 d}: q = 4 low bits from ql, 2 high bits from
@@ -312,12 +321,7 @@ float vec_dot_q6_k_q8_k(const void* row, const void* activations, int64_t n) {
 
 void vec_dot_rows_q6_k_q8_k(const void* row, const uint8_t* x, uint64_t stride, int64_t count,
                             int64_t n, float* out, int64_t out_stride) {
-    const auto* w = static_cast<const uint8_t*>(row);
-    int64_t v = 0;
-    for (; v + 4 <= count; v += 4)
-        dot_q6_k_m<4>(w, x + uint64_t(v) * stride, stride, n, out + v * out_stride, out_stride);
-    for (; v < count; ++v)
-        dot_q6_k_m<1>(w, x + uint64_t(v) * stride, 0, n, out + v * out_stride, 0);
+    rows_by_four<dot_q6_k_m<4>, dot_q6_k_m<1>>(row, x, stride, count, n, out, out_stride);
 }
 
 } // namespace woolly::avx512

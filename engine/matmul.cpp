@@ -3,7 +3,7 @@
 
 #include <algorithm>
 #include <atomic>
-#include <new>
+#include <optional>
 #include <string>
 
 #include "error.h"
@@ -56,15 +56,11 @@ uint64_t MatmulInput::q8_sum_stride() const {
 // Calls convert(i) for every vector i of a batch, split over `pool` when there are several.
 namespace {
 template <typename F> void for_each_vector(int64_t count, ThreadPool* pool, F&& convert) {
-    if (!pool || pool->size() == 1 || count < 2) {
-        for (int64_t i = 0; i < count; ++i) convert(i);
-        return;
-    }
     auto part = [&](int index, int n_threads) {
         for (int64_t i = count * index / n_threads; i < count * (index + 1) / n_threads; ++i)
             convert(i);
     };
-    pool->run(part);
+    run_split(count > 1 ? pool : nullptr, part);
 }
 } // namespace
 
@@ -208,32 +204,33 @@ struct MatmulPlan {
 };
 
 // Runs the plans' shares on the pool: one hand-off for all of them.
-void run_plans(const MatmulPlan* plans, size_t n_plans, ThreadPool* pool) {
+void run_plans(const MatmulPlan* const* plans, size_t n_plans, ThreadPool* pool) {
     auto run = [&](int index, int n_threads) {
-        for (size_t p = 0; p < n_plans; ++p) plans[p].part(index, n_threads);
+        for (size_t p = 0; p < n_plans; ++p) plans[p]->part(index, n_threads);
     };
-    if (pool && pool->size() > 1)
-        pool->run(run);
-    else
-        run(0, 1);
+    run_split(pool, run);
 }
 
 } // namespace
 
 void matmul(const WeightMatrix& w, MatmulInput& x, float* y, ThreadPool* pool, WeightCache* cache) {
     const MatmulPlan plan(w, x, y, pool, cache);
-    run_plans(&plan, 1, pool);
+    const MatmulPlan* plans[] = {&plan};
+    run_plans(plans, 1, pool);
 }
 
 void matmul_same_input(std::initializer_list<MatmulOutput> outputs, MatmulInput& x,
                        ThreadPool* pool, WeightCache* cache) {
     constexpr size_t kMax = 4;
     if (outputs.size() > kMax) throw Error("matmul_same_input takes at most 4 matrices");
-    // Plans live on the stack: no allocation. (MatmulPlan's members need no destruction.)
-    alignas(MatmulPlan) unsigned char storage[kMax * sizeof(MatmulPlan)];
-    auto* plans = reinterpret_cast<MatmulPlan*>(storage);
+    std::array<std::optional<MatmulPlan>, kMax> storage; // on the stack: no allocation
+    const MatmulPlan* plans[kMax];
     size_t n = 0;
-    for (const MatmulOutput& o : outputs) new (&plans[n++]) MatmulPlan(*o.w, x, o.y, pool, cache);
+    for (const MatmulOutput& o : outputs) {
+        storage[n].emplace(*o.w, x, o.y, pool, cache);
+        plans[n] = &*storage[n];
+        ++n;
+    }
     run_plans(plans, n, pool);
 }
 

@@ -55,4 +55,13 @@ private:
     std::atomic<bool> stopping_{false};
 };
 
+// f(index, count) split over `pool`'s threads, or f(0, 1) on this thread when there is no
+// pool: the one way every step of the forward pass hands out work.
+template <typename F> void run_split(ThreadPool* pool, F& f) {
+    if (pool)
+        pool->run(f); // without workers, run() calls f(0, 1) itself
+    else
+        f(0, 1);
+}
+
 } // namespace woolly

@@ -62,6 +62,22 @@ std::vector<uint8_t> random_row(TensorType type, int64_t n, std::mt19937& rng) {
     return row;
 }
 
+// `count` vectors of n values ~ N(0, 1) in activation form `act`, `stride` bytes apart.
+std::vector<uint8_t> random_activations(const KernelTable& table, TensorType act, int64_t n,
+                                        int64_t count, uint64_t stride, std::mt19937& rng) {
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    std::vector<uint8_t> x(size_t(count) * stride);
+    std::vector<float> values(static_cast<size_t>(n));
+    for (int64_t i = 0; i < count; ++i) {
+        for (auto& v : values) v = normal(rng);
+        if (act == TensorType::F32)
+            std::memcpy(&x[i * stride], values.data(), size_t(n) * 4);
+        else
+            table.quantizer(act)(values.data(), &x[i * stride], n);
+    }
+    return x;
+}
+
 } // namespace
 
 TEST_CASE("SIMD dot kernels agree with the scalar reference on awkward sizes") {
@@ -107,7 +123,6 @@ TEST_CASE("SIMD dot kernels agree with the scalar reference on awkward sizes") {
 
 TEST_CASE("batched dot kernels give each vector's single dot, bit for bit") {
     std::mt19937 rng(5);
-    std::normal_distribution<float> normal(0.0f, 1.0f);
     for (KernelLevel level : kLevels) {
         if (!cpu_supports(level)) continue;
         const KernelTable table = make_kernel_table(level);
@@ -124,15 +139,7 @@ TEST_CASE("batched dot kernels give each vector's single dot, bit for bit") {
                          << " " << std::string(traits.name) << " n=" << n << " count=" << count);
                     const TensorType act = traits.vec_dot_type;
                     const uint64_t stride = *row_bytes(type_traits(act), uint64_t(n));
-                    std::vector<uint8_t> x(size_t(count) * stride);
-                    std::vector<float> values(static_cast<size_t>(n));
-                    for (int64_t i = 0; i < count; ++i) {
-                        for (auto& v : values) v = normal(rng);
-                        if (act == TensorType::F32)
-                            std::memcpy(x.data() + uint64_t(i) * stride, values.data(), n * 4);
-                        else
-                            table.quantizer(act)(values.data(), x.data() + uint64_t(i) * stride, n);
-                    }
+                    const auto x = random_activations(table, act, n, count, stride, rng);
                     std::vector<float> got(size_t(count) * 3, -1.0f);
                     rows(row.data(), x.data(), stride, count, n, got.data(), 3); // out_stride 3
                     for (int64_t i = 0; i < count; ++i) {
@@ -401,7 +408,6 @@ TEST_CASE("SIMD softmax exponentials and axpy agree with the scalar references")
 
 TEST_CASE("row-tile GEMM kernels give every pair the single dot's bits") {
     std::mt19937 rng(16);
-    std::normal_distribution<float> normal(0.0f, 1.0f);
     for (KernelLevel level : kLevels) {
         if (!cpu_supports(level)) continue;
         const KernelTable table = make_kernel_table(level);
@@ -423,15 +429,7 @@ TEST_CASE("row-tile GEMM kernels give every pair the single dot's bits") {
                         }
                         const TensorType act = traits.vec_dot_type;
                         const uint64_t stride = *row_bytes(type_traits(act), uint64_t(n));
-                        std::vector<uint8_t> x(size_t(count) * stride);
-                        std::vector<float> values(static_cast<size_t>(n));
-                        for (int64_t i = 0; i < count; ++i) {
-                            for (auto& v : values) v = normal(rng);
-                            if (act == TensorType::F32)
-                                std::memcpy(&x[i * stride], values.data(), size_t(n) * 4);
-                            else
-                                table.quantizer(act)(values.data(), &x[i * stride], n);
-                        }
+                        const auto x = random_activations(table, act, n, count, stride, rng);
                         const int64_t out_stride = n_rows + 2; // gaps stay untouched
                         std::vector<float> got(size_t(count * out_stride), -1.0f);
                         gemm(rows.data(), row_size, n_rows, x.data(), stride, count, n, got.data(),
