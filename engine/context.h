@@ -65,7 +65,7 @@ void compute_logits(const LlamaModel& model, const float* x, float* logits,
                     ForwardScratch& scratch);
 
 // Prompt tokens per forward batch: each weight matrix is read once per batch.
-constexpr int64_t kDefaultPromptBatch = 64;
+constexpr int64_t kDefaultPromptBatch = 128;
 
 class LlamaContext {
 public:

@@ -14,20 +14,18 @@
 namespace woolly::avx512 {
 namespace {
 
-// Register k of the 8 covering one block of 16 rows: lane i holds row i's columns 4k..4k+3.
-struct WeightBlock {
-    __m512i reg[8];
-    __m512 d; // the 16 rows' scales
-};
-
-inline void load_q4_0(const uint8_t* g, WeightBlock& w) {
+// Registers 2j and 2j+1 of a block of 16 rows (columns 8j..8j+7): lane i of each holds four
+// of row i's columns, as unsigned bytes.
+inline void load_pair_q4_0(const uint8_t* block, int j, __m512i& even, __m512i& odd) {
     const __m512i low4 = _mm512_set1_epi8(0x0f);
-    w.d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(g)));
-    for (int j = 0; j < 4; ++j) {
-        const __m512i v = _mm512_loadu_si512(g + 32 + 64 * j);
-        w.reg[2 * j] = _mm512_and_si512(v, low4);
-        w.reg[2 * j + 1] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
-    }
+    const __m512i v = _mm512_loadu_si512(block + 32 + 64 * j);
+    even = _mm512_and_si512(v, low4);
+    odd = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
+}
+
+inline void load_pair_q8_0(const uint8_t* block, int j, __m512i& even, __m512i& odd) {
+    even = _mm512_loadu_si512(block + 32 + 128 * j);
+    odd = _mm512_loadu_si512(block + 32 + 128 * j + 64);
 }
 
 // One 32-bit activation group broadcast to all 16 lanes, straight from memory (a load-port
@@ -36,78 +34,105 @@ inline __m512i broadcast32(const uint8_t* p) {
     return _mm512_broadcastd_epi32(_mm_loadu_si32(p));
 }
 
-inline void load_q8_0(const uint8_t* g, WeightBlock& w) {
-    w.d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(g)));
-    for (int k = 0; k < 8; ++k) w.reg[k] = _mm512_loadu_si512(g + 32 + 64 * k);
-}
-
-// M activation vectors against one group of 16 rows. Per row and vector the blocks are added
-// in order, each as float(isum) * (d_w * d_x) with a separate multiply and add (no FMA): the
-// row reference's arithmetic exactly, so any tile size M gives the reference's bits.
-template <void (*Load)(const uint8_t*, WeightBlock&), int Offset, int TypeSize, int M>
-void gemm_tile(const uint8_t* group, int64_t n_blocks, const uint8_t* x, uint64_t x_stride,
-               float* y, int64_t y_stride, bool prefetch) {
-    __m512 acc[M];
-    for (int m = 0; m < M; ++m) acc[m] = _mm512_setzero_ps();
-    WeightBlock w;
+// M activation vectors against G adjacent groups of 16 rows (group_bytes apart): a register
+// tile of G x M accumulators, each broadcast activation feeding G dot products. Per row and
+// vector the blocks are added in order, each as float(isum) * (d_w * d_x) with a separate
+// multiply and add (no FMA): the row reference's arithmetic exactly, so any tile gives the
+// reference's bits.
+template <void (*LoadPair)(const uint8_t*, int, __m512i&, __m512i&), int Offset, int TypeSize,
+          int G, int M>
+void gemm_tile(const uint8_t* group, uint64_t group_bytes, int64_t n_blocks, const uint8_t* x,
+               uint64_t x_stride, float* y, int64_t y_stride, bool prefetch) {
     constexpr uint64_t kGroupBlock = kRepackRows * TypeSize;
+    __m512 acc[G][M];
+    for (int g = 0; g < G; ++g)
+        for (int m = 0; m < M; ++m) acc[g][m] = _mm512_setzero_ps();
     for (int64_t b = 0; b < n_blocks; ++b) {
+        const uint8_t* block[G];
+        for (int g = 0; g < G; ++g) block[g] = group + g * group_bytes + uint64_t(b) * kGroupBlock;
         // The stream runs ahead of the hardware prefetcher: ask for the block 2 KiB on (the
         // next group's first blocks, past the end of this one, are what comes next anyway).
-        const uint8_t* ahead = group + uint64_t(b) * kGroupBlock + 2048;
-        for (uint64_t line = 0; prefetch && line < kGroupBlock; line += 64)
-            _mm_prefetch(reinterpret_cast<const char*>(ahead + line), _MM_HINT_T1);
-        Load(group + uint64_t(b) * kGroupBlock, w);
+        for (int g = 0; g < G; ++g)
+            for (uint64_t line = 0; prefetch && line < kGroupBlock; line += 64)
+                _mm_prefetch(reinterpret_cast<const char*>(block[g] + 2048 + line), _MM_HINT_T1);
+        const uint8_t* xb[M];
+        for (int m = 0; m < M; ++m)
+            xb[m] = x + uint64_t(m) * x_stride + uint64_t(b) * kQ8SumBlockBytes;
+        // Each sum starts from the correction -Offset * sum(x) for the weights' unsigned storage.
+        __m512i isum[G][M];
         for (int m = 0; m < M; ++m) {
-            const uint8_t* xb = x + uint64_t(m) * x_stride + uint64_t(b) * kQ8SumBlockBytes;
-            // Two chains of four so the dot products overlap; one starts from the correction
-            // -Offset * sum(x) for the weights' unsigned storage.
-            const uint8_t* xq = xb + kQ8SumQsOffset;
-            __m512i even = broadcast32(xb + q8_sum_correction_offset(Offset));
-            __m512i odd = _mm512_setzero_si512();
-            for (int k = 0; k < 8; k += 2) {
-                even = _mm512_dpbusd_epi32(even, w.reg[k], broadcast32(xq + 4 * k));
-                odd = _mm512_dpbusd_epi32(odd, w.reg[k + 1], broadcast32(xq + 4 * k + 4));
+            const __m512i correction = broadcast32(xb[m] + q8_sum_correction_offset(Offset));
+            for (int g = 0; g < G; ++g) isum[g][m] = correction;
+        }
+        for (int j = 0; j < 4; ++j) {
+            __m512i even[G], odd[G];
+            for (int g = 0; g < G; ++g) LoadPair(block[g], j, even[g], odd[g]);
+            for (int m = 0; m < M; ++m) {
+                const uint8_t* xq = xb[m] + kQ8SumQsOffset + 8 * j;
+                const __m512i x_even = broadcast32(xq), x_odd = broadcast32(xq + 4);
+                for (int g = 0; g < G; ++g) {
+                    isum[g][m] = _mm512_dpbusd_epi32(isum[g][m], even[g], x_even);
+                    isum[g][m] = _mm512_dpbusd_epi32(isum[g][m], odd[g], x_odd);
+                }
             }
-            float dx;
-            std::memcpy(&dx, xb, 4);
-            const __m512i isum = _mm512_add_epi32(even, odd);
-            const __m512 scale = _mm512_mul_ps(w.d, _mm512_set1_ps(dx));
-            acc[m] = _mm512_add_ps(acc[m], _mm512_mul_ps(_mm512_cvtepi32_ps(isum), scale));
+        }
+        for (int g = 0; g < G; ++g) {
+            const __m512 dw =
+                _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(block[g])));
+            for (int m = 0; m < M; ++m) {
+                float dx;
+                std::memcpy(&dx, xb[m], 4);
+                const __m512 scale = _mm512_mul_ps(dw, _mm512_set1_ps(dx));
+                acc[g][m] =
+                    _mm512_add_ps(acc[g][m], _mm512_mul_ps(_mm512_cvtepi32_ps(isum[g][m]), scale));
+            }
         }
     }
-    for (int m = 0; m < M; ++m) _mm512_storeu_ps(y + m * y_stride, acc[m]);
+    for (int g = 0; g < G; ++g)
+        for (int m = 0; m < M; ++m) _mm512_storeu_ps(y + m * y_stride + g * kRepackRows, acc[g][m]);
 }
 
-template <void (*Load)(const uint8_t*, WeightBlock&), int Offset, int TypeSize>
-void gemm_x16(const uint8_t* group, int64_t n_blocks, const uint8_t* x, uint64_t x_stride,
-              int64_t count, float* y, int64_t y_stride) {
-    // Tiles of up to 8 vectors: 8 accumulators + 8 weight registers + temporaries < 32 zmm.
-    // Only the first tile prefetches: it brings the group in from memory, the others find it
-    // in L2.
-    int64_t m = 0;
-    auto tile = [&](auto tile_size) {
-        constexpr int T = decltype(tile_size)::value;
-        gemm_tile<Load, Offset, TypeSize, T>(group, n_blocks, x + uint64_t(m) * x_stride, x_stride,
-                                             y + m * y_stride, y_stride, m == 0);
-        m += T;
+template <void (*LoadPair)(const uint8_t*, int, __m512i&, __m512i&), int Offset, int TypeSize>
+void gemm_x16(const uint8_t* groups, int64_t n_groups, int64_t n_blocks, const uint8_t* x,
+              uint64_t x_stride, int64_t count, float* y, int64_t y_stride) {
+    // Vectors per tile: 7 measured fastest of 4..8 (pp128, tinyllama Q4_0/Q8_0). The 2 x 7
+    // accumulators spill, but they are touched once per block; the 2 x 7 sums are not.
+    constexpr int kTile = 7;
+    static_assert(kTile <= 4 + 2 + 1 + 1, "the remainder tiles below cover kTile - 1 vectors");
+    const uint64_t group_bytes = uint64_t(n_blocks) * kRepackRows * TypeSize;
+    // Only the first tile of vectors prefetches: it brings the groups in from memory, the
+    // others find them in L2.
+    auto tiles = [&](auto group_count) {
+        constexpr int G = decltype(group_count)::value;
+        int64_t m = 0;
+        auto tile = [&](auto tile_size) {
+            constexpr int T = decltype(tile_size)::value;
+            gemm_tile<LoadPair, Offset, TypeSize, G, T>(groups, group_bytes, n_blocks,
+                                                        x + uint64_t(m) * x_stride, x_stride,
+                                                        y + m * y_stride, y_stride, m == 0);
+            m += T;
+        };
+        while (count - m >= kTile) tile(std::integral_constant<int, kTile>{});
+        if (count - m >= 4) tile(std::integral_constant<int, 4>{}); // then at most 3 are left
+        if (count - m >= 2) tile(std::integral_constant<int, 2>{});
+        if (count - m >= 1) tile(std::integral_constant<int, 1>{});
+        groups += G * group_bytes;
+        y += G * kRepackRows;
     };
-    while (count - m >= 8) tile(std::integral_constant<int, 8>{});
-    if (count - m >= 4) tile(std::integral_constant<int, 4>{});
-    if (count - m >= 2) tile(std::integral_constant<int, 2>{});
-    if (count - m >= 1) tile(std::integral_constant<int, 1>{});
+    for (int64_t g = 0; g + 2 <= n_groups; g += 2) tiles(std::integral_constant<int, 2>{});
+    if (n_groups % 2 == 1) tiles(std::integral_constant<int, 1>{});
 }
 
 } // namespace
 
-void gemm_x16_q4_0(const uint8_t* group, int64_t n_blocks, const uint8_t* x, uint64_t x_stride,
-                   int64_t count, float* y, int64_t y_stride) {
-    gemm_x16<load_q4_0, 8, 18>(group, n_blocks, x, x_stride, count, y, y_stride);
+void gemm_x16_q4_0(const uint8_t* groups, int64_t n_groups, int64_t n_blocks, const uint8_t* x,
+                   uint64_t x_stride, int64_t count, float* y, int64_t y_stride) {
+    gemm_x16<load_pair_q4_0, 8, 18>(groups, n_groups, n_blocks, x, x_stride, count, y, y_stride);
 }
 
-void gemm_x16_q8_0(const uint8_t* group, int64_t n_blocks, const uint8_t* x, uint64_t x_stride,
-                   int64_t count, float* y, int64_t y_stride) {
-    gemm_x16<load_q8_0, 128, 34>(group, n_blocks, x, x_stride, count, y, y_stride);
+void gemm_x16_q8_0(const uint8_t* groups, int64_t n_groups, int64_t n_blocks, const uint8_t* x,
+                   uint64_t x_stride, int64_t count, float* y, int64_t y_stride) {
+    gemm_x16<load_pair_q8_0, 128, 34>(groups, n_groups, n_blocks, x, x_stride, count, y, y_stride);
 }
 
 } // namespace woolly::avx512

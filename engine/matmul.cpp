@@ -156,12 +156,12 @@ struct MatmulPlan {
         if (packed) {
             const int64_t groups = w->rows / kRepackRows, n_blocks = w->cols / 32;
             const uint64_t group_bytes = uint64_t(kRepackRows) * w->row_bytes;
-            const int64_t chunk = std::max<int64_t>(1, groups / (int64_t(n_threads) * 8));
+            // Chunks of an even number of groups: the kernels take groups in pairs.
+            const int64_t chunk = std::max<int64_t>(2, groups / (int64_t(n_threads) * 16) * 2);
             for (int64_t begin = next_group.fetch_add(chunk, std::memory_order_relaxed);
                  begin < groups; begin = next_group.fetch_add(chunk, std::memory_order_relaxed)) {
-                for (int64_t g = begin; g < std::min(groups, begin + chunk); ++g)
-                    gemm(packed + uint64_t(g) * group_bytes, n_blocks, q8_sum, q8_sum_stride, count,
-                         y + g * kRepackRows, w->rows);
+                gemm(packed + uint64_t(begin) * group_bytes, std::min(chunk, groups - begin),
+                     n_blocks, q8_sum, q8_sum_stride, count, y + begin * kRepackRows, w->rows);
             }
             if (index == n_threads - 1) rows_one_by_one(groups * kRepackRows, w->rows);
             return;

@@ -32,29 +32,33 @@ uint8_t x16_weight(TensorType type, const uint8_t* block_group, int i, int c) {
 }
 
 template <TensorType Type>
-void gemm_x16_reference(const uint8_t* group, int64_t n_blocks, const uint8_t* x, uint64_t x_stride,
-                        int64_t count, float* y, int64_t y_stride) {
+void gemm_x16_reference(const uint8_t* groups, int64_t n_groups, int64_t n_blocks, const uint8_t* x,
+                        uint64_t x_stride, int64_t count, float* y, int64_t y_stride) {
     const uint64_t group_block = uint64_t(kRepackRows) * type_traits(Type).type_size;
     const int offset = x16_weight_offset(Type);
-    for (int64_t m = 0; m < count; ++m) {
-        const uint8_t* xm = x + uint64_t(m) * x_stride;
-        for (int i = 0; i < kRepackRows; ++i) {
-            float sum = 0.0f;
-            for (int64_t b = 0; b < n_blocks; ++b) {
-                const uint8_t* g = group + uint64_t(b) * group_block;
-                const uint8_t* xb = xm + uint64_t(b) * kQ8SumBlockBytes;
-                float dx;
-                int32_t xsum;
-                std::memcpy(&dx, xb, 4);
-                std::memcpy(&xsum, xb + 4, 4);
-                const auto* xq = reinterpret_cast<const int8_t*>(xb + kQ8SumQsOffset);
-                int32_t isum = 0;
-                for (int c = 0; c < kBlock; ++c) isum += int32_t(x16_weight(Type, g, i, c)) * xq[c];
-                isum -= offset * xsum;
-                // The same products in the same order as the row reference: the same bits.
-                sum += float(isum) * (load_f16(g + 2 * i) * dx);
+    for (int64_t gi = 0; gi < n_groups; ++gi) {
+        const uint8_t* group = groups + uint64_t(gi) * uint64_t(n_blocks) * group_block;
+        for (int64_t m = 0; m < count; ++m) {
+            const uint8_t* xm = x + uint64_t(m) * x_stride;
+            for (int i = 0; i < kRepackRows; ++i) {
+                float sum = 0.0f;
+                for (int64_t b = 0; b < n_blocks; ++b) {
+                    const uint8_t* g = group + uint64_t(b) * group_block;
+                    const uint8_t* xb = xm + uint64_t(b) * kQ8SumBlockBytes;
+                    float dx;
+                    int32_t xsum;
+                    std::memcpy(&dx, xb, 4);
+                    std::memcpy(&xsum, xb + 4, 4);
+                    const auto* xq = reinterpret_cast<const int8_t*>(xb + kQ8SumQsOffset);
+                    int32_t isum = 0;
+                    for (int c = 0; c < kBlock; ++c)
+                        isum += int32_t(x16_weight(Type, g, i, c)) * xq[c];
+                    isum -= offset * xsum;
+                    // The same products in the same order as the row reference: the same bits.
+                    sum += float(isum) * (load_f16(g + 2 * i) * dx);
+                }
+                y[m * y_stride + gi * kRepackRows + i] = sum;
             }
-            y[m * y_stride + i] = sum;
         }
     }
 }
@@ -120,14 +124,18 @@ void repack_x16(const WeightMatrix& w, uint8_t* dst) {
     }
 }
 
-void gemm_x16_q4_0_reference(const uint8_t* group, int64_t n_blocks, const uint8_t* x,
-                             uint64_t x_stride, int64_t count, float* y, int64_t y_stride) {
-    gemm_x16_reference<TensorType::Q4_0>(group, n_blocks, x, x_stride, count, y, y_stride);
+void gemm_x16_q4_0_reference(const uint8_t* groups, int64_t n_groups, int64_t n_blocks,
+                             const uint8_t* x, uint64_t x_stride, int64_t count, float* y,
+                             int64_t y_stride) {
+    gemm_x16_reference<TensorType::Q4_0>(groups, n_groups, n_blocks, x, x_stride, count, y,
+                                         y_stride);
 }
 
-void gemm_x16_q8_0_reference(const uint8_t* group, int64_t n_blocks, const uint8_t* x,
-                             uint64_t x_stride, int64_t count, float* y, int64_t y_stride) {
-    gemm_x16_reference<TensorType::Q8_0>(group, n_blocks, x, x_stride, count, y, y_stride);
+void gemm_x16_q8_0_reference(const uint8_t* groups, int64_t n_groups, int64_t n_blocks,
+                             const uint8_t* x, uint64_t x_stride, int64_t count, float* y,
+                             int64_t y_stride) {
+    gemm_x16_reference<TensorType::Q8_0>(groups, n_groups, n_blocks, x, x_stride, count, y,
+                                         y_stride);
 }
 
 } // namespace woolly

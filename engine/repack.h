@@ -42,15 +42,19 @@ uint64_t x16_bytes(const WeightMatrix& w);
 // Writes the x16 form of w's whole groups into dst (x16_bytes(w) bytes).
 void repack_x16(const WeightMatrix& w, uint8_t* dst);
 
-// y[m * y_stride + i] = dot(row i of the group, x_m) for the group's 16 rows and `count`
-// activation vectors in the Q8-sum form, `x_stride` bytes apart; n_blocks blocks of 32.
-using GemmX16Fn = void (*)(const uint8_t* group, int64_t n_blocks, const uint8_t* x,
-                           uint64_t x_stride, int64_t count, float* y, int64_t y_stride);
+// y[m * y_stride + 16 g + i] = dot(row i of group g, x_m) for n_groups adjacent groups of 16
+// rows and `count` activation vectors in the Q8-sum form, `x_stride` bytes apart; n_blocks
+// blocks of 32 per row.
+using GemmX16Fn = void (*)(const uint8_t* groups, int64_t n_groups, int64_t n_blocks,
+                           const uint8_t* x, uint64_t x_stride, int64_t count, float* y,
+                           int64_t y_stride);
 
 // Scalar references, the oracle of the SIMD x16 kernels.
-void gemm_x16_q4_0_reference(const uint8_t* group, int64_t n_blocks, const uint8_t* x,
-                             uint64_t x_stride, int64_t count, float* y, int64_t y_stride);
-void gemm_x16_q8_0_reference(const uint8_t* group, int64_t n_blocks, const uint8_t* x,
-                             uint64_t x_stride, int64_t count, float* y, int64_t y_stride);
+void gemm_x16_q4_0_reference(const uint8_t* groups, int64_t n_groups, int64_t n_blocks,
+                             const uint8_t* x, uint64_t x_stride, int64_t count, float* y,
+                             int64_t y_stride);
+void gemm_x16_q8_0_reference(const uint8_t* groups, int64_t n_groups, int64_t n_blocks,
+                             const uint8_t* x, uint64_t x_stride, int64_t count, float* y,
+                             int64_t y_stride);
 
 } // namespace woolly

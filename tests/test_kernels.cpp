@@ -223,16 +223,19 @@ TEST_CASE("x16 kernels give the row reference's bits on awkward sizes") {
     std::mt19937 rng(11);
     std::normal_distribution<float> normal(0.0f, 1.0f);
     const KernelTable reference = make_kernel_table(KernelLevel::Scalar);
+    // Three groups: the kernels take a pair, then one alone.
+    constexpr int64_t kGroups = 3, kRows = kGroups * kRepackRows;
     for (TensorType type : {TensorType::Q4_0, TensorType::Q8_0}) {
         const GemmX16Fn scalar_x16 =
             type == TensorType::Q4_0 ? gemm_x16_q4_0_reference : gemm_x16_q8_0_reference;
         for (int64_t blocks : {1, 7, 31, 33, 255, 257}) {
             const int64_t n = blocks * 32;
-            auto data = random_matrix(type, kRepackRows, n, rng);
-            const WeightMatrix w = matrix_over(data, type, kRepackRows, n);
+            auto data = random_matrix(type, kRows, n, rng);
+            const WeightMatrix w = matrix_over(data, type, kRows, n);
             std::vector<uint8_t> packed(x16_bytes(w));
             repack_x16(w, packed.data());
-            for (int64_t count : {1, 3, 8, 9, 17}) {
+            // Every remainder of the kernels' vector tiles, and several whole tiles.
+            for (int64_t count : {1, 2, 3, 4, 5, 6, 7, 8, 9, 13, 17, 20}) {
                 INFO(std::string(type_traits(type).name) << " n=" << n << " count=" << count);
                 const uint64_t q8_stride = uint64_t(blocks) * 34;
                 const uint64_t sum_stride = uint64_t(blocks) * kQ8SumBlockBytes;
@@ -245,14 +248,14 @@ TEST_CASE("x16 kernels give the row reference's bits on awkward sizes") {
                     q8_0_to_q8_sum(&q8[m * q8_stride], &sums[m * sum_stride], n);
                 }
                 // The oracle: the scalar row kernel, row by row.
-                std::vector<float> want(size_t(count * kRepackRows));
+                std::vector<float> want(size_t(count * kRows));
                 for (int64_t m = 0; m < count; ++m)
-                    for (int64_t r = 0; r < kRepackRows; ++r)
-                        want[size_t(m * kRepackRows + r)] =
+                    for (int64_t r = 0; r < kRows; ++r)
+                        want[size_t(m * kRows + r)] =
                             reference.dot(type)(w.row(r), &q8[m * q8_stride], n);
                 std::vector<float> got(want.size(), -1.0f);
-                scalar_x16(packed.data(), blocks, sums.data(), sum_stride, count, got.data(),
-                           kRepackRows);
+                scalar_x16(packed.data(), kGroups, blocks, sums.data(), sum_stride, count,
+                           got.data(), kRows);
                 CHECK(std::memcmp(got.data(), want.data(), want.size() * 4) == 0);
                 for (KernelLevel level : kLevels) {
                     if (!cpu_supports(level)) continue;
@@ -260,8 +263,8 @@ TEST_CASE("x16 kernels give the row reference's bits on awkward sizes") {
                     if (!simd) continue;
                     INFO(kernel_level_name(level));
                     std::fill(got.begin(), got.end(), -1.0f);
-                    simd(packed.data(), blocks, sums.data(), sum_stride, count, got.data(),
-                         kRepackRows);
+                    simd(packed.data(), kGroups, blocks, sums.data(), sum_stride, count, got.data(),
+                         kRows);
                     CHECK(std::memcmp(got.data(), want.data(), want.size() * 4) == 0);
                 }
             }
