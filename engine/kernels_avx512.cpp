@@ -51,10 +51,14 @@ void gemm_tile(const uint8_t* group, uint64_t group_bytes, int64_t n_blocks, con
         const uint8_t* block[G];
         for (int g = 0; g < G; ++g) block[g] = group + g * group_bytes + uint64_t(b) * kGroupBlock;
         // The stream runs ahead of the hardware prefetcher: ask for the block 2 KiB on (the
-        // next group's first blocks, past the end of this one, are what comes next anyway).
-        for (int g = 0; g < G; ++g)
-            for (uint64_t line = 0; prefetch && line < kGroupBlock; line += 64)
-                _mm_prefetch(reinterpret_cast<const char*>(block[g] + 2048 + line), _MM_HINT_T1);
+        // next group's first blocks, past the end of this one, are what comes next anyway),
+        // each cache line once (blocks are not whole lines).
+        for (int g = 0; g < G && prefetch; ++g) {
+            const uintptr_t ahead = reinterpret_cast<uintptr_t>(block[g]) + 2048;
+            for (uintptr_t line = (ahead + 63) & ~uintptr_t(63); line < ahead + kGroupBlock;
+                 line += 64)
+                _mm_prefetch(reinterpret_cast<const char*>(line), _MM_HINT_T1);
+        }
         const uint8_t* xb[M];
         for (int m = 0; m < M; ++m)
             xb[m] = x + uint64_t(m) * x_stride + uint64_t(b) * kQ8SumBlockBytes;
@@ -380,28 +384,29 @@ void dot_16bit_rm(const uint16_t* w, uint64_t w_stride, const X* x, uint64_t x_s
     __m512 acc[R][M][2];
     for (int r = 0; r < R; ++r)
         for (int m = 0; m < M; ++m) acc[r][m][0] = acc[r][m][1] = _mm512_setzero_ps();
-    auto mask_at = [n](int64_t i) -> __mmask16 {
-        if (n - i >= 16) return 0xffff;
-        return n > i ? __mmask16((1u << (n - i)) - 1) : __mmask16(0);
-    };
-    for (int64_t i = 0; i < n; i += 32) {
-        const __mmask16 mask[2] = {mask_at(i), mask_at(i + 16)};
-        for (int half = 0; half < 2; ++half) {
-            if (!mask[half]) break; // past the end
-            const int64_t at = i + 16 * half;
-            __m512 wv[R];
-            for (int r = 0; r < R; ++r) {
-                if (M == 1) // generation: the stream runs ahead of the hardware prefetcher
-                    _mm_prefetch(reinterpret_cast<const char*>(w + r * w_stride + at + 1536),
-                                 _MM_HINT_T1);
-                wv[r] = Weights(w + r * w_stride + at, mask[half]);
-            }
-            for (int m = 0; m < M; ++m) {
-                const __m512 xv = Acts(x + uint64_t(m) * x_stride + at, mask[half]);
-                for (int r = 0; r < R; ++r)
-                    acc[r][m][half] = _mm512_fmadd_ps(wv[r], xv, acc[r][m][half]);
-            }
+    // One step: the 16 values at `at` (those `mask` selects) of every row and vector.
+    auto step = [&](int64_t at, int half, __mmask16 mask) {
+        __m512 wv[R];
+        for (int r = 0; r < R; ++r) wv[r] = Weights(w + r * w_stride + at, mask);
+        for (int m = 0; m < M; ++m) {
+            const __m512 xv = Acts(x + uint64_t(m) * x_stride + at, mask);
+            for (int r = 0; r < R; ++r)
+                acc[r][m][half] = _mm512_fmadd_ps(wv[r], xv, acc[r][m][half]);
         }
+    };
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) { // whole chunks: full masks, which the compiler drops
+        if (M == 1) // generation: one line per row runs ahead of the hardware prefetcher
+            for (int r = 0; r < R; ++r)
+                _mm_prefetch(reinterpret_cast<const char*>(w + r * w_stride + i + 1536),
+                             _MM_HINT_T1);
+        step(i, 0, 0xffff);
+        step(i + 16, 1, 0xffff);
+    }
+    if (i < n) { // the tail, zero-filled: the same additions as a full chunk of zeros
+        const int64_t left = n - i;
+        step(i, 0, left >= 16 ? __mmask16(0xffff) : __mmask16((1u << left) - 1));
+        if (left > 16) step(i + 16, 1, __mmask16((1u << (left - 16)) - 1));
     }
     for (int r = 0; r < R; ++r)
         for (int m = 0; m < M; ++m)

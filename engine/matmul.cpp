@@ -156,12 +156,18 @@ struct MatmulPlan {
         if (packed) {
             const int64_t groups = w->rows / kRepackRows, n_blocks = w->cols / 32;
             const uint64_t group_bytes = uint64_t(kRepackRows) * w->row_bytes;
-            // Chunks of an even number of groups: the kernels take groups in pairs.
-            const int64_t chunk = std::max<int64_t>(2, groups / (int64_t(n_threads) * 16) * 2);
-            for (int64_t begin = next_group.fetch_add(chunk, std::memory_order_relaxed);
-                 begin < groups; begin = next_group.fetch_add(chunk, std::memory_order_relaxed)) {
+            // Guided: each claim takes a share of what is left (an even number of groups, as
+            // the kernels take groups in pairs), so the chunks shrink towards the end and the
+            // threads finish together.
+            int64_t begin = next_group.load(std::memory_order_relaxed);
+            while (begin < groups) {
+                const int64_t chunk = std::max<int64_t>(2, (groups - begin) / (4 * n_threads) * 2);
+                if (!next_group.compare_exchange_weak(begin, begin + chunk,
+                                                      std::memory_order_relaxed))
+                    continue; // begin now holds the current value
                 gemm(packed + uint64_t(begin) * group_bytes, std::min(chunk, groups - begin),
                      n_blocks, q8_sum, q8_sum_stride, count, y + begin * kRepackRows, w->rows);
+                begin = next_group.load(std::memory_order_relaxed);
             }
             if (index == n_threads - 1) rows_one_by_one(groups * kRepackRows, w->rows);
             return;
