@@ -155,8 +155,8 @@ std::string write_synthetic_model(const SynthOptions& options, const std::string
     w.add_bool("tokenizer.ggml.add_bos_token", true);
     w.add_bool("tokenizer.ggml.add_eos_token", false);
 
-    // Matrices in the chosen type; the output matrix of a Q4_0 file in Q8_0 (llama.cpp's own
-    // Q4_0 files keep it at higher precision too); norms in F32. A k-quant matrix whose rows
+    // Matrices in the chosen type; the output matrix of a Q4_0 or Q4_K_M file in Q6_K, as
+    // llama.cpp's quantizer writes it; norms in F32. A k-quant matrix whose rows
     // are not whole 256-value super-blocks falls back to Q8_0, as llama.cpp falls back too.
     auto matrix = [&](const std::string& name, int64_t cols, int64_t rows, TensorType type) {
         if (type_traits(type).block_size == 256 && cols % 256 != 0) type = TensorType::Q8_0;
@@ -206,9 +206,7 @@ std::string write_synthetic_model(const SynthOptions& options, const std::string
     }
     norm("output_norm.weight", s.n_embd);
     matrix("output.weight", s.n_embd, s.n_vocab,
-           t == TensorType::Q4_0 ? TensorType::Q8_0
-           : options.q4_k_m      ? TensorType::Q6_K
-                                 : t);
+           t == TensorType::Q4_0 || options.q4_k_m ? TensorType::Q6_K : t);
     w.write_file(path);
     return std::string(s.name) + ", " + (options.q4_k_m ? "Q4_K_M" : type_traits(t).name) + ", " +
            std::to_string(std::filesystem::file_size(path)) + " bytes, " +
