@@ -28,6 +28,14 @@ inline void load_pair_q8_0(const uint8_t* block, int j, __m512i& even, __m512i& 
     odd = _mm512_loadu_si512(block + 32 + 128 * j + 64);
 }
 
+// Asks for the cache lines that start within [p, p + bytes) to be brought into L2: called for
+// consecutive ranges of a stream, it asks for every line once (blocks are not whole lines).
+inline void prefetch_lines(const uint8_t* p, uint64_t bytes) {
+    const uintptr_t begin = reinterpret_cast<uintptr_t>(p);
+    for (uintptr_t line = (begin + 63) & ~uintptr_t(63); line < begin + bytes; line += 64)
+        _mm_prefetch(reinterpret_cast<const char*>(line), _MM_HINT_T1);
+}
+
 // One 32-bit activation group broadcast to all 16 lanes, straight from memory (a load-port
 // broadcast, leaving the vector ports to the dot products).
 inline __m512i broadcast32(const uint8_t* p) {
@@ -51,14 +59,8 @@ void gemm_tile(const uint8_t* group, uint64_t group_bytes, int64_t n_blocks, con
         const uint8_t* block[G];
         for (int g = 0; g < G; ++g) block[g] = group + g * group_bytes + uint64_t(b) * kGroupBlock;
         // The stream runs ahead of the hardware prefetcher: ask for the block 2 KiB on (the
-        // next group's first blocks, past the end of this one, are what comes next anyway),
-        // each cache line once (blocks are not whole lines).
-        for (int g = 0; g < G && prefetch; ++g) {
-            const uintptr_t ahead = reinterpret_cast<uintptr_t>(block[g]) + 2048;
-            for (uintptr_t line = (ahead + 63) & ~uintptr_t(63); line < ahead + kGroupBlock;
-                 line += 64)
-                _mm_prefetch(reinterpret_cast<const char*>(line), _MM_HINT_T1);
-        }
+        // next group's first blocks, past the end of this one, are what comes next anyway).
+        for (int g = 0; g < G && prefetch; ++g) prefetch_lines(block[g] + 2048, kGroupBlock);
         const uint8_t* xb[M];
         for (int m = 0; m < M; ++m)
             xb[m] = x + uint64_t(m) * x_stride + uint64_t(b) * kQ8SumBlockBytes;
@@ -204,11 +206,7 @@ void dot_q4_k_m(const uint8_t* w, const uint8_t* x, uint64_t stride, int64_t n, 
         acc_min[m] = _mm_setzero_ps();
     }
     for (int64_t b = 0; b < n / 256; ++b, w += 144, x += kQ8KBytes) {
-        if (M == 1) { // generation: the stream runs ahead of the hardware prefetcher
-            _mm_prefetch(reinterpret_cast<const char*>(w + 3072), _MM_HINT_T1);
-            _mm_prefetch(reinterpret_cast<const char*>(w + 3072 + 64), _MM_HINT_T1);
-            _mm_prefetch(reinterpret_cast<const char*>(w + 3072 + 128), _MM_HINT_T1);
-        }
+        if (M == 1) prefetch_lines(w + 3072, 144); // generation: ahead of the hardware
         // The 6-bit scales and mins, unpacked to bytes as get_scale_min_k4 reads them.
         uint32_t u[4];
         std::memcpy(u, w + 4, 12);
@@ -289,9 +287,7 @@ void dot_q6_k_m(const uint8_t* w, const uint8_t* x, uint64_t stride, int64_t n, 
     __m512 acc[M];
     for (int m = 0; m < M; ++m) acc[m] = _mm512_setzero_ps();
     for (int64_t b = 0; b < n / 256; ++b, w += 210, x += kQ8KBytes) {
-        if (M == 1) // generation: the stream runs ahead of the hardware prefetcher
-            for (int line = 0; line < 4; ++line)
-                _mm_prefetch(reinterpret_cast<const char*>(w + 3072 + 64 * line), _MM_HINT_T1);
+        if (M == 1) prefetch_lines(w + 3072, 210); // generation: ahead of the hardware
         const __m128i scales8 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 192));
         const __m512i scales16 = _mm512_castsi256_si512(_mm256_cvtepi8_epi16(scales8));
         const float d = f16_at(w + 208);
