@@ -14,80 +14,82 @@
 namespace woolly {
 namespace {
 
-// The kernels attention uses for the cache's type: q . key rows, and value rows to float.
+// The kernels attention uses: the cache's rows to float, and float products.
 struct AttentionKernels {
-    VecDotFn key_dot;         // key slice (cache type) . q (in the type's activation form)
-    TensorType q_type;        // F32, or Q8_0 for a Q8_0 cache
-    QuantizeRowFn q_quantize; // null for F32
-    DequantizeRowFn value_to_float;
+    DequantizeRowFn to_float; // a key or value slice of the cache's type -> float
     double (*exp_sum)(float*, int64_t, float);
-    void (*axpy)(float*, float, const float*, int64_t);
+    GemmF32Fn gemm;
 };
 
 AttentionKernels attention_kernels(TensorType cache_type) {
     const KernelTable& k = active_kernels();
-    const TensorType q_type = type_traits(cache_type).vec_dot_type;
-    return {k.dot(cache_type),
-            q_type,
-            q_type == TensorType::F32 ? nullptr : k.quantizer(q_type),
-            k.dequantizer(cache_type),
-            k.exp_sum,
-            k.axpy};
+    return {k.dequantizer(cache_type), k.exp_sum, k.gemm_f32};
 }
+
+// Positions whose keys or values are held as float at a time: 64 x head_dim floats, in L1/L2.
+constexpr int64_t kAttentionChunk = 64;
+// Tokens of a batch that share each chunk of keys and values once it is converted.
+constexpr int64_t kAttentionTokens = 4;
 
 // Per-thread buffers of attention_group.
 struct AttentionScratch {
-    float* scores; // [group][max_ctx] scores of each query head of the group
+    float* scores; // [kAttentionTokens][group][max_ctx] scores, then probabilities
     int64_t max_ctx;
-    uint8_t* q_form; // [group][head_dim floats] q in the key dot's activation form (Q8_0)
-    float* value;    // [head_dim] one value row slice as float
+    float* keys_t; // [head_dim][kAttentionChunk] a chunk of key rows as float, transposed
+    float* values; // [kAttentionChunk][head_dim] a chunk of value rows as float
 };
 
 // Attention of the query heads that share KV head g (grouped-query: heads g * group ..
-// g * group + group - 1) over positions 0..pos: each key and value row is read, and converted
-// to float, once for the whole group. q_all [n_head * head_dim] -> out_all, same shape.
+// g * group + group - 1) for `n_tokens` consecutive tokens, token i at position pos + i and
+// seeing positions 0..pos + i. Keys and values are converted to float once per chunk for all
+// of them; then, per token, two small products:
+//   scores [group][n_pos] = q [group][head_dim] · keys^T [head_dim][n_pos] / sqrt(head_dim)
+//   out [group][head_dim] = softmax(scores) [group][n_pos] · values [n_pos][head_dim]
+// q(i) and out(i) are token i's [n_head][head_dim] rows (of a batch, n_q floats apart).
 void attention_group(const LlamaHyperParams& hp, const KvCache& cache, const AttentionKernels& k,
-                     int64_t layer, int64_t pos, int64_t g, const float* q_all, AttentionScratch s,
-                     float* out_all) {
+                     int64_t layer, int64_t pos, int64_t n_tokens, int64_t g, const float* q_all,
+                     int64_t n_q, AttentionScratch s, float* out_all) {
     const int64_t head_dim = hp.head_dim, group = hp.n_head / hp.n_head_kv;
     const uint64_t kv_offset = uint64_t(g) * cache.head_bytes();
-    const float scale = 1.0f / std::sqrt(float(head_dim));
-    for (int64_t j = 0; j < group; ++j) {
-        const float* q = q_all + (g * group + j) * head_dim;
-        float* scores = s.scores + j * s.max_ctx;
-        const void* q_form = q;
-        if (k.q_quantize) {
-            uint8_t* form = s.q_form + j * head_dim * int64_t(sizeof(float));
-            k.q_quantize(q, form, head_dim);
-            q_form = form;
+    const int64_t last_pos = pos + n_tokens - 1; // the last token sees up to here
+    auto query = [&](int64_t i) { return q_all + i * n_q + g * group * head_dim; };
+    auto scores = [&](int64_t i) { return s.scores + i * group * s.max_ctx; };
+    auto seen = [&](int64_t i, int64_t start) { // of chunk `start`, token i's positions
+        return std::min(kAttentionChunk, pos + i + 1 - start);
+    };
+    for (int64_t start = 0; start <= last_pos; start += kAttentionChunk) {
+        const int64_t n = std::min(kAttentionChunk, last_pos + 1 - start);
+        for (int64_t t = 0; t < n; ++t) { // s.values serves as the row buffer here
+            k.to_float(cache.key(layer, start + t) + kv_offset, s.values, head_dim);
+            for (int64_t d = 0; d < head_dim; ++d) s.keys_t[d * kAttentionChunk + t] = s.values[d];
         }
-        float max_score = -INFINITY;
-        for (int64_t t = 0; t <= pos; ++t) {
-            scores[t] = k.key_dot(cache.key(layer, t) + kv_offset, q_form, head_dim) * scale;
-            max_score = std::max(max_score, scores[t]);
-        }
-        const double sum = k.exp_sum(scores, pos + 1, max_score);
-        const float inv_sum = float(1.0 / sum);
-        for (int64_t t = 0; t <= pos; ++t) scores[t] *= inv_sum; // softmax probabilities
-        float* out = out_all + (g * group + j) * head_dim;
-        for (int64_t i = 0; i < head_dim; ++i) out[i] = 0.0f;
+        for (int64_t i = 0; i < n_tokens; ++i)
+            if (seen(i, start) > 0)
+                k.gemm(group, seen(i, start), head_dim, query(i), head_dim, s.keys_t,
+                       kAttentionChunk, scores(i) + start, s.max_ctx, false);
     }
-    const bool is_f32 = cache.type() == TensorType::F32;
-    for (int64_t t = 0; t <= pos; ++t) {
-        const uint8_t* row = cache.value(layer, t) + kv_offset;
-        const float* v = reinterpret_cast<const float*>(row);
-        if (!is_f32) {
-            k.value_to_float(row, s.value, head_dim);
-            v = s.value;
+    const float scale = 1.0f / std::sqrt(float(head_dim));
+    for (int64_t i = 0; i < n_tokens; ++i) {
+        for (int64_t j = 0; j < group; ++j) { // softmax of each head's scaled scores
+            float* row = scores(i) + j * s.max_ctx;
+            float max_score = -INFINITY;
+            for (int64_t t = 0; t <= pos + i; ++t) {
+                row[t] *= scale;
+                max_score = std::max(max_score, row[t]);
+            }
+            const float inv_sum = float(1.0 / k.exp_sum(row, pos + i + 1, max_score));
+            for (int64_t t = 0; t <= pos + i; ++t) row[t] *= inv_sum;
         }
-        for (int64_t j = 0; j < group; ++j) {
-            float* out = out_all + (g * group + j) * head_dim;
-            const float p = s.scores[j * s.max_ctx + t];
-            if (head_dim >= 16) // narrower heads do better without the call (same arithmetic)
-                k.axpy(out, p, v, head_dim);
-            else
-                for (int64_t i = 0; i < head_dim; ++i) out[i] += p * v[i];
-        }
+    }
+    for (int64_t start = 0; start <= last_pos; start += kAttentionChunk) {
+        const int64_t n = std::min(kAttentionChunk, last_pos + 1 - start);
+        for (int64_t t = 0; t < n; ++t)
+            k.to_float(cache.value(layer, start + t) + kv_offset, s.values + t * head_dim,
+                       head_dim);
+        for (int64_t i = 0; i < n_tokens; ++i)
+            if (seen(i, start) > 0)
+                k.gemm(group, head_dim, seen(i, start), scores(i) + start, s.max_ctx, s.values,
+                       head_dim, out_all + i * n_q + g * group * head_dim, head_dim, start > 0);
     }
 }
 
@@ -109,11 +111,11 @@ void store_kv(const LlamaHyperParams& hp, KvCache& cache, int64_t layer, int64_t
 
 } // namespace
 
-// Floats of attention scratch per thread: q forms and scores of a group of query heads, one
-// value row, and 16 spare.
+// Floats of attention scratch per thread: the scores of a group of query heads for
+// kAttentionTokens tokens, a chunk of keys and one of values, and 16 spare.
 static int64_t attention_floats(const LlamaHyperParams& hp, int64_t max_ctx) {
     const int64_t group = hp.n_head / hp.n_head_kv;
-    return group * (max_ctx + hp.head_dim) + hp.head_dim + 16;
+    return kAttentionTokens * group * max_ctx + 2 * kAttentionChunk * hp.head_dim + 16;
 }
 
 size_t ForwardScratch::pool_bytes(const LlamaModel& model, int64_t max_ctx, int threads,
@@ -196,20 +198,21 @@ void run_layers(const LlamaModel& model, int64_t first, int64_t last, int64_t po
             rope(row(s.q_, t, n_q), hp.n_head, hp.head_dim, hp.n_rot, angles);
             store_kv(hp, cache, l, pos + t, row(s.key_, t, n_kv), row(s.value_, t, n_kv), angles);
         }
-        // Every (token, KV head) pair on its own, split over the threads; token t sees
-        // positions up to its own (pos + t): causal within the batch.
+        // Tiles of up to kAttentionTokens tokens times KV heads, split over the threads;
+        // token t sees positions up to its own (pos + t): causal within the batch.
         auto attend = [&](int index, int count) {
             float* mine = s.attention_.data() + index * s.attention_stride_;
             const int64_t group = hp.n_head / hp.n_head_kv;
-            const AttentionScratch scratch{mine + (group + 1) * hp.head_dim + 16, s.max_ctx_,
-                                           reinterpret_cast<uint8_t*>(mine),
-                                           mine + group * hp.head_dim};
-            // Pairs dealt round-robin: later tokens see more positions, so contiguous ranges
+            const int64_t scores = kAttentionTokens * group * s.max_ctx_;
+            const AttentionScratch scratch{mine, s.max_ctx_, mine + scores,
+                                           mine + scores + kAttentionChunk * hp.head_dim};
+            // Tiles dealt round-robin: later tokens see more positions, so contiguous ranges
             // would leave the last thread the most work.
-            const int64_t pairs = n * hp.n_head_kv; // (token, KV head)
-            for (int64_t p = index; p < pairs; p += count) {
-                const int64_t t = p / hp.n_head_kv, g = p % hp.n_head_kv;
-                attention_group(hp, cache, attention_kernel, l, pos + t, g, row(s.q_, t, n_q),
+            const int64_t tiles = (n + kAttentionTokens - 1) / kAttentionTokens;
+            for (int64_t p = index; p < tiles * hp.n_head_kv; p += count) {
+                const int64_t t = p / hp.n_head_kv * kAttentionTokens, g = p % hp.n_head_kv;
+                attention_group(hp, cache, attention_kernel, l, pos + t,
+                                std::min(kAttentionTokens, n - t), g, row(s.q_, t, n_q), n_q,
                                 scratch, row(s.att_out_, t, n_q));
             }
         };

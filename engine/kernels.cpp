@@ -71,7 +71,7 @@ KernelTable make_kernel_table(KernelLevel level) {
     table.level = level;
     table.swiglu = swiglu_reference;
     table.exp_sum = exp_sum_reference;
-    table.axpy = axpy_reference;
+    table.gemm_f32 = gemm_f32_reference;
     for (uint32_t id = 0; id < 64; ++id) {
         if (const TypeTraits* t = find_type_traits(id)) {
             table.vec_dot[id] = t->vec_dot;
@@ -90,6 +90,7 @@ KernelTable make_kernel_table(KernelLevel level) {
         table.quantize[uint32_t(TensorType::Q8_0)] = avx2::quantize_row_q8_0;
         table.to_float[uint32_t(TensorType::F16)] = avx2::f16_to_f32_row;
         table.quantize[uint32_t(TensorType::F16)] = avx2::quantize_row_f16;
+        table.gemm_f32 = avx2::gemm_f32;
     }
     if (level == KernelLevel::Avx512) {
         table.gemm_x16[uint32_t(TensorType::Q4_0)] = avx512::gemm_x16_q4_0;
@@ -98,7 +99,7 @@ KernelTable make_kernel_table(KernelLevel level) {
         table.vec_dot_rows[uint32_t(TensorType::Q4_K)] = avx512::vec_dot_rows_q4_k_q8_k;
         table.swiglu = avx512::swiglu;
         table.exp_sum = avx512::exp_sum;
-        table.axpy = avx512::axpy;
+        table.gemm_f32 = avx512::gemm_f32;
         table.vec_dot[uint32_t(TensorType::Q6_K)] = avx512::vec_dot_q6_k_q8_k;
         table.vec_dot_rows[uint32_t(TensorType::Q6_K)] = avx512::vec_dot_rows_q6_k_q8_k;
         table.vec_dot[uint32_t(TensorType::F16)] = avx512::vec_dot_f16_f32;

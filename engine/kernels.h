@@ -33,6 +33,10 @@ using GemmRowsFn = void (*)(const void* rows, uint64_t row_bytes, int64_t n_rows
                             uint64_t stride, int64_t count, int64_t n, float* out,
                             int64_t out_stride);
 
+// c [m][n] = (accumulate ? c : 0) + a [m][k] · b [k][n]: see gemm_f32_reference (ops.h).
+using GemmF32Fn = void (*)(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
+                           const float* b, int64_t ldb, float* c, int64_t ldc, bool accumulate);
+
 struct KernelTable {
     KernelLevel level;
     VecDotFn vec_dot[64];          // by weight type id; null where the type has no dot
@@ -41,9 +45,9 @@ struct KernelTable {
     QuantizeRowFn quantize[64];    // by activation type id
     GemmX16Fn gemm_x16[64];        // by weight type id: kernels over the x16 layout (repack.h)
     DequantizeRowFn to_float[64];  // by type id: values back to float32 (KV-cache rows)
-    void (*swiglu)(float* gate, const float* up, int64_t n);    // gate = silu(gate) * up
-    double (*exp_sum)(float* x, int64_t n, float shift);        // x = exp(x - shift), sum
-    void (*axpy)(float* y, float a, const float* x, int64_t n); // y += a * x
+    void (*swiglu)(float* gate, const float* up, int64_t n); // gate = silu(gate) * up
+    double (*exp_sum)(float* x, int64_t n, float shift);     // x = exp(x - shift), sum
+    GemmF32Fn gemm_f32; // small float products (attention), as gemm_f32_reference
 
     VecDotFn dot(TensorType t) const { return vec_dot[uint32_t(t)]; }
     VecDotRowsFn dot_rows(TensorType t) const { return vec_dot_rows[uint32_t(t)]; }
@@ -74,6 +78,8 @@ void vec_dot_rows_q4_0_q8_0(const void* row, const uint8_t* x, uint64_t stride, 
 void quantize_row_q8_0(const float* src, void* dst, int64_t n);
 void f16_to_f32_row(const void* src, float* dst, int64_t n);
 void quantize_row_f16(const float* src, void* dst, int64_t n);
+void gemm_f32(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
+              int64_t ldb, float* c, int64_t ldc, bool accumulate);
 } // namespace avx2
 
 namespace avx512 {
@@ -87,7 +93,8 @@ void vec_dot_rows_q4_k_q8_k(const void* row, const uint8_t* x, uint64_t stride, 
                             int64_t n, float* out, int64_t out_stride);
 void swiglu(float* gate, const float* up, int64_t n);
 double exp_sum(float* x, int64_t n, float shift);
-void axpy(float* y, float a, const float* x, int64_t n);
+void gemm_f32(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
+              int64_t ldb, float* c, int64_t ldc, bool accumulate);
 float vec_dot_f16_f32(const void* row, const void* activations, int64_t n);
 float vec_dot_bf16_bf16(const void* row, const void* activations, int64_t n);
 void gemm_rows_f16_f32(const void* rows, uint64_t row_bytes, int64_t n_rows, const uint8_t* x,

@@ -1,6 +1,7 @@
 // kernels_avx2.cpp — AVX2 + FMA + F16C kernels; references: the scalar kernels in tensor_types.cpp.
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "kernels.h"
@@ -189,6 +190,56 @@ void quantize_row_f16(const float* src, void* dst, int64_t n) {
         _mm_storeu_si128(reinterpret_cast<__m128i*>(h + i),
                          _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
     for (; i < n; ++i) h[i] = _cvtss_sh(src[i], _MM_FROUND_TO_NEAREST_INT);
+}
+
+namespace {
+
+// As avx512's gemm_f32_tile, 8 columns a vector: R rows x V vectors (`mask` lanes set for the
+// columns each vector covers), every element's k products in order with fused multiply-adds.
+template <int R, int V>
+void gemm_f32_tile(int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb, float* c,
+                   int64_t ldc, bool accumulate, const __m256i* mask) {
+    __m256 acc[R][V];
+    for (int r = 0; r < R; ++r)
+        for (int v = 0; v < V; ++v)
+            acc[r][v] =
+                accumulate ? _mm256_maskload_ps(c + r * ldc + 8 * v, mask[v]) : _mm256_setzero_ps();
+    for (int64_t l = 0; l < k; ++l) {
+        __m256 bv[V];
+        for (int v = 0; v < V; ++v) bv[v] = _mm256_maskload_ps(b + l * ldb + 8 * v, mask[v]);
+        for (int r = 0; r < R; ++r) {
+            const __m256 av = _mm256_broadcast_ss(a + r * lda + l);
+            for (int v = 0; v < V; ++v) acc[r][v] = _mm256_fmadd_ps(av, bv[v], acc[r][v]);
+        }
+    }
+    for (int r = 0; r < R; ++r)
+        for (int v = 0; v < V; ++v) _mm256_maskstore_ps(c + r * ldc + 8 * v, mask[v], acc[r][v]);
+}
+
+using GemmF32Tile = void (*)(int64_t, const float*, int64_t, const float*, int64_t, float*, int64_t,
+                             bool, const __m256i*);
+template <int R> constexpr GemmF32Tile kGemmF32Row[2] = {gemm_f32_tile<R, 1>, gemm_f32_tile<R, 2>};
+// [rows - 1][vectors - 1]: tiles of up to 4 rows x 16 columns (8 of the 16 registers).
+constexpr const GemmF32Tile* kGemmF32Tiles[4] = {kGemmF32Row<1>, kGemmF32Row<2>, kGemmF32Row<3>,
+                                                 kGemmF32Row<4>};
+
+} // namespace
+
+void gemm_f32(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
+              int64_t ldb, float* c, int64_t ldc, bool accumulate) {
+    const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    for (int64_t j = 0; j < n; j += 16) {
+        const int64_t cols = std::min<int64_t>(16, n - j);
+        // A lane is loaded and stored where its column is below cols (its sign bit set).
+        const __m256i mask[2] = {_mm256_cmpgt_epi32(_mm256_set1_epi32(int(cols)), lanes),
+                                 _mm256_cmpgt_epi32(_mm256_set1_epi32(int(cols) - 8), lanes)};
+        const int64_t vectors = (cols + 7) / 8;
+        for (int64_t i = 0; i < m; i += 4) {
+            const int64_t rows = std::min<int64_t>(4, m - i);
+            kGemmF32Tiles[rows - 1][vectors - 1](k, a + i * lda, lda, b + j, ldb, c + i * ldc + j,
+                                                 ldc, accumulate, mask);
+        }
+    }
 }
 
 } // namespace woolly::avx2

@@ -6,6 +6,7 @@
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "kernels.h"
@@ -518,14 +519,58 @@ double exp_sum(float* x, int64_t n, float shift) {
     return double(_mm512_reduce_add_ps(sum));
 }
 
-// A multiply, then an add (no FMA): the reference's bits.
-void axpy(float* y, float a, const float* x, int64_t n) {
-    const __m512 av = _mm512_set1_ps(a);
-    for (int64_t i = 0; i < n; i += 16) {
-        const __mmask16 mask = n - i >= 16 ? __mmask16(0xffff) : __mmask16((1u << (n - i)) - 1);
-        const __m512 yv = _mm512_maskz_loadu_ps(mask, y + i);
-        _mm512_mask_storeu_ps(
-            y + i, mask, _mm512_add_ps(yv, _mm512_mul_ps(av, _mm512_maskz_loadu_ps(mask, x + i))));
+// ---- small float products: attention's scores and weighted values ----
+
+namespace {
+
+// R rows of c, V vectors of 16 columns (`mask` selects each vector's columns): every element
+// adds its k products in order with fused multiply-adds, as gemm_f32_reference does.
+template <int R, int V>
+void gemm_f32_tile(int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb, float* c,
+                   int64_t ldc, bool accumulate, const __mmask16* mask) {
+    __m512 acc[R][V];
+    for (int r = 0; r < R; ++r)
+        for (int v = 0; v < V; ++v)
+            acc[r][v] = accumulate ? _mm512_maskz_loadu_ps(mask[v], c + r * ldc + 16 * v)
+                                   : _mm512_setzero_ps();
+    for (int64_t l = 0; l < k; ++l) {
+        __m512 bv[V];
+        for (int v = 0; v < V; ++v) bv[v] = _mm512_maskz_loadu_ps(mask[v], b + l * ldb + 16 * v);
+        for (int r = 0; r < R; ++r) {
+            const __m512 av = _mm512_set1_ps(a[r * lda + l]);
+            for (int v = 0; v < V; ++v) acc[r][v] = _mm512_fmadd_ps(av, bv[v], acc[r][v]);
+        }
+    }
+    for (int r = 0; r < R; ++r)
+        for (int v = 0; v < V; ++v) _mm512_mask_storeu_ps(c + r * ldc + 16 * v, mask[v], acc[r][v]);
+}
+
+using GemmF32Tile = void (*)(int64_t, const float*, int64_t, const float*, int64_t, float*, int64_t,
+                             bool, const __mmask16*);
+template <int R>
+constexpr GemmF32Tile kGemmF32Row[4] = {gemm_f32_tile<R, 1>, gemm_f32_tile<R, 2>,
+                                        gemm_f32_tile<R, 3>, gemm_f32_tile<R, 4>};
+// [rows - 1][vectors - 1]: tiles of up to 4 rows x 64 columns (16 accumulators).
+constexpr const GemmF32Tile* kGemmF32Tiles[4] = {kGemmF32Row<1>, kGemmF32Row<2>, kGemmF32Row<3>,
+                                                 kGemmF32Row<4>};
+
+} // namespace
+
+void gemm_f32(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
+              int64_t ldb, float* c, int64_t ldc, bool accumulate) {
+    for (int64_t j = 0; j < n; j += 64) {
+        const int64_t cols = std::min<int64_t>(64, n - j);
+        __mmask16 mask[4];
+        for (int v = 0; v < 4; ++v) {
+            const int64_t left = cols - 16 * v;
+            mask[v] = left >= 16 ? __mmask16(0xffff) : left > 0 ? __mmask16((1u << left) - 1) : 0;
+        }
+        const int64_t vectors = (cols + 15) / 16;
+        for (int64_t i = 0; i < m; i += 4) {
+            const int64_t rows = std::min<int64_t>(4, m - i);
+            kGemmF32Tiles[rows - 1][vectors - 1](k, a + i * lda, lda, b + j, ldb, c + i * ldc + j,
+                                                 ldc, accumulate, mask);
+        }
     }
 }
 

@@ -57,8 +57,15 @@ double exp_sum_reference(float* x, int64_t n, float shift) {
     return sum;
 }
 
-void axpy_reference(float* y, float a, const float* x, int64_t n) {
-    for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
+void gemm_f32_reference(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
+                        const float* b, int64_t ldb, float* c, int64_t ldc, bool accumulate) {
+    for (int64_t i = 0; i < m; ++i) {
+        for (int64_t j = 0; j < n; ++j) {
+            float sum = accumulate ? c[i * ldc + j] : 0.0f;
+            for (int64_t l = 0; l < k; ++l) sum = std::fma(a[i * lda + l], b[l * ldb + j], sum);
+            c[i * ldc + j] = sum;
+        }
+    }
 }
 
 } // namespace woolly

@@ -16,7 +16,10 @@ float silu(float x);
 void swiglu_reference(float* gate, const float* up, int64_t n);
 // x [n] = exp(x - shift); returns the sum (in double). Softmax's middle step.
 double exp_sum_reference(float* x, int64_t n, float shift);
-// y [n] += a * x (a multiply, then an add).
-void axpy_reference(float* y, float a, const float* x, int64_t n);
+// c [m][n] = (accumulate ? c : 0) + a [m][k] · b [k][n], row-major with leading dimensions
+// lda, ldb, ldc: each element adds its k products in order, each with a fused multiply-add.
+// Attention's two products (scores = q · keys^T, out = probabilities · values).
+void gemm_f32_reference(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
+                        const float* b, int64_t ldb, float* c, int64_t ldc, bool accumulate);
 
 } // namespace woolly
