@@ -186,10 +186,8 @@ void run_layers(const LlamaModel& model, int64_t first, int64_t last, int64_t po
 
         // Attention block: x += wo · attention(rope(wq·n), rope(wk·n), wv·n), n = rmsnorm(x).
         // Keys and values go into the cache in its type, at positions pos..pos+n-1.
-        for (int64_t t = 0; t < n; ++t)
-            rmsnorm(row(s.xb_, t, n_embd), x + t * n_embd, layer.attn_norm.data(), n_embd,
-                    hp.rms_eps);
-        s.input_.set(s.xb_.data(), n_embd, n);
+        s.input_.set_rmsnorm(x, layer.attn_norm.data(), hp.rms_eps, n_embd, n, s.xb_.data(),
+                             layer.wq.traits->vec_dot_type, s.pool_);
         matmul_same_input(
             {{&layer.wq, s.q_.data()}, {&layer.wk, s.key_.data()}, {&layer.wv, s.value_.data()}},
             s.input_, s.pool_, s.cache_);
@@ -222,10 +220,8 @@ void run_layers(const LlamaModel& model, int64_t first, int64_t last, int64_t po
         for (int64_t i = 0; i < n * n_embd; ++i) x[i] += s.sub_out_[size_t(i)];
 
         // Feed-forward block (SwiGLU): x += w_down · (silu(w_gate·n) * w_up·n), n = rmsnorm(x).
-        for (int64_t t = 0; t < n; ++t)
-            rmsnorm(row(s.xb_, t, n_embd), x + t * n_embd, layer.ffn_norm.data(), n_embd,
-                    hp.rms_eps);
-        s.input_.set(s.xb_.data(), n_embd, n);
+        s.input_.set_rmsnorm(x, layer.ffn_norm.data(), hp.rms_eps, n_embd, n, s.xb_.data(),
+                             layer.w_gate.traits->vec_dot_type, s.pool_);
         matmul_same_input({{&layer.w_gate, s.gate_.data()}, {&layer.w_up, s.up_.data()}}, s.input_,
                           s.pool_, s.cache_);
         auto swiglu = [&](int index, int count) {

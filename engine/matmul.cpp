@@ -8,10 +8,22 @@
 
 #include "error.h"
 #include "kernels.h"
+#include "ops.h"
 #include "thread_pool.h"
 #include "weight_cache.h"
 
 namespace woolly {
+
+// Calls convert(i) for every vector i of a batch, split over `pool` when there are several.
+namespace {
+template <typename F> void for_each_vector(int64_t count, ThreadPool* pool, F&& convert) {
+    auto part = [&](int index, int n_threads) {
+        for (int64_t i = count * index / n_threads; i < count * (index + 1) / n_threads; ++i)
+            convert(i);
+    };
+    run_split(count > 1 ? pool : nullptr, part);
+}
+} // namespace
 
 MatmulInput::MatmulInput(int64_t max_n, int64_t max_batch) : max_n_(max_n), max_batch_(max_batch) {
     // Every activation format takes at most 2 bytes per value (Q8_K: 292 bytes per 256).
@@ -49,20 +61,41 @@ void MatmulInput::set(const float* x, int64_t n, int64_t count) {
     q8_sum_valid_ = false;
 }
 
+void MatmulInput::set_rmsnorm(const float* x, const float* weight, float eps, int64_t n,
+                              int64_t count, float* y, TensorType form, ThreadPool* pool) {
+    set(y, n, count);
+    const bool fused = (form == TensorType::Q8_0 || form == TensorType::Q8_K) &&
+                       n % type_traits(form).block_size == 0;
+    const int64_t block = fused ? type_traits(form).block_size : n;
+    const QuantizeRowFn quantize = fused ? active_kernels().quantizer(form) : nullptr;
+    const uint64_t block_bytes = fused ? type_traits(form).type_size : 0;
+    const bool sums = fused && form == TensorType::Q8_0;
+    uint8_t* const quantized = fused ? converted_[slot(form)].data() : nullptr;
+    const uint64_t quantized_stride = fused ? stride(form) : 0, sum_stride = q8_sum_stride();
+    for_each_vector(count, pool, [&](int64_t i) {
+        const float* xi = x + i * n;
+        float* yi = y + i * n;
+        const float factor = rmsnorm_factor(xi, n, eps);
+        for (int64_t b = 0; b < n / block; ++b) {
+            float* yb = yi + b * block;
+            for (int64_t j = 0; j < block; ++j)
+                yb[j] = (xi[b * block + j] * factor) * weight[b * block + j];
+            if (!fused) continue;
+            uint8_t* qb = quantized + uint64_t(i) * quantized_stride + uint64_t(b) * block_bytes;
+            quantize(yb, qb, block); // row quantizers work block by block: the row's bytes
+            if (sums)
+                q8_0_to_q8_sum(
+                    qb, q8_sum_.data() + uint64_t(i) * sum_stride + uint64_t(b) * kQ8SumBlockBytes,
+                    block);
+        }
+    });
+    if (fused) valid_[slot(form)] = true;
+    if (sums) q8_sum_valid_ = true;
+}
+
 uint64_t MatmulInput::q8_sum_stride() const {
     return uint64_t(n_ / 32) * kQ8SumBlockBytes;
 }
-
-// Calls convert(i) for every vector i of a batch, split over `pool` when there are several.
-namespace {
-template <typename F> void for_each_vector(int64_t count, ThreadPool* pool, F&& convert) {
-    auto part = [&](int index, int n_threads) {
-        for (int64_t i = count * index / n_threads; i < count * (index + 1) / n_threads; ++i)
-            convert(i);
-    };
-    run_split(count > 1 ? pool : nullptr, part);
-}
-} // namespace
 
 const uint8_t* MatmulInput::as_q8_sum(ThreadPool* pool) {
     if (!q8_sum_valid_) {

@@ -24,6 +24,12 @@ public:
     // Points at `count` vectors of n floats each, one after another (kept by the caller until
     // the next set()).
     void set(const float* x, int64_t n, int64_t count);
+    // As set(y, n, count) after y [count][n] = rmsnorm(x [count][n]) * weight, one pass per
+    // row: each block of `form` (Q8_0 with its Q8-sum form, or Q8_K) is normalised and at once
+    // quantized while in L1, the form the next matmuls read. Any other form is made on
+    // request, as after set(). Rows are split over `pool`.
+    void set_rmsnorm(const float* x, const float* weight, float eps, int64_t n, int64_t count,
+                     float* y, TensorType form, ThreadPool* pool = nullptr);
     // The batch in `type` (converted on first request): vector i starts at i * stride(type).
     // A batch of several vectors is converted on `pool`'s threads (when given).
     const uint8_t* as(TensorType type, ThreadPool* pool = nullptr);

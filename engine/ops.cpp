@@ -6,11 +6,15 @@
 namespace woolly {
 
 // y = x / sqrt(mean(x^2) + eps) * weight. The sum of squares is taken in double, as ggml does.
-void rmsnorm(float* y, const float* x, const float* weight, int64_t n, float eps) {
+float rmsnorm_factor(const float* x, int64_t n, float eps) {
     double sum = 0.0;
     for (int64_t i = 0; i < n; ++i) sum += double(x[i] * x[i]);
     const float mean = float(sum / double(n));
-    const float scale = 1.0f / std::sqrt(mean + eps);
+    return 1.0f / std::sqrt(mean + eps);
+}
+
+void rmsnorm(float* y, const float* x, const float* weight, int64_t n, float eps) {
+    const float scale = rmsnorm_factor(x, n, eps);
     for (int64_t i = 0; i < n; ++i) y[i] = (x[i] * scale) * weight[i];
 }
 

@@ -7,6 +7,8 @@ namespace woolly {
 
 // y [n] = x / sqrt(mean(x^2) + eps) * weight (the sum of squares in double, as ggml does).
 void rmsnorm(float* y, const float* x, const float* weight, int64_t n, float eps);
+// 1 / sqrt(mean(x^2) + eps), rmsnorm's factor; then y[i] = (x[i] * factor) * weight[i].
+float rmsnorm_factor(const float* x, int64_t n, float eps);
 // cache [n_rot] = cos, sin pairs of pos * base^(-2i/n_rot) * freq_scale, as ggml computes them.
 void rope_angles(float* cache, int64_t pos, int64_t n_rot, float base, float freq_scale);
 // Rotates adjacent pairs of each head's first n_rot dimensions of x [n_heads][head_dim].

@@ -12,6 +12,7 @@
 #include "engine/ops.h"
 #include "engine/repack.h"
 #include "engine/tensor_types.h"
+#include "engine/thread_pool.h"
 #include "engine/weight_cache.h"
 #include "test_support.h"
 
@@ -497,6 +498,37 @@ TEST_CASE("SIMD F16 conversions give the reference's bits, special values includ
             reference.dequantizer(TensorType::F16)(want.data(), back_want.data(), n);
             table.dequantizer(TensorType::F16)(want.data(), back_got.data(), n);
             CHECK(std::memcmp(back_want.data(), back_got.data(), x.size() * 4) == 0);
+        }
+    }
+}
+
+TEST_CASE("a normalised batch quantized in the same pass gives the bytes of norm, then convert") {
+    std::mt19937 rng(18);
+    std::normal_distribution<float> normal(0.0f, 3.0f);
+    ThreadPool pool(2);
+    for (TensorType form : {TensorType::Q8_0, TensorType::Q8_K, TensorType::F32}) {
+        for (int64_t n : {int64_t(32), int64_t(256), int64_t(512 + 32)}) {
+            INFO(type_traits(form).name << " n=" << n);
+            const int64_t count = 3;
+            std::vector<float> x(size_t(count * n)), weight(static_cast<size_t>(n));
+            for (float& v : x) v = normal(rng);
+            for (float& v : weight) v = normal(rng);
+            // The oracle: rmsnorm row by row, then the lazy conversions of a plain set().
+            std::vector<float> want_y(x.size());
+            for (int64_t i = 0; i < count; ++i)
+                rmsnorm(&want_y[size_t(i * n)], &x[size_t(i * n)], weight.data(), n, 1e-5f);
+            MatmulInput plain(n, count), fused(n, count);
+            plain.set(want_y.data(), n, count);
+            std::vector<float> got_y(x.size(), -1.0f);
+            fused.set_rmsnorm(x.data(), weight.data(), 1e-5f, n, count, got_y.data(), form, &pool);
+            CHECK(got_y == want_y);
+            for (TensorType type : {TensorType::Q8_0, TensorType::Q8_K, TensorType::F16}) {
+                if (type == TensorType::Q8_K && n % 256 != 0) continue;
+                const uint64_t bytes = uint64_t(count) * plain.stride(type);
+                CHECK(std::memcmp(fused.as(type), plain.as(type), size_t(bytes)) == 0);
+            }
+            const uint64_t sum_bytes = uint64_t(count) * plain.q8_sum_stride();
+            CHECK(std::memcmp(fused.as_q8_sum(), plain.as_q8_sum(), size_t(sum_bytes)) == 0);
         }
     }
 }
