@@ -130,11 +130,101 @@ void gemm_x16(const uint8_t* groups, int64_t n_groups, int64_t n_blocks, const u
     if (n_groups % 2 == 1) tiles(std::integral_constant<int, 1>{});
 }
 
+// M Q8_K activation vectors against one Q4_K group (repack.h). Per super-block: each
+// sub-block's 32 products are summed by dot products over the nibbles and scaled by the row's
+// 6-bit scale in integers; the mins are weighted by the activations' sub-block sums (16-bit
+// pairs); then the row reference's float steps, in its order: its bits.
+template <int M>
+void gemm_tile_q4_k(const uint8_t* group, int64_t n_blocks, const uint8_t* x, uint64_t x_stride,
+                    float* y, int64_t y_stride, bool prefetch) {
+    constexpr uint64_t kQ8K = 4 + 256 + 32;
+    const __m512i low4 = _mm512_set1_epi8(0x0f);
+    __m512 acc[M];
+    for (int m = 0; m < M; ++m) acc[m] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < n_blocks; ++b) {
+        const uint8_t* w = group + uint64_t(b) * kQ4KGroupBlockBytes;
+        if (prefetch) prefetch_lines(w + 2 * kQ4KGroupBlockBytes, kQ4KGroupBlockBytes);
+        const uint8_t* xq[M];
+        __m512i isum[M], imin[M];
+        for (int m = 0; m < M; ++m) {
+            const uint8_t* xb = x + uint64_t(m) * x_stride + uint64_t(b) * kQ8K;
+            xq[m] = xb + 4;
+            // The activations' sub-block sums as 16-bit pairs: element p holds 2p and 2p + 1.
+            alignas(16) uint32_t pair_sums[4];
+            const __m256i bsums = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb + 260));
+            _mm_store_si128(reinterpret_cast<__m128i*>(pair_sums),
+                            _mm256_cvtepi32_epi16(_mm256_madd_epi16(bsums, _mm256_set1_epi16(1))));
+            imin[m] = _mm512_setzero_si512();
+            for (int p = 0; p < 4; ++p) {
+                const __m512i mins = _mm512_cvtepu8_epi16(
+                    _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 192 + 32 * p)));
+                imin[m] = _mm512_dpwssd_epi32(imin[m], mins, _mm512_set1_epi32(int(pair_sums[p])));
+            }
+            isum[m] = _mm512_setzero_si512();
+        }
+        for (int p = 0; p < 4; ++p) { // sub-blocks 2p (low nibbles) and 2p + 1 (high)
+            __m512i low_sum[M], high_sum[M];
+            for (int m = 0; m < M; ++m) low_sum[m] = high_sum[m] = _mm512_setzero_si512();
+            for (int k = 0; k < 8; ++k) {
+                const __m512i v = _mm512_loadu_si512(w + 320 + 512 * p + 64 * k);
+                const __m512i low = _mm512_and_si512(v, low4);
+                const __m512i high = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
+                for (int m = 0; m < M; ++m) {
+                    low_sum[m] =
+                        _mm512_dpbusd_epi32(low_sum[m], low, broadcast32(xq[m] + 64 * p + 4 * k));
+                    high_sum[m] = _mm512_dpbusd_epi32(high_sum[m], high,
+                                                      broadcast32(xq[m] + 64 * p + 32 + 4 * k));
+                }
+            }
+            const __m512i scale_low = _mm512_cvtepu8_epi32(
+                _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 64 + 32 * p)));
+            const __m512i scale_high = _mm512_cvtepu8_epi32(
+                _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 64 + 32 * p + 16)));
+            for (int m = 0; m < M; ++m)
+                isum[m] = _mm512_add_epi32(
+                    isum[m], _mm512_add_epi32(_mm512_mullo_epi32(low_sum[m], scale_low),
+                                              _mm512_mullo_epi32(high_sum[m], scale_high)));
+        }
+        const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w)));
+        const __m512 dmin =
+            _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 32)));
+        for (int m = 0; m < M; ++m) {
+            float xd;
+            std::memcpy(&xd, xq[m] - 4, 4);
+            const __m512 dx = _mm512_set1_ps(xd);
+            const __m512 scaled = _mm512_mul_ps(_mm512_mul_ps(dx, d), _mm512_cvtepi32_ps(isum[m]));
+            const __m512 mins = _mm512_mul_ps(_mm512_mul_ps(dx, dmin), _mm512_cvtepi32_ps(imin[m]));
+            acc[m] = _mm512_add_ps(acc[m], _mm512_sub_ps(scaled, mins));
+        }
+    }
+    for (int m = 0; m < M; ++m) _mm512_storeu_ps(y + m * y_stride, acc[m]);
+}
+
 } // namespace
 
 void gemm_x16_q4_0(const uint8_t* groups, int64_t n_groups, int64_t n_blocks, const uint8_t* x,
                    uint64_t x_stride, int64_t count, float* y, int64_t y_stride) {
     gemm_x16<load_pair_q4_0, 8, 18>(groups, n_groups, n_blocks, x, x_stride, count, y, y_stride);
+}
+
+void gemm_x16_q4_k(const uint8_t* groups, int64_t n_groups, int64_t n_blocks, const uint8_t* x,
+                   uint64_t x_stride, int64_t count, float* y, int64_t y_stride) {
+    for (int64_t g = 0; g < n_groups; ++g, y += kRepackRows) {
+        const uint8_t* group = groups + uint64_t(g) * uint64_t(n_blocks) * kQ4KGroupBlockBytes;
+        // Tiles of 4 vectors; only the first prefetches (the others find the group in L2).
+        int64_t m = 0;
+        for (; m + 4 <= count; m += 4)
+            gemm_tile_q4_k<4>(group, n_blocks, x + uint64_t(m) * x_stride, x_stride,
+                              y + m * y_stride, y_stride, m == 0);
+        if (count - m >= 2) {
+            gemm_tile_q4_k<2>(group, n_blocks, x + uint64_t(m) * x_stride, x_stride,
+                              y + m * y_stride, y_stride, m == 0);
+            m += 2;
+        }
+        if (count - m >= 1)
+            gemm_tile_q4_k<1>(group, n_blocks, x + uint64_t(m) * x_stride, x_stride,
+                              y + m * y_stride, y_stride, m == 0);
+    }
 }
 
 void gemm_x16_q8_0(const uint8_t* groups, int64_t n_groups, int64_t n_blocks, const uint8_t* x,

@@ -146,8 +146,8 @@ struct MatmulPlan {
     // The x16 path: whole groups of 16 rows from the repacked form, the rest row by row.
     const uint8_t* packed = nullptr;
     GemmX16Fn gemm = nullptr;
-    const uint8_t* q8_sum = nullptr;
-    uint64_t q8_sum_stride = 0;
+    const uint8_t* x16_input = nullptr; // the batch in x16_activation_type's form
+    uint64_t x16_stride = 0;
     // The file's layout (and the x16 path's rows after the last whole group).
     const uint8_t* activations = nullptr;
     uint64_t stride = 0;
@@ -166,8 +166,13 @@ struct MatmulPlan {
             packed = cache->find_or_build(weights);
             if (packed) {
                 gemm = kernels.x16(type);
-                q8_sum = x.as_q8_sum(pool);
-                q8_sum_stride = x.q8_sum_stride();
+                if (x16_activation_type(type) == TensorType::Q8_0) {
+                    x16_input = x.as_q8_sum(pool);
+                    x16_stride = x.q8_sum_stride();
+                } else {
+                    x16_input = x.as(x16_activation_type(type), pool);
+                    x16_stride = x.stride(x16_activation_type(type));
+                }
             }
         }
         const TensorType act_type = weights.traits->vec_dot_type;
@@ -187,8 +192,10 @@ struct MatmulPlan {
     // of rows.
     void part(int index, int n_threads) const {
         if (packed) {
-            const int64_t groups = w->rows / kRepackRows, n_blocks = w->cols / 32;
-            const uint64_t group_bytes = uint64_t(kRepackRows) * w->row_bytes;
+            const int64_t groups = w->rows / kRepackRows;
+            const int64_t n_blocks = w->cols / int64_t(w->traits->block_size);
+            const uint64_t group_bytes =
+                uint64_t(n_blocks) * x16_group_block_bytes(w->traits->type);
             // Guided: each claim takes a share of what is left (an even number of groups, as
             // the kernels take groups in pairs), so the chunks shrink towards the end and the
             // threads finish together.
@@ -199,7 +206,7 @@ struct MatmulPlan {
                                                       std::memory_order_relaxed))
                     continue; // begin now holds the current value
                 gemm(packed + uint64_t(begin) * group_bytes, std::min(chunk, groups - begin),
-                     n_blocks, q8_sum, q8_sum_stride, count, y + begin * kRepackRows, w->rows);
+                     n_blocks, x16_input, x16_stride, count, y + begin * kRepackRows, w->rows);
                 begin = next_group.load(std::memory_order_relaxed);
             }
             if (index == n_threads - 1) rows_one_by_one(groups * kRepackRows, w->rows);

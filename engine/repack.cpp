@@ -79,6 +79,67 @@ void q8_0_to_q8_sum(const uint8_t* q8_0, uint8_t* dst, int64_t n) {
     }
 }
 
+namespace {
+
+// One super-block column of a Q4_K group: see repack.h.
+void repack_q4_k_block(const WeightMatrix& w, int64_t group, int64_t b, uint8_t* dst) {
+    for (int i = 0; i < kRepackRows; ++i) {
+        const uint8_t* src = w.row(group * kRepackRows + i) + uint64_t(b) * 144;
+        std::memcpy(dst + 2 * i, src, 2);          // d
+        std::memcpy(dst + 32 + 2 * i, src + 2, 2); // dmin
+        for (int j = 0; j < 8; ++j) {
+            uint8_t sc, m;
+            get_scale_min_k4(j, src + 4, &sc, &m);
+            dst[64 + 16 * j + i] = sc;
+            dst[192 + 32 * (j / 2) + 2 * i + j % 2] = m;
+        }
+        for (int p = 0; p < 4; ++p)
+            for (int k = 0; k < 8; ++k)
+                std::memcpy(dst + 320 + 512 * p + 64 * k + 4 * i, src + 16 + 32 * p + 4 * k, 4);
+    }
+}
+
+} // namespace
+
+void gemm_x16_q4_k_reference(const uint8_t* groups, int64_t n_groups, int64_t n_blocks,
+                             const uint8_t* x, uint64_t x_stride, int64_t count, float* y,
+                             int64_t y_stride) {
+    constexpr uint64_t kQ8K = 4 + 256 + 32;
+    for (int64_t gi = 0; gi < n_groups; ++gi) {
+        const uint8_t* group = groups + uint64_t(gi) * uint64_t(n_blocks) * kQ4KGroupBlockBytes;
+        for (int64_t m = 0; m < count; ++m) {
+            for (int i = 0; i < kRepackRows; ++i) {
+                float sum = 0.0f;
+                for (int64_t b = 0; b < n_blocks; ++b) {
+                    const uint8_t* g = group + uint64_t(b) * kQ4KGroupBlockBytes;
+                    const uint8_t* xb = x + uint64_t(m) * x_stride + uint64_t(b) * kQ8K;
+                    float xd;
+                    std::memcpy(&xd, xb, 4);
+                    const auto* xq = reinterpret_cast<const int8_t*>(xb + 4);
+                    int16_t bsums[16];
+                    std::memcpy(bsums, xb + 4 + 256, sizeof bsums);
+                    int32_t isum = 0, imin = 0;
+                    for (int j = 0; j < 8; ++j) {
+                        int32_t sub = 0;
+                        for (int c = 0; c < 32; ++c) {
+                            const uint8_t byte =
+                                g[320 + 512 * (j / 2) + 64 * (c / 4) + 4 * i + c % 4];
+                            sub += int32_t(j % 2 == 0 ? byte & 0x0f : byte >> 4) * xq[32 * j + c];
+                        }
+                        isum += int32_t(g[64 + 16 * j + i]) * sub;
+                        imin += int32_t(g[192 + 32 * (j / 2) + 2 * i + j % 2]) *
+                                (int32_t(bsums[2 * j]) + bsums[2 * j + 1]);
+                    }
+                    // The row reference's float steps, in its order.
+                    sum += xd * load_f16(g + 2 * i) * float(isum) -
+                           xd * load_f16(g + 32 + 2 * i) * float(imin);
+                }
+                y[m * y_stride + gi * kRepackRows + i] = sum;
+            }
+        }
+    }
+}
+
 int x16_weight_offset(TensorType type) {
     switch (type) {
     case TensorType::Q4_0:
@@ -91,16 +152,32 @@ int x16_weight_offset(TensorType type) {
 }
 
 bool has_x16_layout(TensorType type) {
-    return x16_weight_offset(type) != 0;
+    return x16_weight_offset(type) != 0 || type == TensorType::Q4_K;
+}
+
+TensorType x16_activation_type(TensorType type) {
+    return type == TensorType::Q4_K ? TensorType::Q8_K : TensorType::Q8_0;
+}
+
+uint64_t x16_group_block_bytes(TensorType type) {
+    return type == TensorType::Q4_K ? kQ4KGroupBlockBytes
+                                    : uint64_t(kRepackRows) * type_traits(type).type_size;
 }
 
 uint64_t x16_bytes(const WeightMatrix& w) {
-    return uint64_t(w.rows / kRepackRows) * uint64_t(kRepackRows) * w.row_bytes;
+    const uint64_t blocks = uint64_t(w.cols) / w.traits->block_size;
+    return uint64_t(w.rows / kRepackRows) * blocks * x16_group_block_bytes(w.traits->type);
 }
 
 void repack_x16(const WeightMatrix& w, uint8_t* dst) {
     const TensorType type = w.traits->type;
     if (!has_x16_layout(type)) throw Error(std::string("no x16 layout for ") + w.traits->name);
+    if (type == TensorType::Q4_K) {
+        for (int64_t group = 0; group < w.rows / kRepackRows; ++group)
+            for (int64_t b = 0; b < w.cols / 256; ++b, dst += kQ4KGroupBlockBytes)
+                repack_q4_k_block(w, group, b, dst);
+        return;
+    }
     const uint32_t type_size = w.traits->type_size;
     const int64_t n_blocks = w.cols / kBlock;
     for (int64_t group = 0; group < w.rows / kRepackRows; ++group) {

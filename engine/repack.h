@@ -1,4 +1,4 @@
-// repack.h — row-interleaved weight layouts ("x16"): 16 rows of Q4_0 or Q8_0 stored block by
+// repack.h — row-interleaved weight layouts ("x16"): 16 rows of Q4_0, Q8_0 or Q4_K stored block by
 // block so one 512-bit VNNI instruction multiplies all 16 rows at once. Same bytes as the file.
 //
 // A group of 16 rows holds, for each block b of 32 columns, 16 * type_size bytes:
@@ -31,10 +31,23 @@ constexpr uint64_t q8_sum_correction_offset(int weight_offset) {
 }
 void q8_0_to_q8_sum(const uint8_t* q8_0, uint8_t* dst, int64_t n);
 
-// The offset the layout adds to every weight (8 for Q4_0 nibbles, 128 for Q8_0); 0 when `type`
-// has no x16 layout.
+// The offset the layout adds to every weight (8 for Q4_0 nibbles, 128 for Q8_0); 0 for Q4_K
+// (its nibbles are unsigned already, its mins apart) and types without an x16 layout.
 int x16_weight_offset(TensorType type);
 bool has_x16_layout(TensorType type);
+// The activations an x16 kernel reads: Q8_0 for the Q8-sum form above (Q4_0, Q8_0 weights),
+// or Q8_K {f32 d; i8 qs[256]; i16 bsums[16]} (Q4_K weights).
+TensorType x16_activation_type(TensorType type);
+// Bytes of one block column (32 values, or a super-block of 256 for Q4_K) of a group.
+uint64_t x16_group_block_bytes(TensorType type);
+
+// Q4_K: for each super-block of 256 columns, a group holds 2368 bytes:
+//   f16 d[16], f16 dmin[16]     the 16 rows' super-block scales
+//   u8 scale[8][16]             sub-block j's 6-bit scale for row i
+//   u8 min[4][16][2]            pair p: row i's mins of sub-blocks 2p and 2p + 1
+//   u8 q[4][8][64]              pair p, register k, byte 4i+t: the file's byte 32p+4k+t of
+//                               row i (low nibble: sub-block 2p, high: 2p + 1, column 4k+t)
+constexpr uint64_t kQ4KGroupBlockBytes = 2368;
 
 // Bytes of the x16 form of w: its whole groups of 16 rows (rows beyond the last whole group
 // stay in the original layout).
@@ -51,6 +64,11 @@ using GemmX16Fn = void (*)(const uint8_t* groups, int64_t n_groups, int64_t n_bl
 
 // Scalar references, the oracle of the SIMD x16 kernels.
 void gemm_x16_q4_0_reference(const uint8_t* groups, int64_t n_groups, int64_t n_blocks,
+                             const uint8_t* x, uint64_t x_stride, int64_t count, float* y,
+                             int64_t y_stride);
+// Q4_K groups against Q8_K activations: the row reference's integer sums and float steps in
+// its order, so its bits.
+void gemm_x16_q4_k_reference(const uint8_t* groups, int64_t n_groups, int64_t n_blocks,
                              const uint8_t* x, uint64_t x_stride, int64_t count, float* y,
                              int64_t y_stride);
 void gemm_x16_q8_0_reference(const uint8_t* groups, int64_t n_groups, int64_t n_blocks,

@@ -124,7 +124,8 @@ void unpack_q3_k_scales(const uint8_t* packed, int8_t* scales) {
     }
 }
 
-// Q4_K and Q5_K pack eight 6-bit scales and eight 6-bit mins into 12 bytes.
+} // namespace
+
 void get_scale_min_k4(int j, const uint8_t* q, uint8_t* scale, uint8_t* min) {
     if (j < 4) {
         *scale = q[j] & 63;
@@ -134,6 +135,8 @@ void get_scale_min_k4(int j, const uint8_t* q, uint8_t* scale, uint8_t* min) {
         *min = uint8_t((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
     }
 }
+
+namespace {
 
 struct KBlock {
     int8_t q[QK_K];

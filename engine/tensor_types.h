@@ -59,6 +59,10 @@ const TypeTraits* find_type_traits(uint32_t type_id);
 const TypeTraits& type_traits(TensorType type);
 std::optional<TensorType> type_from_name(std::string_view name); // "q4_0", "F16", ...
 
+// Q4_K and Q5_K pack eight 6-bit scales and eight 6-bit mins into 12 bytes (`q`): those of
+// sub-block j (32 values).
+void get_scale_min_k4(int j, const uint8_t* q, uint8_t* scale, uint8_t* min);
+
 // Bytes of a row of `n` values, or nullopt when n is not a whole number of blocks.
 std::optional<uint64_t> row_bytes(const TypeTraits& traits, uint64_t n);
 

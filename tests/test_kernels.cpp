@@ -226,11 +226,17 @@ TEST_CASE("x16 kernels give the row reference's bits on awkward sizes") {
     const KernelTable reference = make_kernel_table(KernelLevel::Scalar);
     // Three groups: the kernels take a pair, then one alone.
     constexpr int64_t kGroups = 3, kRows = kGroups * kRepackRows;
-    for (TensorType type : {TensorType::Q4_0, TensorType::Q8_0}) {
-        const GemmX16Fn scalar_x16 =
-            type == TensorType::Q4_0 ? gemm_x16_q4_0_reference : gemm_x16_q8_0_reference;
-        for (int64_t blocks : {1, 7, 31, 33, 255, 257}) {
-            const int64_t n = blocks * 32;
+    struct Case {
+        TensorType type;
+        GemmX16Fn scalar_x16;
+        std::vector<int64_t> blocks; // block columns (of 32 values, or 256 for Q4_K)
+    };
+    for (const Case& c : {Case{TensorType::Q4_0, gemm_x16_q4_0_reference, {1, 7, 31, 33, 255, 257}},
+                          Case{TensorType::Q8_0, gemm_x16_q8_0_reference, {1, 7, 31, 33, 255, 257}},
+                          Case{TensorType::Q4_K, gemm_x16_q4_k_reference, {1, 3, 7, 9, 22}}}) {
+        const TensorType type = c.type, act_type = x16_activation_type(type);
+        for (int64_t blocks : c.blocks) {
+            const int64_t n = blocks * int64_t(type_traits(type).block_size);
             auto data = random_matrix(type, kRows, n, rng);
             const WeightMatrix w = matrix_over(data, type, kRows, n);
             std::vector<uint8_t> packed(x16_bytes(w));
@@ -238,25 +244,31 @@ TEST_CASE("x16 kernels give the row reference's bits on awkward sizes") {
             // Every remainder of the kernels' vector tiles, and several whole tiles.
             for (int64_t count : {1, 2, 3, 4, 5, 6, 7, 8, 9, 13, 17, 20}) {
                 INFO(std::string(type_traits(type).name) << " n=" << n << " count=" << count);
-                const uint64_t q8_stride = uint64_t(blocks) * 34;
-                const uint64_t sum_stride = uint64_t(blocks) * kQ8SumBlockBytes;
-                std::vector<uint8_t> q8(size_t(count) * q8_stride),
+                // The row kernels' activations, and the x16 kernels' (the Q8-sum form made
+                // from Q8_0; Q8_K itself).
+                const uint64_t act_stride = *row_bytes(type_traits(act_type), uint64_t(n));
+                const uint64_t sum_stride = uint64_t(n / 32) * kQ8SumBlockBytes;
+                std::vector<uint8_t> act(size_t(count) * act_stride),
                     sums(size_t(count) * sum_stride);
                 std::vector<float> values(static_cast<size_t>(n));
                 for (int64_t m = 0; m < count; ++m) {
                     for (auto& v : values) v = normal(rng);
-                    reference.quantizer(TensorType::Q8_0)(values.data(), &q8[m * q8_stride], n);
-                    q8_0_to_q8_sum(&q8[m * q8_stride], &sums[m * sum_stride], n);
+                    reference.quantizer(act_type)(values.data(), &act[m * act_stride], n);
+                    if (act_type == TensorType::Q8_0)
+                        q8_0_to_q8_sum(&act[m * act_stride], &sums[m * sum_stride], n);
                 }
+                const bool q8_sum = act_type == TensorType::Q8_0;
+                const uint8_t* x16_x = q8_sum ? sums.data() : act.data();
+                const uint64_t x16_stride = q8_sum ? sum_stride : act_stride;
                 // The oracle: the scalar row kernel, row by row.
                 std::vector<float> want(size_t(count * kRows));
                 for (int64_t m = 0; m < count; ++m)
                     for (int64_t r = 0; r < kRows; ++r)
                         want[size_t(m * kRows + r)] =
-                            reference.dot(type)(w.row(r), &q8[m * q8_stride], n);
+                            reference.dot(type)(w.row(r), &act[m * act_stride], n);
                 std::vector<float> got(want.size(), -1.0f);
-                scalar_x16(packed.data(), kGroups, blocks, sums.data(), sum_stride, count,
-                           got.data(), kRows);
+                c.scalar_x16(packed.data(), kGroups, blocks, x16_x, x16_stride, count, got.data(),
+                             kRows);
                 CHECK(std::memcmp(got.data(), want.data(), want.size() * 4) == 0);
                 for (KernelLevel level : kLevels) {
                     if (!cpu_supports(level)) continue;
@@ -264,7 +276,7 @@ TEST_CASE("x16 kernels give the row reference's bits on awkward sizes") {
                     if (!simd) continue;
                     INFO(kernel_level_name(level));
                     std::fill(got.begin(), got.end(), -1.0f);
-                    simd(packed.data(), kGroups, blocks, sums.data(), sum_stride, count, got.data(),
+                    simd(packed.data(), kGroups, blocks, x16_x, x16_stride, count, got.data(),
                          kRows);
                     CHECK(std::memcmp(got.data(), want.data(), want.size() * 4) == 0);
                 }
@@ -276,8 +288,10 @@ TEST_CASE("x16 kernels give the row reference's bits on awkward sizes") {
 TEST_CASE("matmul through the weight cache gives the same bits as from the file") {
     std::mt19937 rng(12);
     std::normal_distribution<float> normal(0.0f, 1.0f);
-    for (TensorType type : {TensorType::Q4_0, TensorType::Q8_0}) {
-        const int64_t rows = 3 * kRepackRows + 5, cols = 7 * 32; // a tail of 5 rows
+    for (TensorType type : {TensorType::Q4_0, TensorType::Q8_0, TensorType::Q4_K}) {
+        const int64_t rows = 3 * kRepackRows + 5; // a tail of 5 rows
+        const int64_t cols = 7 * int64_t(type_traits(type).block_size);
+        const TensorType act_type = type_traits(type).vec_dot_type;
         auto data = random_matrix(type, rows, cols, rng);
         const WeightMatrix w = matrix_over(data, type, rows, cols);
         for (int64_t count : {1, 6}) {
@@ -291,14 +305,13 @@ TEST_CASE("matmul through the weight cache gives the same bits as from the file"
             const bool has_kernel = active_kernels().x16(type) != nullptr;
             const KernelTable& reference =
                 has_kernel ? make_kernel_table(KernelLevel::Scalar) : active_kernels();
-            const uint8_t* q8 = input.as(TensorType::Q8_0);
+            const uint8_t* act = input.as(act_type);
             std::vector<float> direct(size_t(count * rows)), cached(direct.size(), -1.0f);
             for (int64_t m = 0; m < count; ++m)
                 for (int64_t r = 0; r < rows; ++r)
                     direct[size_t(m * rows + r)] =
                         (r < 3 * kRepackRows ? reference : active_kernels())
-                            .dot(type)(w.row(r), q8 + uint64_t(m) * input.stride(TensorType::Q8_0),
-                                       cols);
+                            .dot(type)(w.row(r), act + uint64_t(m) * input.stride(act_type), cols);
             WeightCache cache(1 << 20);
             matmul(w, input, cached.data(), nullptr, &cache);
             matmul(w, input, cached.data(), nullptr, &cache);
