@@ -609,6 +609,50 @@ double exp_sum(float* x, int64_t n, float shift) {
     return double(_mm512_reduce_add_ps(sum));
 }
 
+// ---- Q8_K activations {f32 d; i8 qs[256]; i16 bsums[16]} ----
+
+// As quantize_q8_k of tensor_types.cpp, byte for byte: the first value of largest magnitude
+// sets the scale (-127 / max), products round half to even, capped at 127.
+void quantize_row_q8_k(const float* src, void* dst, int64_t n) {
+    auto* block = static_cast<uint8_t*>(dst);
+    for (int64_t b = 0; b < n / 256; ++b, src += 256, block += 4 + 256 + 32) {
+        __m512 v[16];
+        __m512 amax = _mm512_setzero_ps();
+        for (int k = 0; k < 16; ++k) {
+            v[k] = _mm512_loadu_ps(src + 16 * k);
+            amax = _mm512_max_ps(amax, _mm512_abs_ps(v[k]));
+        }
+        const float max_abs = _mm512_reduce_max_ps(amax);
+        auto* qs = reinterpret_cast<int8_t*>(block + 4);
+        int16_t bsums[16] = {};
+        float d = 0.0f;
+        if (max_abs != 0.0f) {
+            float max = 0.0f;
+            for (int k = 0; k < 16; ++k) { // the first value of that magnitude
+                const __mmask16 at =
+                    _mm512_cmp_ps_mask(_mm512_abs_ps(v[k]), _mm512_set1_ps(max_abs), _CMP_EQ_OQ);
+                if (at) {
+                    max = src[16 * k + __builtin_ctz(at)];
+                    break;
+                }
+            }
+            const float iscale = -127.0f / max;
+            const __m512 scale = _mm512_set1_ps(iscale);
+            for (int k = 0; k < 16; ++k) {
+                const __m512i q = _mm512_min_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(v[k], scale)),
+                                                   _mm512_set1_epi32(127));
+                _mm_storeu_si128(reinterpret_cast<__m128i*>(qs + 16 * k), _mm512_cvtsepi32_epi8(q));
+                bsums[k] = int16_t(_mm512_reduce_add_epi32(q));
+            }
+            d = 1.0f / iscale;
+        } else {
+            std::memset(qs, 0, 256);
+        }
+        std::memcpy(block, &d, 4);
+        std::memcpy(block + 4 + 256, bsums, sizeof bsums);
+    }
+}
+
 // ---- small float products: attention's scores and weighted values ----
 
 namespace {

@@ -180,6 +180,37 @@ TEST_CASE("SIMD activation quantizers give the reference's bytes, ties included"
     }
 }
 
+TEST_CASE("SIMD Q8_K quantizers give the reference's bytes, ties and signs included") {
+    std::mt19937 rng(3);
+    std::normal_distribution<float> normal(0.0f, 3.0f);
+    const KernelTable reference = make_kernel_table(KernelLevel::Scalar);
+    for (KernelLevel level : kLevels) {
+        if (!cpu_supports(level)) continue;
+        const KernelTable table = make_kernel_table(level);
+        for (int64_t blocks : {1, 2, 5}) {
+            std::vector<float> x(static_cast<size_t>(blocks * 256));
+            for (auto& v : x) v = normal(rng);
+            // Block 0: -127, and +127 further on (in another vector of 16): the same magnitude,
+            // the first sets the sign (scale 1, so the rest are exact half-way cases).
+            const float ties[] = {-127.0f, 0.5f, 1.5f, 2.5f, -0.5f, -1.5f, -126.5f};
+            std::copy(std::begin(ties), std::end(ties), x.begin() + 40);
+            x[100] = 127.0f;
+            if (blocks > 1) std::fill(x.begin() + 256, x.begin() + 512, 0.0f); // all zero
+            const size_t bytes = size_t(blocks) * (4 + 256 + 32);
+            std::vector<uint8_t> want(bytes), got(bytes);
+            reference.quantizer(TensorType::Q8_K)(x.data(), want.data(), int64_t(x.size()));
+            table.quantizer(TensorType::Q8_K)(x.data(), got.data(), int64_t(x.size()));
+            INFO(kernel_level_name(level) << " blocks=" << blocks);
+            CHECK(want == got);
+            // -127 came first: the scale is -127 / -127 = 1.
+            CHECK(int8_t(want[4 + 40]) == -127);
+            CHECK(int8_t(want[4 + 100]) == 127);
+            CHECK(int8_t(want[4 + 42]) == 2); // 1.5 -> 2
+            CHECK(int8_t(want[4 + 43]) == 2); // 2.5 -> 2 (half to even)
+        }
+    }
+}
+
 TEST_CASE("an unsupported forced level is refused") {
     CHECK(cpu_supports(KernelLevel::Scalar));
     CHECK(make_kernel_table(KernelLevel::Scalar).level == KernelLevel::Scalar);
