@@ -91,6 +91,8 @@ KernelTable make_kernel_table(KernelLevel level) {
         table.to_float[uint32_t(TensorType::F16)] = avx2::f16_to_f32_row;
         table.quantize[uint32_t(TensorType::F16)] = avx2::quantize_row_f16;
         table.gemm_f32 = avx2::gemm_f32;
+        table.vec_dot[uint32_t(TensorType::Q4_K)] = avx2::vec_dot_q4_k_q8_k;
+        table.vec_dot[uint32_t(TensorType::Q6_K)] = avx2::vec_dot_q6_k_q8_k;
     }
     if (level == KernelLevel::Avx512) {
         table.gemm_x16[uint32_t(TensorType::Q4_0)] = avx512::gemm_x16_q4_0;

@@ -242,4 +242,110 @@ void gemm_f32(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, cons
     }
 }
 
+// ---- k-quant rows against Q8_K {f32 d; i8 qs[256]; i16 bsums[16]} ----
+// The integer sums of a super-block are exact (unsigned weights times signed activations in
+// 16-bit pairs, then by the sub-block scales in 32 bits), and the float steps are the
+// reference's, in its order: the reference's bits.
+
+namespace {
+
+constexpr int kQ8KBytes = 4 + 256 + 32;
+
+int32_t hsum_epi32(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
+    return _mm_cvtsi128_si32(s);
+}
+
+// The scales of two 16-value sub-blocks, one per 128-bit half, as 16-bit lanes.
+__m256i two_scales(int first, int second) {
+    return _mm256_setr_m128i(_mm_set1_epi16(int16_t(first)), _mm_set1_epi16(int16_t(second)));
+}
+
+} // namespace
+
+float vec_dot_q4_k_q8_k(const void* row, const void* activations, int64_t n) {
+    const auto* w = static_cast<const uint8_t*>(row);
+    const auto* x = static_cast<const uint8_t*>(activations);
+    const __m256i low4 = _mm256_set1_epi8(0x0f);
+    float sum = 0.0f;
+    for (int64_t b = 0; b < n / 256; ++b, w += 144, x += kQ8KBytes) {
+        uint8_t scale[8], min[8];
+        for (int j = 0; j < 8; ++j) get_scale_min_k4(j, w + 4, &scale[j], &min[j]);
+        const uint8_t* xq = x + 4;
+        __m256i acc = _mm256_setzero_si256();
+        for (int c = 0; c < 4; ++c) { // sub-blocks 2c (low nibbles) and 2c + 1 (high)
+            const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 16 + 32 * c));
+            const __m256i low = _mm256_and_si256(q, low4);
+            const __m256i high = _mm256_and_si256(_mm256_srli_epi16(q, 4), low4);
+            const __m256i p_low = _mm256_maddubs_epi16(
+                low, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + 64 * c)));
+            const __m256i p_high = _mm256_maddubs_epi16(
+                high, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + 64 * c + 32)));
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p_low, _mm256_set1_epi16(scale[2 * c])));
+            acc = _mm256_add_epi32(acc,
+                                   _mm256_madd_epi16(p_high, _mm256_set1_epi16(scale[2 * c + 1])));
+        }
+        int16_t bsums[16];
+        std::memcpy(bsums, x + 4 + 256, sizeof bsums);
+        int32_t imin = 0;
+        for (int j = 0; j < 8; ++j) imin += min[j] * (int32_t(bsums[2 * j]) + bsums[2 * j + 1]);
+        const int32_t isum = hsum_epi32(acc);
+        float xd;
+        std::memcpy(&xd, x, 4);
+        sum += xd * load_f16(w) * float(isum) - xd * load_f16(w + 2) * float(imin);
+    }
+    return sum;
+}
+
+float vec_dot_q6_k_q8_k(const void* row, const void* activations, int64_t n) {
+    const auto* w = static_cast<const uint8_t*>(row);
+    const auto* x = static_cast<const uint8_t*>(activations);
+    const __m256i low4 = _mm256_set1_epi8(0x0f), two_bits = _mm256_set1_epi8(0x03),
+                  bits_45 = _mm256_set1_epi8(0x30);
+    float sum = 0.0f;
+    for (int64_t b = 0; b < n / 256; ++b, w += 210, x += kQ8KBytes) {
+        const auto* scale = reinterpret_cast<const int8_t*>(w + 192);
+        __m256i acc = _mm256_setzero_si256();
+        for (int h = 0; h < 2; ++h) { // 128 values from ql[64h..], qh[32h..]
+            const uint8_t* ql = w + 64 * h;
+            const __m256i q0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql));
+            const __m256i q1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql + 32));
+            const __m256i qh =
+                _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 128 + 32 * h));
+            // The stored 6-bit values (value + 32) of columns 0-31, 32-63, 64-95, 96-127.
+            const __m256i u[4] = {
+                _mm256_or_si256(_mm256_and_si256(q0, low4),
+                                _mm256_slli_epi16(_mm256_and_si256(qh, two_bits), 4)),
+                _mm256_or_si256(
+                    _mm256_and_si256(q1, low4),
+                    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), two_bits), 4)),
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q0, 4), low4),
+                                _mm256_and_si256(qh, bits_45)),
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q1, 4), low4),
+                                _mm256_and_si256(_mm256_srli_epi16(qh, 2), bits_45))};
+            for (int k = 0; k < 4; ++k) {
+                const __m256i p = _mm256_maddubs_epi16(
+                    u[k],
+                    _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 4 + 128 * h + 32 * k)));
+                const int j = 8 * h + 2 * k; // the sub-blocks of 16 these 32 values span
+                acc =
+                    _mm256_add_epi32(acc, _mm256_madd_epi16(p, two_scales(scale[j], scale[j + 1])));
+            }
+        }
+        // The stored values are value + 32: take 32 x each sub-block's activation sum back.
+        int16_t bsums[16];
+        std::memcpy(bsums, x + 4 + 256, sizeof bsums);
+        int32_t offset = 0;
+        for (int j = 0; j < 16; ++j) offset += int32_t(scale[j]) * bsums[j];
+        const int32_t isum = hsum_epi32(acc) - 32 * offset, imin = 0;
+        float xd;
+        std::memcpy(&xd, x, 4);
+        const float dmin = 0.0f; // the reference's steps, its zero min included
+        sum += xd * load_f16(w + 208) * float(isum) - xd * dmin * float(imin);
+    }
+    return sum;
+}
+
 } // namespace woolly::avx2
