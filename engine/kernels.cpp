@@ -121,6 +121,8 @@ KernelTable make_kernel_table(KernelLevel level) {
         table.vec_dot[uint32_t(TensorType::Q4_0)] = neon::vec_dot_q4_0_q8_0;
         table.quantize[uint32_t(TensorType::Q8_0)] = neon::quantize_row_q8_0;
         table.to_float[uint32_t(TensorType::F16)] = neon::f16_to_f32_row;
+        table.vec_dot[uint32_t(TensorType::Q4_K)] = neon::vec_dot_q4_k_q8_k;
+        table.vec_dot[uint32_t(TensorType::Q6_K)] = neon::vec_dot_q6_k_q8_k;
     }
 #endif
     return table;

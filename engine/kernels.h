@@ -119,6 +119,8 @@ float vec_dot_q8_0_q8_0(const void* row, const void* activations, int64_t n);
 float vec_dot_q4_0_q8_0(const void* row, const void* activations, int64_t n);
 void quantize_row_q8_0(const float* src, void* dst, int64_t n);
 void f16_to_f32_row(const void* src, float* dst, int64_t n);
+float vec_dot_q4_k_q8_k(const void* row, const void* activations, int64_t n);
+float vec_dot_q6_k_q8_k(const void* row, const void* activations, int64_t n);
 } // namespace neon
 
 } // namespace woolly

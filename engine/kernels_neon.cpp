@@ -125,4 +125,89 @@ void f16_to_f32_row(const void* src, float* dst, int64_t n) {
     for (; i < n; ++i) dst[i] = load_f16(h + 2 * i);
 }
 
+// ---- k-quant rows against Q8_K {f32 d; i8 qs[256]; i16 bsums[16]} ----
+// As the AVX2 kernels: exact integer sums per super-block (SDOT over the unsigned values, which
+// fit in signed bytes), then the reference's float steps in its order: its bits.
+
+namespace {
+constexpr int kQ8KBytes = 4 + 256 + 32;
+} // namespace
+
+float vec_dot_q4_k_q8_k(const void* row, const void* activations, int64_t n) {
+    const auto* w = static_cast<const uint8_t*>(row);
+    const auto* x = static_cast<const uint8_t*>(activations);
+    const uint8x16_t low4 = vdupq_n_u8(0x0f);
+    float sum = 0.0f;
+    for (int64_t b = 0; b < n / 256; ++b, w += 144, x += kQ8KBytes) {
+        uint8_t scale[8], min[8];
+        for (int j = 0; j < 8; ++j) get_scale_min_k4(j, w + 4, &scale[j], &min[j]);
+        const auto* xq = reinterpret_cast<const int8_t*>(x + 4);
+        int32_t isum = 0;
+        for (int c = 0; c < 4; ++c) { // sub-blocks 2c (low nibbles) and 2c + 1 (high)
+            int32x4_t low_sum = vdupq_n_s32(0), high_sum = vdupq_n_s32(0);
+            for (int half = 0; half < 2; ++half) {
+                const uint8x16_t q = vld1q_u8(w + 16 + 32 * c + 16 * half);
+                low_sum = vdotq_s32(low_sum, vreinterpretq_s8_u8(vandq_u8(q, low4)),
+                                    vld1q_s8(xq + 64 * c + 16 * half));
+                high_sum = vdotq_s32(high_sum, vreinterpretq_s8_u8(vshrq_n_u8(q, 4)),
+                                     vld1q_s8(xq + 64 * c + 32 + 16 * half));
+            }
+            isum += scale[2 * c] * vaddvq_s32(low_sum) + scale[2 * c + 1] * vaddvq_s32(high_sum);
+        }
+        int16_t bsums[16];
+        std::memcpy(bsums, x + 4 + 256, sizeof bsums);
+        int32_t imin = 0;
+        for (int j = 0; j < 8; ++j) imin += min[j] * (int32_t(bsums[2 * j]) + bsums[2 * j + 1]);
+        float xd;
+        std::memcpy(&xd, x, 4);
+        sum += xd * load_f16(w) * float(isum) - xd * load_f16(w + 2) * float(imin);
+    }
+    return sum;
+}
+
+float vec_dot_q6_k_q8_k(const void* row, const void* activations, int64_t n) {
+    const auto* w = static_cast<const uint8_t*>(row);
+    const auto* x = static_cast<const uint8_t*>(activations);
+    const uint8x16_t low4 = vdupq_n_u8(0x0f), two_bits = vdupq_n_u8(0x03);
+    float sum = 0.0f;
+    for (int64_t b = 0; b < n / 256; ++b, w += 210, x += kQ8KBytes) {
+        const auto* scale = reinterpret_cast<const int8_t*>(w + 192);
+        const auto* xq = reinterpret_cast<const int8_t*>(x + 4);
+        int32_t isum = 0;
+        for (int h = 0; h < 2; ++h) { // 128 values from ql[64h..], qh[32h..]
+            for (int l = 0; l < 32; l += 16) {
+                const uint8x16_t q0 = vld1q_u8(w + 64 * h + l);
+                const uint8x16_t q1 = vld1q_u8(w + 64 * h + 32 + l);
+                const uint8x16_t qh = vld1q_u8(w + 128 + 32 * h + l);
+                // The stored 6-bit values (value + 32) of columns l, l + 32, l + 64, l + 96.
+                const uint8x16_t u[4] = {
+                    vorrq_u8(vandq_u8(q0, low4), vshlq_n_u8(vandq_u8(qh, two_bits), 4)),
+                    vorrq_u8(vandq_u8(q1, low4),
+                             vshlq_n_u8(vandq_u8(vshrq_n_u8(qh, 2), two_bits), 4)),
+                    vorrq_u8(vshrq_n_u8(q0, 4),
+                             vshlq_n_u8(vandq_u8(vshrq_n_u8(qh, 4), two_bits), 4)),
+                    vorrq_u8(vshrq_n_u8(q1, 4), vshlq_n_u8(vshrq_n_u8(qh, 6), 4))};
+                for (int k = 0; k < 4; ++k) {
+                    const int column = 128 * h + 32 * k + l; // 16 columns of sub-block column/16
+                    const int32x4_t dot =
+                        vdotq_s32(vdupq_n_s32(0), vreinterpretq_s8_u8(u[k]), vld1q_s8(xq + column));
+                    isum += scale[column / 16] * vaddvq_s32(dot);
+                }
+            }
+        }
+        // The stored values are value + 32: take 32 x each sub-block's activation sum back.
+        int16_t bsums[16];
+        std::memcpy(bsums, x + 4 + 256, sizeof bsums);
+        int32_t offset = 0;
+        for (int j = 0; j < 16; ++j) offset += int32_t(scale[j]) * bsums[j];
+        isum -= 32 * offset;
+        const int32_t imin = 0;
+        float xd;
+        std::memcpy(&xd, x, 4);
+        const float dmin = 0.0f; // the reference's steps, its zero min included
+        sum += xd * load_f16(w + 208) * float(isum) - xd * dmin * float(imin);
+    }
+    return sum;
+}
+
 } // namespace woolly::neon
