@@ -460,17 +460,20 @@ inline __m512 f32_values(const float* p, __mmask16 mask) {
 }
 
 // R rows (`w_stride` values apart) against M activation vectors (`x_stride` apart) of 16-bit
-// float weights (F16 against float32, BF16 against BF16): two accumulators per pair (even and
-// odd 16-value chunks, the last chunk masked), added at the end. Every pair sees the same
-// operations in the same order whatever R and M are, so a prompt's GEMM gives the bits of
-// generation's GEMV. out[m * out_stride + r].
+// float weights (F16 against float32, BF16 against BF16), over values [begin, end) of n: two
+// accumulators per pair (even and odd 16-value chunks, the last chunk masked), taken from
+// `carry` unless begin is 0, and added up into out[m * out_stride + r] when end is n (else
+// left in `carry`). Every pair sees the same operations in the same order whatever R, M and
+// the split into ranges are, so a prompt's GEMM gives the bits of generation's GEMV.
 template <typename X, __m512 (*Weights)(const uint16_t*, __mmask16),
           __m512 (*Acts)(const X*, __mmask16), int R, int M>
 void dot_16bit_rm(const uint16_t* w, uint64_t w_stride, const X* x, uint64_t x_stride, int64_t n,
-                  float* out, int64_t out_stride) {
+                  int64_t begin, int64_t end, __m512* carry, float* out, int64_t out_stride) {
     __m512 acc[R][M][2];
     for (int r = 0; r < R; ++r)
-        for (int m = 0; m < M; ++m) acc[r][m][0] = acc[r][m][1] = _mm512_setzero_ps();
+        for (int m = 0; m < M; ++m)
+            for (int half = 0; half < 2; ++half)
+                acc[r][m][half] = begin == 0 ? _mm512_setzero_ps() : carry[(r * M + m) * 2 + half];
     // One step: the 16 values at `at` (those `mask` selects) of every row and vector.
     auto step = [&](int64_t at, int half, __mmask16 mask) {
         __m512 wv[R];
@@ -481,8 +484,8 @@ void dot_16bit_rm(const uint16_t* w, uint64_t w_stride, const X* x, uint64_t x_s
                 acc[r][m][half] = _mm512_fmadd_ps(wv[r], xv, acc[r][m][half]);
         }
     };
-    int64_t i = 0;
-    for (; i + 32 <= n; i += 32) { // whole chunks: full masks, which the compiler drops
+    int64_t i = begin;
+    for (; i + 32 <= end; i += 32) { // whole chunks: full masks, which the compiler drops
         if (M == 1) // generation: one line per row runs ahead of the hardware prefetcher
             for (int r = 0; r < R; ++r)
                 _mm_prefetch(reinterpret_cast<const char*>(w + r * w_stride + i + 1536),
@@ -490,44 +493,68 @@ void dot_16bit_rm(const uint16_t* w, uint64_t w_stride, const X* x, uint64_t x_s
         step(i, 0, 0xffff);
         step(i + 16, 1, 0xffff);
     }
-    if (i < n) { // the tail, zero-filled: the same additions as a full chunk of zeros
-        const int64_t left = n - i;
+    if (i < end) { // the tail, zero-filled: the same additions as a full chunk of zeros
+        const int64_t left = end - i;
         step(i, 0, left >= 16 ? __mmask16(0xffff) : __mmask16((1u << left) - 1));
         if (left > 16) step(i + 16, 1, __mmask16((1u << (left - 16)) - 1));
     }
     for (int r = 0; r < R; ++r)
-        for (int m = 0; m < M; ++m)
-            out[m * out_stride + r] =
-                _mm512_reduce_add_ps(_mm512_add_ps(acc[r][m][0], acc[r][m][1]));
+        for (int m = 0; m < M; ++m) {
+            if (end < n) {
+                carry[(r * M + m) * 2] = acc[r][m][0];
+                carry[(r * M + m) * 2 + 1] = acc[r][m][1];
+            } else {
+                out[m * out_stride + r] =
+                    _mm512_reduce_add_ps(_mm512_add_ps(acc[r][m][0], acc[r][m][1]));
+            }
+        }
 }
 
 // Rows x vectors in tiles of 4 x 3 (24 accumulators, 4 weight registers and one activation
-// register of the 32), the remainders one row or one vector at a time.
+// register of the 32), the remainders one row or one vector at a time. The values go in
+// ranges of kRange, each range through every tile before the next, so a tile's rows and
+// vectors are read from L1 (16 rows x 12 vectors x 512 values: 40 KiB), not streamed from L2
+// whole for each tile; the tiles' accumulators wait in `carry` between ranges.
 template <typename X, __m512 (*Weights)(const uint16_t*, __mmask16),
           __m512 (*Acts)(const X*, __mmask16)>
 void gemm_16bit(const void* rows, uint64_t row_bytes, int64_t n_rows, const uint8_t* x,
                 uint64_t stride, int64_t count, int64_t n, float* out, int64_t out_stride) {
+    constexpr int64_t kRange = 512, kMaxRows = 16, kMaxVectors = 12;
     const auto* w = static_cast<const uint16_t*>(rows);
     const auto* xv = reinterpret_cast<const X*>(x);
     const uint64_t ws = row_bytes / sizeof(uint16_t), xs = stride / sizeof(X);
-    int64_t r = 0;
-    for (; r + 4 <= n_rows; r += 4) {
-        int64_t m = 0;
-        for (; m + 3 <= count; m += 3)
-            dot_16bit_rm<X, Weights, Acts, 4, 3>(w + r * ws, ws, xv + m * xs, xs, n,
-                                                 out + m * out_stride + r, out_stride);
-        for (; m < count; ++m)
-            dot_16bit_rm<X, Weights, Acts, 4, 1>(w + r * ws, ws, xv + m * xs, xs, n,
-                                                 out + m * out_stride + r, out_stride);
+    if (n_rows > kMaxRows || count > kMaxVectors) { // in blocks the carry has room for
+        for (int64_t r = 0; r < n_rows; r += kMaxRows)
+            for (int64_t m = 0; m < count; m += kMaxVectors)
+                gemm_16bit<X, Weights, Acts>(
+                    w + r * ws, row_bytes, std::min(kMaxRows, n_rows - r), x + m * stride, stride,
+                    std::min(kMaxVectors, count - m), n, out + m * out_stride + r, out_stride);
+        return;
     }
-    for (; r < n_rows; ++r) {
-        int64_t m = 0;
-        for (; m + 3 <= count; m += 3)
-            dot_16bit_rm<X, Weights, Acts, 1, 3>(w + r * ws, ws, xv + m * xs, xs, n,
-                                                 out + m * out_stride + r, out_stride);
-        for (; m < count; ++m)
-            dot_16bit_rm<X, Weights, Acts, 1, 1>(w + r * ws, ws, xv + m * xs, xs, n,
-                                                 out + m * out_stride + r, out_stride);
+    alignas(64) __m512 carry[kMaxRows * kMaxVectors * 2];
+    for (int64_t begin = 0; begin < n; begin += kRange) {
+        const int64_t end = std::min(n, begin + kRange);
+        __m512* next = carry;
+        auto tile = [&](auto rows_c, auto vectors_c, int64_t r, int64_t m) {
+            constexpr int R = decltype(rows_c)::value, M = decltype(vectors_c)::value;
+            dot_16bit_rm<X, Weights, Acts, R, M>(w + r * ws, ws, xv + m * xs, xs, n, begin, end,
+                                                 next, out + m * out_stride + r, out_stride);
+            next += R * M * 2;
+        };
+        using One = std::integral_constant<int, 1>;
+        using Three = std::integral_constant<int, 3>;
+        using Four = std::integral_constant<int, 4>;
+        int64_t r = 0;
+        for (; r + 4 <= n_rows; r += 4) {
+            int64_t m = 0;
+            for (; m + 3 <= count; m += 3) tile(Four{}, Three{}, r, m);
+            for (; m < count; ++m) tile(Four{}, One{}, r, m);
+        }
+        for (; r < n_rows; ++r) {
+            int64_t m = 0;
+            for (; m + 3 <= count; m += 3) tile(One{}, Three{}, r, m);
+            for (; m < count; ++m) tile(One{}, One{}, r, m);
+        }
     }
 }
 
@@ -537,15 +564,15 @@ float vec_dot_f16_f32(const void* row, const void* activations, int64_t n) {
     float out;
     dot_16bit_rm<float, f16_values, f32_values, 1, 1>(static_cast<const uint16_t*>(row), 0,
                                                       static_cast<const float*>(activations), 0, n,
-                                                      &out, 0);
+                                                      0, n, nullptr, &out, 0);
     return out;
 }
 
 float vec_dot_bf16_bf16(const void* row, const void* activations, int64_t n) {
     float out;
     dot_16bit_rm<uint16_t, bf16_values, bf16_values, 1, 1>(
-        static_cast<const uint16_t*>(row), 0, static_cast<const uint16_t*>(activations), 0, n, &out,
-        0);
+        static_cast<const uint16_t*>(row), 0, static_cast<const uint16_t*>(activations), 0, n, 0, n,
+        nullptr, &out, 0);
     return out;
 }
 

@@ -491,8 +491,10 @@ TEST_CASE("row-tile GEMM kernels give every pair the single dot's bits") {
             const GemmRowsFn gemm = table.rows_gemm(type);
             if (!gemm) continue;
             const TypeTraits& traits = type_traits(type);
-            for (int64_t n : {1, 7, 33, 257}) {
-                for (int64_t n_rows : {1, 3, 4, 5, 9}) {
+            // Beyond 512 values the kernels go range by range; beyond 16 rows or 12 vectors,
+            // block by block.
+            for (int64_t n : {1, 7, 33, 257, 1000, 1537}) {
+                for (int64_t n_rows : {1, 3, 4, 5, 9, 17}) {
                     for (int64_t count : {1, 5, 6, 7, 13}) {
                         INFO(std::string(kernel_level_name(level))
                              << " " << std::string(traits.name) << " n=" << n << " rows=" << n_rows
