@@ -98,6 +98,7 @@ KernelTable make_kernel_table(KernelLevel level) {
         table.gemm_x16[uint32_t(TensorType::Q4_0)] = avx512::gemm_x16_q4_0;
         table.gemm_x16[uint32_t(TensorType::Q8_0)] = avx512::gemm_x16_q8_0;
         table.gemm_x16[uint32_t(TensorType::Q4_K)] = avx512::gemm_x16_q4_k;
+        table.gemm_x16[uint32_t(TensorType::Q6_K)] = avx512::gemm_x16_q6_k;
         table.quantize[uint32_t(TensorType::Q8_K)] = avx512::quantize_row_q8_k;
         table.vec_dot[uint32_t(TensorType::Q4_K)] = avx512::vec_dot_q4_k_q8_k;
         table.vec_dot_rows[uint32_t(TensorType::Q4_K)] = avx512::vec_dot_rows_q4_k_q8_k;

@@ -91,6 +91,8 @@ void gemm_x16_q4_0(const uint8_t* groups, int64_t n_groups, int64_t n_blocks, co
 void quantize_row_q8_k(const float* src, void* dst, int64_t n);
 void gemm_x16_q4_k(const uint8_t* groups, int64_t n_groups, int64_t n_blocks, const uint8_t* x,
                    uint64_t x_stride, int64_t count, float* y, int64_t y_stride);
+void gemm_x16_q6_k(const uint8_t* groups, int64_t n_groups, int64_t n_blocks, const uint8_t* x,
+                   uint64_t x_stride, int64_t count, float* y, int64_t y_stride);
 void gemm_x16_q8_0(const uint8_t* groups, int64_t n_groups, int64_t n_blocks, const uint8_t* x,
                    uint64_t x_stride, int64_t count, float* y, int64_t y_stride);
 float vec_dot_q4_k_q8_k(const void* row, const void* activations, int64_t n);

@@ -200,6 +200,82 @@ void gemm_tile_q4_k(const uint8_t* group, int64_t n_blocks, const uint8_t* x, ui
     for (int m = 0; m < M; ++m) _mm512_storeu_ps(y + m * y_stride, acc[m]);
 }
 
+// M Q8_K activation vectors against one Q6_K group (repack.h): each 16-value sub-block's sum
+// starts from -32 x its activation sum (the values are stored plus 32), takes its products by
+// dot products over whole bytes, and is scaled by the row's 8-bit scale in integers; then the
+// row reference's float steps, in its order (its min term is zero): its bits.
+template <int M>
+void gemm_tile_q6_k(const uint8_t* group, int64_t n_blocks, const uint8_t* x, uint64_t x_stride,
+                    float* y, int64_t y_stride, bool prefetch) {
+    constexpr uint64_t kQ8K = 4 + 256 + 32;
+    __m512 acc[M];
+    for (int m = 0; m < M; ++m) acc[m] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < n_blocks; ++b) {
+        const uint8_t* w = group + uint64_t(b) * kQ6KGroupBlockBytes;
+        if (prefetch) prefetch_lines(w + 2 * kQ6KGroupBlockBytes, kQ6KGroupBlockBytes);
+        const uint8_t* xq[M];
+        alignas(64) int32_t offset[M][16]; // -32 x each sub-block's activation sum
+        __m512i isum[M];
+        for (int m = 0; m < M; ++m) {
+            const uint8_t* xb = x + uint64_t(m) * x_stride + uint64_t(b) * kQ8K;
+            xq[m] = xb + 4;
+            const __m512i bsums = _mm512_cvtepi16_epi32(
+                _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb + 260)));
+            _mm512_store_si512(offset[m], _mm512_mullo_epi32(bsums, _mm512_set1_epi32(-32)));
+            isum[m] = _mm512_setzero_si512();
+        }
+        for (int j = 0; j < 16; ++j) {
+            __m512i sub[M];
+            for (int m = 0; m < M; ++m) sub[m] = _mm512_set1_epi32(offset[m][j]);
+            for (int k = 4 * j; k < 4 * j + 4; ++k) {
+                const __m512i v = _mm512_loadu_si512(w + 288 + 64 * k);
+                for (int m = 0; m < M; ++m)
+                    sub[m] = _mm512_dpbusd_epi32(sub[m], v, broadcast32(xq[m] + 4 * k));
+            }
+            const __m512i scale = _mm512_cvtepi8_epi32(
+                _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 32 + 16 * j)));
+            for (int m = 0; m < M; ++m)
+                isum[m] = _mm512_add_epi32(isum[m], _mm512_mullo_epi32(sub[m], scale));
+        }
+        const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w)));
+        const __m512 zero = _mm512_setzero_ps();
+        for (int m = 0; m < M; ++m) {
+            float xd;
+            std::memcpy(&xd, xq[m] - 4, 4);
+            const __m512 dx = _mm512_set1_ps(xd);
+            const __m512 scaled = _mm512_mul_ps(_mm512_mul_ps(dx, d), _mm512_cvtepi32_ps(isum[m]));
+            acc[m] = _mm512_add_ps(
+                acc[m], _mm512_sub_ps(scaled, _mm512_mul_ps(_mm512_mul_ps(dx, zero), zero)));
+        }
+    }
+    for (int m = 0; m < M; ++m) _mm512_storeu_ps(y + m * y_stride, acc[m]);
+}
+
+// Groups one by one through tiles of 4 vectors (then 2, 1); only a group's first tile
+// prefetches (the others find it in L2).
+template <void (*Tile4)(const uint8_t*, int64_t, const uint8_t*, uint64_t, float*, int64_t, bool),
+          void (*Tile2)(const uint8_t*, int64_t, const uint8_t*, uint64_t, float*, int64_t, bool),
+          void (*Tile1)(const uint8_t*, int64_t, const uint8_t*, uint64_t, float*, int64_t, bool),
+          uint64_t GroupBlockBytes>
+void gemm_x16_k(const uint8_t* groups, int64_t n_groups, int64_t n_blocks, const uint8_t* x,
+                uint64_t x_stride, int64_t count, float* y, int64_t y_stride) {
+    for (int64_t g = 0; g < n_groups; ++g, y += kRepackRows) {
+        const uint8_t* group = groups + uint64_t(g) * uint64_t(n_blocks) * GroupBlockBytes;
+        int64_t m = 0;
+        for (; m + 4 <= count; m += 4)
+            Tile4(group, n_blocks, x + uint64_t(m) * x_stride, x_stride, y + m * y_stride, y_stride,
+                  m == 0);
+        if (count - m >= 2) {
+            Tile2(group, n_blocks, x + uint64_t(m) * x_stride, x_stride, y + m * y_stride, y_stride,
+                  m == 0);
+            m += 2;
+        }
+        if (count - m >= 1)
+            Tile1(group, n_blocks, x + uint64_t(m) * x_stride, x_stride, y + m * y_stride, y_stride,
+                  m == 0);
+    }
+}
+
 } // namespace
 
 void gemm_x16_q4_0(const uint8_t* groups, int64_t n_groups, int64_t n_blocks, const uint8_t* x,
@@ -209,22 +285,14 @@ void gemm_x16_q4_0(const uint8_t* groups, int64_t n_groups, int64_t n_blocks, co
 
 void gemm_x16_q4_k(const uint8_t* groups, int64_t n_groups, int64_t n_blocks, const uint8_t* x,
                    uint64_t x_stride, int64_t count, float* y, int64_t y_stride) {
-    for (int64_t g = 0; g < n_groups; ++g, y += kRepackRows) {
-        const uint8_t* group = groups + uint64_t(g) * uint64_t(n_blocks) * kQ4KGroupBlockBytes;
-        // Tiles of 4 vectors; only the first prefetches (the others find the group in L2).
-        int64_t m = 0;
-        for (; m + 4 <= count; m += 4)
-            gemm_tile_q4_k<4>(group, n_blocks, x + uint64_t(m) * x_stride, x_stride,
-                              y + m * y_stride, y_stride, m == 0);
-        if (count - m >= 2) {
-            gemm_tile_q4_k<2>(group, n_blocks, x + uint64_t(m) * x_stride, x_stride,
-                              y + m * y_stride, y_stride, m == 0);
-            m += 2;
-        }
-        if (count - m >= 1)
-            gemm_tile_q4_k<1>(group, n_blocks, x + uint64_t(m) * x_stride, x_stride,
-                              y + m * y_stride, y_stride, m == 0);
-    }
+    gemm_x16_k<gemm_tile_q4_k<4>, gemm_tile_q4_k<2>, gemm_tile_q4_k<1>, kQ4KGroupBlockBytes>(
+        groups, n_groups, n_blocks, x, x_stride, count, y, y_stride);
+}
+
+void gemm_x16_q6_k(const uint8_t* groups, int64_t n_groups, int64_t n_blocks, const uint8_t* x,
+                   uint64_t x_stride, int64_t count, float* y, int64_t y_stride) {
+    gemm_x16_k<gemm_tile_q6_k<4>, gemm_tile_q6_k<2>, gemm_tile_q6_k<1>, kQ6KGroupBlockBytes>(
+        groups, n_groups, n_blocks, x, x_stride, count, y, y_stride);
 }
 
 void gemm_x16_q8_0(const uint8_t* groups, int64_t n_groups, int64_t n_blocks, const uint8_t* x,

@@ -162,7 +162,7 @@ struct MatmulPlan {
         const KernelTable& kernels = active_kernels();
         const TensorType type = weights.traits->type;
         dot = kernels.dot(type);
-        if (cache && kernels.x16(type)) {
+        if (cache && kernels.x16(type) && (count > 1 || x16_serves_generation(type))) {
             packed = cache->find_or_build(weights);
             if (packed) {
                 gemm = kernels.x16(type);

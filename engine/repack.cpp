@@ -99,7 +99,62 @@ void repack_q4_k_block(const WeightMatrix& w, int64_t group, int64_t b, uint8_t*
     }
 }
 
+// One super-block column of a Q6_K group: see repack.h. The 6-bit values come from the
+// file's dequantization order (ql low/high nibbles, qh pairs of bits).
+void repack_q6_k_block(const WeightMatrix& w, int64_t group, int64_t b, uint8_t* dst) {
+    for (int i = 0; i < kRepackRows; ++i) {
+        const uint8_t* src = w.row(group * kRepackRows + i) + uint64_t(b) * 210;
+        std::memcpy(dst + 2 * i, src + 208, 2); // d
+        for (int j = 0; j < 16; ++j) dst[32 + 16 * j + i] = src[192 + j];
+        for (int half = 0; half < 2; ++half) {
+            const uint8_t* ql = src + 64 * half;
+            const uint8_t* qh = src + 128 + 32 * half;
+            for (int l = 0; l < 32; ++l) {
+                const uint8_t stored[4] = {uint8_t((ql[l] & 0x0f) | ((qh[l] & 3) << 4)),
+                                           uint8_t((ql[l + 32] & 0x0f) | (((qh[l] >> 2) & 3) << 4)),
+                                           uint8_t((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)),
+                                           uint8_t((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4))};
+                for (int q = 0; q < 4; ++q) {
+                    const int c = 128 * half + 32 * q + l; // the column
+                    dst[288 + 64 * (c / 4) + 4 * i + c % 4] = stored[q];
+                }
+            }
+        }
+    }
+}
+
 } // namespace
+
+void gemm_x16_q6_k_reference(const uint8_t* groups, int64_t n_groups, int64_t n_blocks,
+                             const uint8_t* x, uint64_t x_stride, int64_t count, float* y,
+                             int64_t y_stride) {
+    constexpr uint64_t kQ8K = 4 + 256 + 32;
+    for (int64_t gi = 0; gi < n_groups; ++gi) {
+        const uint8_t* group = groups + uint64_t(gi) * uint64_t(n_blocks) * kQ6KGroupBlockBytes;
+        for (int64_t m = 0; m < count; ++m) {
+            for (int i = 0; i < kRepackRows; ++i) {
+                float sum = 0.0f;
+                for (int64_t b = 0; b < n_blocks; ++b) {
+                    const uint8_t* g = group + uint64_t(b) * kQ6KGroupBlockBytes;
+                    const uint8_t* xb = x + uint64_t(m) * x_stride + uint64_t(b) * kQ8K;
+                    float xd;
+                    std::memcpy(&xd, xb, 4);
+                    const auto* xq = reinterpret_cast<const int8_t*>(xb + 4);
+                    int32_t isum = 0;
+                    for (int j = 0; j < 16; ++j) {
+                        int32_t sub = 0;
+                        for (int c = 16 * j; c < 16 * j + 16; ++c)
+                            sub += (int32_t(g[288 + 64 * (c / 4) + 4 * i + c % 4]) - 32) * xq[c];
+                        isum += int32_t(int8_t(g[32 + 16 * j + i])) * sub;
+                    }
+                    // The row reference's float steps, in its order (its min is zero).
+                    sum += xd * load_f16(g + 2 * i) * float(isum) - xd * 0.0f * float(0);
+                }
+                y[m * y_stride + gi * kRepackRows + i] = sum;
+            }
+        }
+    }
+}
 
 void gemm_x16_q4_k_reference(const uint8_t* groups, int64_t n_groups, int64_t n_blocks,
                              const uint8_t* x, uint64_t x_stride, int64_t count, float* y,
@@ -152,16 +207,27 @@ int x16_weight_offset(TensorType type) {
 }
 
 bool has_x16_layout(TensorType type) {
-    return x16_weight_offset(type) != 0 || type == TensorType::Q4_K;
+    return x16_weight_offset(type) != 0 || type == TensorType::Q4_K || type == TensorType::Q6_K;
+}
+
+bool x16_serves_generation(TensorType type) {
+    return type != TensorType::Q6_K;
 }
 
 TensorType x16_activation_type(TensorType type) {
-    return type == TensorType::Q4_K ? TensorType::Q8_K : TensorType::Q8_0;
+    return type == TensorType::Q4_K || type == TensorType::Q6_K ? TensorType::Q8_K
+                                                                : TensorType::Q8_0;
 }
 
 uint64_t x16_group_block_bytes(TensorType type) {
-    return type == TensorType::Q4_K ? kQ4KGroupBlockBytes
-                                    : uint64_t(kRepackRows) * type_traits(type).type_size;
+    switch (type) {
+    case TensorType::Q4_K:
+        return kQ4KGroupBlockBytes;
+    case TensorType::Q6_K:
+        return kQ6KGroupBlockBytes;
+    default:
+        return uint64_t(kRepackRows) * type_traits(type).type_size;
+    }
 }
 
 uint64_t x16_bytes(const WeightMatrix& w) {
@@ -172,10 +238,12 @@ uint64_t x16_bytes(const WeightMatrix& w) {
 void repack_x16(const WeightMatrix& w, uint8_t* dst) {
     const TensorType type = w.traits->type;
     if (!has_x16_layout(type)) throw Error(std::string("no x16 layout for ") + w.traits->name);
-    if (type == TensorType::Q4_K) {
+    if (type == TensorType::Q4_K || type == TensorType::Q6_K) {
+        const uint64_t block_bytes = x16_group_block_bytes(type);
         for (int64_t group = 0; group < w.rows / kRepackRows; ++group)
-            for (int64_t b = 0; b < w.cols / 256; ++b, dst += kQ4KGroupBlockBytes)
-                repack_q4_k_block(w, group, b, dst);
+            for (int64_t b = 0; b < w.cols / 256; ++b, dst += block_bytes)
+                (type == TensorType::Q4_K ? repack_q4_k_block : repack_q6_k_block)(w, group, b,
+                                                                                   dst);
         return;
     }
     const uint32_t type_size = w.traits->type_size;

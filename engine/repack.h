@@ -1,5 +1,6 @@
-// repack.h — row-interleaved weight layouts ("x16"): 16 rows of Q4_0, Q8_0 or Q4_K stored block by
-// block so one 512-bit VNNI instruction multiplies all 16 rows at once. Same bytes as the file.
+// repack.h — row-interleaved weight layouts ("x16"): 16 rows of Q4_0, Q8_0, Q4_K or Q6_K stored
+// block by block so one 512-bit VNNI instruction multiplies all 16 rows at once. Same bytes as the
+// file.
 //
 // A group of 16 rows holds, for each block b of 32 columns, 16 * type_size bytes:
 //   f16 d[16]             the 16 rows' scales for block b
@@ -36,9 +37,13 @@ void q8_0_to_q8_sum(const uint8_t* q8_0, uint8_t* dst, int64_t n);
 int x16_weight_offset(TensorType type);
 bool has_x16_layout(TensorType type);
 // The activations an x16 kernel reads: Q8_0 for the Q8-sum form above (Q4_0, Q8_0 weights),
-// or Q8_K {f32 d; i8 qs[256]; i16 bsums[16]} (Q4_K weights).
+// or Q8_K {f32 d; i8 qs[256]; i16 bsums[16]} (Q4_K, Q6_K weights).
 TensorType x16_activation_type(TensorType type);
-// Bytes of one block column (32 values, or a super-block of 256 for Q4_K) of a group.
+// Whether the x16 form also serves one vector (generation). Q6_K's holds 30 % more bytes than
+// the file (whole bytes for 6-bit values): reading them costs generation more than unpacking
+// saves (tinyllama Q6_K tg32 28.6 -> 25.1 t/s), so only batches read it.
+bool x16_serves_generation(TensorType type);
+// Bytes of one block column (32 values, or a super-block of 256 for Q4_K and Q6_K) of a group.
 uint64_t x16_group_block_bytes(TensorType type);
 
 // Q4_K: for each super-block of 256 columns, a group holds 2368 bytes:
@@ -48,6 +53,12 @@ uint64_t x16_group_block_bytes(TensorType type);
 //   u8 q[4][8][64]              pair p, register k, byte 4i+t: the file's byte 32p+4k+t of
 //                               row i (low nibble: sub-block 2p, high: 2p + 1, column 4k+t)
 constexpr uint64_t kQ4KGroupBlockBytes = 2368;
+// Q6_K: for each super-block of 256 columns, a group holds 4384 bytes (the file's 6-bit values
+// whole in bytes, for the prompt's GEMM to read without unpacking):
+//   f16 d[16]                   the 16 rows' super-block scales
+//   i8 scale[16][16]            sub-block j's (16 values) scale for row i
+//   u8 q[64][64]                register k, byte 4i+t: row i's value at column 4k+t, plus 32
+constexpr uint64_t kQ6KGroupBlockBytes = 4384;
 
 // Bytes of the x16 form of w: its whole groups of 16 rows (rows beyond the last whole group
 // stay in the original layout).
@@ -66,8 +77,11 @@ using GemmX16Fn = void (*)(const uint8_t* groups, int64_t n_groups, int64_t n_bl
 void gemm_x16_q4_0_reference(const uint8_t* groups, int64_t n_groups, int64_t n_blocks,
                              const uint8_t* x, uint64_t x_stride, int64_t count, float* y,
                              int64_t y_stride);
-// Q4_K groups against Q8_K activations: the row reference's integer sums and float steps in
-// its order, so its bits.
+void gemm_x16_q6_k_reference(const uint8_t* groups, int64_t n_groups, int64_t n_blocks,
+                             const uint8_t* x, uint64_t x_stride, int64_t count, float* y,
+                             int64_t y_stride);
+// Q4_K (and Q6_K) groups against Q8_K activations: the row reference's integer sums and float steps
+// in its order, so its bits.
 void gemm_x16_q4_k_reference(const uint8_t* groups, int64_t n_groups, int64_t n_blocks,
                              const uint8_t* x, uint64_t x_stride, int64_t count, float* y,
                              int64_t y_stride);

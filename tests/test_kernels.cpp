@@ -269,7 +269,8 @@ TEST_CASE("x16 kernels give the row reference's bits on awkward sizes") {
     };
     for (const Case& c : {Case{TensorType::Q4_0, gemm_x16_q4_0_reference, {1, 7, 31, 33, 255, 257}},
                           Case{TensorType::Q8_0, gemm_x16_q8_0_reference, {1, 7, 31, 33, 255, 257}},
-                          Case{TensorType::Q4_K, gemm_x16_q4_k_reference, {1, 3, 7, 9, 22}}}) {
+                          Case{TensorType::Q4_K, gemm_x16_q4_k_reference, {1, 3, 7, 9, 22}},
+                          Case{TensorType::Q6_K, gemm_x16_q6_k_reference, {1, 3, 7, 9, 22}}}) {
         const TensorType type = c.type, act_type = x16_activation_type(type);
         for (int64_t blocks : c.blocks) {
             const int64_t n = blocks * int64_t(type_traits(type).block_size);
@@ -324,7 +325,8 @@ TEST_CASE("x16 kernels give the row reference's bits on awkward sizes") {
 TEST_CASE("matmul through the weight cache gives the same bits as from the file") {
     std::mt19937 rng(12);
     std::normal_distribution<float> normal(0.0f, 1.0f);
-    for (TensorType type : {TensorType::Q4_0, TensorType::Q8_0, TensorType::Q4_K}) {
+    for (TensorType type :
+         {TensorType::Q4_0, TensorType::Q8_0, TensorType::Q4_K, TensorType::Q6_K}) {
         const int64_t rows = 3 * kRepackRows + 5; // a tail of 5 rows
         const int64_t cols = 7 * int64_t(type_traits(type).block_size);
         const TensorType act_type = type_traits(type).vec_dot_type;
@@ -338,7 +340,9 @@ TEST_CASE("matmul through the weight cache gives the same bits as from the file"
             input.set(x.data(), cols, count);
             // The oracle: the scalar row kernel (the x16 kernels keep its order of additions);
             // the 5 rows after the last group go through the level's row kernel (tested above).
-            const bool has_kernel = active_kernels().x16(type) != nullptr;
+            // (Q6_K's x16 form serves batches only.)
+            const bool has_kernel =
+                active_kernels().x16(type) != nullptr && (count > 1 || x16_serves_generation(type));
             const KernelTable& reference =
                 has_kernel ? make_kernel_table(KernelLevel::Scalar) : active_kernels();
             const uint8_t* act = input.as(act_type);
