@@ -8,6 +8,7 @@
 #include "engine/context.h"
 #include "engine/error.h"
 #include "engine/generation.h"
+#include "engine/thread_pool.h"
 #include "messages.h"
 #include "protocol/protocol.h"
 
@@ -30,7 +31,9 @@ caf::behavior loader_actor(caf::event_based_actor* self, std::string path, int64
                                                             kv_cache_type_from_name(kv_cache_type));
                 if (weight_cache_bytes > 0) {
                     runtime->weight_cache = std::make_unique<WeightCache>(weight_cache_bytes);
-                    runtime->weight_cache->warm(*runtime->model);
+                    // Built on a pool of its own, gone before the executors start theirs.
+                    ThreadPool builders(physical_core_count());
+                    runtime->weight_cache->warm(*runtime->model, &builders);
                 }
                 self->quit();
                 return runtime;

@@ -236,20 +236,26 @@ uint64_t x16_bytes(const WeightMatrix& w) {
 }
 
 void repack_x16(const WeightMatrix& w, uint8_t* dst) {
+    repack_x16(w, dst, 0, w.rows / kRepackRows);
+}
+
+void repack_x16(const WeightMatrix& w, uint8_t* dst, int64_t first_group, int64_t end_group) {
     const TensorType type = w.traits->type;
     if (!has_x16_layout(type)) throw Error(std::string("no x16 layout for ") + w.traits->name);
-    if (type == TensorType::Q4_K || type == TensorType::Q6_K) {
-        const uint64_t block_bytes = x16_group_block_bytes(type);
-        for (int64_t group = 0; group < w.rows / kRepackRows; ++group)
-            for (int64_t b = 0; b < w.cols / 256; ++b, dst += block_bytes)
-                (type == TensorType::Q4_K ? repack_q4_k_block : repack_q6_k_block)(w, group, b,
-                                                                                   dst);
-        return;
-    }
-    const uint32_t type_size = w.traits->type_size;
-    const int64_t n_blocks = w.cols / kBlock;
-    for (int64_t group = 0; group < w.rows / kRepackRows; ++group) {
-        for (int64_t b = 0; b < n_blocks; ++b, dst += kRepackRows * type_size) {
+    const int64_t n_blocks = w.cols / int64_t(w.traits->block_size);
+    const uint64_t block_bytes = x16_group_block_bytes(type);
+    dst += uint64_t(first_group) * uint64_t(n_blocks) * block_bytes;
+    for (int64_t group = first_group; group < end_group; ++group) {
+        for (int64_t b = 0; b < n_blocks; ++b, dst += block_bytes) {
+            if (type == TensorType::Q4_K) {
+                repack_q4_k_block(w, group, b, dst);
+                continue;
+            }
+            if (type == TensorType::Q6_K) {
+                repack_q6_k_block(w, group, b, dst);
+                continue;
+            }
+            const uint32_t type_size = w.traits->type_size;
             std::memset(dst, 0, kRepackRows * type_size);
             for (int i = 0; i < kRepackRows; ++i) {
                 const uint8_t* src = w.row(group * kRepackRows + i) + uint64_t(b) * type_size;

@@ -65,6 +65,9 @@ constexpr uint64_t kQ6KGroupBlockBytes = 4384;
 uint64_t x16_bytes(const WeightMatrix& w);
 // Writes the x16 form of w's whole groups into dst (x16_bytes(w) bytes).
 void repack_x16(const WeightMatrix& w, uint8_t* dst);
+// The same for groups [first_group, end_group) only (dst is still the whole form's start):
+// disjoint ranges can be written by different threads.
+void repack_x16(const WeightMatrix& w, uint8_t* dst, int64_t first_group, int64_t end_group);
 
 // y[m * y_stride + 16 g + i] = dot(row i of group g, x_m) for n_groups adjacent groups of 16
 // rows and `count` activation vectors in the Q8-sum form, `x_stride` bytes apart; n_blocks

@@ -8,6 +8,7 @@
 
 #include "kernels.h"
 #include "repack.h"
+#include "thread_pool.h"
 
 namespace woolly {
 namespace {
@@ -32,7 +33,7 @@ void WeightCache::FreeBuffer::operator()(uint8_t* p) const {
     std::free(p);
 }
 
-const uint8_t* WeightCache::find_or_build(const WeightMatrix& w) {
+const uint8_t* WeightCache::find_or_build(const WeightMatrix& w, ThreadPool* pool) {
     if (!has_x16_layout(w.traits->type)) return nullptr;
     const uint64_t bytes = x16_bytes(w);
     if (bytes == 0) return nullptr;
@@ -51,7 +52,12 @@ const uint8_t* WeightCache::find_or_build(const WeightMatrix& w) {
     while (stats_.bytes + bytes > budget_) evict_lru();
     // Built under the lock: the first user of a matrix builds it once, the others wait.
     Entry entry{w.data, bytes, std::unique_ptr<uint8_t, FreeBuffer>(allocate_huge(bytes))};
-    repack_x16(w, entry.data.get());
+    uint8_t* const form = entry.data.get();
+    const int64_t groups = w.rows / kRepackRows;
+    auto part = [&](int index, int n_threads) {
+        repack_x16(w, form, groups * index / n_threads, groups * (index + 1) / n_threads);
+    };
+    run_split(pool, part);
     lru_.push_front(std::move(entry));
     index_.emplace(w.data, lru_.begin());
     evicted_.erase(w.data);
@@ -68,9 +74,9 @@ void WeightCache::evict_lru() {
     lru_.pop_back();
 }
 
-void WeightCache::warm(const LlamaModel& model) {
+void WeightCache::warm(const LlamaModel& model, ThreadPool* pool) {
     auto build = [&](const WeightMatrix& w) {
-        if (active_kernels().x16(w.traits->type)) find_or_build(w);
+        if (active_kernels().x16(w.traits->type)) find_or_build(w, pool);
     };
     for (const LlamaLayer& layer : model.layers)
         for (const WeightMatrix* w : {&layer.wq, &layer.wk, &layer.wv, &layer.wo, &layer.w_gate,

@@ -13,6 +13,8 @@
 
 namespace woolly {
 
+class ThreadPool;
+
 // Enough for a 7B Q4_0 model's repacked matrices; the repacks take the place of the file's
 // pages in memory, which are no longer read.
 constexpr uint64_t kDefaultWeightCacheMiB = 4096;
@@ -38,12 +40,13 @@ public:
     // small for the model, that keeps a fixed part cached instead of rebuilding every matrix
     // on every token (plain LRU under the forward pass's cyclic order would never hit).
     // Thread-safe; a hit allocates nothing.
-    const uint8_t* find_or_build(const WeightMatrix& w);
+    // A build is split over `pool`'s threads when given.
+    const uint8_t* find_or_build(const WeightMatrix& w, ThreadPool* pool = nullptr);
 
     // Builds the x16 forms the active kernels read for every matrix of `model`, in the order
     // of the forward pass, as far as the budget goes (a daemon's first request then pays
     // nothing).
-    void warm(const LlamaModel& model);
+    void warm(const LlamaModel& model, ThreadPool* pool = nullptr);
 
     WeightCacheStats stats() const;
     uint64_t budget() const { return budget_; }

@@ -587,3 +587,21 @@ TEST_CASE("a normalised batch quantized in the same pass gives the bytes of norm
         }
     }
 }
+
+TEST_CASE("a weight cache build split over threads writes the same bytes as one thread") {
+    std::mt19937 rng(19);
+    ThreadPool pool(2);
+    for (TensorType type :
+         {TensorType::Q4_0, TensorType::Q8_0, TensorType::Q4_K, TensorType::Q6_K}) {
+        INFO(type_traits(type).name);
+        const int64_t rows = 7 * kRepackRows + 3, cols = 2 * int64_t(type_traits(type).block_size);
+        auto data = random_matrix(type, rows, cols, rng);
+        const WeightMatrix w = matrix_over(data, type, rows, cols);
+        std::vector<uint8_t> want(x16_bytes(w));
+        repack_x16(w, want.data());
+        WeightCache cache(1 << 20);
+        const uint8_t* got = cache.find_or_build(w, &pool);
+        REQUIRE(got != nullptr);
+        CHECK(std::memcmp(got, want.data(), want.size()) == 0);
+    }
+}

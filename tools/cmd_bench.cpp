@@ -92,7 +92,7 @@ int bench_command(int argc, char** argv) {
     for (int64_t n : gens) longest = std::max(longest, n);
     ThreadPool pool{int(threads)};
     auto weight_cache = weight_cache_from(args);
-    if (weight_cache) weight_cache->warm(*model); // at load, as woollyd does
+    if (weight_cache) weight_cache->warm(*model, &pool); // at load, as woollyd does
     LlamaContext context(*model, longest, &pool, kDefaultPromptBatch, weight_cache.get(),
                          kv_cache_type_from_name(args.get("--cache-type").value_or("f16")));
     const double bandwidth = gens.empty() ? 0.0 : measure_read_bandwidth(pool);

@@ -100,7 +100,7 @@ int run_command(int argc, char** argv) {
         threads_flag.value_or(default_thread_count(model->weight_bytes_per_token()));
     ThreadPool pool{int(threads)};
     auto weight_cache = weight_cache_from(args);
-    if (weight_cache) weight_cache->warm(*model); // at load, as woollyd does
+    if (weight_cache) weight_cache->warm(*model, &pool); // at load, as woollyd does
     LlamaContext context(*model, n_ctx, &pool, kDefaultPromptBatch, weight_cache.get(),
                          kv_cache_type_from_name(args.get("--cache-type").value_or("f16")));
     params.max_tokens =
