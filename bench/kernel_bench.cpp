@@ -14,9 +14,11 @@
 #include <vector>
 
 #include "engine/bandwidth.h"
+#include "engine/context.h"
 #include "engine/kernels.h"
 #include "engine/matmul.h"
 #include "engine/ops.h"
+#include "engine/repack.h"
 #include "engine/thread_pool.h"
 #include "engine/weight_cache.h"
 
@@ -72,7 +74,7 @@ int main(int argc, char** argv) {
     const int threads = int(flag(argc, argv, "-t", 1));
     const int64_t rows = flag(argc, argv, "--rows", 4096);
     const int64_t cols = flag(argc, argv, "--cols", 4096) / 256 * 256; // whole k-quant blocks
-    const int64_t batch = flag(argc, argv, "--batch", 64);
+    const int64_t batch = flag(argc, argv, "--batch", kDefaultPromptBatch);
     if (cols < 256) {
         std::fprintf(stderr, "--cols: at least 256\n");
         return 2;
@@ -102,7 +104,8 @@ int main(int argc, char** argv) {
     for (const Case c : {Case{TensorType::F16, false}, Case{TensorType::BF16, false},
                          Case{TensorType::Q8_0, false}, Case{TensorType::Q8_0, true},
                          Case{TensorType::Q4_0, false}, Case{TensorType::Q4_0, true},
-                         Case{TensorType::Q4_K, false}, Case{TensorType::Q6_K, false}}) {
+                         Case{TensorType::Q4_K, false}, Case{TensorType::Q4_K, true},
+                         Case{TensorType::Q6_K, false}, Case{TensorType::Q6_K, true}}) {
         const TypeTraits& t = type_traits(c.type);
         if (c.repacked && !active_kernels().x16(c.type)) continue;
         WeightMatrix w;
@@ -125,7 +128,7 @@ int main(int argc, char** argv) {
             std::memcpy(all.data() + k * w.bytes(), data.data(), size_t(w.bytes()));
         std::vector<WeightMatrix> matrices(size_t(copies), w);
         for (uint64_t k = 0; k < copies; ++k) matrices[size_t(k)].data = all.data() + k * w.bytes();
-        WeightCache cache(c.repacked ? copies * w.bytes() : 0);
+        WeightCache cache(c.repacked ? copies * x16_bytes(w) : 0); // room for every copy
         WeightCache* cache_ptr = c.repacked ? &cache : nullptr;
         size_t next = 0;
         const double gemv = time_per_call([&] {
@@ -140,7 +143,11 @@ int main(int argc, char** argv) {
         });
         const double gbs = double(w.bytes()) / gemv / 1e9;
         const double gflops = 2.0 * double(rows) * double(cols) * double(batch) / gemm / 1e9;
-        const std::string name = std::string(t.name) + (c.repacked ? " (x16)" : "");
+        // (Q6_K's x16 form serves prompts only: its GEMV reads the file's rows.)
+        const std::string name =
+            std::string(t.name) + (!c.repacked                     ? ""
+                                   : x16_serves_generation(c.type) ? " (x16)"
+                                                                   : " (x16 GEMM)");
         if (json)
             std::printf(
                 "{\"bench\":\"matmul\",\"weights\":\"%s\",\"kernels\":\"%s\",\"threads\":%d,"
