@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "k_quants.h"
 #include "kernels.h"
 
 namespace woolly::avx2 {
@@ -249,8 +250,6 @@ void gemm_f32(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, cons
 
 namespace {
 
-constexpr int kQ8KBytes = 4 + 256 + 32;
-
 int32_t hsum_epi32(__m256i v) {
     __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
     s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
@@ -270,7 +269,7 @@ float vec_dot_q4_k_q8_k(const void* row, const void* activations, int64_t n) {
     const auto* x = static_cast<const uint8_t*>(activations);
     const __m256i low4 = _mm256_set1_epi8(0x0f);
     float sum = 0.0f;
-    for (int64_t b = 0; b < n / 256; ++b, w += 144, x += kQ8KBytes) {
+    for (int64_t b = 0; b < n / 256; ++b, w += 144, x += kQ8KBlockBytes) {
         uint8_t scale[8], min[8];
         for (int j = 0; j < 8; ++j) get_scale_min_k4(j, w + 4, &scale[j], &min[j]);
         const uint8_t* xq = x + 4;
@@ -287,14 +286,8 @@ float vec_dot_q4_k_q8_k(const void* row, const void* activations, int64_t n) {
             acc = _mm256_add_epi32(acc,
                                    _mm256_madd_epi16(p_high, _mm256_set1_epi16(scale[2 * c + 1])));
         }
-        int16_t bsums[16];
-        std::memcpy(bsums, x + 4 + 256, sizeof bsums);
-        int32_t imin = 0;
-        for (int j = 0; j < 8; ++j) imin += min[j] * (int32_t(bsums[2 * j]) + bsums[2 * j + 1]);
-        const int32_t isum = hsum_epi32(acc);
-        float xd;
-        std::memcpy(&xd, x, 4);
-        sum += xd * load_f16(w) * float(isum) - xd * load_f16(w + 2) * float(imin);
+        sum += k_block_term(q8_k_scale(x), load_f16(w), load_f16(w + 2), hsum_epi32(acc),
+                            q4_k_min_sum(min, x));
     }
     return sum;
 }
@@ -305,7 +298,7 @@ float vec_dot_q6_k_q8_k(const void* row, const void* activations, int64_t n) {
     const __m256i low4 = _mm256_set1_epi8(0x0f), two_bits = _mm256_set1_epi8(0x03),
                   bits_45 = _mm256_set1_epi8(0x30);
     float sum = 0.0f;
-    for (int64_t b = 0; b < n / 256; ++b, w += 210, x += kQ8KBytes) {
+    for (int64_t b = 0; b < n / 256; ++b, w += 210, x += kQ8KBlockBytes) {
         const auto* scale = reinterpret_cast<const int8_t*>(w + 192);
         __m256i acc = _mm256_setzero_si256();
         for (int h = 0; h < 2; ++h) { // 128 values from ql[64h..], qh[32h..]
@@ -335,15 +328,8 @@ float vec_dot_q6_k_q8_k(const void* row, const void* activations, int64_t n) {
             }
         }
         // The stored values are value + 32: take 32 x each sub-block's activation sum back.
-        int16_t bsums[16];
-        std::memcpy(bsums, x + 4 + 256, sizeof bsums);
-        int32_t offset = 0;
-        for (int j = 0; j < 16; ++j) offset += int32_t(scale[j]) * bsums[j];
-        const int32_t isum = hsum_epi32(acc) - 32 * offset, imin = 0;
-        float xd;
-        std::memcpy(&xd, x, 4);
-        const float dmin = 0.0f; // the reference's steps, its zero min included
-        sum += xd * load_f16(w + 208) * float(isum) - xd * dmin * float(imin);
+        const int32_t isum = hsum_epi32(acc) - 32 * q6_k_scale_sum(scale, x);
+        sum += k_block_term(q8_k_scale(x), load_f16(w + 208), 0.0f, isum, 0); // no mins
     }
     return sum;
 }

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "k_quants.h"
 #include "kernels.h"
 #include "repack.h"
 
@@ -130,6 +131,13 @@ void gemm_x16(const uint8_t* groups, int64_t n_groups, int64_t n_blocks, const u
     if (n_groups % 2 == 1) tiles(std::integral_constant<int, 1>{});
 }
 
+// k_block_term (k_quants.h) in 16 lanes, one per row: the same steps, so the same bits.
+inline __m512 k_block_terms(float xd, __m512 d, __m512 dmin, __m512i isum, __m512i imin) {
+    const __m512 dx = _mm512_set1_ps(xd);
+    return _mm512_sub_ps(_mm512_mul_ps(_mm512_mul_ps(dx, d), _mm512_cvtepi32_ps(isum)),
+                         _mm512_mul_ps(_mm512_mul_ps(dx, dmin), _mm512_cvtepi32_ps(imin)));
+}
+
 // M Q8_K activation vectors against one Q4_K group (repack.h). Per super-block: each
 // sub-block's 32 products are summed by dot products over the nibbles and scaled by the row's
 // 6-bit scale in integers; the mins are weighted by the activations' sub-block sums (16-bit
@@ -137,7 +145,6 @@ void gemm_x16(const uint8_t* groups, int64_t n_groups, int64_t n_blocks, const u
 template <int M>
 void gemm_tile_q4_k(const uint8_t* group, int64_t n_blocks, const uint8_t* x, uint64_t x_stride,
                     float* y, int64_t y_stride, bool prefetch) {
-    constexpr uint64_t kQ8K = 4 + 256 + 32;
     const __m512i low4 = _mm512_set1_epi8(0x0f);
     __m512 acc[M];
     for (int m = 0; m < M; ++m) acc[m] = _mm512_setzero_ps();
@@ -147,7 +154,7 @@ void gemm_tile_q4_k(const uint8_t* group, int64_t n_blocks, const uint8_t* x, ui
         const uint8_t* xq[M];
         __m512i isum[M], imin[M];
         for (int m = 0; m < M; ++m) {
-            const uint8_t* xb = x + uint64_t(m) * x_stride + uint64_t(b) * kQ8K;
+            const uint8_t* xb = x + uint64_t(m) * x_stride + uint64_t(b) * kQ8KBlockBytes;
             xq[m] = xb + 4;
             // The activations' sub-block sums as 16-bit pairs: element p holds 2p and 2p + 1.
             alignas(16) uint32_t pair_sums[4];
@@ -188,14 +195,9 @@ void gemm_tile_q4_k(const uint8_t* group, int64_t n_blocks, const uint8_t* x, ui
         const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w)));
         const __m512 dmin =
             _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 32)));
-        for (int m = 0; m < M; ++m) {
-            float xd;
-            std::memcpy(&xd, xq[m] - 4, 4);
-            const __m512 dx = _mm512_set1_ps(xd);
-            const __m512 scaled = _mm512_mul_ps(_mm512_mul_ps(dx, d), _mm512_cvtepi32_ps(isum[m]));
-            const __m512 mins = _mm512_mul_ps(_mm512_mul_ps(dx, dmin), _mm512_cvtepi32_ps(imin[m]));
-            acc[m] = _mm512_add_ps(acc[m], _mm512_sub_ps(scaled, mins));
-        }
+        for (int m = 0; m < M; ++m)
+            acc[m] = _mm512_add_ps(acc[m],
+                                   k_block_terms(q8_k_scale(xq[m] - 4), d, dmin, isum[m], imin[m]));
     }
     for (int m = 0; m < M; ++m) _mm512_storeu_ps(y + m * y_stride, acc[m]);
 }
@@ -207,7 +209,6 @@ void gemm_tile_q4_k(const uint8_t* group, int64_t n_blocks, const uint8_t* x, ui
 template <int M>
 void gemm_tile_q6_k(const uint8_t* group, int64_t n_blocks, const uint8_t* x, uint64_t x_stride,
                     float* y, int64_t y_stride, bool prefetch) {
-    constexpr uint64_t kQ8K = 4 + 256 + 32;
     __m512 acc[M];
     for (int m = 0; m < M; ++m) acc[m] = _mm512_setzero_ps();
     for (int64_t b = 0; b < n_blocks; ++b) {
@@ -217,7 +218,7 @@ void gemm_tile_q6_k(const uint8_t* group, int64_t n_blocks, const uint8_t* x, ui
         alignas(64) int32_t offset[M][16]; // -32 x each sub-block's activation sum
         __m512i isum[M];
         for (int m = 0; m < M; ++m) {
-            const uint8_t* xb = x + uint64_t(m) * x_stride + uint64_t(b) * kQ8K;
+            const uint8_t* xb = x + uint64_t(m) * x_stride + uint64_t(b) * kQ8KBlockBytes;
             xq[m] = xb + 4;
             const __m512i bsums = _mm512_cvtepi16_epi32(
                 _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb + 260)));
@@ -238,15 +239,10 @@ void gemm_tile_q6_k(const uint8_t* group, int64_t n_blocks, const uint8_t* x, ui
                 isum[m] = _mm512_add_epi32(isum[m], _mm512_mullo_epi32(sub[m], scale));
         }
         const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w)));
-        const __m512 zero = _mm512_setzero_ps();
-        for (int m = 0; m < M; ++m) {
-            float xd;
-            std::memcpy(&xd, xq[m] - 4, 4);
-            const __m512 dx = _mm512_set1_ps(xd);
-            const __m512 scaled = _mm512_mul_ps(_mm512_mul_ps(dx, d), _mm512_cvtepi32_ps(isum[m]));
-            acc[m] = _mm512_add_ps(
-                acc[m], _mm512_sub_ps(scaled, _mm512_mul_ps(_mm512_mul_ps(dx, zero), zero)));
-        }
+        for (int m = 0; m < M; ++m) // no mins
+            acc[m] =
+                _mm512_add_ps(acc[m], k_block_terms(q8_k_scale(xq[m] - 4), d, _mm512_setzero_ps(),
+                                                    isum[m], _mm512_setzero_si512()));
     }
     for (int m = 0; m < M; ++m) _mm512_storeu_ps(y + m * y_stride, acc[m]);
 }
@@ -309,8 +305,6 @@ void gemm_x16_q8_0(const uint8_t* groups, int64_t n_groups, int64_t n_blocks, co
 namespace woolly::avx512 {
 namespace {
 
-constexpr int kQ8KBytes = 4 + 256 + 32;
-
 inline float f16_at(const uint8_t* p) {
     uint16_t h;
     std::memcpy(&h, p, 2);
@@ -364,7 +358,7 @@ void dot_q4_k_m(const uint8_t* w, const uint8_t* x, uint64_t stride, int64_t n, 
         acc[m] = _mm512_setzero_ps();
         acc_min[m] = _mm_setzero_ps();
     }
-    for (int64_t b = 0; b < n / 256; ++b, w += 144, x += kQ8KBytes) {
+    for (int64_t b = 0; b < n / 256; ++b, w += 144, x += kQ8KBlockBytes) {
         if (M == 1) prefetch_lines(w + 3072, 144); // generation: ahead of the hardware
         // The 6-bit scales and mins, unpacked to bytes as get_scale_min_k4 reads them.
         uint32_t u[4];
@@ -445,7 +439,7 @@ void dot_q6_k_m(const uint8_t* w, const uint8_t* x, uint64_t stride, int64_t n, 
     const __m512i shift_lo = halves(0, 2), shift_hi = halves(4, 6); // per 16-bit lane
     __m512 acc[M];
     for (int m = 0; m < M; ++m) acc[m] = _mm512_setzero_ps();
-    for (int64_t b = 0; b < n / 256; ++b, w += 210, x += kQ8KBytes) {
+    for (int64_t b = 0; b < n / 256; ++b, w += 210, x += kQ8KBlockBytes) {
         if (M == 1) prefetch_lines(w + 3072, 210); // generation: ahead of the hardware
         const __m128i scales8 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 192));
         const __m512i scales16 = _mm512_castsi256_si512(_mm256_cvtepi8_epi16(scales8));

@@ -4,6 +4,7 @@
 
 #include <cstring>
 
+#include "k_quants.h"
 #include "kernels.h"
 
 namespace woolly::neon {
@@ -129,16 +130,12 @@ void f16_to_f32_row(const void* src, float* dst, int64_t n) {
 // As the AVX2 kernels: exact integer sums per super-block (SDOT over the unsigned values, which
 // fit in signed bytes), then the reference's float steps in its order: its bits.
 
-namespace {
-constexpr int kQ8KBytes = 4 + 256 + 32;
-} // namespace
-
 float vec_dot_q4_k_q8_k(const void* row, const void* activations, int64_t n) {
     const auto* w = static_cast<const uint8_t*>(row);
     const auto* x = static_cast<const uint8_t*>(activations);
     const uint8x16_t low4 = vdupq_n_u8(0x0f);
     float sum = 0.0f;
-    for (int64_t b = 0; b < n / 256; ++b, w += 144, x += kQ8KBytes) {
+    for (int64_t b = 0; b < n / 256; ++b, w += 144, x += kQ8KBlockBytes) {
         uint8_t scale[8], min[8];
         for (int j = 0; j < 8; ++j) get_scale_min_k4(j, w + 4, &scale[j], &min[j]);
         const auto* xq = reinterpret_cast<const int8_t*>(x + 4);
@@ -154,13 +151,8 @@ float vec_dot_q4_k_q8_k(const void* row, const void* activations, int64_t n) {
             }
             isum += scale[2 * c] * vaddvq_s32(low_sum) + scale[2 * c + 1] * vaddvq_s32(high_sum);
         }
-        int16_t bsums[16];
-        std::memcpy(bsums, x + 4 + 256, sizeof bsums);
-        int32_t imin = 0;
-        for (int j = 0; j < 8; ++j) imin += min[j] * (int32_t(bsums[2 * j]) + bsums[2 * j + 1]);
-        float xd;
-        std::memcpy(&xd, x, 4);
-        sum += xd * load_f16(w) * float(isum) - xd * load_f16(w + 2) * float(imin);
+        sum +=
+            k_block_term(q8_k_scale(x), load_f16(w), load_f16(w + 2), isum, q4_k_min_sum(min, x));
     }
     return sum;
 }
@@ -170,7 +162,7 @@ float vec_dot_q6_k_q8_k(const void* row, const void* activations, int64_t n) {
     const auto* x = static_cast<const uint8_t*>(activations);
     const uint8x16_t low4 = vdupq_n_u8(0x0f), two_bits = vdupq_n_u8(0x03);
     float sum = 0.0f;
-    for (int64_t b = 0; b < n / 256; ++b, w += 210, x += kQ8KBytes) {
+    for (int64_t b = 0; b < n / 256; ++b, w += 210, x += kQ8KBlockBytes) {
         const auto* scale = reinterpret_cast<const int8_t*>(w + 192);
         const auto* xq = reinterpret_cast<const int8_t*>(x + 4);
         int32_t isum = 0;
@@ -196,16 +188,8 @@ float vec_dot_q6_k_q8_k(const void* row, const void* activations, int64_t n) {
             }
         }
         // The stored values are value + 32: take 32 x each sub-block's activation sum back.
-        int16_t bsums[16];
-        std::memcpy(bsums, x + 4 + 256, sizeof bsums);
-        int32_t offset = 0;
-        for (int j = 0; j < 16; ++j) offset += int32_t(scale[j]) * bsums[j];
-        isum -= 32 * offset;
-        const int32_t imin = 0;
-        float xd;
-        std::memcpy(&xd, x, 4);
-        const float dmin = 0.0f; // the reference's steps, its zero min included
-        sum += xd * load_f16(w + 208) * float(isum) - xd * dmin * float(imin);
+        isum -= 32 * q6_k_scale_sum(scale, x);
+        sum += k_block_term(q8_k_scale(x), load_f16(w + 208), 0.0f, isum, 0); // no mins
     }
     return sum;
 }

@@ -5,6 +5,7 @@
 
 #include "error.h"
 #include "fp16.h"
+#include "k_quants.h"
 
 namespace woolly {
 namespace {
@@ -31,36 +32,46 @@ uint8_t x16_weight(TensorType type, const uint8_t* block_group, int i, int c) {
     return (k % 2 == 0) ? (byte & 0x0f) : (byte >> 4);
 }
 
-template <TensorType Type>
-void gemm_x16_reference(const uint8_t* groups, int64_t n_groups, int64_t n_blocks, const uint8_t* x,
-                        uint64_t x_stride, int64_t count, float* y, int64_t y_stride) {
-    const uint64_t group_block = uint64_t(kRepackRows) * type_traits(Type).type_size;
-    const int offset = x16_weight_offset(Type);
+// The loops every x16 reference shares: each group, vector and row, adding up its block
+// columns in order, `term(block_column, x_block, row)` giving one column's part. The terms
+// take the row reference's products in its order: its bits.
+template <typename Term>
+void gemm_x16_reference(const uint8_t* groups, int64_t n_groups, int64_t n_blocks,
+                        uint64_t group_block_bytes, uint64_t x_block_bytes, const uint8_t* x,
+                        uint64_t x_stride, int64_t count, float* y, int64_t y_stride, Term term) {
     for (int64_t gi = 0; gi < n_groups; ++gi) {
-        const uint8_t* group = groups + uint64_t(gi) * uint64_t(n_blocks) * group_block;
+        const uint8_t* group = groups + uint64_t(gi) * uint64_t(n_blocks) * group_block_bytes;
         for (int64_t m = 0; m < count; ++m) {
-            const uint8_t* xm = x + uint64_t(m) * x_stride;
             for (int i = 0; i < kRepackRows; ++i) {
                 float sum = 0.0f;
-                for (int64_t b = 0; b < n_blocks; ++b) {
-                    const uint8_t* g = group + uint64_t(b) * group_block;
-                    const uint8_t* xb = xm + uint64_t(b) * kQ8SumBlockBytes;
-                    float dx;
-                    int32_t xsum;
-                    std::memcpy(&dx, xb, 4);
-                    std::memcpy(&xsum, xb + 4, 4);
-                    const auto* xq = reinterpret_cast<const int8_t*>(xb + kQ8SumQsOffset);
-                    int32_t isum = 0;
-                    for (int c = 0; c < kBlock; ++c)
-                        isum += int32_t(x16_weight(Type, g, i, c)) * xq[c];
-                    isum -= offset * xsum;
-                    // The same products in the same order as the row reference: the same bits.
-                    sum += float(isum) * (load_f16(g + 2 * i) * dx);
-                }
+                for (int64_t b = 0; b < n_blocks; ++b)
+                    sum += term(group + uint64_t(b) * group_block_bytes,
+                                x + uint64_t(m) * x_stride + uint64_t(b) * x_block_bytes, i);
                 y[m * y_stride + gi * kRepackRows + i] = sum;
             }
         }
     }
+}
+
+// Q4_0 and Q8_0 against the Q8-sum form: float(isum) * (d_w * d_x), as the row reference.
+template <TensorType Type>
+void gemm_x16_legacy_reference(const uint8_t* groups, int64_t n_groups, int64_t n_blocks,
+                               const uint8_t* x, uint64_t x_stride, int64_t count, float* y,
+                               int64_t y_stride) {
+    const int offset = x16_weight_offset(Type);
+    auto term = [offset](const uint8_t* g, const uint8_t* xb, int i) {
+        float dx;
+        int32_t xsum;
+        std::memcpy(&dx, xb, 4);
+        std::memcpy(&xsum, xb + 4, 4);
+        const auto* xq = reinterpret_cast<const int8_t*>(xb + kQ8SumQsOffset);
+        int32_t isum = 0;
+        for (int c = 0; c < kBlock; ++c) isum += int32_t(x16_weight(Type, g, i, c)) * xq[c];
+        isum -= offset * xsum;
+        return float(isum) * (load_f16(g + 2 * i) * dx);
+    };
+    gemm_x16_reference(groups, n_groups, n_blocks, x16_group_block_bytes(Type), kQ8SumBlockBytes, x,
+                       x_stride, count, y, y_stride, term);
 }
 
 } // namespace
@@ -99,27 +110,15 @@ void repack_q4_k_block(const WeightMatrix& w, int64_t group, int64_t b, uint8_t*
     }
 }
 
-// One super-block column of a Q6_K group: see repack.h. The 6-bit values come from the
-// file's dequantization order (ql low/high nibbles, qh pairs of bits).
+// One super-block column of a Q6_K group: see repack.h.
 void repack_q6_k_block(const WeightMatrix& w, int64_t group, int64_t b, uint8_t* dst) {
     for (int i = 0; i < kRepackRows; ++i) {
         const uint8_t* src = w.row(group * kRepackRows + i) + uint64_t(b) * 210;
         std::memcpy(dst + 2 * i, src + 208, 2); // d
         for (int j = 0; j < 16; ++j) dst[32 + 16 * j + i] = src[192 + j];
-        for (int half = 0; half < 2; ++half) {
-            const uint8_t* ql = src + 64 * half;
-            const uint8_t* qh = src + 128 + 32 * half;
-            for (int l = 0; l < 32; ++l) {
-                const uint8_t stored[4] = {uint8_t((ql[l] & 0x0f) | ((qh[l] & 3) << 4)),
-                                           uint8_t((ql[l + 32] & 0x0f) | (((qh[l] >> 2) & 3) << 4)),
-                                           uint8_t((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)),
-                                           uint8_t((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4))};
-                for (int q = 0; q < 4; ++q) {
-                    const int c = 128 * half + 32 * q + l; // the column
-                    dst[288 + 64 * (c / 4) + 4 * i + c % 4] = stored[q];
-                }
-            }
-        }
+        int8_t q[256];
+        q6_k_values(src, q);
+        for (int c = 0; c < 256; ++c) dst[288 + 64 * (c / 4) + 4 * i + c % 4] = uint8_t(q[c] + 32);
     }
 }
 
@@ -128,71 +127,42 @@ void repack_q6_k_block(const WeightMatrix& w, int64_t group, int64_t b, uint8_t*
 void gemm_x16_q6_k_reference(const uint8_t* groups, int64_t n_groups, int64_t n_blocks,
                              const uint8_t* x, uint64_t x_stride, int64_t count, float* y,
                              int64_t y_stride) {
-    constexpr uint64_t kQ8K = 4 + 256 + 32;
-    for (int64_t gi = 0; gi < n_groups; ++gi) {
-        const uint8_t* group = groups + uint64_t(gi) * uint64_t(n_blocks) * kQ6KGroupBlockBytes;
-        for (int64_t m = 0; m < count; ++m) {
-            for (int i = 0; i < kRepackRows; ++i) {
-                float sum = 0.0f;
-                for (int64_t b = 0; b < n_blocks; ++b) {
-                    const uint8_t* g = group + uint64_t(b) * kQ6KGroupBlockBytes;
-                    const uint8_t* xb = x + uint64_t(m) * x_stride + uint64_t(b) * kQ8K;
-                    float xd;
-                    std::memcpy(&xd, xb, 4);
-                    const auto* xq = reinterpret_cast<const int8_t*>(xb + 4);
-                    int32_t isum = 0;
-                    for (int j = 0; j < 16; ++j) {
-                        int32_t sub = 0;
-                        for (int c = 16 * j; c < 16 * j + 16; ++c)
-                            sub += (int32_t(g[288 + 64 * (c / 4) + 4 * i + c % 4]) - 32) * xq[c];
-                        isum += int32_t(int8_t(g[32 + 16 * j + i])) * sub;
-                    }
-                    // The row reference's float steps, in its order (its min is zero).
-                    sum += xd * load_f16(g + 2 * i) * float(isum) - xd * 0.0f * float(0);
-                }
-                y[m * y_stride + gi * kRepackRows + i] = sum;
-            }
+    auto term = [](const uint8_t* g, const uint8_t* xb, int i) {
+        const auto* xq = reinterpret_cast<const int8_t*>(xb + 4);
+        int32_t isum = 0;
+        for (int j = 0; j < 16; ++j) {
+            int32_t sub = 0;
+            for (int c = 16 * j; c < 16 * j + 16; ++c)
+                sub += (int32_t(g[288 + 64 * (c / 4) + 4 * i + c % 4]) - 32) * xq[c];
+            isum += int32_t(int8_t(g[32 + 16 * j + i])) * sub;
         }
-    }
+        return k_block_term(q8_k_scale(xb), load_f16(g + 2 * i), 0.0f, isum, 0); // no mins
+    };
+    gemm_x16_reference(groups, n_groups, n_blocks, kQ6KGroupBlockBytes, kQ8KBlockBytes, x, x_stride,
+                       count, y, y_stride, term);
 }
 
 void gemm_x16_q4_k_reference(const uint8_t* groups, int64_t n_groups, int64_t n_blocks,
                              const uint8_t* x, uint64_t x_stride, int64_t count, float* y,
                              int64_t y_stride) {
-    constexpr uint64_t kQ8K = 4 + 256 + 32;
-    for (int64_t gi = 0; gi < n_groups; ++gi) {
-        const uint8_t* group = groups + uint64_t(gi) * uint64_t(n_blocks) * kQ4KGroupBlockBytes;
-        for (int64_t m = 0; m < count; ++m) {
-            for (int i = 0; i < kRepackRows; ++i) {
-                float sum = 0.0f;
-                for (int64_t b = 0; b < n_blocks; ++b) {
-                    const uint8_t* g = group + uint64_t(b) * kQ4KGroupBlockBytes;
-                    const uint8_t* xb = x + uint64_t(m) * x_stride + uint64_t(b) * kQ8K;
-                    float xd;
-                    std::memcpy(&xd, xb, 4);
-                    const auto* xq = reinterpret_cast<const int8_t*>(xb + 4);
-                    int16_t bsums[16];
-                    std::memcpy(bsums, xb + 4 + 256, sizeof bsums);
-                    int32_t isum = 0, imin = 0;
-                    for (int j = 0; j < 8; ++j) {
-                        int32_t sub = 0;
-                        for (int c = 0; c < 32; ++c) {
-                            const uint8_t byte =
-                                g[320 + 512 * (j / 2) + 64 * (c / 4) + 4 * i + c % 4];
-                            sub += int32_t(j % 2 == 0 ? byte & 0x0f : byte >> 4) * xq[32 * j + c];
-                        }
-                        isum += int32_t(g[64 + 16 * j + i]) * sub;
-                        imin += int32_t(g[192 + 32 * (j / 2) + 2 * i + j % 2]) *
-                                (int32_t(bsums[2 * j]) + bsums[2 * j + 1]);
-                    }
-                    // The row reference's float steps, in its order.
-                    sum += xd * load_f16(g + 2 * i) * float(isum) -
-                           xd * load_f16(g + 32 + 2 * i) * float(imin);
-                }
-                y[m * y_stride + gi * kRepackRows + i] = sum;
+    auto term = [](const uint8_t* g, const uint8_t* xb, int i) {
+        const auto* xq = reinterpret_cast<const int8_t*>(xb + 4);
+        int32_t isum = 0;
+        uint8_t min[8];
+        for (int j = 0; j < 8; ++j) {
+            int32_t sub = 0;
+            for (int c = 0; c < 32; ++c) {
+                const uint8_t byte = g[320 + 512 * (j / 2) + 64 * (c / 4) + 4 * i + c % 4];
+                sub += int32_t(j % 2 == 0 ? byte & 0x0f : byte >> 4) * xq[32 * j + c];
             }
+            isum += int32_t(g[64 + 16 * j + i]) * sub;
+            min[j] = g[192 + 32 * (j / 2) + 2 * i + j % 2];
         }
-    }
+        return k_block_term(q8_k_scale(xb), load_f16(g + 2 * i), load_f16(g + 32 + 2 * i), isum,
+                            q4_k_min_sum(min, xb));
+    };
+    gemm_x16_reference(groups, n_groups, n_blocks, kQ4KGroupBlockBytes, kQ8KBlockBytes, x, x_stride,
+                       count, y, y_stride, term);
 }
 
 int x16_weight_offset(TensorType type) {
@@ -278,15 +248,15 @@ void repack_x16(const WeightMatrix& w, uint8_t* dst, int64_t first_group, int64_
 void gemm_x16_q4_0_reference(const uint8_t* groups, int64_t n_groups, int64_t n_blocks,
                              const uint8_t* x, uint64_t x_stride, int64_t count, float* y,
                              int64_t y_stride) {
-    gemm_x16_reference<TensorType::Q4_0>(groups, n_groups, n_blocks, x, x_stride, count, y,
-                                         y_stride);
+    gemm_x16_legacy_reference<TensorType::Q4_0>(groups, n_groups, n_blocks, x, x_stride, count, y,
+                                                y_stride);
 }
 
 void gemm_x16_q8_0_reference(const uint8_t* groups, int64_t n_groups, int64_t n_blocks,
                              const uint8_t* x, uint64_t x_stride, int64_t count, float* y,
                              int64_t y_stride) {
-    gemm_x16_reference<TensorType::Q8_0>(groups, n_groups, n_blocks, x, x_stride, count, y,
-                                         y_stride);
+    gemm_x16_legacy_reference<TensorType::Q8_0>(groups, n_groups, n_blocks, x, x_stride, count, y,
+                                                y_stride);
 }
 
 } // namespace woolly

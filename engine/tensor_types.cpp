@@ -11,6 +11,7 @@
 #include <string>
 
 #include "fp16.h"
+#include "k_quants.h"
 
 namespace woolly {
 namespace {
@@ -126,6 +127,20 @@ void unpack_q3_k_scales(const uint8_t* packed, int8_t* scales) {
 
 } // namespace
 
+void q6_k_values(const uint8_t* b, int8_t* q) {
+    const uint8_t* ql = b;
+    const uint8_t* qh = b + 128;
+    for (int half = 0; half < 2; ++half, ql += 64, qh += 32) {
+        int8_t* dst = q + 128 * half;
+        for (int l = 0; l < 32; ++l) {
+            dst[l] = int8_t(((ql[l] & 0x0f) | (((qh[l] >> 0) & 3) << 4)) - 32);
+            dst[l + 32] = int8_t(((ql[l + 32] & 0x0f) | (((qh[l] >> 2) & 3) << 4)) - 32);
+            dst[l + 64] = int8_t(((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32);
+            dst[l + 96] = int8_t(((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32);
+        }
+    }
+}
+
 void get_scale_min_k4(int j, const uint8_t* q, uint8_t* scale, uint8_t* min) {
     if (j < 4) {
         *scale = q[j] & 63;
@@ -201,22 +216,12 @@ template <bool FiveBit> void unpack_q45_k(const uint8_t* b, KBlock& out) {
 }
 
 void unpack_q6_k(const uint8_t* b, KBlock& out) {
-    const uint8_t* ql = b;
-    const uint8_t* qh = b + 128;
     const auto* sc = reinterpret_cast<const int8_t*>(b + 192);
     for (int i = 0; i < 16; ++i) {
         out.scale[i] = sc[i];
         out.min[i] = 0;
     }
-    for (int half = 0; half < 2; ++half, ql += 64, qh += 32) {
-        int8_t* dst = out.q + 128 * half;
-        for (int l = 0; l < 32; ++l) {
-            dst[l] = int8_t(((ql[l] & 0x0f) | (((qh[l] >> 0) & 3) << 4)) - 32);
-            dst[l + 32] = int8_t(((ql[l + 32] & 0x0f) | (((qh[l] >> 2) & 3) << 4)) - 32);
-            dst[l + 64] = int8_t(((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32);
-            dst[l + 96] = int8_t(((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32);
-        }
-    }
+    q6_k_values(b, out.q);
     out.d = load_f16(b + 208);
     out.dmin = 0.0f;
 }
@@ -505,11 +510,9 @@ float vec_dot_k(const void* row, const void* activations, int64_t n) {
     KBlock block;
     for (int64_t b = 0; b < n / QK_K; ++b, w += TypeSize, x += kQ8KSize) {
         Unpack(w, block);
-        float xd;
-        std::memcpy(&xd, x, 4);
         const auto* xq = reinterpret_cast<const int8_t*>(x + 4);
         int16_t bsums[QK_K / 16];
-        std::memcpy(bsums, x + 4 + QK_K, sizeof bsums);
+        q8_k_sums(x, bsums);
         int isum = 0, imin = 0;
         for (int j = 0; j < QK_K / 16; ++j) {
             int sub = 0;
@@ -517,7 +520,7 @@ float vec_dot_k(const void* row, const void* activations, int64_t n) {
             isum += block.scale[j] * sub;
             imin += block.min[j] * bsums[j];
         }
-        sum += xd * block.d * float(isum) - xd * block.dmin * float(imin);
+        sum += k_block_term(q8_k_scale(x), block.d, block.dmin, isum, imin);
     }
     return sum;
 }

@@ -63,6 +63,9 @@ std::optional<TensorType> type_from_name(std::string_view name); // "q4_0", "F16
 // sub-block j (32 values).
 void get_scale_min_k4(int j, const uint8_t* q, uint8_t* scale, uint8_t* min);
 
+// Q6_K's 256 values of the block at `b` (ql nibbles and qh pairs of bits), -32..31, in order.
+void q6_k_values(const uint8_t* b, int8_t* q);
+
 // Bytes of a row of `n` values, or nullopt when n is not a whole number of blocks.
 std::optional<uint64_t> row_bytes(const TypeTraits& traits, uint64_t n);
 
