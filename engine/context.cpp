@@ -129,9 +129,21 @@ size_t ForwardScratch::pool_bytes(const LlamaModel& model, int64_t max_ctx, int 
            floats(max_batch * hp.n_rot);
 }
 
+int64_t ForwardScratch::max_input(const LlamaModel& model) {
+    const LlamaHyperParams& hp = model.hparams();
+    return std::max({hp.n_embd, hp.n_ff, hp.n_head * hp.head_dim});
+}
+
+size_t ForwardScratch::bytes_for(const LlamaModel& model, int64_t max_ctx, int threads,
+                                 int64_t max_batch) {
+    return pool_bytes(model, max_ctx, threads, max_batch) +
+           MatmulInput::bytes_for(max_input(model), max_batch);
+}
+
 ForwardScratch::ForwardScratch(const LlamaModel& model, int64_t max_ctx, ThreadPool* pool,
                                int64_t max_batch, WeightCache* cache)
-    : max_batch_(max_batch), max_ctx_(max_ctx),
+    : max_batch_(max_batch),
+      bytes_(bytes_for(model, max_ctx, pool ? pool->size() : 1, max_batch)), max_ctx_(max_ctx),
       attention_stride_(attention_floats(model.hparams(), max_ctx)),
       memory_(pool_bytes(model, max_ctx, pool ? pool->size() : 1, max_batch)),
       xb_(memory_.take<float>(size_t(max_batch * model.hparams().n_embd))),
@@ -146,9 +158,7 @@ ForwardScratch::ForwardScratch(const LlamaModel& model, int64_t max_ctx, ThreadP
       gate_(memory_.take<float>(size_t(max_batch * model.hparams().n_ff))),
       up_(memory_.take<float>(size_t(max_batch * model.hparams().n_ff))),
       rope_cache_(memory_.take<float>(size_t(max_batch * model.hparams().n_rot))),
-      input_(std::max({model.hparams().n_embd, model.hparams().n_ff,
-                       model.hparams().n_head * model.hparams().head_dim}),
-             max_batch),
+      input_(max_input(model), max_batch),
       pool_(pool), cache_(cache) {}
 
 void embed_token(const LlamaModel& model, int32_t token, float* x) {
@@ -243,14 +253,18 @@ void compute_logits(const LlamaModel& model, const float* x, float* logits, Forw
     matmul(model.output, s.input_, logits, s.pool_, s.cache_);
 }
 
+size_t LlamaContext::buffer_bytes_for(const LlamaModel& model, int64_t max_batch) {
+    return MemoryPool::bytes_for<float>(size_t(max_batch * model.hparams().n_embd)) +
+           MemoryPool::bytes_for<float>(size_t(model.hparams().n_vocab));
+}
+
 LlamaContext::LlamaContext(const LlamaModel& model, int64_t n_ctx, ThreadPool* pool,
                            int64_t max_batch, WeightCache* cache, TensorType kv_type)
     : model_(model),
       cache_(model.hparams().n_layer, n_ctx > 0 ? n_ctx : model.hparams().n_ctx_train,
              model.hparams().n_head_kv, model.hparams().head_dim, kv_type),
       scratch_(model, cache_.n_ctx(), pool, max_batch, cache), max_batch_(max_batch),
-      memory_(MemoryPool::bytes_for<float>(size_t(max_batch * model.hparams().n_embd)) +
-              MemoryPool::bytes_for<float>(size_t(model.hparams().n_vocab))),
+      memory_(buffer_bytes_for(model, max_batch)),
       x_(memory_.take<float>(size_t(max_batch * model.hparams().n_embd))),
       logits_(memory_.take<float>(size_t(model.hparams().n_vocab))) {}
 

@@ -23,6 +23,12 @@ public:
     ForwardScratch(const LlamaModel& model, int64_t max_ctx, ThreadPool* pool = nullptr,
                    int64_t max_batch = 1, WeightCache* cache = nullptr);
 
+    // Bytes a scratch of these sizes holds (the arrays below and the matmul input's forms),
+    // and this one's.
+    static size_t bytes_for(const LlamaModel& model, int64_t max_ctx, int threads,
+                            int64_t max_batch);
+    size_t bytes() const { return bytes_; }
+
 private:
     friend void run_layers(const LlamaModel&, int64_t, int64_t, int64_t, int64_t, float*, KvCache&,
                            ForwardScratch&);
@@ -31,8 +37,11 @@ private:
     // Bytes of memory_ for these sizes (the sum of the arrays below).
     static size_t pool_bytes(const LlamaModel& model, int64_t max_ctx, int threads,
                              int64_t max_batch);
+    // The longest vector a matmul of the model takes.
+    static int64_t max_input(const LlamaModel& model);
 
     int64_t max_batch_;
+    size_t bytes_;
     int64_t max_ctx_;             // positions the attention scratch has room for
     int64_t attention_stride_;    // floats of attention_ per thread
     MemoryPool memory_;           // every array below, one allocation; each row is per token:
@@ -85,6 +94,11 @@ public:
     int64_t n_past() const { return n_past_; }
     int64_t n_ctx() const { return cache_.n_ctx(); }
     const LlamaModel& model() const { return model_; }
+    uint64_t kv_bytes() const { return cache_.bytes(); }
+    // The forward scratch and this context's own buffers.
+    uint64_t scratch_bytes() const { return scratch_.bytes() + memory_.capacity(); }
+    // Bytes of a context's own buffers (a batch's residual stream, the logits).
+    static size_t buffer_bytes_for(const LlamaModel& model, int64_t max_batch);
     void reset() { n_past_ = 0; }
 
 private:

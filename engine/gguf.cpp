@@ -6,11 +6,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <sstream>
 
 #include "error.h"
+#include "pages.h"
 
 namespace woolly {
 namespace {
@@ -333,16 +337,108 @@ std::unique_ptr<GgufFile> GgufFile::open(const std::string& path) {
                     " bytes (expected a GGUF header of at least 24 bytes)");
     }
     void* mapping = ::mmap(nullptr, size_t(st.st_size), PROT_READ, MAP_PRIVATE, fd, 0);
-    const int err = errno;
-    ::close(fd);
-    if (mapping == MAP_FAILED) throw Error(path + ": cannot mmap: " + std::strerror(err));
+    if (mapping == MAP_FAILED) {
+        const int err = errno;
+        ::close(fd);
+        throw Error(path + ": cannot mmap: " + std::strerror(err));
+    }
     std::unique_ptr<GgufFile> file(new GgufFile());
     file->name_ = path;
     file->mapping_ = mapping;
+    file->fd_ = fd;
     file->bytes_ = static_cast<const uint8_t*>(mapping);
     file->size_ = uint64_t(st.st_size);
     file->parse_all();
     return file;
+}
+
+namespace {
+
+// Reads n bytes at `offset` of fd into dst, whole, or throws Error.
+void pread_all(int fd, uint8_t* dst, uint64_t n, uint64_t offset, const std::string& name) {
+    while (n > 0) {
+        const ssize_t got = ::pread(fd, dst, size_t(std::min<uint64_t>(n, 1u << 30)), off_t(offset));
+        if (got < 0 && errno == EINTR) continue;
+        if (got <= 0) {
+            throw Error(name + ": cannot read at offset " + std::to_string(offset) + ": " +
+                        (got < 0 ? std::strerror(errno) : "unexpected end of file"));
+        }
+        dst += got;
+        n -= uint64_t(got);
+        offset += uint64_t(got);
+    }
+}
+
+} // namespace
+
+void GgufFile::read_into_memory() {
+    if (!mapping_ || in_memory_) return;
+    void* copy = ::mmap(nullptr, size_t(size_), PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (copy == MAP_FAILED)
+        throw Error(name_ + ": cannot allocate " + std::to_string(size_ >> 20) +
+                    " MiB to read the file into memory: " + std::strerror(errno));
+    try {
+        pread_all(fd_, static_cast<uint8_t*>(copy), size_, 0, name_);
+    } catch (...) {
+        ::munmap(copy, size_t(size_));
+        throw;
+    }
+    ::mprotect(copy, size_t(size_), PROT_READ);
+    // The copy takes the mapping's place: same addresses, so the parsed views stay valid.
+    void* moved = ::mremap(copy, size_t(size_), size_t(size_), MREMAP_MAYMOVE | MREMAP_FIXED,
+                           mapping_);
+    if (moved == MAP_FAILED) {
+        const int err = errno;
+        ::munmap(copy, size_t(size_));
+        throw Error(name_ + ": cannot move the file's copy into place: " + std::strerror(err));
+    }
+    in_memory_ = true;
+}
+
+void GgufFile::release(const uint8_t* p, uint64_t n) const {
+    if (!mapping_) return;
+    const PageRange pages = inner_pages(p, n);
+    if (pages.length) ::madvise(pages.start, pages.length, MADV_DONTNEED); // a failure keeps them
+}
+
+void GgufFile::restore(const uint8_t* p, uint64_t n) const {
+    if (!mapping_ || !in_memory_) return;
+    const PageRange pages = inner_pages(p, n);
+    if (!pages.length) return;
+    ::mprotect(pages.start, pages.length, PROT_READ | PROT_WRITE);
+    pread_all(fd_, pages.start, pages.length,
+              uint64_t(pages.start - static_cast<uint8_t*>(mapping_)), name_);
+    ::mprotect(pages.start, pages.length, PROT_READ);
+}
+
+void GgufFile::lock(const uint8_t* p, uint64_t n) const {
+    if (mapping_) lock_in_ram(p, n, name_ + "'s weights");
+}
+
+void GgufFile::unlock(const uint8_t* p, uint64_t n) const {
+    if (mapping_) unlock_inner(p, n);
+}
+
+uint64_t GgufFile::resident_bytes() const {
+    if (!mapping_) return 0;
+    std::ifstream smaps("/proc/self/smaps");
+    const PageRange pages = outer_pages(mapping_, size_);
+    const uintptr_t begin = uintptr_t(pages.start);
+    const uintptr_t end = begin + pages.length;
+    std::string line;
+    bool inside = false;
+    uint64_t kib = 0;
+    while (std::getline(smaps, line)) {
+        unsigned long lo = 0, hi = 0;
+        if (std::sscanf(line.c_str(), "%lx-%lx ", &lo, &hi) == 2 && line.find(' ') > 8) {
+            inside = lo >= begin && hi <= end; // the mapping may have been split into pieces
+            continue;
+        }
+        unsigned long long value = 0;
+        if (inside && std::sscanf(line.c_str(), "Rss: %llu kB", &value) == 1) kib += value;
+    }
+    return kib << 10;
 }
 
 std::unique_ptr<GgufFile> GgufFile::parse(std::string name, const uint8_t* bytes, uint64_t size) {
@@ -356,6 +452,7 @@ std::unique_ptr<GgufFile> GgufFile::parse(std::string name, const uint8_t* bytes
 
 GgufFile::~GgufFile() {
     if (mapping_) ::munmap(mapping_, size_t(size_));
+    if (fd_ >= 0) ::close(fd_);
 }
 
 void GgufFile::fail(uint64_t offset, const std::string& what) const {

@@ -65,10 +65,12 @@ struct GgufTensorInfo {
     uint64_t file_offset; // absolute, for messages
 };
 
-// A parsed GGUF file. Either owns a read-only mapping of a file or views caller-owned bytes.
+// A parsed GGUF file. Either owns its file's bytes (a read-only mapping, or a copy read into
+// anonymous memory) or views caller-owned bytes.
 class GgufFile {
 public:
     // Maps and parses `path`; throws Error naming the file, byte offset and expectation.
+    // Nothing but the header is read: tensor data comes in as it is touched.
     static std::unique_ptr<GgufFile> open(const std::string& path);
     // Parses bytes the caller keeps alive; `name` appears in error messages.
     static std::unique_ptr<GgufFile> parse(std::string name, const uint8_t* bytes, uint64_t size);
@@ -82,6 +84,7 @@ public:
     uint64_t alignment() const { return alignment_; }
     uint64_t data_offset() const { return data_offset_; }
     uint64_t size() const { return size_; }
+    const uint8_t* bytes() const { return bytes_; }
 
     const std::vector<std::pair<std::string, GgufValue>>& metadata() const { return metadata_; }
     const std::vector<GgufTensorInfo>& tensors() const { return tensors_; }
@@ -102,6 +105,28 @@ public:
 
     [[noreturn]] void fail(uint64_t offset, const std::string& what) const;
 
+    // Where the bytes live. An opened file starts mapped; read_into_memory() replaces the
+    // mapping, at the same addresses, with a private copy read with pread (llama.cpp's
+    // --no-mmap, for filesystems where mapping is slow): every pointer into the file stays
+    // valid. Throws Error on a read failure. Does nothing for caller-owned bytes.
+    void read_into_memory();
+    bool in_memory() const { return in_memory_; }
+
+    // Residency of a byte range of the file, whole pages inside [p, p + n) only, so a page
+    // shared with a neighbouring tensor is never dropped or unlocked. No-ops on caller-owned
+    // bytes. Not thread-safe for overlapping ranges; the weight cache calls them under its lock.
+    // release: the pages leave this process's memory. Mapped, they come back from the file on
+    // the next touch; in memory, restore() must read them back before anyone touches them.
+    void release(const uint8_t* p, uint64_t n) const;
+    void restore(const uint8_t* p, uint64_t n) const;
+    // lock: the pages are read in and locked in RAM (mlock); throws Error naming
+    // RLIMIT_MEMLOCK / LimitMEMLOCK= when the limit refuses. Lock ranges cover partial pages.
+    void lock(const uint8_t* p, uint64_t n) const;
+    void unlock(const uint8_t* p, uint64_t n) const;
+    // Bytes of the file's pages resident in this process now (/proc/self/smaps' Rss of the
+    // mapping); 0 for caller-owned bytes.
+    uint64_t resident_bytes() const;
+
 private:
     GgufFile() = default;
     void parse_all();
@@ -110,6 +135,8 @@ private:
     const uint8_t* bytes_ = nullptr;
     uint64_t size_ = 0;
     void* mapping_ = nullptr; // non-null when we own an mmap of size_ bytes
+    int fd_ = -1;             // the open file, for read_into_memory() and restore()
+    bool in_memory_ = false;  // mapping_ is an anonymous copy, not the file's pages
     uint32_t version_ = 0;
     uint64_t alignment_ = 32;
     uint64_t data_offset_ = 0;

@@ -33,6 +33,9 @@ public:
     const uint8_t* value(int64_t layer, int64_t pos) const { return &values_[offset(layer, pos)]; }
 
     uint64_t bytes() const { return keys_.size() + values_.size(); }
+    // What a cache of these sizes allocates (the same checks as the constructor).
+    static uint64_t bytes_for(int64_t n_layer, int64_t n_ctx, int64_t n_head_kv, int64_t head_dim,
+                              TensorType type);
 
 private:
     size_t offset(int64_t layer, int64_t pos) const {

@@ -25,10 +25,22 @@ template <typename F> void for_each_vector(int64_t count, ThreadPool* pool, F&& 
 }
 } // namespace
 
+// Every activation format takes at most 2 bytes per value (Q8_K: 292 bytes per 256).
+size_t MatmulInput::format_bytes(int64_t max_n, int64_t max_batch) {
+    return size_t(max_batch) * (size_t(max_n) * 2 + 64);
+}
+
+size_t MatmulInput::q8_sum_bytes(int64_t max_n, int64_t max_batch) {
+    return size_t(max_batch) * (size_t(max_n) / 32 + 1) * kQ8SumBlockBytes;
+}
+
+size_t MatmulInput::bytes_for(int64_t max_n, int64_t max_batch) {
+    return kFormats * format_bytes(max_n, max_batch) + q8_sum_bytes(max_n, max_batch);
+}
+
 MatmulInput::MatmulInput(int64_t max_n, int64_t max_batch) : max_n_(max_n), max_batch_(max_batch) {
-    // Every activation format takes at most 2 bytes per value (Q8_K: 292 bytes per 256).
-    for (auto& buffer : converted_) buffer.resize(size_t(max_batch) * (size_t(max_n) * 2 + 64));
-    q8_sum_.resize(size_t(max_batch) * (size_t(max_n) / 32 + 1) * kQ8SumBlockBytes);
+    for (auto& buffer : converted_) buffer.resize(format_bytes(max_n, max_batch));
+    q8_sum_.resize(q8_sum_bytes(max_n, max_batch));
 }
 
 size_t MatmulInput::slot(TensorType type) {

@@ -38,9 +38,14 @@ public:
     const uint8_t* as_q8_sum(ThreadPool* pool = nullptr);
     uint64_t q8_sum_stride() const;
     int64_t count() const { return count_; }
+    // Bytes the buffers of an input of these sizes take.
+    static size_t bytes_for(int64_t max_n, int64_t max_batch);
 
 private:
     static constexpr size_t kFormats = 5;
+    // Bytes of one format's buffer, and of the Q8-sum form's.
+    static size_t format_bytes(int64_t max_n, int64_t max_batch);
+    static size_t q8_sum_bytes(int64_t max_n, int64_t max_batch);
     static size_t slot(TensorType type);
 
     const float* x_ = nullptr;

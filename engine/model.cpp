@@ -157,11 +157,8 @@ std::unique_ptr<LlamaModel> LlamaModel::from_gguf(std::shared_ptr<const GgufFile
 }
 
 uint64_t LlamaModel::weight_bytes_per_token() const {
-    uint64_t bytes = token_embd.row_bytes + output.bytes();
-    for (const auto& l : layers) {
-        bytes += l.wq.bytes() + l.wk.bytes() + l.wv.bytes() + l.wo.bytes() + l.w_gate.bytes() +
-                 l.w_up.bytes() + l.w_down.bytes();
-    }
+    uint64_t bytes = token_embd.row_bytes;
+    for_each_matrix([&](const WeightMatrix& w, bool) { bytes += w.bytes(); });
     return bytes;
 }
 

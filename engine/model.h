@@ -76,6 +76,15 @@ public:
     // Bytes of weights read to generate one token (every matrix once, one embedding row).
     uint64_t weight_bytes_per_token() const;
 
+    // f(matrix, batched) for every matrix a forward pass multiplies, in its order: the layers'
+    // (batched: a prompt multiplies them by many tokens), then the output (one token's logits).
+    template <typename F> void for_each_matrix(F&& f) const {
+        for (const LlamaLayer& l : layers)
+            for (const WeightMatrix* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down})
+                f(*w, true);
+        f(output, false);
+    }
+
 private:
     std::shared_ptr<const GgufFile> file_;
     LlamaHyperParams hparams_;

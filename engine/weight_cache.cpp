@@ -1,36 +1,21 @@
-// weight_cache.cpp — LRU bookkeeping around repack_x16.
+// weight_cache.cpp — LRU bookkeeping around repack_x16, and the file pages a form replaces.
 #include "weight_cache.h"
 
-#include <sys/mman.h>
-
-#include <cstdlib>
-#include <new>
-
 #include "kernels.h"
+#include "pages.h"
 #include "repack.h"
 #include "thread_pool.h"
 
 namespace woolly {
-namespace {
 
-constexpr size_t kHugePage = size_t(2) << 20;
-
-// A buffer on 2 MiB boundaries, offered to the kernel for transparent huge pages: the
-// kernels stream through it once per token, and huge pages spare them a TLB miss every 4 KiB.
-uint8_t* allocate_huge(uint64_t bytes) {
-    const size_t rounded = (size_t(bytes) + kHugePage - 1) / kHugePage * kHugePage;
-    void* p = std::aligned_alloc(kHugePage, rounded);
-    if (!p) throw std::bad_alloc();
-#if defined(MADV_HUGEPAGE)
-    madvise(p, rounded, MADV_HUGEPAGE); // advice only: without THP it is plain memory
-#endif
-    return static_cast<uint8_t*>(p);
+WeightCache::~WeightCache() {
+    for (Entry& entry : lru_) free_form(entry);
 }
 
-} // namespace
-
-void WeightCache::FreeBuffer::operator()(uint8_t* p) const {
-    std::free(p);
+bool WeightCache::reads_x16(const WeightMatrix& w, bool batched) {
+    const TensorType type = w.traits->type;
+    return has_x16_layout(type) && active_kernels().x16(type) &&
+           (batched || x16_serves_generation(type));
 }
 
 const uint8_t* WeightCache::find_or_build(const WeightMatrix& w, ThreadPool* pool) {
@@ -41,7 +26,7 @@ const uint8_t* WeightCache::find_or_build(const WeightMatrix& w, ThreadPool* poo
     if (auto it = index_.find(w.data); it != index_.end()) {
         ++stats_.hits;
         lru_.splice(lru_.begin(), lru_, it->second);
-        return it->second->data.get();
+        return it->second->data;
     }
     ++stats_.misses;
     const bool fits_free = stats_.bytes + bytes <= budget_;
@@ -51,18 +36,36 @@ const uint8_t* WeightCache::find_or_build(const WeightMatrix& w, ThreadPool* poo
     }
     while (stats_.bytes + bytes > budget_) evict_lru();
     // Built under the lock: the first user of a matrix builds it once, the others wait.
-    Entry entry{w.data, bytes, std::unique_ptr<uint8_t, FreeBuffer>(allocate_huge(bytes))};
-    uint8_t* const form = entry.data.get();
     const int64_t groups = w.rows / kRepackRows;
+    Entry entry{w.data, uint64_t(groups * kRepackRows) * w.row_bytes, bytes, allocate_huge(bytes),
+                false};
     auto part = [&](int index, int n_threads) {
-        repack_x16(w, form, groups * index / n_threads, groups * (index + 1) / n_threads);
+        repack_x16(w, entry.data, groups * index / n_threads, groups * (index + 1) / n_threads);
     };
-    run_split(pool, part);
-    lru_.push_front(std::move(entry));
+    try {
+        run_split(pool, part);
+        if (locked_) woolly::lock_in_ram(entry.data, bytes, "the weight cache's form of " + w.name);
+    } catch (...) {
+        free_huge(entry.data, entry.bytes);
+        throw;
+    }
+    // Every read of these rows now goes to the form: their file pages can leave memory.
+    if (source_ && x16_serves_generation(w.traits->type) && w.data != embeddings_) {
+        if (locked_) source_->unlock(entry.key, entry.file_bytes);
+        source_->release(entry.key, entry.file_bytes);
+        entry.released = true;
+        stats_.released += entry.file_bytes;
+    }
+    lru_.push_front(entry);
     index_.emplace(w.data, lru_.begin());
     evicted_.erase(w.data);
     stats_.bytes += bytes;
-    return lru_.front().data.get();
+    return entry.data;
+}
+
+void WeightCache::free_form(Entry& entry) {
+    if (locked_) unlock_inner(entry.data, entry.bytes);
+    free_huge(entry.data, entry.bytes);
 }
 
 void WeightCache::evict_lru() {
@@ -71,18 +74,31 @@ void WeightCache::evict_lru() {
     ++stats_.evictions;
     evicted_.insert(victim.key);
     index_.erase(victim.key);
+    free_form(victim);
+    if (victim.released) { // the file serves this matrix again
+        source_->restore(victim.key, victim.file_bytes);
+        if (locked_) source_->lock(victim.key, victim.file_bytes);
+        stats_.released -= victim.file_bytes;
+    }
     lru_.pop_back();
 }
 
 void WeightCache::warm(const LlamaModel& model, ThreadPool* pool) {
-    auto build = [&](const WeightMatrix& w) {
-        if (active_kernels().x16(w.traits->type)) find_or_build(w, pool);
-    };
-    for (const LlamaLayer& layer : model.layers)
-        for (const WeightMatrix* w : {&layer.wq, &layer.wk, &layer.wv, &layer.wo, &layer.w_gate,
-                                      &layer.w_up, &layer.w_down})
-            build(*w);
-    build(model.output);
+    model.for_each_matrix([&](const WeightMatrix& w, bool batched) {
+        if (reads_x16(w, batched)) find_or_build(w, pool);
+    });
+}
+
+void WeightCache::lock_in_ram() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (const Entry& entry : lru_) woolly::lock_in_ram(entry.data, entry.bytes, "the weight cache");
+    locked_ = true;
+}
+
+uint64_t WeightCache::released_bytes(const uint8_t* data) const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    const auto it = index_.find(data);
+    return it != index_.end() && it->second->released ? it->second->file_bytes : 0;
 }
 
 WeightCacheStats WeightCache::stats() const {

@@ -3,7 +3,7 @@
 
 #include <memory>
 
-#include "engine/weight_cache.h"
+#include "engine/loader.h"
 
 #include <charconv>
 #include <cstdint>
@@ -88,8 +88,10 @@ private:
     std::vector<std::string> positional_;
 };
 
-// The weight cache asked for by --weight-cache MiB (default kDefaultWeightCacheMiB); null for 0.
-std::unique_ptr<WeightCache> weight_cache_from(const Args& args);
+// How to load the model, from --weight-cache MIB (default kDefaultWeightCacheMiB; 0: off),
+// --cache-type, -t/--threads (0 when absent: the default for the model), --no-mmap and
+// --mlock. The context is the caller's.
+LoadOptions load_options_from(const Args& args);
 
 // The model used when -m is not given: $WOOLLY_MODEL, else the bundled stories260K.
 std::string default_model_path();

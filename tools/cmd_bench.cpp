@@ -13,6 +13,7 @@
 #include "engine/bandwidth.h"
 #include "engine/context.h"
 #include "engine/kernels.h"
+#include "engine/loader.h"
 #include "engine/thread_pool.h"
 
 namespace woolly::cli {
@@ -63,16 +64,18 @@ int bench_command(int argc, char** argv) {
     Args args(
         argc, argv, 2,
         {"-m", "--model", "-p", "-n", "-r", "-t", "--threads", "--weight-cache", "--cache-type"},
-        {"--json", "--help", "-h"});
+        {"--json", "--help", "-h", "--no-mmap", "--mlock"});
     if (args.has("--help") || args.has("-h")) {
         std::fputs(
             "usage: woolly bench [-m MODEL] [-p 128,512] [-n 32,128] [-r 5] [-t THREADS]\n"
-            "                    [--weight-cache MIB] [--cache-type f16|f32|q8_0] [--json]\n"
+            "                    [--weight-cache MIB] [--cache-type f16|f32|q8_0] [--no-mmap]\n"
+            "                    [--mlock] [--json]\n"
             "pp N: a prompt of N random tokens; tg N: N generated tokens. Each test: a warm-up,\n"
             "then -r repetitions from an empty KV cache; mean ± standard deviation in tokens/s.\n"
             "Generation tests also give GB/s of weights read against the read bandwidth\n"
             "measured in the same run. --weight-cache: the budget for repacked weights\n"
-            "(default 4096 MiB, 0 = off); its hits, misses and evictions are reported per test.\n",
+            "(default 4096 MiB, 0 = off); its hits, misses and evictions are reported per test.\n"
+            "Memory: the process's peak RSS after each test, and what it holds by part.\n",
             stdout);
         return 0;
     }
@@ -80,21 +83,23 @@ int bench_command(int argc, char** argv) {
     const auto prompts = parse_list(args.get("-p").value_or("128"), "-p");
     const auto gens = parse_list(args.get("-n").value_or("32"), "-n");
     const int64_t reps = args.number<int64_t>("-r").value_or(5);
-    const int64_t threads = args.number<int64_t>("-t", "--threads").value_or(physical_core_count());
     if (reps < 1 || reps > 1000) throw Error("-r must be between 1 and 1000");
-    if (threads < 1 || threads > 256) throw Error("-t must be between 1 and 256");
     const bool as_json = args.has("--json");
 
-    auto model = LlamaModel::load(path);
-    const auto& hp = model->hparams();
     int64_t longest = 1;
     for (int64_t p : prompts) longest = std::max(longest, p);
     for (int64_t n : gens) longest = std::max(longest, n);
+    LoadOptions options = load_options_from(args);
+    options.memory.n_ctx = longest;
+    if (options.memory.threads == 0) options.memory.threads = physical_core_count();
+    const LoadedModel loaded = load_model(path, options);
+    const LlamaModel* model = loaded.model.get();
+    const WeightCache* weight_cache = loaded.cache.get();
+    const auto& hp = model->hparams();
+    const int64_t threads = loaded.memory.threads;
     ThreadPool pool{int(threads)};
-    auto weight_cache = weight_cache_from(args);
-    if (weight_cache) weight_cache->warm(*model, &pool); // at load, as woollyd does
-    LlamaContext context(*model, longest, &pool, kDefaultPromptBatch, weight_cache.get(),
-                         kv_cache_type_from_name(args.get("--cache-type").value_or("f16")));
+    LlamaContext context(*model, longest, &pool, kDefaultPromptBatch, loaded.cache.get(),
+                         loaded.memory.kv_type);
     const double bandwidth = gens.empty() ? 0.0 : measure_read_bandwidth(pool);
     const uint64_t bytes_per_token = model->weight_bytes_per_token();
     const uint64_t model_bytes = model->gguf().size();
@@ -125,11 +130,16 @@ int bench_command(int argc, char** argv) {
         if (!gens.empty())
             std::printf("read bandwidth (same run, %lld threads): %.1f GB/s\n", (long long)threads,
                         bandwidth);
+        if (!loaded.note.empty()) std::printf("%s\n", loaded.note.c_str());
+        std::printf("loaded in %.0f ms; memory: %s\n", loaded.load_ms,
+                    describe(memory_usage(*model, weight_cache, context.kv_bytes(),
+                                          context.scratch_bytes()))
+                        .c_str());
         std::printf(
             "| test   | t/s                  | GB/s of weights | of roofline | weight cache: "
-            "hits misses evictions bypasses, MiB held |\n");
+            "hits misses evictions bypasses, MiB held | peak RSS MiB |\n");
         std::printf("| ------ | -------------------- | --------------- | ----------- | "
-                    "--------------------------------------------- |\n");
+                    "--------------------------------------------- | ------------ |\n");
     }
     // Weight-cache counters of one test (warm-up included): the difference of two snapshots.
     WeightCacheStats before;
@@ -145,6 +155,9 @@ int bench_command(int argc, char** argv) {
     };
     auto report = [&](const std::string& test, const Stats& s, bool generation) {
         const WeightCacheStats cache = cache_delta();
+        const MemoryUsage memory =
+            memory_usage(*model, weight_cache, context.kv_bytes(), context.scratch_bytes());
+        const double peak_mib = double(memory.peak_rss) / 1048576.0;
         const double gbs = generation ? s.mean * double(bytes_per_token) / 1e9 : 0.0;
         if (as_json) {
             nlohmann::json line = {{"test", test},
@@ -162,7 +175,14 @@ int bench_command(int argc, char** argv) {
                                      {"hits", cache.hits},
                                      {"misses", cache.misses},
                                      {"evictions", cache.evictions},
-                                     {"bypasses", cache.bypasses}}}};
+                                     {"bypasses", cache.bypasses}}},
+                                   {"memory",
+                                    {{"peak_rss_bytes", memory.peak_rss},
+                                     {"rss_bytes", memory.rss},
+                                     {"file_resident_bytes", memory.file_resident},
+                                     {"weight_cache_bytes", memory.cache},
+                                     {"kv_bytes", memory.kv},
+                                     {"scratch_bytes", memory.scratch}}}};
             if (generation) {
                 line["weight_bytes_per_token"] = bytes_per_token;
                 line["gb_per_second"] = gbs;
@@ -171,12 +191,13 @@ int bench_command(int argc, char** argv) {
             }
             std::printf("%s\n", line.dump().c_str());
         } else if (generation) {
-            std::printf("| %-6s | %9.1f ± %-8.1f | %15.2f | %10.1f%% | %s |\n", test.c_str(),
-                        s.mean, s.stddev, gbs, bandwidth > 0 ? 100.0 * gbs / bandwidth : 0.0,
-                        cache_text(cache).c_str());
+            std::printf("| %-6s | %9.1f ± %-8.1f | %15.2f | %10.1f%% | %s | %12.1f |\n",
+                        test.c_str(), s.mean, s.stddev, gbs,
+                        bandwidth > 0 ? 100.0 * gbs / bandwidth : 0.0, cache_text(cache).c_str(),
+                        peak_mib);
         } else {
-            std::printf("| %-6s | %9.1f ± %-8.1f | %15s | %11s | %s |\n", test.c_str(), s.mean,
-                        s.stddev, "", "", cache_text(cache).c_str());
+            std::printf("| %-6s | %9.1f ± %-8.1f | %15s | %11s | %s | %12.1f |\n", test.c_str(),
+                        s.mean, s.stddev, "", "", cache_text(cache).c_str(), peak_mib);
         }
         std::fflush(stdout);
     };

@@ -29,6 +29,9 @@ const char* kRunUsage =
     "                          under 32 MiB)\n"
     "  --weight-cache MIB      budget for repacked weights (default 4096; 0 = off)\n"
     "  --cache-type T          KV cache: f16 (default), f32 or q8_0\n"
+    "  --no-mmap               read the model into memory instead of mapping it\n"
+    "  --mlock                 lock the weights and the weight cache in RAM\n"
+    "  --verbose               memory (planned, then held by part) and load time on stderr\n"
     "  --temp T                temperature, 0 = greedy (default 0.8)\n"
     "  --top-k K               (default 40; 0 = off)\n"
     "  --top-p P               (default 0.95; 1 = off)\n"
@@ -63,7 +66,7 @@ int run_command(int argc, char** argv) {
                "--repeat-last-n",
                "--seed",
                "--stop"},
-              {"--json", "--help", "-h"});
+              {"--json", "--help", "-h", "--no-mmap", "--mlock", "--verbose"});
     if (args.has("--help") || args.has("-h")) {
         std::fputs(kRunUsage, stdout);
         return 0;
@@ -86,23 +89,30 @@ int run_command(int argc, char** argv) {
     if (n_predict < -1) throw Error("-n must be -1 (until the context is full) or >= 0");
     const int64_t n_ctx = args.number<int64_t>("-c", "--ctx-size").value_or(0);
     if (n_ctx < 0 || n_ctx > (int64_t(1) << 24)) throw Error("-c must be between 0 and 16777216");
-    const std::optional<int64_t> threads_flag = args.number<int64_t>("-t", "--threads");
-    if (threads_flag && (*threads_flag < 1 || *threads_flag > 256))
-        throw Error("-t must be between 1 and 256");
+    LoadOptions options = load_options_from(args);
+    options.memory.n_ctx = n_ctx;
     const bool json = args.has("--json");
+    const bool verbose = args.has("--verbose");
 
     const std::string prompt = read_prompt(args);
 
     const std::string model_path = args.get("-m", "--model").value_or(default_model_path());
-    auto model = LlamaModel::load(model_path);
-    Vocab vocab(model->gguf());
-    const int64_t threads =
-        threads_flag.value_or(default_thread_count(model->weight_bytes_per_token()));
-    ThreadPool pool{int(threads)};
-    auto weight_cache = weight_cache_from(args);
-    if (weight_cache) weight_cache->warm(*model, &pool); // at load, as woollyd does
-    LlamaContext context(*model, n_ctx, &pool, kDefaultPromptBatch, weight_cache.get(),
-                         kv_cache_type_from_name(args.get("--cache-type").value_or("f16")));
+    const LoadedModel loaded = load_model(model_path, options);
+    const LlamaModel& model = *loaded.model;
+    if (!loaded.note.empty()) std::fprintf(stderr, "woolly run: %s\n", loaded.note.c_str());
+    if (verbose) {
+        std::fprintf(stderr, "woolly run: loaded %s in %.0f ms; planned %s%s%s\n",
+                     model_path.c_str(), loaded.load_ms, describe(loaded.plan).c_str(),
+                     loaded.limit ? " of " : "",
+                     loaded.limit ? (describe_bytes(loaded.limit->bytes) + " available (" +
+                                     loaded.limit->source + ")")
+                                        .c_str()
+                                  : "");
+    }
+    Vocab vocab(model.gguf());
+    ThreadPool pool{loaded.memory.threads};
+    LlamaContext context(model, n_ctx, &pool, kDefaultPromptBatch, loaded.cache.get(),
+                         loaded.memory.kv_type);
     params.max_tokens =
         n_predict < 0 ? int32_t(context.n_ctx()) : int32_t(std::min<int64_t>(n_predict, INT32_MAX));
 
@@ -147,6 +157,11 @@ int run_command(int argc, char** argv) {
                  n_gen, generation.generation_ms(),
                  generation.generation_ms() > 0 ? n_gen * 1000.0 / generation.generation_ms() : 0.0,
                  finish_reason_name(generation.finish_reason()), (unsigned long long)s.seed);
+    if (verbose) {
+        const MemoryUsage usage = memory_usage(model, loaded.cache.get(), context.kv_bytes(),
+                                               context.scratch_bytes());
+        std::fprintf(stderr, "woolly run: memory: %s\n", describe(usage).c_str());
+    }
     return 0;
 }
 

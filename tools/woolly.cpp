@@ -12,12 +12,19 @@
 
 namespace woolly::cli {
 
-std::unique_ptr<WeightCache> weight_cache_from(const Args& args) {
+LoadOptions load_options_from(const Args& args) {
+    LoadOptions options;
     const int64_t mib = args.number<int64_t>("--weight-cache").value_or(kDefaultWeightCacheMiB);
     if (mib < 0 || mib > (int64_t(1) << 30))
         throw Error("--weight-cache must be between 0 (off) and 1073741824 MiB");
-    if (mib == 0) return nullptr;
-    return std::make_unique<WeightCache>(uint64_t(mib) << 20);
+    options.memory.cache_budget = uint64_t(mib) << 20;
+    options.memory.kv_type = kv_cache_type_from_name(args.get("--cache-type").value_or("f16"));
+    const std::optional<int64_t> threads = args.number<int64_t>("-t", "--threads");
+    if (threads && (*threads < 1 || *threads > 256)) throw Error("-t must be between 1 and 256");
+    options.memory.threads = int(threads.value_or(0));
+    options.mmap = !args.has("--no-mmap");
+    options.mlock = args.has("--mlock");
+    return options;
 }
 
 std::string default_model_path() {
