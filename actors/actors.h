@@ -27,11 +27,10 @@ struct Actors {
     caf::actor ingress;
 };
 
-// loader: opens and validates the model, builds the runtime (KV caches of n_ctx tokens for
-// `slots` sessions) and the weight cache (warmed up to `weight_cache_bytes`; 0: none); replies to
-// load_atom with it or an error, then quits.
-caf::behavior loader_actor(caf::event_based_actor* self, std::string path, int64_t n_ctx,
-                           int64_t slots, uint64_t weight_cache_bytes, std::string kv_cache_type);
+// loader: loads the model as `options` say (engine/loader.h: memory planned and checked first,
+// the weight cache built), makes the KV caches of options.memory.sessions slots, and replies
+// to load_atom with the runtime (and a line for the log in `note`) or an error, then quits.
+caf::behavior loader_actor(caf::event_based_actor* self, std::string path, LoadOptions options);
 // tokenizer: prompt -> token ids (with BOS), refusing prompts that leave no room to generate.
 caf::behavior tokenizer_actor(caf::event_based_actor* self, std::shared_ptr<Runtime> runtime);
 // cache: hands out KV-cache slots (one per running session) and reports their use.

@@ -17,24 +17,23 @@ namespace woolly::actors {
 // Prompt tokens per forward batch in a layer executor.
 constexpr int64_t kPromptBatch = kDefaultPromptBatch;
 
-caf::behavior loader_actor(caf::event_based_actor* self, std::string path, int64_t n_ctx,
-                           int64_t slots, uint64_t weight_cache_bytes, std::string kv_cache_type) {
+caf::behavior loader_actor(caf::event_based_actor* self, std::string path, LoadOptions options) {
     return {
         [=](load_atom) -> caf::result<std::shared_ptr<Runtime>> {
             try {
+                LoadedModel loaded = load_model(path, options);
                 auto runtime = std::make_shared<Runtime>();
                 runtime->model_path = path;
-                runtime->model = LlamaModel::load(path);
+                runtime->model = std::move(loaded.model);
+                runtime->weight_cache = std::move(loaded.cache);
+                runtime->memory_plan = loaded.plan;
+                runtime->load_ms = loaded.load_ms;
+                runtime->load_note = loaded.note;
                 runtime->vocab = std::make_unique<Vocab>(runtime->model->gguf());
-                const int64_t ctx = n_ctx > 0 ? n_ctx : runtime->model->hparams().n_ctx_train;
-                runtime->kv = std::make_unique<KvCachePool>(*runtime->model, ctx, slots,
-                                                            kv_cache_type_from_name(kv_cache_type));
-                if (weight_cache_bytes > 0) {
-                    runtime->weight_cache = std::make_unique<WeightCache>(weight_cache_bytes);
-                    // Built on a pool of its own, gone before the executors start theirs.
-                    ThreadPool builders(physical_core_count());
-                    runtime->weight_cache->warm(*runtime->model, &builders);
-                }
+                const MemoryRequest& m = loaded.memory;
+                const int64_t ctx = m.n_ctx > 0 ? m.n_ctx : runtime->model->hparams().n_ctx_train;
+                runtime->kv =
+                    std::make_unique<KvCachePool>(*runtime->model, ctx, m.sessions, m.kv_type);
                 self->quit();
                 return runtime;
             } catch (const std::exception& e) {
@@ -91,6 +90,7 @@ caf::behavior executor_actor(caf::event_based_actor* self, std::shared_ptr<Runti
         new ForwardScratch(*runtime->model, runtime->kv->n_ctx(), pool.get(), kPromptBatch,
                            runtime->weight_cache.get()),
         [pool](ForwardScratch* s) { delete s; }); // keeps the pool alive as long as the scratch
+    runtime->scratch_bytes += scratch->bytes();
     return {
         [=](activation& a) {
             const LlamaModel& model = *runtime->model;

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "engine/kv_cache.h"
+#include "engine/loader.h"
 #include "engine/model.h"
 #include "engine/vocab.h"
 #include "engine/weight_cache.h"
@@ -38,6 +39,10 @@ struct Runtime {
     std::unique_ptr<Vocab> vocab;
     std::unique_ptr<KvCachePool> kv;
     std::unique_ptr<WeightCache> weight_cache; // null when engine.weight_cache_mib is 0
+    MemoryPlan memory_plan;                    // what loading planned, as fitted
+    double load_ms = 0;
+    std::string load_note;                     // what fitting changed (the cache shrunk), or empty
+    std::atomic<uint64_t> scratch_bytes{0};    // the executors' forward scratches, as made
     std::atomic<uint64_t> tokens_generated{0}; // counted by the sampler, read by status
 };
 

@@ -224,6 +224,9 @@ caf::behavior scheduler_actor(caf::event_based_actor* self, std::shared_ptr<Runt
                     const WeightCacheStats wc = st->runtime->weight_cache
                                                     ? st->runtime->weight_cache->stats()
                                                     : WeightCacheStats{};
+                    const MemoryUsage memory = memory_usage(
+                        *st->runtime->model, st->runtime->weight_cache.get(),
+                        st->runtime->kv->bytes(), st->runtime->scratch_bytes.load());
                     promise.deliver(protocol::encode_ok(
                         {{"protocol", protocol::kVersion},
                          {"model",
@@ -246,7 +249,16 @@ caf::behavior scheduler_actor(caf::event_based_actor* self, std::shared_ptr<Runt
                            {"hits", wc.hits},
                            {"misses", wc.misses},
                            {"evictions", wc.evictions},
-                           {"bypasses", wc.bypasses}}}}));
+                           {"bypasses", wc.bypasses},
+                           {"file_bytes_released", wc.released}}},
+                         {"memory",
+                          {{"file_resident_bytes", memory.file_resident},
+                           {"weight_cache_bytes", memory.cache},
+                           {"kv_bytes", memory.kv},
+                           {"scratch_bytes", memory.scratch},
+                           {"rss_bytes", memory.rss},
+                           {"peak_rss_bytes", memory.peak_rss},
+                           {"planned_bytes", st->runtime->memory_plan.total()}}}}));
                 });
             return promise;
         },

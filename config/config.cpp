@@ -50,6 +50,16 @@ void read_string(const std::string& name, const std::string& key, const YAML::No
     *target = node.Scalar();
 }
 
+void read_bool(const std::string& name, const std::string& key, const YAML::Node& node,
+               bool* target) {
+    const std::string text = node.IsScalar() ? node.Scalar() : "";
+    if (text == "true") *target = true;
+    else if (text == "false") *target = false;
+    else
+        throw ConfigError(where(name, node) + ": key '" + key + "': expected true or false" +
+                          (text.empty() ? "" : ", got '" + text + "'"));
+}
+
 // String keys with a fixed set of values.
 const std::map<std::string, std::vector<std::string>> kChoices = {
     {"engine.kv_cache_type", {"f16", "f32", "q8_0"}},
@@ -71,6 +81,7 @@ void check_choice(const std::string& name, const std::string& key, const YAML::N
 struct Schema {
     std::map<std::string, IntKey> ints;
     std::map<std::string, std::string*> strings;
+    std::map<std::string, bool*> bools;
     std::map<std::string, std::vector<std::string>> sections; // section -> its keys
 };
 
@@ -94,16 +105,15 @@ Schema schema_for(DaemonConfig& c) {
         {"replay.max_messages", {&c.replay.max_messages, 1, 1 << 24}},
         {"replay.keep_seconds", {&c.replay.keep_seconds, 0, 86400 * 7}},
     };
-    for (const auto& [key, value] : s.ints) {
-        (void)value;
-        if (auto dot = key.find('.'); dot != std::string::npos)
-            s.sections[key.substr(0, dot)].push_back(key.substr(dot + 1));
-    }
-    for (const auto& [key, value] : s.strings) {
-        (void)value;
-        if (auto dot = key.find('.'); dot != std::string::npos)
-            s.sections[key.substr(0, dot)].push_back(key.substr(dot + 1));
-    }
+    s.bools = {{"engine.mmap", &c.engine.mmap}, {"engine.mlock", &c.engine.mlock}};
+    auto add_sections = [&](const auto& keys) {
+        for (const auto& entry : keys)
+            if (auto dot = entry.first.find('.'); dot != std::string::npos)
+                s.sections[entry.first.substr(0, dot)].push_back(entry.first.substr(dot + 1));
+    };
+    add_sections(s.ints);
+    add_sections(s.strings);
+    add_sections(s.bools);
     return s;
 }
 
@@ -183,6 +193,10 @@ DaemonConfig parse_config(std::string_view text, const std::string& name) {
                     check_choice(name, full, sub.second, *text->second);
                     continue;
                 }
+                if (auto flag = schema.bools.find(full); flag != schema.bools.end()) {
+                    read_bool(name, full, sub.second, flag->second);
+                    continue;
+                }
                 auto found = schema.ints.find(full);
                 if (found == schema.ints.end()) {
                     throw ConfigError(where(name, sub.first) + ": unknown key '" + full +
@@ -219,7 +233,9 @@ std::string to_yaml(const DaemonConfig& c) {
     out << YAML::Key << "context" << YAML::Value << c.engine.context;
     out << YAML::Key << "max_sessions" << YAML::Value << c.engine.max_sessions;
     out << YAML::Key << "weight_cache_mib" << YAML::Value << c.engine.weight_cache_mib;
-    out << YAML::Key << "kv_cache_type" << YAML::Value << c.engine.kv_cache_type << YAML::EndMap;
+    out << YAML::Key << "kv_cache_type" << YAML::Value << c.engine.kv_cache_type;
+    out << YAML::Key << "mmap" << YAML::Value << c.engine.mmap;
+    out << YAML::Key << "mlock" << YAML::Value << c.engine.mlock << YAML::EndMap;
     out << YAML::Key << "limits" << YAML::Value << YAML::BeginMap;
     out << YAML::Key << "queue_depth" << YAML::Value << c.limits.queue_depth;
     out << YAML::Key << "max_tokens" << YAML::Value << c.limits.max_tokens;

@@ -95,19 +95,41 @@ int main(int argc, char** argv) {
     std::string load_error;
     {
         caf::scoped_actor self{system};
-        auto loader = system.spawn<caf::detached>(
-            woolly::actors::loader_actor, config.model, int64_t(config.engine.context),
-            int64_t(config.engine.max_sessions), uint64_t(config.engine.weight_cache_mib) << 20,
-            config.engine.kv_cache_type);
+        woolly::LoadOptions options;
+        options.memory.n_ctx = config.engine.context;
+        options.memory.sessions = config.engine.max_sessions;
+        options.memory.kv_type = woolly::kv_cache_type_from_name(config.engine.kv_cache_type);
+        options.memory.cache_budget = uint64_t(config.engine.weight_cache_mib) << 20;
+        options.memory.threads = int(config.threads); // 0: the model's default
+        options.memory.scratches = config.engine.layer_executors;
+        options.mmap = config.engine.mmap;
+        options.mlock = config.engine.mlock;
+        options.names = {"engine.context", "engine.max_sessions", "engine.kv_cache_type",
+                         "engine.weight_cache_mib"};
+        auto loader = system.spawn<caf::detached>(woolly::actors::loader_actor, config.model,
+                                                  options);
         self->request(loader, caf::infinite, woolly::actors::load_atom::value)
             .receive([&](std::shared_ptr<woolly::actors::Runtime>& r) { runtime = std::move(r); },
-                     [&](caf::error& e) { load_error = system.render(e); });
+                     [&](caf::error& e) {
+                         // The loader's message as it wrote it, not CAF's rendering around it.
+                         const caf::message& context = e.context();
+                         load_error = context.match_elements<std::string>()
+                                          ? context.get_as<std::string>(0)
+                                          : system.render(e);
+                     });
     }
     if (!runtime) {
         std::fprintf(stderr, "woollyd: cannot load the model: %s\n", load_error.c_str());
         return 1;
     }
     const auto& hp = runtime->model->hparams();
+    if (!runtime->load_note.empty()) std::fprintf(stderr, "woollyd: %s\n", runtime->load_note.c_str());
+    std::fprintf(stderr, "woollyd: loaded %s in %.0f ms; memory planned %s; held %s\n",
+                 config.model.c_str(), runtime->load_ms,
+                 woolly::describe(runtime->memory_plan).c_str(),
+                 woolly::describe(woolly::memory_usage(*runtime->model, runtime->weight_cache.get(),
+                                                       runtime->kv->bytes(), 0))
+                     .c_str());
     std::fprintf(stderr,
                  "woollyd: serving %s (%lld layers, vocab %lld, context %lld) on requests %s, "
                  "tokens %s\n",

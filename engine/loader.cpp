@@ -213,11 +213,14 @@ MemoryRequest fit_memory(const LlamaModel& model, MemoryRequest request, const M
         << mib(plan.scratch) << ") but " << mib(limit.bytes) << " is available (" << limit.source
         << "); ";
     if (fits.empty()) {
-        out << "nothing fits: the weights alone need " << mib(model.gguf().size());
+        MemoryRequest least = request;
+        least.n_ctx = 1;
+        least.sessions = 1;
+        out << "nothing fits: one session of one token needs " << mib(without_cache(least));
     } else {
         out << "would fit: ";
         for (size_t i = 0; i < fits.size(); ++i) out << (i ? ", or " : "") << fits[i];
-        if (request.cache_budget > 0) out << " (with a smaller " << names.cache << ")";
+        if (plan.cache > 0) out << " (with a smaller " << names.cache << ")";
     }
     throw Error(out.str());
 }

@@ -39,6 +39,18 @@ TEST_CASE("engine.kv_cache_type takes f16, f32 or q8_0, and threads no negative 
     CHECK(error_of("threads: -1\n").find("w.yaml:1: key 'threads'") == 0);
 }
 
+TEST_CASE("engine.mmap and engine.mlock take true or false") {
+    const DaemonConfig d;
+    CHECK(d.engine.mmap);
+    CHECK(!d.engine.mlock);
+    const DaemonConfig c = parse_config("engine:\n  mmap: false\n  mlock: true\n", "w.yaml");
+    CHECK(!c.engine.mmap);
+    CHECK(c.engine.mlock);
+    CHECK(error_of("engine:\n  mlock: 1\n") ==
+          "w.yaml:2: key 'engine.mlock': expected true or false, got '1'");
+    CHECK(error_of("engine:\n  mmap: [true]\n") == "w.yaml:2: key 'engine.mmap': expected true or false");
+}
+
 TEST_CASE("the shipped config/woolly.yaml parses to the defaults, and print-config reads back") {
     const DaemonConfig shipped =
         load_config_file(std::string(WOOLLY_SOURCE_DIR) + "/config/woolly.yaml");
@@ -47,6 +59,8 @@ TEST_CASE("the shipped config/woolly.yaml parses to the defaults, and print-conf
     DaemonConfig changed;
     changed.engine.layer_executors = 3;
     changed.tokens = "ipc:///tmp/t";
+    changed.engine.mlock = true;
+    changed.engine.mmap = false;
     CHECK(to_yaml(parse_config(to_yaml(changed), "printed")) == to_yaml(changed));
 }
 

@@ -274,6 +274,13 @@ def test_status(d):
     # The bundled model is F32: nothing to repack, and nothing held.
     wc = s["weight_cache"]
     assert wc["budget_bytes"] > 0 and wc["bytes"] == 0 and wc["entries"] == 0
+    # Memory by part: the KV slots as the cache actor reports them, the planned total bounds
+    # the parts, and the process's resident set (from the OS) covers the file's pages.
+    m = s["memory"]
+    assert m["kv_bytes"] == s["cache"]["kv_bytes"] > 0 and m["weight_cache_bytes"] == 0, m
+    assert m["scratch_bytes"] > 0 and 0 < m["file_resident_bytes"] <= os.path.getsize(BUNDLED), m
+    assert m["kv_bytes"] + m["scratch_bytes"] + m["file_resident_bytes"] <= m["planned_bytes"], m
+    assert m["rss_bytes"] >= m["file_resident_bytes"] and m["peak_rss_bytes"] >= m["rss_bytes"] // 2, m
     out = woolly("status", "--requests", d.requests)
     assert out.returncode == 0 and json.loads(out.stdout)["ok"]
 
@@ -329,6 +336,16 @@ def standalone_tests():
     out = subprocess.run([WOOLLYD, "--model", "/nonexistent.gguf", "--requests", f"ipc://{TMP}/m-req",
                           "--tokens", f"ipc://{TMP}/m-tok"], capture_output=True, text=True, timeout=20)
     assert out.returncode == 1 and "/nonexistent.gguf: cannot open" in out.stderr, out.stderr
+    # A model that does not fit the memory available (here a simulated cgroup limit) is refused
+    # before loading, in one line that says what would fit; a bad engine.mlock value exits 2.
+    out = subprocess.run([WOOLLYD, "--requests", f"ipc://{TMP}/f-req", "--tokens", f"ipc://{TMP}/f-tok"],
+                         capture_output=True, text=True, timeout=20, env={**os.environ, "WOOLLY_MEMORY_LIMIT": "2600K"})
+    assert out.returncode == 1 and "is available (WOOLLY_MEMORY_LIMIT)" in out.stderr, out.stderr
+    assert "would fit: engine.context" in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    with open(bad, "w") as f:
+        f.write("engine:\n  mlock: yes please\n")
+    out = subprocess.run([WOOLLYD, "--config", bad], capture_output=True, text=True, timeout=20)
+    assert out.returncode == 2 and "bad.yaml:2: key 'engine.mlock': expected true or false" in out.stderr, out.stderr
 
     # SIGTERM mid-stream: the stream ends with "shutdown" and the daemon exits 0.
     d = Daemon()
