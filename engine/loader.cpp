@@ -264,9 +264,21 @@ LoadedModel load_model(const std::string& path, const LoadOptions& options) {
 }
 
 uint64_t peak_rss_bytes() {
-    struct rusage usage {};
+    std::ifstream status("/proc/self/status");
+    std::string key;
+    uint64_t kib = 0;
+    while (status >> key) {
+        if (key == "VmHWM:" && status >> kib) return kib << 10;
+        status.ignore(1 << 20, '\n');
+    }
+    struct rusage usage {}; // no /proc: the peak since the process started
     ::getrusage(RUSAGE_SELF, &usage);
     return uint64_t(usage.ru_maxrss) << 10;
+}
+
+bool reset_peak_rss() {
+    std::ofstream clear("/proc/self/clear_refs");
+    return bool(clear << "5" << std::flush);
 }
 
 MemoryUsage memory_usage(const LlamaModel& model, const WeightCache* cache, uint64_t kv_bytes,

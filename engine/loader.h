@@ -106,7 +106,11 @@ MemoryUsage memory_usage(const LlamaModel& model, const WeightCache* cache, uint
 std::string describe(const MemoryUsage& usage);
 std::string describe(const MemoryPlan& plan);
 std::string describe_bytes(uint64_t bytes); // "123.4 MiB"
-// Peak resident set of this process, bytes.
+// Peak resident set of this process since it started or since reset_peak_rss(), bytes
+// (/proc/self/status' VmHWM).
 uint64_t peak_rss_bytes();
+// Starts the peak over from the present resident set (/proc/self/clear_refs); false when the
+// kernel does not allow it.
+bool reset_peak_rss();
 
 } // namespace woolly

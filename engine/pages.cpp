@@ -5,7 +5,9 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <iterator>
 #include <cstring>
 #include <new>
 
@@ -40,26 +42,57 @@ size_t page_rounded(uint64_t bytes) {
 
 } // namespace
 
-uint8_t* allocate_huge(uint64_t bytes) {
-    const size_t length = page_rounded(bytes == 0 ? 1 : bytes);
-    // Map 2 MiB more than needed, then unmap what lies before the first 2 MiB boundary and
-    // after the buffer.
-    const size_t span = length + kHugePage;
-    void* raw = ::mmap(nullptr, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+PageArena::PageArena(uint64_t capacity) {
+    capacity_ = size_t((std::max<uint64_t>(capacity, 1) + kHugePage - 1) / kHugePage * kHugePage);
+    // Reserve 2 MiB more, then unmap what lies before the first 2 MiB boundary and after.
+    const size_t span = capacity_ + kHugePage;
+    void* raw = ::mmap(nullptr, span, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (raw == MAP_FAILED) throw std::bad_alloc();
     const uintptr_t begin = uintptr_t(raw);
     const uintptr_t start = (begin + kHugePage - 1) / kHugePage * kHugePage;
     if (start > begin) ::munmap(raw, start - begin);
-    if (begin + span > start + length)
-        ::munmap(reinterpret_cast<void*>(start + length), begin + span - (start + length));
+    if (begin + span > start + capacity_)
+        ::munmap(reinterpret_cast<void*>(start + capacity_), begin + span - (start + capacity_));
+    base_ = reinterpret_cast<uint8_t*>(start);
 #if defined(MADV_HUGEPAGE)
-    ::madvise(reinterpret_cast<void*>(start), length, MADV_HUGEPAGE); // advice only
+    ::madvise(base_, capacity_, MADV_HUGEPAGE); // advice only: without THP, plain pages
 #endif
-    return reinterpret_cast<uint8_t*>(start);
+    free_.emplace(0, capacity_);
 }
 
-void free_huge(uint8_t* p, uint64_t bytes) {
-    if (p) ::munmap(p, page_rounded(bytes == 0 ? 1 : bytes));
+PageArena::~PageArena() {
+    ::munmap(base_, capacity_);
+}
+
+uint8_t* PageArena::take(uint64_t bytes) {
+    const size_t length = page_rounded(std::max<uint64_t>(bytes, 1));
+    for (auto it = free_.begin(); it != free_.end(); ++it) {
+        if (it->second < length) continue;
+        const size_t offset = it->first, left = it->second - length;
+        free_.erase(it);
+        if (left) free_.emplace(offset + length, left);
+        return base_ + offset;
+    }
+    return nullptr;
+}
+
+void PageArena::give_back(uint8_t* p, uint64_t bytes) {
+    size_t offset = size_t(p - base_), length = page_rounded(std::max<uint64_t>(bytes, 1));
+    ::madvise(p, length, MADV_DONTNEED); // zero pages from here on, taking no memory
+    auto next = free_.lower_bound(offset);
+    if (next != free_.end() && offset + length == next->first) { // joins the run after it
+        length += next->second;
+        next = free_.erase(next);
+    }
+    if (next != free_.begin()) { // and the run before it
+        auto prev = std::prev(next);
+        if (prev->first + prev->second == offset) {
+            prev->second += length;
+            return;
+        }
+    }
+    free_.emplace(offset, length);
 }
 
 void lock_in_ram(const void* p, uint64_t n, const std::string& what) {

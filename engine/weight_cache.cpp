@@ -1,6 +1,10 @@
 // weight_cache.cpp — LRU bookkeeping around repack_x16, and the file pages a form replaces.
 #include "weight_cache.h"
 
+#include <unistd.h>
+
+#include <algorithm>
+
 #include "kernels.h"
 #include "pages.h"
 #include "repack.h"
@@ -35,10 +39,22 @@ const uint8_t* WeightCache::find_or_build(const WeightMatrix& w, ThreadPool* poo
         return nullptr;
     }
     while (stats_.bytes + bytes > budget_) evict_lru();
+    if (!arena_) { // the budget, the pieces' page rounding, and never more than the machine has
+        const uint64_t ram = uint64_t(sysconf(_SC_PHYS_PAGES)) * uint64_t(sysconf(_SC_PAGESIZE));
+        arena_ = std::make_unique<PageArena>(std::min(budget_ + budget_ / 64 + (4 << 20), ram));
+    }
+    uint8_t* data = arena_->take(bytes);
+    while (!data && !lru_.empty()) { // the free space is in pieces: make a run long enough
+        evict_lru();
+        data = arena_->take(bytes);
+    }
+    if (!data) {
+        ++stats_.bypasses;
+        return nullptr;
+    }
     // Built under the lock: the first user of a matrix builds it once, the others wait.
     const int64_t groups = w.rows / kRepackRows;
-    Entry entry{w.data, uint64_t(groups * kRepackRows) * w.row_bytes, bytes, allocate_huge(bytes),
-                false};
+    Entry entry{w.data, uint64_t(groups * kRepackRows) * w.row_bytes, bytes, data, false};
     auto part = [&](int index, int n_threads) {
         repack_x16(w, entry.data, groups * index / n_threads, groups * (index + 1) / n_threads);
     };
@@ -46,7 +62,7 @@ const uint8_t* WeightCache::find_or_build(const WeightMatrix& w, ThreadPool* poo
         run_split(pool, part);
         if (locked_) woolly::lock_in_ram(entry.data, bytes, "the weight cache's form of " + w.name);
     } catch (...) {
-        free_huge(entry.data, entry.bytes);
+        arena_->give_back(entry.data, entry.bytes);
         throw;
     }
     // Every read of these rows now goes to the form: their file pages can leave memory.
@@ -65,7 +81,7 @@ const uint8_t* WeightCache::find_or_build(const WeightMatrix& w, ThreadPool* poo
 
 void WeightCache::free_form(Entry& entry) {
     if (locked_) unlock_inner(entry.data, entry.bytes);
-    free_huge(entry.data, entry.bytes);
+    arena_->give_back(entry.data, entry.bytes);
 }
 
 void WeightCache::evict_lru() {

@@ -11,6 +11,7 @@
 #include <unordered_set>
 
 #include "model.h"
+#include "pages.h"
 
 namespace woolly {
 
@@ -77,13 +78,14 @@ private:
         const uint8_t* key;    // the matrix's bytes in the file
         uint64_t file_bytes;   // bytes of the rows the form holds (whole groups of 16)
         uint64_t bytes;        // of the form
-        uint8_t* data;         // the form (allocate_huge)
+        uint8_t* data;         // the form, in arena_
         bool released;         // the file pages were given back
     };
     void evict_lru();
     void free_form(Entry& entry);
 
     const uint64_t budget_;
+    std::unique_ptr<PageArena> arena_; // where the forms live, reserved at the first build
     const GgufFile* const source_;
     const uint8_t* const embeddings_;
     bool locked_ = false;

@@ -92,15 +92,18 @@ int bench_command(int argc, char** argv) {
     LoadOptions options = load_options_from(args);
     options.memory.n_ctx = longest;
     if (options.memory.threads == 0) options.memory.threads = physical_core_count();
+    const int64_t threads = options.memory.threads;
+    ThreadPool pool{int(threads)};
+    // The bandwidth's buffer comes and goes before the model, and the peak starts over after
+    // it: the peak RSS column is the model's.
+    const double bandwidth = gens.empty() ? 0.0 : measure_read_bandwidth(pool);
+    reset_peak_rss();
     const LoadedModel loaded = load_model(path, options);
     const LlamaModel* model = loaded.model.get();
     const WeightCache* weight_cache = loaded.cache.get();
     const auto& hp = model->hparams();
-    const int64_t threads = loaded.memory.threads;
-    ThreadPool pool{int(threads)};
     LlamaContext context(*model, longest, &pool, kDefaultPromptBatch, loaded.cache.get(),
                          loaded.memory.kv_type);
-    const double bandwidth = gens.empty() ? 0.0 : measure_read_bandwidth(pool);
     const uint64_t bytes_per_token = model->weight_bytes_per_token();
     const uint64_t model_bytes = model->gguf().size();
     std::mt19937 rng(1234);
