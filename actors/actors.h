@@ -7,12 +7,14 @@
 
 #include <atomic>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
 #include "config/config.h"
+#include "messages.h"
 #include "runtime.h"
 
 namespace woolly::actors {
@@ -27,9 +29,10 @@ struct Actors {
     caf::actor ingress;
 };
 
-// loader: loads the model as `options` say (engine/loader.h: memory planned and checked first,
-// the weight cache built), makes the KV caches of options.memory.sessions slots, and replies
-// to load_atom with the runtime (and a line for the log in `note`) or an error, then quits.
+// loader: on (load_atom, reply_to) loads the model as `options` say (engine/loader.h: memory
+// planned and checked first, the weight cache built, its progress sent as progress_atom with
+// the fraction done), makes the KV caches of options.memory.sessions slots, and sends
+// reply_to (loaded_atom, runtime) or (failed_atom, why); then quits.
 caf::behavior loader_actor(caf::event_based_actor* self, std::string path, LoadOptions options);
 // tokenizer: prompt -> token ids (with BOS), refusing prompts that leave no room to generate.
 caf::behavior tokenizer_actor(caf::event_based_actor* self, std::shared_ptr<Runtime> runtime);
@@ -46,20 +49,70 @@ caf::behavior sampler_actor(caf::event_based_actor* self, std::shared_ptr<Runtim
                             caf::actor publisher, caf::actor scheduler);
 // publisher: owns the PUB socket and the replay buffers.
 void publisher_actor(caf::blocking_actor* self, std::shared_ptr<zmq::socket_t> socket,
-                     config::DaemonConfig config);
+                     std::shared_ptr<const LiveConfig> live);
 // scheduler: admission, the queue, starting sessions as slots free up, cancel, status, shutdown.
 caf::behavior scheduler_actor(caf::event_based_actor* self, std::shared_ptr<Runtime> runtime,
-                              config::DaemonConfig config);
+                              std::shared_ptr<const LiveConfig> live);
 // ingress: owns the ROUTER socket; decodes requests and replies.
 void ingress_actor(caf::blocking_actor* self, std::shared_ptr<zmq::socket_t> socket,
-                   config::DaemonConfig config, caf::actor tokenizer, caf::actor scheduler,
-                   caf::actor publisher);
+                   std::shared_ptr<const LiveConfig> live, caf::actor tokenizer,
+                   caf::actor scheduler, caf::actor publisher);
 
-// Starts everything on the runtime and sockets given, runs until *stop is set, then shuts down
-// in order (streams end with finish_reason "shutdown"). Returns the process exit code.
-int run_daemon(caf::actor_system& system, std::shared_ptr<Runtime> runtime,
-               const config::DaemonConfig& config, zmq::context_t& zmq_context,
-               std::shared_ptr<std::atomic<bool>> stop);
+// woollyd's actors, as its supervisor (the main thread, daemon/woollyd.cpp) drives them: the
+// ingress and the publisher, which own the sockets, and one pipeline (tokenizer, cache,
+// scheduler, sampler, layer executors) per loaded model: the current one, which new requests
+// go to, and those a reload replaced, which finish their streams and are then retired. Called
+// from the supervisor's thread only; `self` is its scoped actor, which hears drained_atom.
+class Service {
+public:
+    // Binds both sockets (throws std::runtime_error naming the endpoint when one cannot be
+    // bound: a bad or busy endpoint is an error at start-up, not a silent daemon), then spawns.
+    Service(caf::actor_system& system, zmq::context_t& zmq_context,
+            std::shared_ptr<Runtime> runtime, std::shared_ptr<const LiveConfig> live);
+    ~Service();
+    Service(const Service&) = delete;
+    Service& operator=(const Service&) = delete;
+
+    // The current scheduler's counters, or nothing when it does not answer within `timeout`
+    // (the watchdog's probe).
+    std::optional<health> probe(caf::scoped_actor& self, std::chrono::milliseconds timeout);
+    // Every pipeline stops admitting; each sends self (drained_atom, tag) once nothing runs.
+    void drain(caf::scoped_actor& self);
+    // Ends every stream with finish_reason "shutdown" and waits (at most `timeout`) until they
+    // are out.
+    void end_streams(caf::scoped_actor& self, std::chrono::milliseconds timeout);
+    // Applies a reloaded config: endpoints rebound, limits and defaults for new requests, and,
+    // with `runtime`, a new pipeline for new requests while the current one drains. Returns
+    // why not ("" when done); on failure nothing changed.
+    std::string reconfigure(caf::scoped_actor& self, std::shared_ptr<const LiveConfig> live,
+                            std::shared_ptr<Runtime> runtime);
+    // A pipeline that said drained_atom(tag): its actors stop (unless it is the current one).
+    void retire(uint64_t tag);
+    uint64_t current_tag() const { return pipelines_.back().tag; }
+    size_t pipelines() const { return pipelines_.size(); }
+    const Runtime& runtime() const { return *pipelines_.back().runtime; }
+    // Test hook: the current scheduler wedges.
+    void stall();
+    // Stops every actor and closes the sockets.
+    void stop();
+
+private:
+    struct Pipeline {
+        uint64_t tag = 0;
+        std::shared_ptr<Runtime> runtime;
+        caf::actor tokenizer, cache, scheduler, sampler;
+        std::vector<caf::actor> executors; // in layer order
+    };
+    Pipeline spawn_pipeline(std::shared_ptr<Runtime> runtime);
+    void stop_pipeline(Pipeline& p);
+
+    caf::actor_system& system_;
+    std::shared_ptr<const LiveConfig> live_;
+    caf::actor publisher_, ingress_;
+    std::vector<Pipeline> pipelines_; // the current one last
+    uint64_t next_tag_ = 1;
+    bool stopped_ = false;
+};
 
 // Wiring sent once after spawning, where two actors need each other: the scheduler gets the
 // sampler and the cache, the sampler gets the first executor.

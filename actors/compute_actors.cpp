@@ -2,9 +2,11 @@
 // and the cache that lends them KV-cache slots.
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <map>
 
 #include "actors.h"
+#include "log.h"
 #include "engine/context.h"
 #include "engine/error.h"
 #include "engine/generation.h"
@@ -19,8 +21,11 @@ constexpr int64_t kPromptBatch = kDefaultPromptBatch;
 
 caf::behavior loader_actor(caf::event_based_actor* self, std::string path, LoadOptions options) {
     return {
-        [=](load_atom) -> caf::result<std::shared_ptr<Runtime>> {
+        [=](load_atom, caf::actor reply_to) mutable {
             try {
+                options.progress = [&](double fraction) {
+                    self->send(reply_to, progress_atom::value, fraction);
+                };
                 LoadedModel loaded = load_model(path, options);
                 auto runtime = std::make_shared<Runtime>();
                 runtime->model_path = path;
@@ -34,12 +39,11 @@ caf::behavior loader_actor(caf::event_based_actor* self, std::string path, LoadO
                 const int64_t ctx = m.n_ctx > 0 ? m.n_ctx : runtime->model->hparams().n_ctx_train;
                 runtime->kv =
                     std::make_unique<KvCachePool>(*runtime->model, ctx, m.sessions, m.kv_type);
-                self->quit();
-                return runtime;
+                self->send(reply_to, loaded_atom::value, std::move(runtime));
             } catch (const std::exception& e) {
-                self->quit();
-                return caf::make_error(caf::sec::runtime_error, std::string(e.what()));
+                self->send(reply_to, failed_atom::value, std::string(e.what()));
             }
+            self->quit();
         },
     };
 }
@@ -185,6 +189,11 @@ caf::behavior sampler_actor(caf::event_based_actor* self, std::shared_ptr<Runtim
                                       ? double(usage.completion_tokens - 1) * 1000.0 / gen_ms
                                       : 0.0;
         const protocol::RequestError error{protocol::ErrorCode::Internal, error_message};
+        char line[256];
+        std::snprintf(line, sizeof line, ": %lld tokens, %.1f tokens/s, ttft %.0f ms, finish %s",
+                      (long long)usage.completion_tokens, usage.tokens_per_second, usage.ttft_ms,
+                      reason.c_str());
+        log::info("finished " + s.id + line + (error_message.empty() ? "" : ": " + error_message));
         // The scheduler hears first: a client that has seen the done message and then asks
         // about the stream (cancel) reaches the scheduler after ended_atom has.
         self->send(scheduler, ended_atom::value, session);
@@ -209,6 +218,7 @@ caf::behavior sampler_actor(caf::event_based_actor* self, std::shared_ptr<Runtim
     };
     return {
         [=](wire_atom, caf::actor executor) { *first_executor = executor; },
+        [=](flush_atom) { return true; }, // everything sent before this is in its mailboxes
         [=](open_atom, uint64_t session, stream_setup& setup) {
             SamplerStream s;
             s.id = setup.id;

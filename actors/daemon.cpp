@@ -1,44 +1,67 @@
-// daemon.cpp — spawns woollyd's actors, wires them, and shuts them down in order.
-#include <thread>
+// daemon.cpp — the Service: spawns woollyd's actors, wires them, swaps in a new pipeline when a
+// reload changes the model, and shuts everything down in order.
+#include <algorithm>
 
 #include "actors.h"
 #include "engine/thread_pool.h"
+#include "log.h"
 #include "messages.h"
 
 namespace woolly::actors {
+namespace {
 
-int run_daemon(caf::actor_system& system, std::shared_ptr<Runtime> runtime,
-               const config::DaemonConfig& config, zmq::context_t& zmq_context,
-               std::shared_ptr<std::atomic<bool>> stop) {
-    // Bind both sockets before anything starts, so that a bad or busy endpoint is an error at
-    // start-up rather than a silent daemon.
-    auto router = std::make_shared<zmq::socket_t>(zmq_context, zmq::socket_type::router);
+std::shared_ptr<zmq::socket_t> bound_socket(zmq::context_t& context, zmq::socket_type type,
+                                            const std::string& endpoint, const char* what) {
+    auto socket = std::make_shared<zmq::socket_t>(context, type);
+    try {
+        socket->bind(endpoint);
+    } catch (const zmq::error_t& e) {
+        throw std::runtime_error(std::string("cannot bind ") + what + " endpoint " + endpoint +
+                                 ": " + e.what());
+    }
+    return socket;
+}
+
+} // namespace
+
+Service::Service(caf::actor_system& system, zmq::context_t& zmq_context,
+                 std::shared_ptr<Runtime> runtime, std::shared_ptr<const LiveConfig> live)
+    : system_(system), live_(live) {
+    const config::DaemonConfig& config = live->config;
+    auto router = bound_socket(zmq_context, zmq::socket_type::router, config.requests, "requests");
+    router->set(zmq::sockopt::linger, 0);
     auto pub = std::make_shared<zmq::socket_t>(zmq_context, zmq::socket_type::pub);
     pub->set(zmq::sockopt::sndhwm, int(config.publisher.high_water_mark));
-    router->set(zmq::sockopt::linger, 0);
-    try {
-        router->bind(config.requests);
-    } catch (const zmq::error_t& e) {
-        throw std::runtime_error("cannot bind requests endpoint " + config.requests + ": " +
-                                 e.what());
-    }
     try {
         pub->bind(config.tokens);
     } catch (const zmq::error_t& e) {
         throw std::runtime_error("cannot bind tokens endpoint " + config.tokens + ": " + e.what());
     }
+    publisher_ = system.spawn<caf::detached>(publisher_actor, pub, live);
+    pipelines_.push_back(spawn_pipeline(runtime));
+    ingress_ = system.spawn<caf::detached>(ingress_actor, router, live,
+                                           pipelines_.back().tokenizer,
+                                           pipelines_.back().scheduler, publisher_);
+}
 
-    Actors a;
-    a.publisher = system.spawn<caf::detached>(publisher_actor, pub, config);
-    a.tokenizer = system.spawn<caf::detached>(tokenizer_actor, runtime);
-    a.cache = system.spawn<caf::detached>(cache_actor, runtime);
-    a.scheduler = system.spawn<caf::detached>(scheduler_actor, runtime, config);
-    a.sampler = system.spawn<caf::detached>(sampler_actor, runtime, a.publisher, a.scheduler);
+Service::~Service() {
+    stop();
+}
+
+Service::Pipeline Service::spawn_pipeline(std::shared_ptr<Runtime> runtime) {
+    const config::DaemonConfig& config = live_->config;
+    Pipeline p;
+    p.tag = next_tag_++;
+    p.runtime = runtime;
+    p.tokenizer = system_.spawn<caf::detached>(tokenizer_actor, runtime);
+    p.cache = system_.spawn<caf::detached>(cache_actor, runtime);
+    p.scheduler = system_.spawn<caf::detached>(scheduler_actor, runtime, live_);
+    p.sampler = system_.spawn<caf::detached>(sampler_actor, runtime, publisher_, p.scheduler);
     // Executors own contiguous, near-equal ranges of layers; spawn the last first so that each
     // knows the one after it.
     const int64_t n_layer = runtime->model->hparams().n_layer;
     const int64_t n_exec = std::min<int64_t>(config.engine.layer_executors, n_layer);
-    a.executors.resize(size_t(n_exec));
+    p.executors.resize(size_t(n_exec));
     // threads 0: the physical cores shared among the executors (executors run one after
     // another on a token, so their pools rarely spin at the same time).
     const int64_t threads =
@@ -49,33 +72,107 @@ int run_daemon(caf::actor_system& system, std::shared_ptr<Runtime> runtime,
     caf::actor next;
     for (int64_t i = n_exec - 1; i >= 0; --i) {
         const int64_t first = n_layer * i / n_exec, last = n_layer * (i + 1) / n_exec;
-        a.executors[size_t(i)] = system.spawn<caf::detached>(executor_actor, runtime, first, last,
-                                                             threads, next, a.sampler);
-        next = a.executors[size_t(i)];
+        p.executors[size_t(i)] = system_.spawn<caf::detached>(executor_actor, runtime, first,
+                                                              last, threads, next, p.sampler);
+        next = p.executors[size_t(i)];
     }
-    caf::anon_send(a.scheduler, wire_atom::value, a.sampler, a.cache);
-    caf::anon_send(a.sampler, wire_atom::value, a.executors.front());
-    a.ingress = system.spawn<caf::detached>(ingress_actor, router, config, a.tokenizer, a.scheduler,
-                                            a.publisher);
+    caf::anon_send(p.scheduler, wire_atom::value, p.sampler, p.cache);
+    caf::anon_send(p.sampler, wire_atom::value, p.executors.front());
+    return p;
+}
 
-    while (!stop->load()) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+std::optional<health> Service::probe(caf::scoped_actor& self, std::chrono::milliseconds timeout) {
+    std::optional<health> out;
+    self->request(pipelines_.back().scheduler, timeout, health_atom::value)
+        .receive([&](health& h) { out = h; }, [&](caf::error&) {});
+    return out;
+}
 
-    // Shut down: refuse new work, end every stream with "shutdown", then stop the actors.
-    {
-        caf::scoped_actor self{system};
-        self->request(a.scheduler, std::chrono::seconds(30), shutdown_atom::value)
+void Service::drain(caf::scoped_actor& self) {
+    for (const Pipeline& p : pipelines_) self->send(p.scheduler, drain_atom::value, p.tag);
+}
+
+void Service::end_streams(caf::scoped_actor& self, std::chrono::milliseconds timeout) {
+    for (const Pipeline& p : pipelines_)
+        self->request(p.scheduler, timeout, shutdown_atom::value)
             .receive([](const std::string&) {}, [](caf::error&) {});
+}
+
+std::string Service::reconfigure(caf::scoped_actor& self, std::shared_ptr<const LiveConfig> live,
+                                 std::shared_ptr<Runtime> runtime) {
+    auto ask = [&](const caf::actor& who, auto... args) {
+        std::string why;
+        self->request(who, std::chrono::seconds(10), args...)
+            .receive([&](std::string& r) { why = std::move(r); },
+                     [&](caf::error& e) { why = system_.render(e); });
+        return why;
+    };
+    const std::shared_ptr<const LiveConfig> before = live_;
+    live_ = live;
+    if (std::string why = ask(publisher_, reconfig_atom::value, live); !why.empty()) {
+        live_ = before;
+        return why;
     }
-    caf::anon_send(a.ingress, shutdown_atom::value);
-    // Give the sampler's last messages time to reach the publisher before it closes.
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    caf::anon_send(a.publisher, shutdown_atom::value);
-    for (const auto& actor : {a.tokenizer, a.cache, a.scheduler, a.sampler})
+    std::optional<Pipeline> fresh;
+    if (runtime) fresh = spawn_pipeline(runtime);
+    const Pipeline& target = fresh ? *fresh : pipelines_.back();
+    if (std::string why = ask(ingress_, reconfig_atom::value, live, target.tokenizer,
+                              target.scheduler);
+        !why.empty()) {
+        live_ = before;
+        ask(publisher_, reconfig_atom::value, before); // back to where it was
+        if (fresh) stop_pipeline(*fresh);
+        return why;
+    }
+    if (fresh) {
+        // The model's pipeline finishes what it has and retires; the new one serves.
+        fresh->runtime->tokens_generated = pipelines_.back().runtime->tokens_generated.load();
+        self->send(pipelines_.back().scheduler, drain_atom::value, pipelines_.back().tag);
+        pipelines_.push_back(std::move(*fresh));
+    } else {
+        caf::anon_send(pipelines_.back().scheduler, reconfig_atom::value, live);
+    }
+    return "";
+}
+
+void Service::retire(uint64_t tag) {
+    if (tag == current_tag()) return;
+    auto it = std::find_if(pipelines_.begin(), pipelines_.end(),
+                           [&](const Pipeline& p) { return p.tag == tag; });
+    if (it == pipelines_.end()) return;
+    caf::anon_send(ingress_, retire_atom::value, it->scheduler);
+    log::info("the model of the previous configuration finished its streams and is unloaded");
+    stop_pipeline(*it);
+    pipelines_.erase(it);
+}
+
+void Service::stall() {
+    caf::anon_send(pipelines_.back().scheduler, stall_atom::value);
+}
+
+void Service::stop_pipeline(Pipeline& p) {
+    for (const auto& actor : {p.tokenizer, p.cache, p.scheduler, p.sampler})
         caf::anon_send_exit(actor, caf::exit_reason::user_shutdown);
-    for (const auto& actor : a.executors)
+    for (const auto& actor : p.executors)
         caf::anon_send_exit(actor, caf::exit_reason::user_shutdown);
-    system.await_all_actors_done();
-    return 0;
+}
+
+void Service::stop() {
+    if (stopped_) return;
+    stopped_ = true;
+    // The ingress first (nothing new comes in), then the publisher once the samplers' last
+    // messages are in its mailbox: a sampler that answers flush_atom has sent everything it
+    // sent before, and a send is in the receiver's mailbox when it returns.
+    caf::anon_send(ingress_, shutdown_atom::value);
+    {
+        caf::scoped_actor self{system_};
+        for (const Pipeline& p : pipelines_)
+            self->request(p.sampler, std::chrono::seconds(10), flush_atom::value)
+                .receive([](bool) {}, [](caf::error&) {});
+    }
+    for (Pipeline& p : pipelines_) stop_pipeline(p);
+    caf::anon_send(publisher_, shutdown_atom::value);
+    pipelines_.clear();
 }
 
 } // namespace woolly::actors

@@ -1,11 +1,13 @@
 // io_actors.cpp — the actors that own sockets: ingress (ROUTER, requests) and publisher (PUB,
 // tokens and replay). Each socket is used by its one actor only.
+#include <algorithm>
 #include <chrono>
 #include <deque>
 #include <map>
 #include <random>
 
 #include "actors.h"
+#include "log.h"
 #include "engine/error.h"
 #include "engine/generation.h"
 #include "messages.h"
@@ -26,11 +28,31 @@ struct ReplayBuffer {
 
 } // namespace
 
+// Binds `socket` to `next` and then lets `current` go, so that a bad endpoint leaves the socket
+// as it was. Returns why not, or "" when done (or when nothing changed).
+std::string rebind(zmq::socket_t& socket, std::string& current, const std::string& next) {
+    if (next == current) return "";
+    try {
+        socket.bind(next);
+    } catch (const zmq::error_t& e) {
+        return "cannot bind " + next + ": " + e.what() + " (still on " + current + ")";
+    }
+    try {
+        socket.unbind(current);
+    } catch (const zmq::error_t& e) {
+        log::warning("could not unbind " + current + ": " + e.what());
+    }
+    log::info("now on " + next + " (was " + current + ")");
+    current = next;
+    return "";
+}
+
 void publisher_actor(caf::blocking_actor* self, std::shared_ptr<zmq::socket_t> socket,
-                     config::DaemonConfig config) {
+                     std::shared_ptr<const LiveConfig> live) {
     std::map<std::string, ReplayBuffer> streams;
-    const size_t max_messages = size_t(config.replay.max_messages);
-    const auto keep = std::chrono::seconds(config.replay.keep_seconds);
+    size_t max_messages = size_t(live->config.replay.max_messages);
+    auto keep = std::chrono::seconds(live->config.replay.keep_seconds);
+    std::string endpoint = live->config.tokens;
     bool running = true;
     auto expire = [&] {
         const auto now = Clock::now();
@@ -78,6 +100,16 @@ void publisher_actor(caf::blocking_actor* self, std::shared_ptr<zmq::socket_t> s
                                         {"first_available_seq", b.first_seq},
                                         {"finished", b.done}});
         },
+        // A reloaded config: replay settings for what comes next, the high-water mark for
+        // subscribers that connect from now on, and the endpoint.
+        [&](reconfig_atom, std::shared_ptr<const LiveConfig> next) -> std::string {
+            const config::DaemonConfig& c = next->config;
+            if (std::string why = rebind(*socket, endpoint, c.tokens); !why.empty()) return why;
+            socket->set(zmq::sockopt::sndhwm, int(c.publisher.high_water_mark));
+            max_messages = size_t(c.replay.max_messages);
+            keep = std::chrono::seconds(c.replay.keep_seconds);
+            return "";
+        },
         [&](shutdown_atom) { running = false; }, [&](caf::exit_msg&) { running = false; },
         caf::after(std::chrono::seconds(1)) >> [&] { expire(); });
     socket->set(zmq::sockopt::linger, 200); // let the last messages out, briefly
@@ -92,8 +124,7 @@ std::optional<protocol::RequestError> make_setup(const protocol::GenerateRequest
                                                  stream_setup& setup, std::mt19937_64& seeds) {
     setup.id = r.id;
     setup.max_tokens = int32_t(r.max_tokens.value_or(config.limits.default_max_tokens));
-    GenerationParams defaults;
-    const SamplingParams& d = defaults.sampling;
+    const auto& d = config.sampling;
     setup.temperature = float(r.temperature.value_or(d.temperature));
     setup.top_k = int32_t(r.top_k.value_or(d.top_k));
     setup.top_p = float(r.top_p.value_or(d.top_p));
@@ -118,11 +149,18 @@ std::string error_reply(protocol::ErrorCode code, std::string message) {
 } // namespace
 
 void ingress_actor(caf::blocking_actor* self, std::shared_ptr<zmq::socket_t> socket,
-                   config::DaemonConfig config, caf::actor tokenizer, caf::actor scheduler,
-                   caf::actor publisher) {
-    protocol::DecodeLimits limits;
-    limits.max_request_bytes = size_t(config.limits.max_request_bytes);
-    limits.max_tokens = config.limits.max_tokens;
+                   std::shared_ptr<const LiveConfig> live, caf::actor tokenizer,
+                   caf::actor scheduler, caf::actor publisher) {
+    config::DaemonConfig config = live->config;
+    std::string endpoint = config.requests;
+    auto decode_limits = [](const config::DaemonConfig& c) {
+        protocol::DecodeLimits limits;
+        limits.max_request_bytes = size_t(c.limits.max_request_bytes);
+        limits.max_tokens = c.limits.max_tokens;
+        return limits;
+    };
+    protocol::DecodeLimits limits = decode_limits(config);
+    std::vector<caf::actor> retiring; // schedulers of replaced models, still finishing streams
     std::mt19937_64 seeds(std::random_device{}());
     bool running = true;
 
@@ -140,8 +178,11 @@ void ingress_actor(caf::blocking_actor* self, std::shared_ptr<zmq::socket_t> soc
 
     auto handle = [&](std::string_view frame) -> std::string {
         auto decoded = protocol::decode_request(frame, limits);
-        if (auto* error = std::get_if<protocol::RequestError>(&decoded))
+        if (auto* error = std::get_if<protocol::RequestError>(&decoded)) {
+            log::info(std::string("refused a request: ") + protocol::error_code_name(error->code) +
+                      ": " + error->message);
             return protocol::encode_error(*error);
+        }
         auto& request = std::get<protocol::Request>(decoded);
         if (auto* g = std::get_if<protocol::GenerateRequest>(&request)) {
             stream_setup setup;
@@ -155,11 +196,25 @@ void ingress_actor(caf::blocking_actor* self, std::shared_ptr<zmq::socket_t> soc
                         failure = std::move(t.error);
                     },
                     [&](caf::error& e) { failure = self->system().render(e); });
-            if (!failure.empty()) return error_reply(protocol::ErrorCode::TooLarge, failure);
+            if (!failure.empty()) {
+                log::info("refused " + (setup.id.empty() ? std::string("a request") : setup.id) +
+                          ": too_large: " + failure);
+                return error_reply(protocol::ErrorCode::TooLarge, failure);
+            }
+            if (log::enabled(log::Level::debug))
+                log::debug("prompt of " + (setup.id.empty() ? std::string("a request") : setup.id) +
+                           ": " + nlohmann::json(g->prompt).dump());
             return ask(scheduler, admit_atom::value, std::move(setup));
         }
-        if (auto* c = std::get_if<protocol::CancelRequest>(&request))
-            return ask(scheduler, cancel_atom::value, c->id);
+        if (auto* c = std::get_if<protocol::CancelRequest>(&request)) {
+            // The stream may run on a model a reload replaced: its scheduler knows it.
+            std::string reply = ask(scheduler, cancel_atom::value, c->id);
+            for (const caf::actor& old : retiring) {
+                if (nlohmann::json::parse(reply).value("ok", false)) break;
+                reply = ask(old, cancel_atom::value, c->id);
+            }
+            return reply;
+        }
         if (std::holds_alternative<protocol::StatusRequest>(request))
             return ask(scheduler, status_atom::value);
         const auto& r = std::get<protocol::ReplayRequest>(request);
@@ -191,9 +246,25 @@ void ingress_actor(caf::blocking_actor* self, std::shared_ptr<zmq::socket_t> soc
             socket->send(zmq::message_t(), zmq::send_flags::sndmore);
             socket->send(zmq::buffer(reply), zmq::send_flags::none);
         }
-        self->receive([&](shutdown_atom) { running = false; },
-                      [&](caf::exit_msg&) { running = false; },
-                      caf::after(std::chrono::seconds(0)) >> [] {});
+        self->receive(
+            [&](shutdown_atom) { running = false; }, [&](caf::exit_msg&) { running = false; },
+            // A reloaded config, and the pipeline new requests go to (a new one when the model
+            // changed: the old scheduler finishes its streams and retires).
+            [&](reconfig_atom, std::shared_ptr<const LiveConfig> next, caf::actor next_tokenizer,
+                caf::actor next_scheduler) -> std::string {
+                if (std::string why = rebind(*socket, endpoint, next->config.requests); !why.empty())
+                    return why;
+                config = next->config;
+                limits = decode_limits(config);
+                if (next_scheduler != scheduler) retiring.push_back(scheduler);
+                tokenizer = next_tokenizer;
+                scheduler = next_scheduler;
+                return "";
+            },
+            [&](retire_atom, caf::actor old) {
+                retiring.erase(std::remove(retiring.begin(), retiring.end(), old), retiring.end());
+            },
+            caf::after(std::chrono::seconds(0)) >> [] {});
     }
     socket->set(zmq::sockopt::linger, 0);
     socket->close();

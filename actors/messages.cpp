@@ -13,6 +13,7 @@ void register_message_types(caf::actor_system_config& cfg) {
     cfg.add_message_type<std::vector<int32_t>>("woolly.token_ids");
     cfg.add_message_type<std::vector<float>>("woolly.floats");
     cfg.add_message_type<std::vector<std::string>>("woolly.strings");
+    cfg.add_message_type<health>("woolly.health");
 }
 
 GenerationParams generation_params(const stream_setup& setup) {

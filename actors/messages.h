@@ -28,6 +28,28 @@ using acquire_atom = caf::atom_constant<caf::atom("acquire")>;
 using release_atom = caf::atom_constant<caf::atom("release")>;
 using shutdown_atom = caf::atom_constant<caf::atom("shutdown")>;
 using stats_atom = caf::atom_constant<caf::atom("stats")>;
+// The supervisor's (woollyd's main thread) conversation with the service.
+using drain_atom = caf::atom_constant<caf::atom("drain")>;     // admit nothing new
+using drained_atom = caf::atom_constant<caf::atom("drained")>; // ... and nothing runs now
+using health_atom = caf::atom_constant<caf::atom("health")>;
+using reconfig_atom = caf::atom_constant<caf::atom("reconfig")>;
+using retire_atom = caf::atom_constant<caf::atom("retire")>;
+using loaded_atom = caf::atom_constant<caf::atom("loaded")>;
+using progress_atom = caf::atom_constant<caf::atom("progress")>;
+using signal_atom = caf::atom_constant<caf::atom("signal")>;
+using stall_atom = caf::atom_constant<caf::atom("stall")>; // test hook: wedge the scheduler
+using flush_atom = caf::atom_constant<caf::atom("flush")>; // answered once all before is sent
+
+// The scheduler's answer to a health probe: it is alive, and what it holds.
+struct health {
+    int64_t running = 0;
+    int64_t queued = 0;
+    uint64_t tokens = 0;
+};
+
+template <class Inspector> typename Inspector::result_type inspect(Inspector& f, health& x) {
+    return f(caf::meta::type_name("health"), x.running, x.queued, x.tokens);
+}
 
 // Sampling and stop settings of one stream, as the sampler needs them.
 struct stream_setup {

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "config/config.h"
 #include "engine/kv_cache.h"
 #include "engine/loader.h"
 #include "engine/model.h"
@@ -33,6 +34,14 @@ private:
     std::vector<std::unique_ptr<KvCache>> caches_;
 };
 
+// A configuration as the daemon serves it: the config, its generation (1 at start-up, one
+// more with each reload that took) and when it was loaded.
+struct LiveConfig {
+    config::DaemonConfig config;
+    uint64_t generation = 1;
+    std::string loaded_at; // ISO 8601, UTC
+};
+
 struct Runtime {
     std::string model_path;
     std::unique_ptr<LlamaModel> model;
@@ -49,3 +58,4 @@ struct Runtime {
 } // namespace woolly::actors
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::shared_ptr<woolly::actors::Runtime>)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::shared_ptr<const woolly::actors::LiveConfig>)

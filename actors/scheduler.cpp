@@ -9,8 +9,10 @@
 #include <deque>
 #include <functional>
 #include <map>
+#include <thread>
 
 #include "actors.h"
+#include "log.h"
 #include "messages.h"
 #include "protocol/protocol.h"
 
@@ -30,7 +32,8 @@ struct Session {
 
 struct State {
     std::shared_ptr<Runtime> runtime;
-    config::DaemonConfig config;
+    std::shared_ptr<const LiveConfig> live;
+    config::DaemonConfig config; // live->config
     caf::actor sampler;
     caf::actor cache;
     std::map<uint64_t, Session> sessions;
@@ -43,7 +46,10 @@ struct State {
     Clock::time_point started = Clock::now();
     Clock::duration busy{}; // time with at least one session running
     Clock::time_point busy_since;
-    bool shutting_down = false;
+    bool shutting_down = false; // every stream told to end
+    bool draining = false;      // nothing new admitted; what was admitted runs on
+    caf::strong_actor_ptr drain_to; // told drained_atom once nothing is left
+    uint64_t drain_tag = 0;
     // shutdown requests waiting for the last session to end
     std::vector<caf::typed_response_promise<std::string>> drained;
     std::function<void()> start_waiting;  // set once the behaviour's helpers exist
@@ -53,10 +59,16 @@ struct State {
 } // namespace
 
 caf::behavior scheduler_actor(caf::event_based_actor* self, std::shared_ptr<Runtime> runtime,
-                              config::DaemonConfig config) {
+                              std::shared_ptr<const LiveConfig> live) {
     auto st = std::make_shared<State>();
     st->runtime = runtime;
-    st->config = config;
+    st->live = live;
+    st->config = live->config;
+    auto tell_drained = [=] {
+        if (!st->draining || !st->drain_to || !st->sessions.empty()) return;
+        self->send(caf::actor_cast<caf::actor>(st->drain_to), drained_atom::value, st->drain_tag);
+        st->drain_to = nullptr;
+    };
 
     auto set_running = [st](int64_t delta) {
         if (st->running == 0 && delta > 0) st->busy_since = Clock::now();
@@ -95,6 +107,7 @@ caf::behavior scheduler_actor(caf::event_based_actor* self, std::shared_ptr<Runt
         if (st->sessions.empty()) {
             for (auto& promise : st->drained) promise.deliver(std::string("drained"));
             st->drained.clear();
+            tell_drained();
         }
     };
 
@@ -153,9 +166,13 @@ caf::behavior scheduler_actor(caf::event_based_actor* self, std::shared_ptr<Runt
         },
         [=](admit_atom, stream_setup& setup) -> std::string {
             using protocol::ErrorCode;
-            if (st->shutting_down)
-                return protocol::encode_error(
-                    {ErrorCode::ShuttingDown, "the daemon is shutting down"});
+            auto refuse = [&](protocol::RequestError error) {
+                log::info("refused " + (setup.id.empty() ? std::string("a request") : setup.id) +
+                          ": " + protocol::error_code_name(error.code) + ": " + error.message);
+                return protocol::encode_error(error);
+            };
+            if (st->shutting_down || st->draining)
+                return refuse({ErrorCode::ShuttingDown, "the daemon is shutting down"});
             prune_finished();
             if (setup.id.empty()) {
                 // Appended rather than "g" + string: GCC 12 warns falsely (-Wrestrict) on the
@@ -166,18 +183,18 @@ caf::behavior scheduler_actor(caf::event_based_actor* self, std::shared_ptr<Runt
                     setup.id += std::to_string(n++);
                 } while (st->by_id.count(setup.id) || st->finished_ids.count(setup.id));
             } else if (st->by_id.count(setup.id) || st->finished_ids.count(setup.id)) {
-                return protocol::encode_error(
-                    {ErrorCode::DuplicateId, "stream id '" + setup.id + "' is in use"});
+                return refuse({ErrorCode::DuplicateId, "stream id '" + setup.id + "' is in use"});
             }
             if (int64_t(st->sessions.size()) >= st->config.limits.queue_depth) {
-                return protocol::encode_error(
-                    {ErrorCode::Busy, "the queue is full (" +
-                                          std::to_string(st->config.limits.queue_depth) +
-                                          " requests admitted); try again later"});
+                return refuse({ErrorCode::Busy, "the queue is full (" +
+                                                    std::to_string(st->config.limits.queue_depth) +
+                                                    " requests admitted); try again later"});
             }
             const uint64_t key = st->next_session++;
             ++st->requests_admitted;
             const std::string id = setup.id;
+            log::info("admitted " + id + ": " + std::to_string(setup.prompt_tokens.size()) +
+                      " prompt tokens, max_tokens " + std::to_string(setup.max_tokens));
             self->send(st->sampler, open_atom::value, key, std::move(setup));
             st->sessions[key].id = id;
             st->by_id[id] = key;
@@ -236,6 +253,9 @@ caf::behavior scheduler_actor(caf::event_based_actor* self, std::shared_ptr<Runt
                            {"n_embd", hp.n_embd},
                            {"context", st->runtime->kv->n_ctx()}}},
                          {"uptime_s", std::chrono::duration<double>(now - st->started).count()},
+                         {"config",
+                          {{"generation", st->live->generation},
+                           {"loaded_at", st->live->loaded_at}}},
                          {"sessions",
                           {{"running", st->running}, {"queued", int64_t(st->waiting.size())}}},
                          {"requests_admitted", st->requests_admitted},
@@ -262,6 +282,25 @@ caf::behavior scheduler_actor(caf::event_based_actor* self, std::shared_ptr<Runt
                 });
             return promise;
         },
+        // The supervisor: stop admitting, and say drained_atom(tag) once nothing is left.
+        [=](drain_atom, uint64_t tag) {
+            st->draining = true;
+            st->drain_to = self->current_sender();
+            st->drain_tag = tag;
+            tell_drained();
+        },
+        [=](health_atom) -> health {
+            return {st->running, int64_t(st->waiting.size()),
+                    st->runtime->tokens_generated.load(std::memory_order_relaxed)};
+        },
+        // A reloaded config: limits and the rest apply to requests from now on.
+        [=](reconfig_atom, std::shared_ptr<const LiveConfig> next) {
+            st->live = next;
+            st->config = next->config;
+            st->start_waiting(); // a larger queue or more sessions may start some
+        },
+        // Test hook (WOOLLY_TEST_HOOKS): the scheduler stops answering, as a wedged one would.
+        [=](stall_atom) { std::this_thread::sleep_for(std::chrono::hours(24)); },
         [=](shutdown_atom) -> caf::result<std::string> {
             st->shutting_down = true;
             for (auto& [key, s] : st->sessions) end_stream(key, s, "shutdown");

@@ -60,9 +60,32 @@ void read_bool(const std::string& name, const std::string& key, const YAML::Node
                           (text.empty() ? "" : ", got '" + text + "'"));
 }
 
+struct RealKey {
+    float* target;
+    double min;
+    double max;
+};
+
+void read_real(const std::string& name, const std::string& key, const YAML::Node& node, RealKey k) {
+    const std::string text = node.IsScalar() ? node.Scalar() : "";
+    double value = 0;
+    auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (text.empty() || ec != std::errc() || ptr != text.data() + text.size())
+        throw ConfigError(where(name, node) + ": key '" + key + "': expected a number" +
+                          (text.empty() ? "" : ", got '" + text + "'"));
+    if (!(value >= k.min && value <= k.max)) {
+        std::ostringstream range;
+        range << k.min << " to " << k.max;
+        throw ConfigError(where(name, node) + ": key '" + key + "': " + text +
+                          " is out of range (expected " + range.str() + ")");
+    }
+    *k.target = float(value);
+}
+
 // String keys with a fixed set of values.
 const std::map<std::string, std::vector<std::string>> kChoices = {
     {"engine.kv_cache_type", {"f16", "f32", "q8_0"}},
+    {"log_level", {"error", "warning", "info", "debug"}},
 };
 
 void check_choice(const std::string& name, const std::string& key, const YAML::Node& node,
@@ -82,6 +105,7 @@ struct Schema {
     std::map<std::string, IntKey> ints;
     std::map<std::string, std::string*> strings;
     std::map<std::string, bool*> bools;
+    std::map<std::string, RealKey> reals;
     std::map<std::string, std::vector<std::string>> sections; // section -> its keys
 };
 
@@ -90,9 +114,13 @@ Schema schema_for(DaemonConfig& c) {
     s.strings = {{"model", &c.model},
                  {"requests", &c.requests},
                  {"tokens", &c.tokens},
+                 {"log_level", &c.log_level},
                  {"engine.kv_cache_type", &c.engine.kv_cache_type}};
     s.ints = {
         {"threads", {&c.threads, 0, 256}},
+        {"shutdown_grace_seconds", {&c.shutdown_grace_seconds, 0, 3600}},
+        {"sampling.top_k", {&c.sampling.top_k, 0, 1 << 20}},
+        {"sampling.repeat_last_n", {&c.sampling.repeat_last_n, -1, 1 << 24}},
         {"engine.layer_executors", {&c.engine.layer_executors, 1, 64}},
         {"engine.context", {&c.engine.context, 0, 1 << 24}},
         {"engine.max_sessions", {&c.engine.max_sessions, 1, 1024}},
@@ -106,6 +134,10 @@ Schema schema_for(DaemonConfig& c) {
         {"replay.keep_seconds", {&c.replay.keep_seconds, 0, 86400 * 7}},
     };
     s.bools = {{"engine.mmap", &c.engine.mmap}, {"engine.mlock", &c.engine.mlock}};
+    s.reals = {{"sampling.temperature", {&c.sampling.temperature, 0.0, 100.0}},
+               {"sampling.top_p", {&c.sampling.top_p, 0.0, 1.0}},
+               {"sampling.min_p", {&c.sampling.min_p, 0.0, 1.0}},
+               {"sampling.repeat_penalty", {&c.sampling.repeat_penalty, 0.0, 100.0}}};
     auto add_sections = [&](const auto& keys) {
         for (const auto& entry : keys)
             if (auto dot = entry.first.find('.'); dot != std::string::npos)
@@ -114,6 +146,7 @@ Schema schema_for(DaemonConfig& c) {
     add_sections(s.ints);
     add_sections(s.strings);
     add_sections(s.bools);
+    add_sections(s.reals);
     return s;
 }
 
@@ -180,6 +213,7 @@ DaemonConfig parse_config(std::string_view text, const std::string& name) {
         const YAML::Node& value = entry.second;
         if (auto it = schema.strings.find(key); it != schema.strings.end()) {
             read_string(name, key, value, it->second);
+            check_choice(name, key, value, *it->second);
         } else if (auto it = schema.ints.find(key); it != schema.ints.end()) {
             read_int(name, key, value, it->second);
         } else if (auto it = schema.sections.find(key); it != schema.sections.end()) {
@@ -195,6 +229,10 @@ DaemonConfig parse_config(std::string_view text, const std::string& name) {
                 }
                 if (auto flag = schema.bools.find(full); flag != schema.bools.end()) {
                     read_bool(name, full, sub.second, flag->second);
+                    continue;
+                }
+                if (auto real = schema.reals.find(full); real != schema.reals.end()) {
+                    read_real(name, full, sub.second, real->second);
                     continue;
                 }
                 auto found = schema.ints.find(full);
@@ -228,6 +266,8 @@ std::string to_yaml(const DaemonConfig& c) {
     out << YAML::Key << "requests" << YAML::Value << c.requests;
     out << YAML::Key << "tokens" << YAML::Value << c.tokens;
     out << YAML::Key << "threads" << YAML::Value << c.threads;
+    out << YAML::Key << "log_level" << YAML::Value << c.log_level;
+    out << YAML::Key << "shutdown_grace_seconds" << YAML::Value << c.shutdown_grace_seconds;
     out << YAML::Key << "engine" << YAML::Value << YAML::BeginMap;
     out << YAML::Key << "layer_executors" << YAML::Value << c.engine.layer_executors;
     out << YAML::Key << "context" << YAML::Value << c.engine.context;
@@ -242,6 +282,13 @@ std::string to_yaml(const DaemonConfig& c) {
     out << YAML::Key << "default_max_tokens" << YAML::Value << c.limits.default_max_tokens;
     out << YAML::Key << "max_request_bytes" << YAML::Value << c.limits.max_request_bytes
         << YAML::EndMap;
+    out << YAML::Key << "sampling" << YAML::Value << YAML::BeginMap;
+    out << YAML::Key << "temperature" << YAML::Value << c.sampling.temperature;
+    out << YAML::Key << "top_k" << YAML::Value << c.sampling.top_k;
+    out << YAML::Key << "top_p" << YAML::Value << c.sampling.top_p;
+    out << YAML::Key << "min_p" << YAML::Value << c.sampling.min_p;
+    out << YAML::Key << "repeat_penalty" << YAML::Value << c.sampling.repeat_penalty;
+    out << YAML::Key << "repeat_last_n" << YAML::Value << c.sampling.repeat_last_n << YAML::EndMap;
     out << YAML::Key << "publisher" << YAML::Value << YAML::BeginMap;
     out << YAML::Key << "high_water_mark" << YAML::Value << c.publisher.high_water_mark
         << YAML::EndMap;

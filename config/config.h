@@ -6,6 +6,8 @@
 #include <string>
 #include <string_view>
 
+#include "engine/sampler.h"
+
 namespace woolly::config {
 
 // A bad config: the message names the file, the line, the key and what was expected.
@@ -19,6 +21,8 @@ struct DaemonConfig {
     std::string requests = "tcp://127.0.0.1:5555"; // ROUTER endpoint (bind)
     std::string tokens = "tcp://127.0.0.1:5556";   // PUB endpoint (bind)
     int64_t threads = 0; // compute threads per layer executor; 0: physical cores / executors
+    std::string log_level = "info";     // error, warning, info or debug
+    int64_t shutdown_grace_seconds = 10; // SIGTERM: running streams finish within this
     struct {
         int64_t layer_executors = 1;       // actors, each owning a contiguous range of layers
         int64_t context = 0;               // tokens per session; 0: the model's context length
@@ -34,6 +38,15 @@ struct DaemonConfig {
         int64_t default_max_tokens = 256;    // when a request does not say
         int64_t max_request_bytes = 1 << 20; // a request frame, at most
     } limits;
+    // Defaults for a request that does not say; unset, the engine's (llama.cpp's).
+    struct {
+        float temperature = SamplingParams{}.temperature;
+        int64_t top_k = SamplingParams{}.top_k;
+        float top_p = SamplingParams{}.top_p;
+        float min_p = SamplingParams{}.min_p;
+        float repeat_penalty = SamplingParams{}.repeat_penalty;
+        int64_t repeat_last_n = SamplingParams{}.repeat_last_n;
+    } sampling;
     struct {
         int64_t high_water_mark = 100000; // messages queued per subscriber before PUB drops
     } publisher;

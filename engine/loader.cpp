@@ -255,7 +255,7 @@ LoadedModel load_model(const std::string& path, const LoadOptions& options) {
     if (out.memory.cache_budget > 0) {
         out.cache = std::make_unique<WeightCache>(out.memory.cache_budget, out.model.get());
         ThreadPool builders(physical_core_count());
-        out.cache->warm(*out.model, &builders);
+        out.cache->warm(*out.model, &builders, options.progress);
     }
     if (options.mlock) lock_model(*out.model, out.cache.get());
     out.load_ms =

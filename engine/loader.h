@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -74,6 +75,8 @@ struct LoadOptions {
     OptionNames names = kCliOptionNames;
     // The limit to fit into; unset: available_memory() (a check skipped if that is unknown).
     std::optional<MemoryLimit> limit;
+    // Hears the fraction of the weight cache built, as it goes (may be empty).
+    std::function<void(double)> progress;
 };
 
 struct LoadedModel {

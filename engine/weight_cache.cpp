@@ -99,9 +99,17 @@ void WeightCache::evict_lru() {
     lru_.pop_back();
 }
 
-void WeightCache::warm(const LlamaModel& model, ThreadPool* pool) {
+void WeightCache::warm(const LlamaModel& model, ThreadPool* pool,
+                       const std::function<void(double)>& progress) {
+    uint64_t total = 0, done = 0;
     model.for_each_matrix([&](const WeightMatrix& w, bool batched) {
-        if (reads_x16(w, batched)) find_or_build(w, pool);
+        if (reads_x16(w, batched)) total += w.bytes();
+    });
+    model.for_each_matrix([&](const WeightMatrix& w, bool batched) {
+        if (!reads_x16(w, batched)) return;
+        find_or_build(w, pool);
+        done += w.bytes();
+        if (progress) progress(double(done) / double(total));
     });
 }
 

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <list>
 #include <memory>
 #include <mutex>
@@ -60,8 +61,9 @@ public:
 
     // Builds the x16 forms the forward pass reads (reads_x16) for every matrix of `model`, in
     // the forward pass's order, as far as the budget goes (a daemon's first request then pays
-    // nothing).
-    void warm(const LlamaModel& model, ThreadPool* pool = nullptr);
+    // nothing). `progress` (may be empty) hears the fraction of bytes done after each matrix.
+    void warm(const LlamaModel& model, ThreadPool* pool = nullptr,
+              const std::function<void(double)>& progress = {});
 
     // Locks every form held, and every form built from now on, in RAM (--mlock); throws Error
     // naming RLIMIT_MEMLOCK when the limit refuses.

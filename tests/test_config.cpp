@@ -66,9 +66,8 @@ TEST_CASE("the shipped config/woolly.yaml parses to the defaults, and print-conf
 
 TEST_CASE("bad configs are refused with the file, line, key and expectation") {
     CHECK(error_of("threads: 1\nengin:\n  x: 1\n") ==
-          "w.yaml:2: unknown key 'engin' (expected one of: model, requests, tokens, threads, "
-          "engine, limits, "
-          "publisher, replay)");
+          "w.yaml:2: unknown key 'engin' (expected one of: log_level, model, requests, tokens, "
+          "shutdown_grace_seconds, threads, engine, limits, publisher, replay, sampling)");
     CHECK(error_of("engine:\n  layer_executors: two\n") ==
           "w.yaml:2: key 'engine.layer_executors': expected an integer, got 'two'");
     CHECK(error_of("engine:\n  colour: 1\n").find("w.yaml:2: unknown key 'engine.colour'") == 0);
