@@ -18,6 +18,7 @@
 #include "actors/actors.h"
 #include "actors/log.h"
 #include "actors/messages.h"
+#include "config/bundled_model.h"
 #include "config/config.h"
 #include "engine/loader.h"
 #include "notify.h"
@@ -72,7 +73,7 @@ config::DaemonConfig effective_config(const CommandLine& cl) {
             config.threads = threads;
         }
     }
-    if (config.model.empty()) config.model = WOOLLY_DEFAULT_MODEL;
+    if (config.model.empty()) config.model = bundled_model_path();
     config::validate(config, "flags");
     return config;
 }
@@ -144,6 +145,9 @@ public:
     int run() {
         const config::DaemonConfig& config = live_->config;
         const std::string name = base_name(config.model);
+        log::info("starting: config " + (cl_.config_path.empty() ? std::string("(defaults)")
+                                                                  : cl_.config_path) +
+                  ", loading " + config.model);
         daemon::notify("STATUS=loading " + name);
         start_loading(system_, self_, config);
         std::shared_ptr<Runtime> runtime;

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "cli_args.h"
+#include "config/bundled_model.h"
 #include "commands.h"
 #include "engine/vocab.h"
 
@@ -29,7 +30,7 @@ LoadOptions load_options_from(const Args& args) {
 
 std::string default_model_path() {
     if (const char* env = std::getenv("WOOLLY_MODEL"); env && *env) return env;
-    return WOOLLY_DEFAULT_MODEL;
+    return bundled_model_path();
 }
 
 std::string read_prompt(const Args& args) {
