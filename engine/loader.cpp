@@ -110,7 +110,8 @@ MemoryPlan plan_memory(const LlamaModel& model, const MemoryRequest& r) {
     return plan;
 }
 
-std::optional<MemoryLimit> available_memory() {
+std::optional<MemoryLimit> available_memory(const std::string& proc,
+                                            const std::string& cgroup_root) {
     std::optional<MemoryLimit> best;
     if (const char* env = std::getenv("WOOLLY_MEMORY_LIMIT"); env && *env) {
         const auto bytes = parse_size(env);
@@ -120,7 +121,7 @@ std::optional<MemoryLimit> available_memory() {
         take_least(best, *bytes, "WOOLLY_MEMORY_LIMIT");
     }
     {
-        std::ifstream meminfo("/proc/meminfo");
+        std::ifstream meminfo(proc + "/meminfo");
         std::string key;
         uint64_t kib = 0;
         std::string unit;
@@ -133,13 +134,13 @@ std::optional<MemoryLimit> available_memory() {
         }
     }
     // cgroup v2: "0::/path"; every cgroup from ours up to the root may set memory.max.
-    std::ifstream cgroup("/proc/self/cgroup");
+    std::ifstream cgroup(proc + "/self/cgroup");
     std::string line;
     while (std::getline(cgroup, line)) {
         if (line.rfind("0::", 0) != 0) continue;
         std::string path = line.substr(3);
         while (!path.empty() && path != "/") {
-            const std::string dir = "/sys/fs/cgroup" + path;
+            const std::string dir = cgroup_root + path;
             const auto max = read_number(dir + "/memory.max");
             if (max) {
                 const uint64_t current = read_number(dir + "/memory.current").value_or(0);

@@ -51,7 +51,9 @@ struct MemoryLimit {
 // process's cgroup and each one above it (cgroup v2, as systemd's MemoryMax= sets), and
 // $WOOLLY_MEMORY_LIMIT (bytes, or with a K/M/G/T suffix: tests simulate a cgroup with it).
 // Null when none of them can be read. Throws Error for a malformed $WOOLLY_MEMORY_LIMIT.
-std::optional<MemoryLimit> available_memory();
+// `proc` and `cgroup_root` are where /proc and /sys/fs/cgroup are (tests lay out their own).
+std::optional<MemoryLimit> available_memory(const std::string& proc = "/proc",
+                                            const std::string& cgroup_root = "/sys/fs/cgroup");
 
 // The names a front-end gives the options a refusal suggests (null: the front-end has none).
 struct OptionNames {

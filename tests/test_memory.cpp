@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <regex>
 
 #include "engine/context.h"
@@ -238,6 +239,42 @@ TEST_CASE("available memory: MemAvailable, the cgroup, and WOOLLY_MEMORY_LIMIT")
     }
     if (before) ::setenv("WOOLLY_MEMORY_LIMIT", saved.c_str(), 1);
     else ::unsetenv("WOOLLY_MEMORY_LIMIT");
+}
+
+TEST_CASE("available memory from the files: MemAvailable and memory.max up the cgroup tree") {
+    namespace fs = std::filesystem;
+    const fs::path root = fs::temp_directory_path() / "woolly-memory-test-fs";
+    fs::remove_all(root);
+    fs::create_directories(root / "proc/self");
+    fs::create_directories(root / "cgroup/test.slice/woolly.service");
+    auto write = [&](const fs::path& p, const std::string& text) { std::ofstream(p) << text; };
+    write(root / "proc/meminfo", "MemTotal:       24000000 kB\nMemFree:        1000 kB\n"
+                                 "MemAvailable:   2000000 kB\nBuffers:        10 kB\n");
+    write(root / "proc/self/cgroup", "0::/test.slice/woolly.service\n");
+    const std::string proc = (root / "proc").string(), cgroup = (root / "cgroup").string();
+    // No memory.max anywhere: MemAvailable.
+    auto limit = available_memory(proc, cgroup);
+    REQUIRE(limit.has_value());
+    CHECK(limit->bytes == uint64_t(2000000) << 10);
+    CHECK(limit->source == "MemAvailable");
+    // The service's own cgroup (MemoryMax=): what is left of it.
+    write(root / "cgroup/test.slice/woolly.service/memory.max", "1048576000\n");
+    write(root / "cgroup/test.slice/woolly.service/memory.current", "48576000\n");
+    limit = available_memory(proc, cgroup);
+    CHECK(limit->bytes == 1000000000);
+    CHECK(limit->source == "cgroup /test.slice/woolly.service memory.max");
+    // A tighter slice above it wins; "max" means no limit there.
+    write(root / "cgroup/test.slice/memory.max", "600000000\n");
+    write(root / "cgroup/test.slice/memory.current", "100000000\n");
+    limit = available_memory(proc, cgroup);
+    CHECK(limit->bytes == 500000000);
+    CHECK(limit->source == "cgroup /test.slice memory.max");
+    write(root / "cgroup/test.slice/memory.max", "max\n");
+    CHECK(available_memory(proc, cgroup)->bytes == 1000000000);
+    // A cgroup already over its limit leaves nothing.
+    write(root / "cgroup/test.slice/woolly.service/memory.current", "2000000000\n");
+    CHECK(available_memory(proc, cgroup)->bytes == 0);
+    fs::remove_all(root);
 }
 
 TEST_CASE("load_model refuses a model that does not fit, before building anything") {

@@ -63,7 +63,7 @@ class Service:
     count = 0
     running = []  # killed at the end, whatever a failed test left behind
 
-    def __init__(self, config_text, watchdog_usec=None, hooks=False):
+    def __init__(self, config_text, watchdog_usec=None, hooks=False, journal=False):
         Service.count += 1
         self.name = f"s{Service.count}"
         self.config = os.path.join(TMP, self.name + ".yaml")
@@ -78,6 +78,9 @@ class Service:
         if hooks:
             env["WOOLLY_TEST_HOOKS"] = "1"
         self.log = open(os.path.join(TMP, self.name + ".log"), "w+")
+        if journal:  # stderr is "the journal": JOURNAL_STREAM names its device and inode
+            st = os.fstat(self.log.fileno())
+            env["JOURNAL_STREAM"] = f"{st.st_dev}:{st.st_ino}"
         self.proc = subprocess.Popen([WOOLLYD, "--config", self.config], stderr=self.log, env=env)
         Service.running.append(self.proc)
         self.notes.wait_for(lambda m: m.get("READY") == "1", what="READY=1")
@@ -242,13 +245,15 @@ def test_grace_period_shutdown():
     assert code == 0 and "a second signal: ending the streams still running" in log, log
     assert set(reasons.values()) <= {"length", "eos", "shutdown"}, reasons
 
-    # A grace period of 0: what is running ends with "shutdown" straight away.
-    s = Service("shutdown_grace_seconds: 0\n")
+    # A grace period of 0: what is running ends with "shutdown" straight away. Logging to the
+    # journal, every line carries its priority (<6> info, <4> warning, <3> error).
+    s = Service("shutdown_grace_seconds: 0\n", journal=True)
     subs = queue_streams(s, 1, max_tokens=500)
     s.signal(signal.SIGINT)
     finish_reasons(s, subs)
     code, log = s.wait()
-    assert code == 0 and "no grace period: ending the streams" in log, log
+    assert code == 0 and "<6>no grace period: ending the streams" in log, log
+    assert all(line[:3] in ("<3>", "<4>", "<6>", "<7>") for line in log.splitlines()), log
 
 
 def main():
