@@ -163,15 +163,21 @@ void Service::stop() {
     // The ingress first (nothing new comes in), then the publisher once the samplers' last
     // messages are in its mailbox: a sampler that answers flush_atom has sent everything it
     // sent before, and a send is in the receiver's mailbox when it returns.
+    // Then it waits for every actor to end: the publisher's last sends are out before the
+    // caller terminates the ZeroMQ context (which makes any later send fail).
+    caf::scoped_actor self{system_};
     caf::anon_send(ingress_, shutdown_atom::value);
-    {
-        caf::scoped_actor self{system_};
-        for (const Pipeline& p : pipelines_)
-            self->request(p.sampler, std::chrono::seconds(10), flush_atom::value)
-                .receive([](bool) {}, [](caf::error&) {});
+    for (const Pipeline& p : pipelines_)
+        self->request(p.sampler, std::chrono::seconds(10), flush_atom::value)
+            .receive([](bool) {}, [](caf::error&) {});
+    std::vector<caf::actor> all{ingress_, publisher_};
+    for (Pipeline& p : pipelines_) {
+        stop_pipeline(p);
+        for (const auto& actor : {p.tokenizer, p.cache, p.scheduler, p.sampler}) all.push_back(actor);
+        all.insert(all.end(), p.executors.begin(), p.executors.end());
     }
-    for (Pipeline& p : pipelines_) stop_pipeline(p);
     caf::anon_send(publisher_, shutdown_atom::value);
+    self->wait_for(all);
     pipelines_.clear();
 }
 

@@ -256,6 +256,24 @@ def test_grace_period_shutdown():
     assert all(line[:3] in ("<3>", "<4>", "<6>", "<7>") for line in log.splitlines()), log
 
 
+def test_sigterm_delivers_every_message_before_exit():
+    # A stream running at SIGTERM finishes in its grace period, and every one of its messages,
+    # the final one included, reaches a subscriber before the daemon is gone (no replay then).
+    s = Service("shutdown_grace_seconds: 60\n")
+    sub = s.client.subscribe("last")
+    time.sleep(0.3)
+    assert s.client.call({"op": "generate", "id": "last", "prompt": "Once upon a time",
+                          "max_tokens": 400, "temperature": 0})["ok"]
+    msgs = [json.loads(sub.recv_multipart()[1])]
+    s.signal(signal.SIGTERM)
+    code, log = s.wait()
+    while sub.poll(2000):
+        msgs.append(json.loads(sub.recv_multipart()[1]))
+    assert code == 0, log
+    assert [m["seq"] for m in msgs] == list(range(len(msgs))), [m["seq"] for m in msgs][-5:]
+    assert msgs[-1].get("done") and msgs[-1]["finish_reason"] in ("length", "eos"), msgs[-1]
+
+
 def main():
     passed = failed = 0
     for name, test in [(k, v) for k, v in globals().items() if k.startswith("test_")]:
