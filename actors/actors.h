@@ -53,10 +53,11 @@ void publisher_actor(caf::blocking_actor* self, std::shared_ptr<zmq::socket_t> s
 // scheduler: admission, the queue, starting sessions as slots free up, cancel, status, shutdown.
 caf::behavior scheduler_actor(caf::event_based_actor* self, std::shared_ptr<Runtime> runtime,
                               std::shared_ptr<const LiveConfig> live);
-// ingress: owns the ROUTER socket; decodes requests and replies.
+// ingress: owns the ROUTER socket; decodes requests and replies. It waits on the ROUTER and
+// `wake` (an inproc PULL socket) at once: a message to it must be followed by a poke on wake.
 void ingress_actor(caf::blocking_actor* self, std::shared_ptr<zmq::socket_t> socket,
-                   std::shared_ptr<const LiveConfig> live, caf::actor tokenizer,
-                   caf::actor scheduler, caf::actor publisher);
+                   std::shared_ptr<zmq::socket_t> wake, std::shared_ptr<const LiveConfig> live,
+                   caf::actor tokenizer, caf::actor scheduler, caf::actor publisher);
 
 // woollyd's actors, as its supervisor (the main thread, daemon/woollyd.cpp) drives them: the
 // ingress and the publisher, which own the sockets, and one pipeline (tokenizer, cache,
@@ -105,11 +106,14 @@ private:
     };
     Pipeline spawn_pipeline(std::shared_ptr<Runtime> runtime);
     void stop_pipeline(Pipeline& p);
+    // The ingress reads its mailbox when poked (after a message to it has been sent).
+    void wake_ingress();
 
     caf::actor_system& system_;
     std::shared_ptr<const LiveConfig> live_;
     caf::actor publisher_, ingress_;
-    std::vector<Pipeline> pipelines_; // the current one last
+    std::unique_ptr<zmq::socket_t> ingress_wake_; // PUSH end, this (the supervisor's) thread's
+    std::vector<Pipeline> pipelines_;             // the current one last
     uint64_t next_tag_ = 1;
     bool stopped_ = false;
 };

@@ -37,11 +37,19 @@ Service::Service(caf::actor_system& system, zmq::context_t& zmq_context,
     } catch (const zmq::error_t& e) {
         throw std::runtime_error("cannot bind tokens endpoint " + config.tokens + ": " + e.what());
     }
+    // The ingress's wake-up pair: PULL bound here and handed to the ingress, PUSH kept here.
+    const std::string wake_endpoint =
+        "inproc://woolly-ingress-wake-" + std::to_string(reinterpret_cast<uintptr_t>(this));
+    auto wake = std::make_shared<zmq::socket_t>(zmq_context, zmq::socket_type::pull);
+    wake->bind(wake_endpoint);
+    ingress_wake_ = std::make_unique<zmq::socket_t>(zmq_context, zmq::socket_type::push);
+    ingress_wake_->set(zmq::sockopt::linger, 0);
+    ingress_wake_->connect(wake_endpoint);
     publisher_ = system.spawn<caf::detached>(publisher_actor, pub, live);
     pipelines_.push_back(spawn_pipeline(runtime));
-    ingress_ = system.spawn<caf::detached>(ingress_actor, router, live,
-                                           pipelines_.back().tokenizer,
-                                           pipelines_.back().scheduler, publisher_);
+    ingress_ =
+        system.spawn<caf::detached>(ingress_actor, router, wake, live, pipelines_.back().tokenizer,
+                                    pipelines_.back().scheduler, publisher_);
 }
 
 Service::~Service() {
@@ -72,8 +80,8 @@ Service::Pipeline Service::spawn_pipeline(std::shared_ptr<Runtime> runtime) {
     caf::actor next;
     for (int64_t i = n_exec - 1; i >= 0; --i) {
         const int64_t first = n_layer * i / n_exec, last = n_layer * (i + 1) / n_exec;
-        p.executors[size_t(i)] = system_.spawn<caf::detached>(executor_actor, runtime, first,
-                                                              last, threads, next, p.sampler);
+        p.executors[size_t(i)] = system_.spawn<caf::detached>(executor_actor, runtime, first, last,
+                                                              threads, next, p.sampler);
         next = p.executors[size_t(i)];
     }
     caf::anon_send(p.scheduler, wire_atom::value, p.sampler, p.cache);
@@ -98,13 +106,18 @@ void Service::end_streams(caf::scoped_actor& self, std::chrono::milliseconds tim
             .receive([](const std::string&) {}, [](caf::error&) {});
 }
 
+void Service::wake_ingress() {
+    ingress_wake_->send(zmq::message_t(), zmq::send_flags::dontwait);
+}
+
 std::string Service::reconfigure(caf::scoped_actor& self, std::shared_ptr<const LiveConfig> live,
                                  std::shared_ptr<Runtime> runtime) {
     auto ask = [&](const caf::actor& who, auto... args) {
         std::string why;
-        self->request(who, std::chrono::seconds(10), args...)
-            .receive([&](std::string& r) { why = std::move(r); },
-                     [&](caf::error& e) { why = system_.render(e); });
+        auto answer = self->request(who, std::chrono::seconds(10), args...);
+        if (who == ingress_) wake_ingress();
+        answer.receive([&](std::string& r) { why = std::move(r); },
+                       [&](caf::error& e) { why = system_.render(e); });
         return why;
     };
     const std::shared_ptr<const LiveConfig> before = live_;
@@ -116,8 +129,8 @@ std::string Service::reconfigure(caf::scoped_actor& self, std::shared_ptr<const 
     std::optional<Pipeline> fresh;
     if (runtime) fresh = spawn_pipeline(runtime);
     const Pipeline& target = fresh ? *fresh : pipelines_.back();
-    if (std::string why = ask(ingress_, reconfig_atom::value, live, target.tokenizer,
-                              target.scheduler);
+    if (std::string why =
+            ask(ingress_, reconfig_atom::value, live, target.tokenizer, target.scheduler);
         !why.empty()) {
         live_ = before;
         ask(publisher_, reconfig_atom::value, before); // back to where it was
@@ -141,6 +154,7 @@ void Service::retire(uint64_t tag) {
                            [&](const Pipeline& p) { return p.tag == tag; });
     if (it == pipelines_.end()) return;
     caf::anon_send(ingress_, retire_atom::value, it->scheduler);
+    wake_ingress();
     log::info("the model of the previous configuration finished its streams and is unloaded");
     stop_pipeline(*it);
     pipelines_.erase(it);
@@ -167,18 +181,21 @@ void Service::stop() {
     // caller terminates the ZeroMQ context (which makes any later send fail).
     caf::scoped_actor self{system_};
     caf::anon_send(ingress_, shutdown_atom::value);
+    wake_ingress();
     for (const Pipeline& p : pipelines_)
         self->request(p.sampler, std::chrono::seconds(10), flush_atom::value)
             .receive([](bool) {}, [](caf::error&) {});
     std::vector<caf::actor> all{ingress_, publisher_};
     for (Pipeline& p : pipelines_) {
         stop_pipeline(p);
-        for (const auto& actor : {p.tokenizer, p.cache, p.scheduler, p.sampler}) all.push_back(actor);
+        for (const auto& actor : {p.tokenizer, p.cache, p.scheduler, p.sampler})
+            all.push_back(actor);
         all.insert(all.end(), p.executors.begin(), p.executors.end());
     }
     caf::anon_send(publisher_, shutdown_atom::value);
     self->wait_for(all);
     pipelines_.clear();
+    ingress_wake_.reset();
 }
 
 } // namespace woolly::actors

@@ -7,9 +7,9 @@
 #include <random>
 
 #include "actors.h"
-#include "log.h"
 #include "engine/error.h"
 #include "engine/generation.h"
+#include "log.h"
 #include "messages.h"
 #include "protocol/protocol.h"
 
@@ -149,8 +149,8 @@ std::string error_reply(protocol::ErrorCode code, std::string message) {
 } // namespace
 
 void ingress_actor(caf::blocking_actor* self, std::shared_ptr<zmq::socket_t> socket,
-                   std::shared_ptr<const LiveConfig> live, caf::actor tokenizer,
-                   caf::actor scheduler, caf::actor publisher) {
+                   std::shared_ptr<zmq::socket_t> wake, std::shared_ptr<const LiveConfig> live,
+                   caf::actor tokenizer, caf::actor scheduler, caf::actor publisher) {
     config::DaemonConfig config = live->config;
     std::string endpoint = config.requests;
     auto decode_limits = [](const config::DaemonConfig& c) {
@@ -221,9 +221,13 @@ void ingress_actor(caf::blocking_actor* self, std::shared_ptr<zmq::socket_t> soc
         return ask(publisher, replay_atom::value, r.id, r.from_seq);
     };
 
+    // One zmq::poll over the requests and the wake-up socket, without a timeout: whoever sends
+    // this actor a message pokes `wake` (ZeroMQ guide: an inproc control socket beside the
+    // data socket), and then the mailbox is read until it is empty.
     while (running) {
-        zmq::pollitem_t items[] = {{socket->handle(), 0, ZMQ_POLLIN, 0}};
-        zmq::poll(items, 1, std::chrono::milliseconds(50));
+        zmq::pollitem_t items[] = {{socket->handle(), 0, ZMQ_POLLIN, 0},
+                                   {wake->handle(), 0, ZMQ_POLLIN, 0}};
+        zmq::poll(items, 2, std::chrono::milliseconds(-1));
         while (items[0].revents & ZMQ_POLLIN) {
             std::vector<zmq::message_t> frames;
             if (!zmq::recv_multipart(*socket, std::back_inserter(frames),
@@ -246,28 +250,38 @@ void ingress_actor(caf::blocking_actor* self, std::shared_ptr<zmq::socket_t> soc
             socket->send(zmq::message_t(), zmq::send_flags::sndmore);
             socket->send(zmq::buffer(reply), zmq::send_flags::none);
         }
-        self->receive(
-            [&](shutdown_atom) { running = false; }, [&](caf::exit_msg&) { running = false; },
-            // A reloaded config, and the pipeline new requests go to (a new one when the model
-            // changed: the old scheduler finishes its streams and retires).
-            [&](reconfig_atom, std::shared_ptr<const LiveConfig> next, caf::actor next_tokenizer,
-                caf::actor next_scheduler) -> std::string {
-                if (std::string why = rebind(*socket, endpoint, next->config.requests); !why.empty())
-                    return why;
-                config = next->config;
-                limits = decode_limits(config);
-                if (next_scheduler != scheduler) retiring.push_back(scheduler);
-                tokenizer = next_tokenizer;
-                scheduler = next_scheduler;
-                return "";
-            },
-            [&](retire_atom, caf::actor old) {
-                retiring.erase(std::remove(retiring.begin(), retiring.end(), old), retiring.end());
-            },
-            caf::after(std::chrono::seconds(0)) >> [] {});
+        if (!(items[1].revents & ZMQ_POLLIN)) continue;
+        zmq::message_t poke;
+        while (wake->recv(poke, zmq::recv_flags::dontwait)) {
+        }
+        bool handled = true; // until the mailbox is empty (the timeout below)
+        while (handled && running) {
+            self->receive(
+                [&](shutdown_atom) { running = false; }, [&](caf::exit_msg&) { running = false; },
+                // A reloaded config, and the pipeline new requests go to (a new one when the model
+                // changed: the old scheduler finishes its streams and retires).
+                [&](reconfig_atom, std::shared_ptr<const LiveConfig> next,
+                    caf::actor next_tokenizer, caf::actor next_scheduler) -> std::string {
+                    if (std::string why = rebind(*socket, endpoint, next->config.requests);
+                        !why.empty())
+                        return why;
+                    config = next->config;
+                    limits = decode_limits(config);
+                    if (next_scheduler != scheduler) retiring.push_back(scheduler);
+                    tokenizer = next_tokenizer;
+                    scheduler = next_scheduler;
+                    return "";
+                },
+                [&](retire_atom, caf::actor old) {
+                    retiring.erase(std::remove(retiring.begin(), retiring.end(), old),
+                                   retiring.end());
+                },
+                caf::after(std::chrono::seconds(0)) >> [&] { handled = false; });
+        }
     }
     socket->set(zmq::sockopt::linger, 0);
     socket->close();
+    wake->close();
 }
 
 } // namespace woolly::actors

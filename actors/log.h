@@ -19,9 +19,17 @@ std::optional<Level> level_from_name(const std::string& name);
 void init_from_environment();
 
 void write(Level level, const std::string& line);
-inline void error(const std::string& line) { write(Level::error, line); }
-inline void warning(const std::string& line) { write(Level::warning, line); }
-inline void info(const std::string& line) { write(Level::info, line); }
-inline void debug(const std::string& line) { write(Level::debug, line); }
+inline void error(const std::string& line) {
+    write(Level::error, line);
+}
+inline void warning(const std::string& line) {
+    write(Level::warning, line);
+}
+inline void info(const std::string& line) {
+    write(Level::info, line);
+}
+inline void debug(const std::string& line) {
+    write(Level::debug, line);
+}
 
 } // namespace woolly::log

@@ -46,8 +46,8 @@ struct State {
     Clock::time_point started = Clock::now();
     Clock::duration busy{}; // time with at least one session running
     Clock::time_point busy_since;
-    bool shutting_down = false; // every stream told to end
-    bool draining = false;      // nothing new admitted; what was admitted runs on
+    bool shutting_down = false;     // every stream told to end
+    bool draining = false;          // nothing new admitted; what was admitted runs on
     caf::strong_actor_ptr drain_to; // told drained_atom once nothing is left
     uint64_t drain_tag = 0;
     // shutdown requests waiting for the last session to end
@@ -241,9 +241,9 @@ caf::behavior scheduler_actor(caf::event_based_actor* self, std::shared_ptr<Runt
                     const WeightCacheStats wc = st->runtime->weight_cache
                                                     ? st->runtime->weight_cache->stats()
                                                     : WeightCacheStats{};
-                    const MemoryUsage memory = memory_usage(
-                        *st->runtime->model, st->runtime->weight_cache.get(),
-                        st->runtime->kv->bytes(), st->runtime->scratch_bytes.load());
+                    const MemoryUsage memory =
+                        memory_usage(*st->runtime->model, st->runtime->weight_cache.get(),
+                                     st->runtime->kv->bytes(), st->runtime->scratch_bytes.load());
                     promise.deliver(protocol::encode_ok(
                         {{"protocol", protocol::kVersion},
                          {"model",

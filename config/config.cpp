@@ -53,8 +53,10 @@ void read_string(const std::string& name, const std::string& key, const YAML::No
 void read_bool(const std::string& name, const std::string& key, const YAML::Node& node,
                bool* target) {
     const std::string text = node.IsScalar() ? node.Scalar() : "";
-    if (text == "true") *target = true;
-    else if (text == "false") *target = false;
+    if (text == "true")
+        *target = true;
+    else if (text == "false")
+        *target = false;
     else
         throw ConfigError(where(name, node) + ": key '" + key + "': expected true or false" +
                           (text.empty() ? "" : ", got '" + text + "'"));

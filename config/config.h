@@ -21,7 +21,7 @@ struct DaemonConfig {
     std::string requests = "tcp://127.0.0.1:5555"; // ROUTER endpoint (bind)
     std::string tokens = "tcp://127.0.0.1:5556";   // PUB endpoint (bind)
     int64_t threads = 0; // compute threads per layer executor; 0: physical cores / executors
-    std::string log_level = "info";     // error, warning, info or debug
+    std::string log_level = "info";      // error, warning, info or debug
     int64_t shutdown_grace_seconds = 10; // SIGTERM: running streams finish within this
     struct {
         int64_t layer_executors = 1;       // actors, each owning a contiguous range of layers

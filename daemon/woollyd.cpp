@@ -10,8 +10,8 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
-#include <ctime>
 #include <cstring>
+#include <ctime>
 #include <string>
 #include <thread>
 
@@ -61,8 +61,9 @@ config::DaemonConfig effective_config(const CommandLine& cl) {
             config.tokens = value;
         } else if (flag == "--log-level") {
             if (!log::level_from_name(value))
-                throw ConfigError("flag --log-level: expected error, warning, info or debug, got '" +
-                                  value + "'");
+                throw ConfigError(
+                    "flag --log-level: expected error, warning, info or debug, got '" + value +
+                    "'");
             config.log_level = value;
         } else {
             char* end = nullptr;
@@ -145,8 +146,8 @@ public:
     int run() {
         const config::DaemonConfig& config = live_->config;
         const std::string name = base_name(config.model);
-        log::info("starting: config " + (cl_.config_path.empty() ? std::string("(defaults)")
-                                                                  : cl_.config_path) +
+        log::info("starting: config " +
+                  (cl_.config_path.empty() ? std::string("(defaults)") : cl_.config_path) +
                   ", loading " + config.model);
         daemon::notify("STATUS=loading " + name);
         start_loading(system_, self_, config);
@@ -176,9 +177,10 @@ public:
             return 1;
         }
         const auto& hp = runtime->model->hparams();
-        log::info("serving " + config.model + " (" + std::to_string(hp.n_layer) + " layers, vocab " +
-                  std::to_string(hp.n_vocab) + ", context " + std::to_string(runtime->kv->n_ctx()) +
-                  ") on requests " + config.requests + ", tokens " + config.tokens);
+        log::info("serving " + config.model + " (" + std::to_string(hp.n_layer) +
+                  " layers, vocab " + std::to_string(hp.n_vocab) + ", context " +
+                  std::to_string(runtime->kv->n_ctx()) + ") on requests " + config.requests +
+                  ", tokens " + config.tokens);
         daemon::notify("READY=1\nSTATUS=serving: 0 streams, 0 queued, 0 tokens");
         serve();
         service_.reset(); // every actor stopped, the sockets closed
@@ -199,8 +201,9 @@ private:
     // Between messages, at the watchdog's pace (or every 5 s without one): probe, ping, status.
     void serve() {
         const auto interval = daemon::watchdog_interval();
-        const auto tick = interval ? std::chrono::duration_cast<std::chrono::milliseconds>(*interval)
-                                   : std::chrono::milliseconds(5000);
+        const auto tick = interval
+                              ? std::chrono::duration_cast<std::chrono::milliseconds>(*interval)
+                              : std::chrono::milliseconds(5000);
         auto next_tick = Clock::now();
         std::optional<Clock::time_point> grace_end;
         bool ending = false; // streams were told to end with "shutdown"
@@ -217,13 +220,16 @@ private:
             }
             auto wait = next_tick - Clock::now();
             if (grace_end && !ending) wait = std::min(wait, *grace_end - Clock::now());
-            const auto timeout = std::max(std::chrono::milliseconds(1),
-                                          std::chrono::duration_cast<std::chrono::milliseconds>(wait));
+            const auto timeout =
+                std::max(std::chrono::milliseconds(1),
+                         std::chrono::duration_cast<std::chrono::milliseconds>(wait));
             self_->receive(
                 [&](signal_atom, int sig) {
                     if (sig == SIGHUP) {
-                        if (grace_end) log::info("reload ignored: stopping");
-                        else reload();
+                        if (grace_end)
+                            log::info("reload ignored: stopping");
+                        else
+                            reload();
                     } else if (sig == SIGUSR2) {
                         log::warning("test hook: stalling the scheduler");
                         service_->stall();
@@ -241,12 +247,15 @@ private:
                     }
                 },
                 [&](drained_atom, uint64_t tag) {
-                    if (grace_end && tag == service_->current_tag()) done = true;
-                    else service_->retire(tag);
+                    if (grace_end && tag == service_->current_tag())
+                        done = true;
+                    else
+                        service_->retire(tag);
                 },
                 [&](progress_atom, double fraction) {
-                    daemon::notify("STATUS=reloading: loading " + base_name(pending_->config.model) +
-                                   " (" + std::to_string(int(fraction * 100)) + " %)");
+                    daemon::notify("STATUS=reloading: loading " +
+                                   base_name(pending_->config.model) + " (" +
+                                   std::to_string(int(fraction * 100)) + " %)");
                 },
                 [&](loaded_atom, std::shared_ptr<Runtime>& r) {
                     if (!pending_) return;
@@ -319,8 +328,8 @@ private:
         }
         daemon::notify_reloading();
         pending_ = LiveConfig{std::move(next), live_->generation + 1, utc_now()};
-        log::info("reloading " + (cl_.config_path.empty() ? std::string("(no config file)")
-                                                         : cl_.config_path));
+        log::info("reloading " +
+                  (cl_.config_path.empty() ? std::string("(no config file)") : cl_.config_path));
         if (same_runtime(live_->config, pending_->config)) {
             apply(nullptr);
             return;
@@ -362,7 +371,7 @@ private:
     zmq::context_t zmq_context_;
     std::shared_ptr<const LiveConfig> live_;
     std::optional<LiveConfig> pending_; // a reload waiting for its model
-    std::string refusal_;              // why the last reload was refused, until one takes
+    std::string refusal_;               // why the last reload was refused, until one takes
     std::optional<Service> service_;
 };
 

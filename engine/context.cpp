@@ -142,9 +142,8 @@ size_t ForwardScratch::bytes_for(const LlamaModel& model, int64_t max_ctx, int t
 
 ForwardScratch::ForwardScratch(const LlamaModel& model, int64_t max_ctx, ThreadPool* pool,
                                int64_t max_batch, WeightCache* cache)
-    : max_batch_(max_batch),
-      bytes_(bytes_for(model, max_ctx, pool ? pool->size() : 1, max_batch)), max_ctx_(max_ctx),
-      attention_stride_(attention_floats(model.hparams(), max_ctx)),
+    : max_batch_(max_batch), bytes_(bytes_for(model, max_ctx, pool ? pool->size() : 1, max_batch)),
+      max_ctx_(max_ctx), attention_stride_(attention_floats(model.hparams(), max_ctx)),
       memory_(pool_bytes(model, max_ctx, pool ? pool->size() : 1, max_batch)),
       xb_(memory_.take<float>(size_t(max_batch * model.hparams().n_embd))),
       q_(memory_.take<float>(
@@ -158,8 +157,7 @@ ForwardScratch::ForwardScratch(const LlamaModel& model, int64_t max_ctx, ThreadP
       gate_(memory_.take<float>(size_t(max_batch * model.hparams().n_ff))),
       up_(memory_.take<float>(size_t(max_batch * model.hparams().n_ff))),
       rope_cache_(memory_.take<float>(size_t(max_batch * model.hparams().n_rot))),
-      input_(max_input(model), max_batch),
-      pool_(pool), cache_(cache) {}
+      input_(max_input(model), max_batch), pool_(pool), cache_(cache) {}
 
 void embed_token(const LlamaModel& model, int32_t token, float* x) {
     const int64_t n_vocab = model.hparams().n_vocab;

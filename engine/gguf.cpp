@@ -357,7 +357,8 @@ namespace {
 // Reads n bytes at `offset` of fd into dst, whole, or throws Error.
 void pread_all(int fd, uint8_t* dst, uint64_t n, uint64_t offset, const std::string& name) {
     while (n > 0) {
-        const ssize_t got = ::pread(fd, dst, size_t(std::min<uint64_t>(n, 1u << 30)), off_t(offset));
+        const ssize_t got =
+            ::pread(fd, dst, size_t(std::min<uint64_t>(n, 1u << 30)), off_t(offset));
         if (got < 0 && errno == EINTR) continue;
         if (got <= 0) {
             throw Error(name + ": cannot read at offset " + std::to_string(offset) + ": " +
@@ -373,8 +374,8 @@ void pread_all(int fd, uint8_t* dst, uint64_t n, uint64_t offset, const std::str
 
 void GgufFile::read_into_memory() {
     if (!mapping_ || in_memory_) return;
-    void* copy = ::mmap(nullptr, size_t(size_), PROT_READ | PROT_WRITE,
-                        MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    void* copy =
+        ::mmap(nullptr, size_t(size_), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (copy == MAP_FAILED)
         throw Error(name_ + ": cannot allocate " + std::to_string(size_ >> 20) +
                     " MiB to read the file into memory: " + std::strerror(errno));
@@ -386,8 +387,8 @@ void GgufFile::read_into_memory() {
     }
     ::mprotect(copy, size_t(size_), PROT_READ);
     // The copy takes the mapping's place: same addresses, so the parsed views stay valid.
-    void* moved = ::mremap(copy, size_t(size_), size_t(size_), MREMAP_MAYMOVE | MREMAP_FIXED,
-                           mapping_);
+    void* moved =
+        ::mremap(copy, size_t(size_), size_t(size_), MREMAP_MAYMOVE | MREMAP_FIXED, mapping_);
     if (moved == MAP_FAILED) {
         const int err = errno;
         ::munmap(copy, size_t(size_));

@@ -29,7 +29,8 @@ uint64_t head_bytes_for(int64_t head_dim, TensorType type) {
 uint64_t KvCache::bytes_for(int64_t n_layer, int64_t n_ctx, int64_t n_head_kv, int64_t head_dim,
                             TensorType type) {
     uint64_t bytes = head_bytes_for(head_dim, type);
-    for (const uint64_t factor : {uint64_t(2), uint64_t(n_layer), uint64_t(n_ctx), uint64_t(n_head_kv)})
+    for (const uint64_t factor :
+         {uint64_t(2), uint64_t(n_layer), uint64_t(n_ctx), uint64_t(n_head_kv)})
         if (__builtin_mul_overflow(bytes, factor, &bytes)) return UINT64_MAX;
     return bytes;
 }

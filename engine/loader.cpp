@@ -48,16 +48,22 @@ std::optional<uint64_t> parse_size(const std::string& text) {
     std::string suffix = text.substr(used);
     for (const char* unit : {"iB", "B"})
         if (suffix.size() > 1 && suffix.size() >= std::string(unit).size() &&
-            suffix.compare(suffix.size() - std::string(unit).size(), std::string::npos, unit) == 0) {
+            suffix.compare(suffix.size() - std::string(unit).size(), std::string::npos, unit) ==
+                0) {
             suffix.resize(suffix.size() - std::string(unit).size());
             break;
         }
     int shift = 0;
-    if (suffix == "K" || suffix == "k") shift = 10;
-    else if (suffix == "M") shift = 20;
-    else if (suffix == "G") shift = 30;
-    else if (suffix == "T") shift = 40;
-    else if (!suffix.empty()) return std::nullopt;
+    if (suffix == "K" || suffix == "k")
+        shift = 10;
+    else if (suffix == "M")
+        shift = 20;
+    else if (suffix == "G")
+        shift = 30;
+    else if (suffix == "T")
+        shift = 40;
+    else if (!suffix.empty())
+        return std::nullopt;
     if (value > (UINT64_MAX >> shift)) return std::nullopt;
     return uint64_t(value) << shift;
 }
@@ -166,9 +172,8 @@ MemoryRequest fit_memory(const LlamaModel& model, MemoryRequest request, const M
     if (request.cache_budget > 0 && base <= limit.bytes) {
         const uint64_t budget = (limit.bytes - base) / kMiB * kMiB;
         if (note) {
-            *note = "weight cache shrunk from " + mib(request.cache_budget) + " to " +
-                    mib(budget) + " to fit in the " + mib(limit.bytes) + " available (" +
-                    limit.source + ")";
+            *note = "weight cache shrunk from " + mib(request.cache_budget) + " to " + mib(budget) +
+                    " to fit in the " + mib(limit.bytes) + " available (" + limit.source + ")";
         }
         request.cache_budget = budget;
         return request;
@@ -183,8 +188,10 @@ MemoryRequest fit_memory(const LlamaModel& model, MemoryRequest request, const M
             const int64_t mid = lo + (hi - lo + 1) / 2;
             MemoryRequest r = request;
             r.n_ctx = mid;
-            if (without_cache(r) <= limit.bytes) lo = mid;
-            else hi = mid - 1;
+            if (without_cache(r) <= limit.bytes)
+                lo = mid;
+            else
+                hi = mid - 1;
         }
         if (lo >= 256) lo = lo / 256 * 256;
         if (lo > 0) fits.push_back(std::string(names.context) + " " + std::to_string(lo));
@@ -210,9 +217,8 @@ MemoryRequest fit_memory(const LlamaModel& model, MemoryRequest request, const M
     std::ostringstream out;
     out << model.gguf().name() << " needs about " << mib(plan.total()) << " (weights "
         << mib(plan.file) << ", weight cache " << mib(plan.cache) << ", KV cache " << mib(plan.kv)
-        << " for " << request.sessions << " x " << n_ctx << " tokens, scratch "
-        << mib(plan.scratch) << ") but " << mib(limit.bytes) << " is available (" << limit.source
-        << "); ";
+        << " for " << request.sessions << " x " << n_ctx << " tokens, scratch " << mib(plan.scratch)
+        << ") but " << mib(limit.bytes) << " is available (" << limit.source << "); ";
     if (fits.empty()) {
         MemoryRequest least = request;
         least.n_ctx = 1;
@@ -250,7 +256,8 @@ LoadedModel load_model(const std::string& path, const LoadOptions& options) {
     if (out.memory.threads <= 0)
         out.memory.threads = default_thread_count(out.model->weight_bytes_per_token());
     out.limit = options.limit ? options.limit : available_memory();
-    if (out.limit) out.memory = fit_memory(*out.model, out.memory, *out.limit, options.names, &out.note);
+    if (out.limit)
+        out.memory = fit_memory(*out.model, out.memory, *out.limit, options.names, &out.note);
     out.plan = plan_memory(*out.model, out.memory);
     if (!options.mmap) file->read_into_memory();
     if (out.memory.cache_budget > 0) {
@@ -297,9 +304,9 @@ MemoryUsage memory_usage(const LlamaModel& model, const WeightCache* cache, uint
 }
 
 std::string describe(const MemoryUsage& u) {
-    return "file " + mib(u.file_resident) + ", weight cache " + mib(u.cache) + ", KV " +
-           mib(u.kv) + ", scratch " + mib(u.scratch) + "; RSS " + mib(u.rss) + " (peak " +
-           mib(u.peak_rss) + ")";
+    return "file " + mib(u.file_resident) + ", weight cache " + mib(u.cache) + ", KV " + mib(u.kv) +
+           ", scratch " + mib(u.scratch) + "; RSS " + mib(u.rss) + " (peak " + mib(u.peak_rss) +
+           ")";
 }
 
 std::string describe_bytes(uint64_t bytes) {

@@ -19,8 +19,8 @@ namespace woolly {
 
 // What a front-end will run the model with.
 struct MemoryRequest {
-    int64_t n_ctx = 0;     // tokens per session; 0: the model's training context
-    int64_t sessions = 1;  // KV caches (woollyd: engine.max_sessions)
+    int64_t n_ctx = 0;    // tokens per session; 0: the model's training context
+    int64_t sessions = 1; // KV caches (woollyd: engine.max_sessions)
     TensorType kv_type = TensorType::F16;
     uint64_t cache_budget = kDefaultWeightCacheMiB << 20; // bytes; 0: no weight cache
     int64_t max_batch = kDefaultPromptBatch;

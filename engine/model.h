@@ -80,7 +80,8 @@ public:
     // (batched: a prompt multiplies them by many tokens), then the output (one token's logits).
     template <typename F> void for_each_matrix(F&& f) const {
         for (const LlamaLayer& l : layers)
-            for (const WeightMatrix* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down})
+            for (const WeightMatrix* w :
+                 {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down})
                 f(*w, true);
         f(output, false);
     }

@@ -115,7 +115,8 @@ void WeightCache::warm(const LlamaModel& model, ThreadPool* pool,
 
 void WeightCache::lock_in_ram() {
     std::lock_guard<std::mutex> lock(mutex_);
-    for (const Entry& entry : lru_) woolly::lock_in_ram(entry.data, entry.bytes, "the weight cache");
+    for (const Entry& entry : lru_)
+        woolly::lock_in_ram(entry.data, entry.bytes, "the weight cache");
     locked_ = true;
 }
 

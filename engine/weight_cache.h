@@ -30,7 +30,7 @@ struct WeightCacheStats {
     uint64_t bytes = 0;     // held now
     uint64_t budget = 0;
     uint64_t entries = 0;
-    uint64_t released = 0;  // bytes of file pages given back because a cached form serves them
+    uint64_t released = 0; // bytes of file pages given back because a cached form serves them
 };
 
 class WeightCache {
@@ -77,11 +77,11 @@ public:
 
 private:
     struct Entry {
-        const uint8_t* key;    // the matrix's bytes in the file
-        uint64_t file_bytes;   // bytes of the rows the form holds (whole groups of 16)
-        uint64_t bytes;        // of the form
-        uint8_t* data;         // the form, in arena_
-        bool released;         // the file pages were given back
+        const uint8_t* key;  // the matrix's bytes in the file
+        uint64_t file_bytes; // bytes of the rows the form holds (whole groups of 16)
+        uint64_t bytes;      // of the form
+        uint8_t* data;       // the form, in arena_
+        bool released;       // the file pages were given back
     };
     void evict_lru();
     void free_form(Entry& entry);

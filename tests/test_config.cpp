@@ -48,7 +48,8 @@ TEST_CASE("engine.mmap and engine.mlock take true or false") {
     CHECK(c.engine.mlock);
     CHECK(error_of("engine:\n  mlock: 1\n") ==
           "w.yaml:2: key 'engine.mlock': expected true or false, got '1'");
-    CHECK(error_of("engine:\n  mmap: [true]\n") == "w.yaml:2: key 'engine.mmap': expected true or false");
+    CHECK(error_of("engine:\n  mmap: [true]\n") ==
+          "w.yaml:2: key 'engine.mmap': expected true or false");
 }
 
 TEST_CASE("the shipped config/woolly.yaml parses to the defaults, and print-config reads back") {

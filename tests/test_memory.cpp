@@ -42,8 +42,8 @@ std::vector<std::vector<float>> greedy_logits(const LlamaModel& model, WeightCac
     for (int i = 0; i < steps; ++i) {
         const float* logits = context.decode(token);
         out.emplace_back(logits, logits + model.hparams().n_vocab);
-        token = int32_t(std::max_element(out.back().begin(), out.back().end()) -
-                        out.back().begin());
+        token =
+            int32_t(std::max_element(out.back().begin(), out.back().end()) - out.back().begin());
     }
     return out;
 }
@@ -135,8 +135,8 @@ TEST_CASE("the memory plan bounds what the process holds, part by part") {
     const MemoryUsage usage = memory_usage(*loaded.model, loaded.cache.get(), context.kv_bytes(),
                                            context.scratch_bytes());
     const LlamaHyperParams& hp = loaded.model->hparams();
-    CHECK(loaded.plan.kv == KvCache::bytes_for(hp.n_layer, 64, hp.n_head_kv, hp.head_dim,
-                                               TensorType::F16));
+    CHECK(loaded.plan.kv ==
+          KvCache::bytes_for(hp.n_layer, 64, hp.n_head_kv, hp.head_dim, TensorType::F16));
     CHECK(usage.kv == loaded.plan.kv);
     CHECK(usage.scratch == loaded.plan.scratch);
     CHECK(usage.cache <= loaded.plan.cache);
@@ -214,7 +214,8 @@ TEST_CASE("a model that does not fit is refused before loading, saying what woul
     }
     SUBCASE("nothing fits: the weights alone are too large") {
         CHECK_THROWS_WITH_AS(fit_memory(*model, request, {1 << 20, "test"}, names, nullptr),
-                             doctest::Contains("nothing fits: one session of one token needs"), Error);
+                             doctest::Contains("nothing fits: one session of one token needs"),
+                             Error);
     }
 }
 
@@ -237,8 +238,10 @@ TEST_CASE("available memory: MemAvailable, the cgroup, and WOOLLY_MEMORY_LIMIT")
         CHECK_THROWS_WITH_AS(available_memory(), doctest::Contains("WOOLLY_MEMORY_LIMIT is"),
                              Error);
     }
-    if (before) ::setenv("WOOLLY_MEMORY_LIMIT", saved.c_str(), 1);
-    else ::unsetenv("WOOLLY_MEMORY_LIMIT");
+    if (before)
+        ::setenv("WOOLLY_MEMORY_LIMIT", saved.c_str(), 1);
+    else
+        ::unsetenv("WOOLLY_MEMORY_LIMIT");
 }
 
 TEST_CASE("available memory from the files: MemAvailable and memory.max up the cgroup tree") {

@@ -158,8 +158,8 @@ int run_command(int argc, char** argv) {
                  generation.generation_ms() > 0 ? n_gen * 1000.0 / generation.generation_ms() : 0.0,
                  finish_reason_name(generation.finish_reason()), (unsigned long long)s.seed);
     if (verbose) {
-        const MemoryUsage usage = memory_usage(model, loaded.cache.get(), context.kv_bytes(),
-                                               context.scratch_bytes());
+        const MemoryUsage usage =
+            memory_usage(model, loaded.cache.get(), context.kv_bytes(), context.scratch_bytes());
         std::fprintf(stderr, "woolly run: memory: %s\n", describe(usage).c_str());
     }
     return 0;

@@ -7,8 +7,8 @@
 #include <string>
 
 #include "cli_args.h"
-#include "config/bundled_model.h"
 #include "commands.h"
+#include "config/bundled_model.h"
 #include "engine/vocab.h"
 
 namespace woolly::cli {
