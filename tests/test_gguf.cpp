@@ -208,7 +208,7 @@ TEST_CASE("a non-default alignment places tensor data on it") {
 TEST_CASE("opening a missing or empty file names it") {
     CHECK_THROWS_WITH_AS(GgufFile::open("/nonexistent/model.gguf"),
                          doctest::Contains("/nonexistent/model.gguf: cannot open"), Error);
-    const std::string empty = std::filesystem::temp_directory_path() / "woolly-empty.gguf";
+    const std::string empty = test::temp_path("empty.gguf");
     { std::ofstream(empty).flush(); }
     CHECK_THROWS_WITH_AS(GgufFile::open(empty), doctest::Contains("expected a GGUF header"), Error);
     std::filesystem::remove(empty);

@@ -19,18 +19,21 @@ using namespace woolly;
 
 namespace {
 
-// A stories-15m-shaped Q4_0 file (about 9 MiB: every matrix spans many pages), made once.
+// A stories-15m-shaped Q4_0 file (about 9 MiB: every matrix spans many pages), made once and
+// removed when the tests end.
 const std::string& synth_q4_0() {
-    static const std::string path = [] {
-        const std::string p =
-            (std::filesystem::temp_directory_path() / "woolly-memory-test-q4_0.gguf").string();
-        SynthOptions options;
-        options.shape = "stories-15m";
-        options.type = TensorType::Q4_0;
-        write_synthetic_model(options, p);
-        return p;
-    }();
-    return path;
+    struct File {
+        std::string path = test::temp_path("memory-test-q4_0.gguf");
+        File() {
+            SynthOptions options;
+            options.shape = "stories-15m";
+            options.type = TensorType::Q4_0;
+            write_synthetic_model(options, path);
+        }
+        ~File() { std::filesystem::remove(path); }
+    };
+    static const File file;
+    return file.path;
 }
 
 // The logits of `steps` greedy steps after token 1, one token at a time.
@@ -246,7 +249,7 @@ TEST_CASE("available memory: MemAvailable, the cgroup, and WOOLLY_MEMORY_LIMIT")
 
 TEST_CASE("available memory from the files: MemAvailable and memory.max up the cgroup tree") {
     namespace fs = std::filesystem;
-    const fs::path root = fs::temp_directory_path() / "woolly-memory-test-fs";
+    const fs::path root = test::temp_path("memory-test-fs");
     fs::remove_all(root);
     fs::create_directories(root / "proc/self");
     fs::create_directories(root / "cgroup/test.slice/woolly.service");
@@ -288,8 +291,7 @@ TEST_CASE("load_model refuses a model that does not fit, before building anythin
 }
 
 TEST_CASE("a refusal suggests a q8_0 KV cache where the heads are whole Q8_0 blocks") {
-    const std::string path =
-        (std::filesystem::temp_directory_path() / "woolly-memory-test-tiny-k.gguf").string();
+    const std::string path = test::temp_path("memory-test-tiny-k.gguf");
     SynthOptions options;
     options.shape = "test-tiny-k"; // head_dim 64
     options.type = TensorType::Q8_0;

@@ -3,6 +3,8 @@
 
 #include <doctest/doctest.h>
 
+#include <unistd.h>
+
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -24,6 +26,15 @@ inline std::string shared_file(const std::string& relative) {
 
 inline std::string bundled_model() {
     return std::string(WOOLLY_SOURCE_DIR) + "/models/stories260K.gguf";
+}
+
+// A path in the temporary directory that no other test process uses: the suite runs the same
+// binary several times at once (once per kernel level), and a file one process rewrites while
+// another has it mapped ends the other with SIGBUS.
+inline std::string temp_path(const std::string& name) {
+    return (std::filesystem::temp_directory_path() /
+            ("woolly-" + std::to_string(::getpid()) + "-" + name))
+        .string();
 }
 
 inline std::vector<uint8_t> read_bytes(const std::string& path) {

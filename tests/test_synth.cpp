@@ -15,12 +15,11 @@
 using namespace woolly;
 
 TEST_CASE("synthetic models of every type load, tokenize and decode") {
-    const auto dir = std::filesystem::temp_directory_path();
     for (TensorType type :
          {TensorType::F32, TensorType::F16, TensorType::BF16, TensorType::Q8_0, TensorType::Q4_0}) {
         INFO(type_traits(type).name);
         const std::string path =
-            (dir / ("woolly-synth-test-" + std::string(type_traits(type).name) + ".gguf")).string();
+            test::temp_path("synth-test-" + std::string(type_traits(type).name) + ".gguf");
         SynthOptions options;
         options.shape = "test-tiny";
         options.type = type;
@@ -51,7 +50,7 @@ TEST_CASE("synthetic models of every type load, tokenize and decode") {
     }
     // Q4_K_M: llama.cpp's mix on a shape whose rows are whole k-quant blocks.
     {
-        const std::string path = (dir / "woolly-synth-test-Q4_K_M.gguf").string();
+        const std::string path = test::temp_path("synth-test-Q4_K_M.gguf");
         SynthOptions options;
         options.shape = "test-tiny-k";
         options.type = TensorType::Q4_K;
@@ -71,7 +70,7 @@ TEST_CASE("synthetic models of every type load, tokenize and decode") {
     }
     SynthOptions bad;
     bad.shape = "llama-900b";
-    CHECK_THROWS_WITH_AS(write_synthetic_model(bad, (dir / "x.gguf").string()),
+    CHECK_THROWS_WITH_AS(write_synthetic_model(bad, test::temp_path("x.gguf")),
                          doctest::Contains("unknown shape 'llama-900b'"), Error);
 }
 
