@@ -153,6 +153,7 @@ public:
         start_loading(system_, self_, config);
         std::shared_ptr<Runtime> runtime;
         std::string failure;
+        bool stop_requested = false; // a load cannot be interrupted: it stops once done
         while (!runtime && failure.empty()) {
             self_->receive(
                 [&](progress_atom, double fraction) {
@@ -161,7 +162,19 @@ public:
                 },
                 [&](loaded_atom, std::shared_ptr<Runtime>& r) { runtime = std::move(r); },
                 [&](failed_atom, std::string& why) { failure = std::move(why); },
-                [&](signal_atom, int) { /* handled once serving: a drain of nothing */ });
+                [&](signal_atom, int sig) {
+                    if (sig == SIGTERM || sig == SIGINT) {
+                        log::info("stopping once the model is loaded (a load is not interrupted)");
+                        daemon::notify("STOPPING=1\nSTATUS=stopping: the model is still loading");
+                        stop_requested = true;
+                    } else {
+                        log::info("signal ignored while loading");
+                    }
+                });
+        }
+        if (stop_requested) {
+            log::info("stopped");
+            return 0;
         }
         if (!runtime) {
             log::error("cannot load the model: " + failure);
