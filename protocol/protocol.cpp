@@ -132,11 +132,27 @@ std::variant<Request, RequestError> decode_request(std::string_view frame,
                                                      std::to_string(limits.max_request_bytes)};
     }
     json object;
+    // nlohmann keeps the last of two equal keys; a request that says a field twice is refused
+    // instead, so that no two readers of it can disagree on what it asked.
+    std::vector<std::set<std::string>> keys; // of each object being parsed, innermost last
+    std::string duplicate;
+    auto check_keys = [&](int, json::parse_event_t event, json& parsed) {
+        if (event == json::parse_event_t::object_start) {
+            keys.emplace_back();
+        } else if (event == json::parse_event_t::object_end) {
+            keys.pop_back();
+        } else if (event == json::parse_event_t::key && !keys.empty() &&
+                   !keys.back().insert(parsed.get<std::string>()).second && duplicate.empty()) {
+            duplicate = parsed.get<std::string>();
+        }
+        return true;
+    };
     try {
-        object = json::parse(frame);
+        object = json::parse(frame, check_keys);
     } catch (const json::parse_error& e) {
         return bad(std::string("request is not valid JSON (") + e.what() + ")");
     }
+    if (!duplicate.empty()) return bad("field '" + duplicate + "' appears more than once");
     if (!object.is_object()) return bad("request must be a JSON object");
     Fields f{object, std::nullopt};
     const auto op = f.string("op");

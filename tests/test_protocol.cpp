@@ -55,6 +55,13 @@ TEST_CASE("every malformed request names its problem with the right code") {
     CHECK(code_of(R"({"op":"generate","prompt":"hi","id":""})") == "bad_request");
     CHECK(code_of(R"({"op":"generate","prompt":"hi","colour":"red"})") == "bad_request");
     CHECK(code_of(R"({"op":"cancel"})") == "bad_request");
+    // A field said twice: refused, not the last one winning.
+    CHECK(code_of(R"({"op":"status","op":"status"})") == "bad_request");
+    const auto twice =
+        decode_request(R"({"op":"generate","prompt":"hi","max_tokens":1,"max_tokens":900})", {});
+    REQUIRE(std::holds_alternative<RequestError>(twice));
+    CHECK(std::get<RequestError>(twice).code == ErrorCode::BadRequest);
+    CHECK(std::get<RequestError>(twice).message == "field 'max_tokens' appears more than once");
     CHECK(code_of(R"({"op":"replay","id":"a","from_seq":-1})") == "bad_request");
     DecodeLimits small;
     small.max_request_bytes = 64;
