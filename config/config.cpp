@@ -135,7 +135,9 @@ Schema schema_for(DaemonConfig& c) {
         {"replay.max_messages", {&c.replay.max_messages, 1, 1 << 24}},
         {"replay.keep_seconds", {&c.replay.keep_seconds, 0, 86400 * 7}},
     };
-    s.bools = {{"engine.mmap", &c.engine.mmap}, {"engine.mlock", &c.engine.mlock}};
+    s.bools = {{"engine.mmap", &c.engine.mmap},
+               {"engine.mlock", &c.engine.mlock},
+               {"security.allow_plaintext", &c.security.allow_plaintext}};
     s.reals = {{"sampling.temperature", {&c.sampling.temperature, 0.0, 100.0}},
                {"sampling.top_p", {&c.sampling.top_p, 0.0, 1.0}},
                {"sampling.min_p", {&c.sampling.min_p, 0.0, 1.0}},
@@ -177,6 +179,14 @@ std::string endpoint_problem(std::string_view e) {
     return "";
 }
 
+bool leaves_machine(std::string_view e) {
+    if (e.substr(0, 6) != "tcp://") return false;
+    std::string_view host = e.substr(6, e.rfind(':') - 6);
+    if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
+        host = host.substr(1, host.size() - 2);
+    return !(host.substr(0, 4) == "127." || host == "localhost" || host == "::1");
+}
+
 void validate(const DaemonConfig& c, const std::string& name) {
     for (const auto& [key, value] :
          {std::pair{"requests", c.requests}, std::pair{"tokens", c.tokens}}) {
@@ -186,6 +196,14 @@ void validate(const DaemonConfig& c, const std::string& name) {
     }
     if (c.requests == c.tokens)
         throw ConfigError(name + ": keys 'requests' and 'tokens' name the same endpoint");
+    for (const auto& [key, value] :
+         {std::pair{"requests", c.requests}, std::pair{"tokens", c.tokens}}) {
+        if (leaves_machine(value) && !c.security.allow_plaintext)
+            throw ConfigError(name + ": key '" + key + "': " + value +
+                              " is reachable from other machines, and woollyd has no client "
+                              "authentication yet: bind a loopback or ipc:// endpoint, or set "
+                              "security.allow_plaintext: true to serve anyone who connects");
+    }
     if (c.limits.default_max_tokens > c.limits.max_tokens)
         throw ConfigError(name + ": key 'limits.default_max_tokens' exceeds 'limits.max_tokens'");
 }
@@ -293,6 +311,9 @@ std::string to_yaml(const DaemonConfig& c) {
     out << YAML::Key << "repeat_last_n" << YAML::Value << c.sampling.repeat_last_n << YAML::EndMap;
     out << YAML::Key << "publisher" << YAML::Value << YAML::BeginMap;
     out << YAML::Key << "high_water_mark" << YAML::Value << c.publisher.high_water_mark
+        << YAML::EndMap;
+    out << YAML::Key << "security" << YAML::Value << YAML::BeginMap;
+    out << YAML::Key << "allow_plaintext" << YAML::Value << c.security.allow_plaintext
         << YAML::EndMap;
     out << YAML::Key << "replay" << YAML::Value << YAML::BeginMap;
     out << YAML::Key << "max_messages" << YAML::Value << c.replay.max_messages;

@@ -51,6 +51,11 @@ struct DaemonConfig {
         int64_t high_water_mark = 100000; // messages queued per subscriber before PUB drops
     } publisher;
     struct {
+        // A tcp:// endpoint on an address other than loopback is refused unless this says the
+        // operator means to serve unauthenticated clients over the network.
+        bool allow_plaintext = false;
+    } security;
+    struct {
         int64_t max_messages = 4096; // per stream, the most recent kept for replay
         int64_t keep_seconds = 300;  // how long a finished stream stays replayable
     } replay;
@@ -63,6 +68,9 @@ DaemonConfig load_config_file(const std::string& path);
 std::string to_yaml(const DaemonConfig& config);
 // Empty when `endpoint` is a usable tcp://HOST:PORT, ipc://PATH or inproc://NAME; else why not.
 std::string endpoint_problem(std::string_view endpoint);
+// Whether a (usable) endpoint reaches beyond this machine: tcp:// on any host but 127.0.0.0/8,
+// localhost and ::1 (a wildcard or an interface name included).
+bool leaves_machine(std::string_view endpoint);
 // Checks ranges and endpoints of a config built from flags; throws ConfigError.
 void validate(const DaemonConfig& config, const std::string& name);
 

@@ -52,6 +52,24 @@ TEST_CASE("engine.mmap and engine.mlock take true or false") {
           "w.yaml:2: key 'engine.mmap': expected true or false");
 }
 
+TEST_CASE("an endpoint reachable from other machines needs security.allow_plaintext") {
+    CHECK(!leaves_machine("tcp://127.0.0.1:5555"));
+    CHECK(!leaves_machine("tcp://127.3.2.1:5555"));
+    CHECK(!leaves_machine("tcp://localhost:5555"));
+    CHECK(!leaves_machine("tcp://[::1]:5555"));
+    CHECK(!leaves_machine("ipc:///run/woolly/req"));
+    CHECK(leaves_machine("tcp://*:5555"));
+    CHECK(leaves_machine("tcp://0.0.0.0:5555"));
+    CHECK(leaves_machine("tcp://192.168.1.5:5555"));
+    CHECK(leaves_machine("tcp://eth0:5555"));
+    CHECK(leaves_machine("tcp://[::]:5555"));
+    CHECK(error_of("tokens: tcp://0.0.0.0:5556\n").find(
+              "w.yaml: key 'tokens': tcp://0.0.0.0:5556 is reachable from other machines") == 0);
+    const DaemonConfig open =
+        parse_config("tokens: tcp://*:5556\nsecurity:\n  allow_plaintext: true\n", "w.yaml");
+    CHECK(open.security.allow_plaintext);
+}
+
 TEST_CASE("the shipped config/woolly.yaml parses to the defaults, and print-config reads back") {
     const DaemonConfig shipped =
         load_config_file(std::string(WOOLLY_SOURCE_DIR) + "/config/woolly.yaml");
@@ -61,6 +79,7 @@ TEST_CASE("the shipped config/woolly.yaml parses to the defaults, and print-conf
     changed.engine.layer_executors = 3;
     changed.tokens = "ipc:///tmp/t";
     changed.engine.mlock = true;
+    changed.security.allow_plaintext = true;
     changed.engine.mmap = false;
     CHECK(to_yaml(parse_config(to_yaml(changed), "printed")) == to_yaml(changed));
 }
@@ -68,7 +87,8 @@ TEST_CASE("the shipped config/woolly.yaml parses to the defaults, and print-conf
 TEST_CASE("bad configs are refused with the file, line, key and expectation") {
     CHECK(error_of("threads: 1\nengin:\n  x: 1\n") ==
           "w.yaml:2: unknown key 'engin' (expected one of: log_level, model, requests, tokens, "
-          "shutdown_grace_seconds, threads, engine, limits, publisher, replay, sampling)");
+          "shutdown_grace_seconds, threads, engine, limits, publisher, replay, sampling, "
+          "security)");
     CHECK(error_of("engine:\n  layer_executors: two\n") ==
           "w.yaml:2: key 'engine.layer_executors': expected an integer, got 'two'");
     CHECK(error_of("engine:\n  colour: 1\n").find("w.yaml:2: unknown key 'engine.colour'") == 0);

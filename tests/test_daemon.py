@@ -332,6 +332,8 @@ def standalone_tests():
     assert out.returncode == 2 and "bad.yaml:2: key 'engine.max_sessions'" in out.stderr, out.stderr
     out = subprocess.run([WOOLLYD, "--requests", "carrier-pigeon://x"], capture_output=True, text=True, timeout=20)
     assert out.returncode == 2 and "bad endpoint" in out.stderr, out.stderr
+    out = subprocess.run([WOOLLYD, "--tokens", "tcp://0.0.0.0:5556"], capture_output=True, text=True, timeout=20)
+    assert out.returncode == 2 and "security.allow_plaintext" in out.stderr, out.stderr
     out = subprocess.run([WOOLLYD, "--threads", "3", "--print-config"], capture_output=True, text=True, timeout=20)
     assert out.returncode == 0 and "threads: 3" in out.stdout and "queue_depth: 8" in out.stdout, out.stdout
     out = subprocess.run([WOOLLYD, "--model", "/nonexistent.gguf", "--requests", f"ipc://{TMP}/m-req",
