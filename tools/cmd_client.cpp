@@ -35,7 +35,13 @@ public:
     }
 
     json call(const json& request) {
-        socket_->send(zmq::buffer(request.dump()), zmq::send_flags::none);
+        // A REQ socket with no peer (the daemon gone) would wait in send: sndtimeo bounds it
+        // like the reply.
+        if (!socket_->send(zmq::buffer(request.dump()), zmq::send_flags::none)) {
+            connect();
+            throw Error("could not reach " + endpoint_ + " within " +
+                        std::to_string(int(timeout_s_)) + " s (is woollyd running there?)");
+        }
         zmq::pollitem_t items[] = {{socket_->handle(), 0, ZMQ_POLLIN, 0}};
         zmq::poll(items, 1, std::chrono::milliseconds(int64_t(timeout_s_ * 1000)));
         if (!(items[0].revents & ZMQ_POLLIN)) {
@@ -56,6 +62,7 @@ private:
     void connect() {
         socket_ = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::req);
         socket_->set(zmq::sockopt::linger, 0);
+        socket_->set(zmq::sockopt::sndtimeo, int(timeout_s_ * 1000));
         socket_->connect(endpoint_);
     }
     zmq::context_t& ctx_;

@@ -32,11 +32,18 @@ class Client:
     def _connect(self):
         self.req = self.ctx.socket(zmq.REQ)
         self.req.setsockopt(zmq.LINGER, 0)
+        # A REQ socket with no peer (the daemon gone) blocks in send: bound that too.
+        self.req.setsockopt(zmq.SNDTIMEO, self.timeout_ms)
         self.req.connect(self.requests_endpoint)
 
     def call(self, request):
         """Sends one request; returns the reply object (ok or not)."""
-        self.req.send(json.dumps(request).encode())
+        try:
+            self.req.send(json.dumps(request).encode())
+        except zmq.Again:
+            self.req.close()
+            self._connect()
+            raise TimeoutError(f"could not send to {self.requests_endpoint}")
         if not self.req.poll(self.timeout_ms):
             self.req.close()
             self._connect()
