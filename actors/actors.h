@@ -90,8 +90,6 @@ public:
     // A pipeline that said drained_atom(tag): its actors stop (unless it is the current one).
     void retire(uint64_t tag);
     uint64_t current_tag() const { return pipelines_.back().tag; }
-    size_t pipelines() const { return pipelines_.size(); }
-    const Runtime& runtime() const { return *pipelines_.back().runtime; }
     // Test hook: the current scheduler wedges.
     void stall();
     // Stops every actor and closes the sockets.
