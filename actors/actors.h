@@ -47,9 +47,10 @@ caf::behavior executor_actor(caf::event_based_actor* self, std::shared_ptr<Runti
 // sends a running stream's next step to the first executor; tells the scheduler when it ends.
 caf::behavior sampler_actor(caf::event_based_actor* self, std::shared_ptr<Runtime> runtime,
                             caf::actor publisher, caf::actor scheduler);
-// publisher: owns the PUB socket and the replay buffers.
-void publisher_actor(caf::blocking_actor* self, std::shared_ptr<zmq::socket_t> socket,
-                     std::shared_ptr<const LiveConfig> live);
+// publisher: owns the PUB socket (bound, from `context`) and the replay buffers. A reload that
+// changes the high-water mark replaces the socket with one made from `context`.
+void publisher_actor(caf::blocking_actor* self, zmq::context_t* context,
+                     std::shared_ptr<zmq::socket_t> socket, std::shared_ptr<const LiveConfig> live);
 // scheduler: admission, the queue, starting sessions as slots free up, cancel, status, shutdown.
 caf::behavior scheduler_actor(caf::event_based_actor* self, std::shared_ptr<Runtime> runtime,
                               std::shared_ptr<const LiveConfig> live);

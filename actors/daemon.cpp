@@ -45,7 +45,7 @@ Service::Service(caf::actor_system& system, zmq::context_t& zmq_context,
     ingress_wake_ = std::make_unique<zmq::socket_t>(zmq_context, zmq::socket_type::push);
     ingress_wake_->set(zmq::sockopt::linger, 0);
     ingress_wake_->connect(wake_endpoint);
-    publisher_ = system.spawn<caf::detached>(publisher_actor, pub, live);
+    publisher_ = system.spawn<caf::detached>(publisher_actor, &zmq_context, pub, live);
     pipelines_.push_back(spawn_pipeline(runtime));
     ingress_ =
         system.spawn<caf::detached>(ingress_actor, router, wake, live, pipelines_.back().tokenizer,

@@ -47,12 +47,51 @@ std::string rebind(zmq::socket_t& socket, std::string& current, const std::strin
     return "";
 }
 
-void publisher_actor(caf::blocking_actor* self, std::shared_ptr<zmq::socket_t> socket,
-                     std::shared_ptr<const LiveConfig> live) {
+// A new high-water mark takes a new socket. libzmq 4.3.4 applies ZMQ_SNDHWM set after bind by
+// sending it to the peer of every pipe the socket still lists, including a pipe whose peer the
+// I/O thread has just freed (a subscriber that left), and the I/O thread crashes; set before
+// bind, it is safe. The new socket takes the endpoint (the old one lets it go first when it is
+// the same, and takes it back if the new one cannot bind); subscribers reconnect by themselves
+// and the gap in seq sends them to the replay buffer for what they missed.
+std::string reopen(zmq::context_t& context, std::shared_ptr<zmq::socket_t>& socket,
+                   std::string& current, const std::string& next, int high_water_mark) {
+    auto fresh = std::make_shared<zmq::socket_t>(context, zmq::socket_type::pub);
+    fresh->set(zmq::sockopt::sndhwm, high_water_mark);
+    const bool same = next == current;
+    try {
+        if (same) socket->unbind(current);
+    } catch (const zmq::error_t& e) {
+        return "cannot reopen " + current + ": " + e.what();
+    }
+    try {
+        fresh->bind(next);
+    } catch (const zmq::error_t& e) {
+        const std::string why = "cannot bind " + next + ": " + e.what();
+        if (!same) return why + " (still on " + current + ")";
+        try {
+            socket->bind(current);
+        } catch (const zmq::error_t& again) {
+            log::error("cannot bind " + current + " again: " + again.what() +
+                       "; no tokens endpoint until a reload binds one");
+        }
+        return why;
+    }
+    socket->set(zmq::sockopt::linger, 200); // what is queued for subscribers, briefly
+    socket->close();
+    socket = std::move(fresh);
+    log::info("tokens socket reopened on " + next + " with high-water mark " +
+              std::to_string(high_water_mark) + "; subscribers reconnect");
+    current = next;
+    return "";
+}
+
+void publisher_actor(caf::blocking_actor* self, zmq::context_t* context,
+                     std::shared_ptr<zmq::socket_t> socket, std::shared_ptr<const LiveConfig> live) {
     std::map<std::string, ReplayBuffer> streams;
     size_t max_messages = size_t(live->config.replay.max_messages);
     auto keep = std::chrono::seconds(live->config.replay.keep_seconds);
     std::string endpoint = live->config.tokens;
+    int high_water_mark = int(live->config.publisher.high_water_mark);
     bool running = true;
     auto expire = [&] {
         const auto now = Clock::now();
@@ -100,12 +139,16 @@ void publisher_actor(caf::blocking_actor* self, std::shared_ptr<zmq::socket_t> s
                                         {"first_available_seq", b.first_seq},
                                         {"finished", b.done}});
         },
-        // A reloaded config: replay settings for what comes next, the high-water mark for
-        // subscribers that connect from now on, and the endpoint.
+        // A reloaded config: replay settings for what comes next, the endpoint, and a new
+        // high-water mark (a new socket, see reopen).
         [&](reconfig_atom, std::shared_ptr<const LiveConfig> next) -> std::string {
             const config::DaemonConfig& c = next->config;
-            if (std::string why = rebind(*socket, endpoint, c.tokens); !why.empty()) return why;
-            socket->set(zmq::sockopt::sndhwm, int(c.publisher.high_water_mark));
+            const int hwm = int(c.publisher.high_water_mark);
+            std::string why = hwm == high_water_mark
+                                  ? rebind(*socket, endpoint, c.tokens)
+                                  : reopen(*context, socket, endpoint, c.tokens, hwm);
+            if (!why.empty()) return why;
+            high_water_mark = hwm;
             max_messages = size_t(c.replay.max_messages);
             keep = std::chrono::seconds(c.replay.keep_seconds);
             return "";
@@ -176,6 +219,20 @@ void ingress_actor(caf::blocking_actor* self, std::shared_ptr<zmq::socket_t> soc
         return reply;
     };
 
+    // Whether a scheduler, the current one or one finishing a replaced model's streams, has
+    // this stream queued or running.
+    auto known = [&](const std::string& id) {
+        bool found = false;
+        std::vector<caf::actor> all = retiring;
+        all.push_back(scheduler);
+        for (const caf::actor& s : all) {
+            self->request(s, caf::infinite, known_atom::value, id)
+                .receive([&](bool k) { found = found || k; }, [](caf::error&) {});
+            if (found) break;
+        }
+        return found;
+    };
+
     auto handle = [&](std::string_view frame) -> std::string {
         auto decoded = protocol::decode_request(frame, limits);
         if (auto* error = std::get_if<protocol::RequestError>(&decoded)) {
@@ -218,7 +275,14 @@ void ingress_actor(caf::blocking_actor* self, std::shared_ptr<zmq::socket_t> soc
         if (std::holds_alternative<protocol::StatusRequest>(request))
             return ask(scheduler, status_atom::value);
         const auto& r = std::get<protocol::ReplayRequest>(request);
-        return ask(publisher, replay_atom::value, r.id, r.from_seq);
+        std::string reply = ask(publisher, replay_atom::value, r.id, r.from_seq);
+        // The publisher knows a stream from its first message on; one still queued is known
+        // to its scheduler, and has nothing to replay yet.
+        if (nlohmann::json::parse(reply).value("ok", true) || !known(r.id)) return reply;
+        return protocol::encode_ok({{"id", r.id},
+                                    {"messages", nlohmann::json::array()},
+                                    {"first_available_seq", 0},
+                                    {"finished", false}});
     };
 
     // One zmq::poll over the requests and the wake-up socket, without a timeout: whoever sends

@@ -18,6 +18,7 @@ using admit_atom = caf::atom_constant<caf::atom("admit")>;
 using cancel_atom = caf::atom_constant<caf::atom("cancel")>;
 using status_atom = caf::atom_constant<caf::atom("status")>;
 using replay_atom = caf::atom_constant<caf::atom("replay")>;
+using known_atom = caf::atom_constant<caf::atom("known")>; // is this id queued or running?
 using open_atom = caf::atom_constant<caf::atom("open")>;
 using finish_atom = caf::atom_constant<caf::atom("finish")>;
 using failed_atom = caf::atom_constant<caf::atom("failed")>;

@@ -215,6 +215,7 @@ caf::behavior scheduler_actor(caf::event_based_actor* self, std::shared_ptr<Runt
             }
             st->forget(key);
         },
+        [=](known_atom, const std::string& id) -> bool { return st->by_id.count(id) != 0; },
         [=](cancel_atom, const std::string& id) -> std::string {
             auto it = st->by_id.find(id);
             // A stream already told to end (cancelled before, or shutting down) is as good as

@@ -8,6 +8,7 @@ usage: test_service.py WOOLLYD WOOLLY SOURCE_DIR
 """
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -210,6 +211,32 @@ def test_notify_sequence_and_reloads():
         assert event in log, (event, log)
 
 
+def test_reload_with_a_new_high_water_mark():
+    # A new publisher.high_water_mark reopens the tokens socket (set on a bound socket, libzmq
+    # 4.3.4 can crash). Reloads come while streams run and subscribers come and go; every
+    # stream still reaches its subscriber whole, the gap while it reconnects filled by replay.
+    config = "engine:\n  max_sessions: 1\nlimits:\n  queue_depth: 8\npublisher:\n  high_water_mark: {}\n"
+    s = Service(config.format(1000))
+    subs = queue_streams(s, 6, max_tokens=300)
+    # The last one waits behind 1500 tokens: queued, it replays as nothing yet, not not_found.
+    queued = s.client.call({"op": "replay", "id": "q5"})
+    assert queued == {"ok": True, "id": "q5", "messages": [], "first_available_seq": 0,
+                      "finished": False}, queued
+    for i, hwm in enumerate((200, 1000, 300, 1000)):
+        s.write(config.format(hwm))
+        mark = len(s.notes.messages)
+        s.signal(signal.SIGHUP)
+        s.notes.wait_for(lambda m: m.get("READY") == "1", mark, f"READY=1 after reload {i + 1}")
+        # a short stream followed to its end: a subscriber that comes and goes
+        assert list(s.client.generate("Once", max_tokens=4, temperature=0))[-1]["done"]
+    assert set(finish_reasons(s, subs).values()) <= {"length", "eos"}
+    assert status(s)["config"]["generation"] == 5
+    s.signal(signal.SIGTERM)
+    code, log = s.wait()
+    assert code == 0, log
+    assert log.count("tokens socket reopened") == 4, log
+
+
 def test_watchdog_stops_when_the_pipeline_is_wedged():
     s = Service("", watchdog_usec=400000, hooks=True)
     n = s.notes
@@ -290,6 +317,10 @@ def main():
             proc.kill()
             proc.wait()
     print(f"{passed} passed, {failed} failed")
+    if failed:
+        print(f"logs and configs kept in {TMP}")
+    else:
+        shutil.rmtree(TMP, ignore_errors=True)
     return 0 if failed == 0 else 1
 
 
