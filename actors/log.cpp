@@ -2,7 +2,7 @@
 // stream), and the line writer.
 #include "log.h"
 
-#include "engine/vocab.h"
+#include "engine/text/utf8.h"
 
 #include <sys/stat.h>
 #include <unistd.h>

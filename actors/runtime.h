@@ -13,7 +13,7 @@
 #include "engine/kv_cache.h"
 #include "engine/loader.h"
 #include "engine/model.h"
-#include "engine/vocab.h"
+#include "engine/text/vocab.h"
 #include "engine/weight_cache.h"
 
 namespace woolly::actors {

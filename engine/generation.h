@@ -10,7 +10,7 @@
 
 #include "context.h"
 #include "sampler.h"
-#include "vocab.h"
+#include "text/vocab.h"
 
 namespace woolly {
 

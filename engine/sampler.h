@@ -5,7 +5,7 @@
 #include <random>
 #include <vector>
 
-#include "vocab.h"
+#include "text/vocab.h"
 
 namespace woolly {
 

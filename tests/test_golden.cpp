@@ -7,7 +7,7 @@
 #include "engine/error.h"
 #include "engine/generation.h"
 #include "engine/model.h"
-#include "engine/vocab.h"
+#include "engine/text/vocab.h"
 #include "test_support.h"
 
 using namespace woolly;

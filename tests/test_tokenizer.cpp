@@ -1,11 +1,15 @@
-// test_tokenizer.cpp — SentencePiece tokenization against llama.cpp's own test vectors, and
+// test_tokenizer.cpp — SentencePiece and byte-level BPE tokenization against llama.cpp's test
+// vectors, special tokens, end of generation, refusals of vocabularies Woolly cannot run, and
 // whole-character streaming of pieces.
 #include <algorithm>
+#include <functional>
 #include <sstream>
 
 #include "engine/error.h"
 #include "engine/gguf.h"
-#include "engine/vocab.h"
+#include "engine/gguf_writer.h"
+#include "engine/text/tokenizer.h"
+#include "engine/text/vocab.h"
 #include "test_support.h"
 
 using namespace woolly;
@@ -48,11 +52,24 @@ void check_vocab_vectors(const std::string& name) {
 
 } // namespace
 
+// Every vocabulary in ../shared/vocab, SentencePiece and BPE: 100 % of llama.cpp's vectors.
 TEST_CASE("llama-spm tokenizer vectors pass") {
     check_vocab_vectors("llama-spm");
 }
 TEST_CASE("phi-3 tokenizer vectors pass") {
     check_vocab_vectors("phi-3");
+}
+TEST_CASE("gemma tokenizer vectors pass") {
+    check_vocab_vectors("gemma");
+}
+TEST_CASE("BPE tokenizer vectors pass: gpt-2, starcoder, deepseek-coder, llama3, qwen2") {
+    if (!BpeTokenizer::available()) {
+        MESSAGE("skipped: this build has no PCRE2");
+        return;
+    }
+    for (const char* name : {"gpt-2", "starcoder", "deepseek-coder", "llama3", "qwen2"}) {
+        SUBCASE(name) { check_vocab_vectors(name); }
+    }
 }
 
 TEST_CASE("BOS, the space prefix and control tokens on the bundled vocabulary") {
@@ -75,11 +92,97 @@ TEST_CASE("BOS, the space prefix and control tokens on the bundled vocabulary") 
     CHECK(vocab.piece(1).empty()); // control tokens print nothing
 }
 
-TEST_CASE("a non-SentencePiece vocabulary is refused with what was expected") {
-    const std::string path = test::shared_file("vocab/ggml-vocab-gpt-2.gguf");
-    WOOLLY_REQUIRE_SHARED(path);
-    auto file = GgufFile::open(path);
-    CHECK_THROWS_WITH_AS(Vocab{*file}, doctest::Contains("expected 'llama'"), Error);
+namespace {
+
+// A vocabulary-only GGUF file: tokens, and whatever `more` adds.
+std::unique_ptr<GgufFile> vocab_file(const std::string& model, const std::vector<std::string>& tokens,
+                                     const std::function<void(GgufWriter&)>& more = {}) {
+    GgufWriter w;
+    w.add_string("tokenizer.ggml.model", model);
+    w.add_string_array("tokenizer.ggml.tokens", tokens);
+    if (more) more(w);
+    const std::string path = test::temp_path("vocab.gguf");
+    w.write_file(path);
+    return GgufFile::open(path);
+}
+
+} // namespace
+
+TEST_CASE("a vocabulary Woolly cannot run is refused with what was expected") {
+    auto bert = vocab_file("bert", {"a", "b", "c"});
+    CHECK_THROWS_WITH_AS(Vocab{*bert}, doctest::Contains("is 'bert' (expected 'llama', SentencePiece, or 'gpt2'"), Error);
+    if (!BpeTokenizer::available()) return;
+    auto pre = vocab_file("gpt2", {"a", "b", "ab"}, [](GgufWriter& w) {
+        w.add_string("tokenizer.ggml.pre", "klingon");
+        w.add_string_array("tokenizer.ggml.merges", {"a b"});
+    });
+    CHECK_THROWS_WITH_AS(Vocab{*pre}, doctest::Contains("tokenizer.ggml.pre is 'klingon', a pre-tokenizer Woolly does not have (it has default, gpt-2"), Error);
+    auto no_merges = vocab_file("gpt2", {"a", "b", "ab"});
+    CHECK_THROWS_WITH_AS(Vocab{*no_merges}, doctest::Contains("missing metadata key 'tokenizer.ggml.merges'"), Error);
+    auto bad_merge = vocab_file("gpt2", {"a", "b", "ab"}, [](GgufWriter& w) {
+        w.add_string_array("tokenizer.ggml.merges", {"a b", "ab"});
+    });
+    CHECK_THROWS_WITH_AS(Vocab{*bad_merge}, doctest::Contains("tokenizer.ggml.merges[1] is 'ab' (expected two token texts"), Error);
+    auto bad_bos = vocab_file("gpt2", {"a", "b", "ab"}, [](GgufWriter& w) {
+        w.add_string_array("tokenizer.ggml.merges", {"a b"});
+        w.add_u32("tokenizer.ggml.bos_token_id", 3);
+    });
+    CHECK_THROWS_WITH_AS(Vocab{*bad_bos}, doctest::Contains("bos_token_id is 3 (expected less than the vocabulary size 3)"), Error);
+}
+
+TEST_CASE("BPE merges by rank, leftmost first on a tie, through the byte map") {
+    if (!BpeTokenizer::available()) return;
+    // "Ġ" is the space's character in GPT-2's byte map. Ranks: "b c" before "a b".
+    auto file = vocab_file("gpt2", {"a", "b", "c", "Ġ", "bc", "ab", "abc", "Ġa"}, [](GgufWriter& w) {
+        w.add_string("tokenizer.ggml.pre", "gpt-2");
+        w.add_string_array("tokenizer.ggml.merges", {"b c", "a b", "a bc", "Ġ a"});
+    });
+    Vocab vocab(*file);
+    CHECK(vocab.kind() == VocabKind::BytePairs);
+    CHECK(vocab.tokenize("abc", false) == std::vector<TokenId>{6});    // b c, then a bc
+    CHECK(vocab.tokenize("ab", false) == std::vector<TokenId>{5});     // a b
+    CHECK(vocab.tokenize("cab", false) == std::vector<TokenId>{2, 5}); // c, a b
+    CHECK(vocab.tokenize(" a", false) == std::vector<TokenId>{7});     // Ġ a: one word
+    CHECK(vocab.piece(7) == " a");
+    CHECK(vocab.tokenize("abc", true).front() == 6); // gpt-2 adds no BOS
+}
+
+TEST_CASE("BPE vocabularies: BOS rules, special tokens, end of generation, round trips") {
+    if (!BpeTokenizer::available()) return;
+    const std::string llama3_path = test::shared_file("vocab/ggml-vocab-llama3.gguf");
+    const std::string qwen2_path = test::shared_file("vocab/ggml-vocab-qwen2.gguf");
+    WOOLLY_REQUIRE_SHARED(llama3_path);
+    WOOLLY_REQUIRE_SHARED(qwen2_path);
+    auto llama3_file = GgufFile::open(llama3_path);
+    auto qwen2_file = GgufFile::open(qwen2_path);
+    Vocab llama3(*llama3_file), qwen2(*qwen2_file);
+    CHECK(llama3.pre_tokenizer() == "llama-bpe");
+    CHECK(llama3.tokenize("Hello", true).front() == 128000); // Llama 3 adds <|begin_of_text|>
+    CHECK(qwen2.tokenize("Hello", true) == qwen2.tokenize("Hello", false)); // Qwen adds nothing
+    // A control token typed by a user is text unless special parsing is asked for.
+    const TokenId im_start = qwen2.find("<|im_start|>");
+    REQUIRE(im_start >= 0);
+    const auto typed = qwen2.tokenize("<|im_start|>user", false);
+    CHECK(std::find(typed.begin(), typed.end(), im_start) == typed.end());
+    CHECK(qwen2.tokenize("<|im_start|>user", false, true).front() == im_start);
+    // End of generation: EOS and the end-of-turn tokens llama.cpp knows by their text.
+    CHECK(qwen2.is_eog(qwen2.find("<|im_end|>")));
+    CHECK(qwen2.is_eog(qwen2.find("<|endoftext|>")));
+    CHECK(llama3.is_eog(llama3.find("<|eot_id|>")));
+    CHECK(llama3.is_eog(128001));
+    CHECK_FALSE(llama3.is_eog(llama3.find("<|start_header_id|>")));
+    CHECK(llama3.piece(llama3.find("<|eot_id|>")).empty()); // control tokens print nothing
+    // Pieces undo the byte map: any text comes back byte for byte, invalid UTF-8 as U+FFFD.
+    const std::string text = "Hello, wörld!\n\t  naïve 日本語 🦙 ١٢٣ 12345 don't";
+    for (const Vocab* v : {&llama3, &qwen2}) {
+        std::string back;
+        for (TokenId t : v->tokenize(text, false)) back += v->piece(t);
+        CHECK(back == text);
+        back.clear();
+        // Each byte that begins no character is one U+FFFD, as in llama.cpp.
+        for (TokenId t : v->tokenize("a\xff" "b\xe6\x97", false)) back += v->piece(t);
+        CHECK(back == "a\xef\xbf\xbd" "b\xef\xbf\xbd\xef\xbf\xbd");
+    }
 }
 
 TEST_CASE("byte fallback round-trips characters outside the vocabulary") {

@@ -14,7 +14,7 @@
 
 #include "cli_args.h"
 #include "commands.h"
-#include "engine/vocab.h"
+#include "engine/text/vocab.h"
 #include "protocol/protocol.h"
 
 namespace woolly::cli {

@@ -11,7 +11,7 @@
 #include "engine/generation.h"
 #include "engine/model.h"
 #include "engine/thread_pool.h"
-#include "engine/vocab.h"
+#include "engine/text/vocab.h"
 
 namespace woolly::cli {
 namespace {

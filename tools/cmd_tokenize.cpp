@@ -7,7 +7,7 @@
 #include "cli_args.h"
 #include "commands.h"
 #include "engine/gguf.h"
-#include "engine/vocab.h"
+#include "engine/text/vocab.h"
 
 namespace woolly::cli {
 

@@ -9,7 +9,7 @@
 #include "cli_args.h"
 #include "commands.h"
 #include "config/bundled_model.h"
-#include "engine/vocab.h"
+#include "engine/text/vocab.h"
 
 namespace woolly::cli {
 

@@ -1,13 +1,16 @@
-// vocab.h — the SentencePiece (llama) tokenizer and detokenizer, read from GGUF metadata.
+// vocab.h — a model's vocabulary read from GGUF metadata: the token tables, the special tokens,
+// and the tokenizer its algorithm calls for (SentencePiece or byte-level BPE, tokenizer.h).
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <unordered_map>
 #include <vector>
 
-#include "gguf.h"
+#include "engine/gguf.h"
+#include "utf8.h"
 
 namespace woolly {
 
@@ -24,12 +27,24 @@ enum class TokenType : int32_t {
     Byte = 6,
 };
 
+// tokenizer.ggml.model: the algorithm.
+enum class VocabKind {
+    SentencePiece, // "llama"
+    BytePairs,     // "gpt2": byte-level BPE with a pre-tokenizer
+};
+
+class Tokenizer;
+
 class Vocab {
 public:
-    // Reads tokenizer.ggml.* from `file`; throws Error when the tokenizer is not SentencePiece
-    // ("llama") or its arrays disagree.
+    // Reads tokenizer.ggml.* from `file`; throws Error naming the key when the tokenizer is
+    // not one Woolly has, or its arrays disagree.
     explicit Vocab(const GgufFile& file);
+    ~Vocab();
 
+    VocabKind kind() const { return kind_; }
+    // The pre-tokenizer's name for BPE vocabularies (tokenizer.ggml.pre as understood), else "".
+    const std::string& pre_tokenizer() const { return pre_; }
     int32_t size() const { return int32_t(tokens_.size()); }
     TokenId bos() const { return bos_; }
     TokenId eos() const { return eos_; }
@@ -41,44 +56,36 @@ public:
     std::vector<TokenId> tokenize(std::string_view text, bool add_special,
                                   bool parse_special = false) const;
 
-    // The bytes a token stands for: "▁" becomes a space, <0xNN> the byte NN, control tokens
-    // nothing. May be an incomplete UTF-8 sequence (byte tokens); see Utf8Stream.
+    // The bytes a token stands for (SentencePiece: "▁" a space, <0xNN> the byte NN; BPE: the
+    // GPT-2 byte map undone); control tokens give nothing. May be an incomplete UTF-8
+    // sequence; see Utf8Stream.
     std::string_view piece(TokenId id) const;
     TokenType type(TokenId id) const { return types_[size_t(id)]; }
-    bool is_eog(TokenId id) const { return id == eos_ || id == eot_; }
+    // End of generation: EOS, the end-of-turn and end-of-message tokens.
+    bool is_eog(TokenId id) const;
+
+    // For the tokenizers: the token tables.
+    TokenId find(std::string_view text) const;
+    const std::string& text(TokenId id) const { return tokens_[size_t(id)]; }
+    float score(TokenId id) const { return scores_[size_t(id)]; }
+    TokenId byte_token(uint8_t byte) const { return byte_tokens_[byte]; }
 
 private:
-    void tokenize_fragment(std::string_view text, std::vector<TokenId>& out) const;
-    TokenId byte_token(uint8_t byte) const;
-    TokenId find(std::string_view text) const;
-
+    VocabKind kind_ = VocabKind::SentencePiece;
+    std::string pre_;
     std::vector<std::string> tokens_;
     std::vector<float> scores_;
     std::vector<TokenType> types_;
     std::vector<std::string> pieces_;
     std::unordered_map<std::string_view, TokenId> token_to_id_; // views into tokens_
     std::vector<TokenId> special_tokens_; // user-defined and control, longest text first
+    std::vector<TokenId> eog_;            // sorted
     TokenId byte_tokens_[256];
-    TokenId bos_ = -1, eos_ = -1, eot_ = -1, unk_ = -1;
+    TokenId bos_ = -1, eos_ = -1, unk_ = -1;
     bool add_bos_ = true;
     bool add_eos_ = false;
     bool add_space_prefix_ = true;
+    std::unique_ptr<Tokenizer> tokenizer_;
 };
-
-// Turns a stream of token pieces into text that is always whole, valid UTF-8: a character
-// split across byte tokens is held back until it is complete; invalid bytes become U+FFFD.
-class Utf8Stream {
-public:
-    // Appends the complete characters of `pending + bytes` to `out`; keeps an incomplete tail.
-    void push(std::string_view bytes, std::string& out);
-    // Emits whatever is left (an unfinished sequence becomes U+FFFD).
-    void finish(std::string& out);
-
-private:
-    char pending_[4] = {};
-    int n_pending_ = 0;
-};
-
-bool is_valid_utf8(std::string_view s);
 
 } // namespace woolly

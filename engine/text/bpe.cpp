@@ -1,0 +1,308 @@
+// bpe.cpp — byte-level BPE as llama.cpp runs it: pre-tokenizer regexes (PCRE2, Unicode
+// properties) cut the text into words, each word's bytes go through GPT-2's byte-to-character
+// map, and the merge list's pairs are applied lowest rank first.
+#include <algorithm>
+#include <queue>
+
+#include "engine/error.h"
+#include "tokenizer.h"
+
+#ifdef WOOLLY_HAVE_PCRE2
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+#endif
+
+namespace woolly {
+namespace {
+
+// GPT-2's byte-to-character map: printable Latin-1 bytes stand for themselves; the others
+// (controls, space, DEL, the Latin-1 gap and the soft hyphen) take U+0100 onwards in order.
+struct ByteMap {
+    std::string to_text[256];           // byte -> its character's UTF-8
+    std::unordered_map<uint32_t, uint8_t> to_byte; // code point -> byte
+    ByteMap() {
+        uint32_t next = 256;
+        for (uint32_t b = 0; b < 256; ++b) {
+            const bool printable =
+                (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff);
+            const uint32_t cp = printable ? b : next++;
+            append_utf8(cp, to_text[b]);
+            to_byte[cp] = uint8_t(b);
+        }
+    }
+};
+
+const ByteMap& byte_map() {
+    static const ByteMap map;
+    return map;
+}
+
+// The pre-tokenizers, with llama.cpp's regexes (where llama.cpp rewrote a pattern for
+// std::regex, the pattern from the model's tokenizer.json, which PCRE2 runs as written).
+const PreTokenizerRules kPreTokenizers[] = {
+    {{"default"},
+     {"[\\p{P}\\$\\+<=>\\^~\\|]+",
+      "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)", "\\p{N}+",
+      "[0-9][0-9][0-9]"}},
+    {{"gpt-2", "phi-2", "mpt", "olmo", "jina-es", "jina-de", "jina-v2-es", "jina-v2-de"},
+     {"'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)"}},
+    {{"llama-bpe", "llama3", "llama-v3", "falcon3", "pixtral"},
+     {"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| "
+      "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"},
+     /*ignore_merges=*/true,
+     /*add_bos=*/true},
+    {{"qwen2", "deepseek-r1-qwen", "megrez", "stablelm2"},
+     {"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| "
+      "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"}},
+    {{"starcoder", "refact", "command-r", "smollm", "codeshell", "exaone", "minerva-7b"},
+     {"\\p{N}", "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)"}},
+    {{"deepseek-coder"},
+     {"[\r\n]", "\\s?\\p{L}+", "\\s?\\p{P}+", "[一-龥ࠀ-一가-퟿]+", "\\p{N}"}},
+    {{"deepseek-llm"},
+     {"[\r\n]",
+      "\\s?[A-Za-zµÀ-ÖØ-öø-ƺƼ-ƿǄ-ʓʕ-ʯͰ-ͳͶͷͻ-ͽͿΆΈ-ΊΌΎ-ΡΣ-ϵϷ-ҁҊ-ԯԱ-ՖႠ-ჅᎠ-Ᏽᏸ-ᏽᲐ-ᲺᲽ-Ჿᴀ-ᴫᵫ-ᵷᵹ-ᶚḀ-ἕἘ-Ἕἠ-ὅὈ-Ὅὐ-ὗὙὛὝὟ-ώᾀ-ᾴᾶ-ᾼιῂ-ῄῆ-ῌῐ-ΐῖ-Ίῠ-Ῥῲ-ῴῶ-ῼℂℇℊ-ℓℕℙ-ℝℤΩℨK-ℭℯ-ℴℹℼ-ℿⅅ-ⅉⅎↃↄⰀ-ⱻⱾ-ⳤⳫ-ⳮⳲⳳꙀ-ꙭꚀ-ꚛꜢ-ꝯꝱ-ꞇꞋ-ꞎꭰ-ꮿﬀ-ﬆﬓ-ﬗＡ-Ｚａ-ｚ𐐀-𐑏𐒰-𐓓𐓘-𐓻𐲀-𐲲𐳀-𐳲𑢠-𑣟𞤀-𞥃]+",
+      "\\s?[!-/:-~！-／：-～‘-‟　-。]+", "\\s+$", "[一-龥ࠀ-一가-퟿]+", "\\p{N}+"}},
+    {{"tekken"},
+     {"[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]+|"
+      "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]+[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]*|"
+      "\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"},
+     /*ignore_merges=*/true,
+     /*add_bos=*/true},
+};
+
+} // namespace
+
+const PreTokenizerRules* find_pre_tokenizer(std::string_view name) {
+    for (const PreTokenizerRules& rules : kPreTokenizers)
+        if (std::find(rules.names.begin(), rules.names.end(), name) != rules.names.end())
+            return &rules;
+    return nullptr;
+}
+
+std::string known_pre_tokenizers() {
+    std::string out;
+    for (const PreTokenizerRules& rules : kPreTokenizers)
+        for (std::string_view name : rules.names) out += (out.empty() ? "" : ", ") + std::string(name);
+    return out;
+}
+
+#ifdef WOOLLY_HAVE_PCRE2
+
+// The compiled regexes. Matching is read-only on them; each call brings its own match data.
+struct BpeTokenizer::Regexes {
+    std::vector<pcre2_code*> codes;
+    ~Regexes() {
+        for (pcre2_code* code : codes) pcre2_code_free(code);
+    }
+};
+
+bool BpeTokenizer::available() {
+    return true;
+}
+
+BpeTokenizer::BpeTokenizer(const Vocab& vocab, const GgufFile& file,
+                           const PreTokenizerRules& rules)
+    : vocab_(vocab), rules_(rules), regexes_(std::make_unique<Regexes>()) {
+    const auto* merges = file.get_string_array("tokenizer.ggml.merges");
+    if (!merges) throw Error(file.name() + ": missing metadata key 'tokenizer.ggml.merges'");
+    ranks_.reserve(merges->size());
+    for (size_t i = 0; i < merges->size(); ++i) {
+        const std::string_view merge = (*merges)[i];
+        // "left right", split at the first space after the first byte (as llama.cpp does).
+        const size_t space = merge.size() > 1 ? merge.find(' ', 1) : std::string::npos;
+        if (space == std::string::npos || space + 1 == merge.size()) {
+            throw Error(file.name() + ": tokenizer.ggml.merges[" + std::to_string(i) + "] is '" +
+                        std::string(merge) +
+                        "' (expected two token texts separated by a space)");
+        }
+        ranks_.emplace(std::string(merge), int32_t(i)); // the first rank of a pair listed twice holds
+    }
+    for (std::string_view pattern : rules.regexes) {
+        int error = 0;
+        PCRE2_SIZE offset = 0;
+        pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()),
+                                         pattern.size(),
+                                         PCRE2_UTF | PCRE2_UCP | PCRE2_DOLLAR_ENDONLY, &error,
+                                         &offset, nullptr);
+        if (!code) {
+            PCRE2_UCHAR message[256];
+            pcre2_get_error_message(error, message, sizeof message);
+            throw Error("pre-tokenizer '" + std::string(rules.names.front()) + "': regex error at " +
+                        std::to_string(offset) + ": " + reinterpret_cast<char*>(message));
+        }
+        // JIT where the system allows executable memory; a unit with
+        // MemoryDenyWriteExecute=yes refuses it and the interpreter runs the same pattern.
+        pcre2_jit_compile(code, PCRE2_JIT_COMPLETE);
+        regexes_->codes.push_back(code);
+    }
+}
+
+void BpeTokenizer::encode(std::string_view text, bool, std::vector<TokenId>& out) const {
+    // The pre-tokenizer sees code points: invalid bytes become U+FFFD first, as in llama.cpp.
+    const std::string repaired = is_valid_utf8(text) ? std::string(text) : repair_utf8(text);
+    // Words as (offset, length) in `repaired`. Each regex cuts every piece so far into its
+    // matches and the gaps between them, a piece being the whole subject (so a lookahead or
+    // `$` stops at its end).
+    std::vector<std::pair<size_t, size_t>> words{{0, repaired.size()}}, next;
+    pcre2_match_data* match = nullptr;
+    struct Free {
+        pcre2_match_data*& m;
+        ~Free() { pcre2_match_data_free(m); }
+    } free_match{match};
+    const auto* subject = reinterpret_cast<PCRE2_SPTR>(repaired.data());
+    for (pcre2_code* code : regexes_->codes) {
+        pcre2_match_data_free(match);
+        match = pcre2_match_data_create_from_pattern(code, nullptr);
+        if (!match) throw Error("out of memory for a regex match");
+        next.clear();
+        for (const auto& [start, length] : words) {
+            size_t at = 0; // within the piece
+            size_t gap = 0;
+            while (at < length) {
+                const int rc = pcre2_match(code, subject + start, length, at, PCRE2_NO_UTF_CHECK,
+                                           match, nullptr);
+                if (rc == PCRE2_ERROR_NOMATCH) break;
+                if (rc < 0) throw Error("pre-tokenizer regex failed (PCRE2 error " + std::to_string(rc) + ")");
+                const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(match);
+                const size_t m0 = ov[0], m1 = ov[1];
+                if (m1 == m0) { // an empty match cuts nothing: step over one character
+                    at = m0 + std::min(utf8_char_len(uint8_t(repaired[start + m0])), length - m0);
+                    continue;
+                }
+                if (m0 > gap) next.emplace_back(start + gap, m0 - gap);
+                next.emplace_back(start + m0, m1 - m0);
+                at = gap = m1;
+            }
+            if (gap < length) next.emplace_back(start + gap, length - gap);
+        }
+        words.swap(next);
+    }
+
+    const ByteMap& map = byte_map();
+    std::string word, key;
+    for (const auto& [start, length] : words) {
+        word.clear();
+        for (size_t i = start; i < start + length; ++i) word += map.to_text[uint8_t(repaired[i])];
+        encode_word(word, key, out);
+    }
+}
+
+#else // no PCRE2: this build (the cross-compiled kernel tests) has no BPE vocabularies
+
+struct BpeTokenizer::Regexes {};
+
+bool BpeTokenizer::available() {
+    return false;
+}
+
+BpeTokenizer::BpeTokenizer(const Vocab& vocab, const GgufFile& file,
+                           const PreTokenizerRules& rules)
+    : vocab_(vocab), rules_(rules) {
+    throw Error(file.name() + ": a BPE vocabulary needs PCRE2, and this build has none "
+                              "(configure with libpcre2-dev installed)");
+}
+
+void BpeTokenizer::encode(std::string_view, bool, std::vector<TokenId>&) const {}
+
+#endif
+
+BpeTokenizer::~BpeTokenizer() = default;
+
+// One word (already through the byte map): its characters, merged pair by pair, the pair of
+// lowest rank first and the leftmost on a tie, then looked up.
+void BpeTokenizer::encode_word(std::string_view word, std::string& key,
+                               std::vector<TokenId>& out) const {
+    if (word.empty()) return;
+    if (rules_.ignore_merges) {
+        if (const TokenId id = vocab_.find(word); id >= 0) {
+            out.push_back(id);
+            return;
+        }
+    }
+    struct Symbol {
+        int prev, next;
+        size_t offset, n;
+    };
+    std::vector<Symbol> symbols;
+    for (size_t offset = 0; offset < word.size();) {
+        const size_t len = std::min(utf8_char_len(uint8_t(word[offset])), word.size() - offset);
+        const int index = int(symbols.size());
+        symbols.push_back({index - 1, offset + len == word.size() ? -1 : index + 1, offset, len});
+        offset += len;
+    }
+    struct Bigram {
+        int left, right;
+        int32_t rank;
+        size_t size; // bytes of the pair when it was found: stale once either side changed
+    };
+    struct Order {
+        bool operator()(const Bigram& a, const Bigram& b) const {
+            return a.rank > b.rank || (a.rank == b.rank && a.left > b.left);
+        }
+    };
+    std::priority_queue<Bigram, std::vector<Bigram>, Order> queue;
+    auto try_add = [&](int left, int right) {
+        if (left < 0 || right < 0) return;
+        const Symbol& l = symbols[size_t(left)];
+        const Symbol& r = symbols[size_t(right)];
+        key.assign(word.substr(l.offset, l.n));
+        key += ' ';
+        key.append(word.substr(r.offset, r.n));
+        auto it = ranks_.find(key);
+        if (it == ranks_.end()) return;
+        queue.push({left, right, it->second, l.n + r.n});
+    };
+    for (int i = 1; i < int(symbols.size()); ++i) try_add(i - 1, i);
+    while (!queue.empty()) {
+        const Bigram bigram = queue.top();
+        queue.pop();
+        Symbol& left = symbols[size_t(bigram.left)];
+        Symbol& right = symbols[size_t(bigram.right)];
+        if (left.n == 0 || right.n == 0 || left.n + right.n != bigram.size ||
+            left.next != bigram.right)
+            continue;
+        left.n += right.n;
+        right.n = 0;
+        left.next = right.next;
+        if (right.next >= 0) symbols[size_t(right.next)].prev = bigram.left;
+        try_add(left.prev, bigram.left);
+        try_add(bigram.left, left.next);
+    }
+    for (int i = 0; i != -1; i = symbols[size_t(i)].next) {
+        const std::string_view s = word.substr(symbols[size_t(i)].offset, symbols[size_t(i)].n);
+        if (const TokenId id = vocab_.find(s); id >= 0) {
+            out.push_back(id);
+            continue;
+        }
+        // No token for the symbol: each of its bytes on its own, where one is a token (llama.cpp
+        // drops the others).
+        for (char c : s)
+            if (const TokenId id = vocab_.find(std::string_view(&c, 1)); id >= 0) out.push_back(id);
+    }
+}
+
+std::string BpeTokenizer::decode(std::string_view token_text, TokenType type) const {
+    if (type == TokenType::UserDefined) return std::string(token_text);
+    // Each character back to its byte; one outside the map stays as it is.
+    const ByteMap& map = byte_map();
+    std::string out;
+    const auto* p = reinterpret_cast<const uint8_t*>(token_text.data());
+    for (size_t i = 0; i < token_text.size();) {
+        const int len = utf8_sequence(p + i, token_text.size() - i);
+        if (len <= 0) {
+            out += token_text[i++];
+            continue;
+        }
+        uint32_t cp = len == 1 ? p[i] : p[i] & (0xff >> (len + 1));
+        for (int k = 1; k < len; ++k) cp = (cp << 6) | (p[i + size_t(k)] & 0x3f);
+        auto it = map.to_byte.find(cp);
+        if (it != map.to_byte.end())
+            out += char(it->second);
+        else
+            out.append(token_text.substr(i, size_t(len)));
+        i += size_t(len);
+    }
+    return out;
+}
+
+} // namespace woolly
