@@ -1,4 +1,5 @@
-// context.cpp — the Llama forward pass for one token, written to read like the paper.
+// context.cpp — the forward pass of the Llama family, written to read like the paper; where
+// architectures differ it reads their traits (rope layout, biases), never their names.
 #include "context.h"
 
 #include <algorithm>
@@ -97,7 +98,7 @@ void attention_group(const LlamaHyperParams& hp, const KvCache& cache, const Att
 // each row while it is in L1.
 void store_kv(const LlamaHyperParams& hp, KvCache& cache, int64_t layer, int64_t pos, float* key,
               const float* value, const float* angles) {
-    rope(key, hp.n_head_kv, hp.head_dim, hp.n_rot, angles);
+    rope(key, hp.n_head_kv, hp.head_dim, hp.n_rot, angles, hp.arch->rope == RopeStyle::Neox);
     const int64_t n_kv = hp.n_embd_kv();
     if (cache.type() == TensorType::F32) {
         std::memcpy(cache.key(layer, pos), key, size_t(n_kv) * sizeof(float));
@@ -181,9 +182,12 @@ void run_layers(const LlamaModel& model, int64_t first, int64_t last, int64_t po
     const int64_t n_embd = hp.n_embd, n_q = hp.n_head * hp.head_dim, n_kv = hp.n_embd_kv();
     const int64_t n_ff = hp.n_ff, n = n_tokens;
     const AttentionKernels attention_kernel = attention_kernels(cache.type());
+    const bool neox = hp.arch->rope == RopeStyle::Neox;
+    const float* rope_factors = model.rope_freqs.empty() ? nullptr : model.rope_freqs.data();
     for (int64_t t = 0; t < n; ++t)
         rope_angles(&s.rope_cache_[size_t(t * hp.n_rot)], pos + t, hp.n_rot, hp.rope_freq_base,
-                    hp.rope_freq_scale);
+                    hp.rope_freq_scale, rope_factors);
+    auto bias = [](const NormWeights& b) { return b.empty() ? nullptr : b.data(); };
     // Buffers hold one row per token: x [n][n_embd], q [n][n_q], gate/up [n][n_ff], ...
     auto row = [](const PoolArray<float>& v, int64_t t, int64_t width) {
         return v.data() + t * width;
@@ -192,16 +196,18 @@ void run_layers(const LlamaModel& model, int64_t first, int64_t last, int64_t po
     for (int64_t l = first; l < last; ++l) {
         const LlamaLayer& layer = model.layers[size_t(l)];
 
-        // Attention block: x += wo · attention(rope(wq·n), rope(wk·n), wv·n), n = rmsnorm(x).
-        // Keys and values go into the cache in its type, at positions pos..pos+n-1.
+        // Attention block: x += wo · attention(rope(wq·n + bq), rope(wk·n + bk), wv·n + bv),
+        // n = rmsnorm(x); the biases only where the model has them. Keys and values go into
+        // the cache in its type, at positions pos..pos+n-1.
         s.input_.set_rmsnorm(x, layer.attn_norm.data(), hp.rms_eps, n_embd, n, s.xb_.data(),
                              layer.wq.traits->vec_dot_type, s.pool_);
-        matmul_same_input(
-            {{&layer.wq, s.q_.data()}, {&layer.wk, s.key_.data()}, {&layer.wv, s.value_.data()}},
-            s.input_, s.pool_, s.cache_);
+        matmul_same_input({{&layer.wq, s.q_.data(), bias(layer.bq)},
+                           {&layer.wk, s.key_.data(), bias(layer.bk)},
+                           {&layer.wv, s.value_.data(), bias(layer.bv)}},
+                          s.input_, s.pool_, s.cache_);
         for (int64_t t = 0; t < n; ++t) {
             const float* angles = &s.rope_cache_[size_t(t * hp.n_rot)];
-            rope(row(s.q_, t, n_q), hp.n_head, hp.head_dim, hp.n_rot, angles);
+            rope(row(s.q_, t, n_q), hp.n_head, hp.head_dim, hp.n_rot, angles, neox);
             store_kv(hp, cache, l, pos + t, row(s.key_, t, n_kv), row(s.value_, t, n_kv), angles);
         }
         // Tiles of up to kAttentionTokens tokens times KV heads, split over the threads;

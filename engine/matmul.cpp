@@ -290,6 +290,12 @@ void matmul_same_input(std::initializer_list<MatmulOutput> outputs, MatmulInput&
         ++n;
     }
     run_plans(plans, n, pool);
+    // y += bias, after the product, as llama.cpp adds it (one rounding more, the same one).
+    for (const MatmulOutput& o : outputs) {
+        if (!o.bias) continue;
+        for (int64_t i = 0; i < x.count(); ++i)
+            for (int64_t r = 0; r < o.w->rows; ++r) o.y[i * o.w->rows + r] += o.bias[r];
+    }
 }
 
 } // namespace woolly

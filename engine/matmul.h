@@ -70,6 +70,7 @@ void matmul(const WeightMatrix& w, MatmulInput& x, float* y, ThreadPool* pool = 
 struct MatmulOutput {
     const WeightMatrix* w;
     float* y;
+    const float* bias = nullptr; // [w->rows] added to every output vector, or none
 };
 // Several matrices (at most 4) times the same input, as matmul each, handed to the pool once:
 // threads go on to the next matrix without waiting for the others (q, k and v; gate and up).

@@ -1,9 +1,11 @@
-// model.h — a Llama-family model: hyper-parameters from GGUF metadata and views of its weights.
+// model.h — a Llama-family model (Llama 2/3, Mistral, Qwen2, Phi-3): its architecture as data,
+// hyper-parameters from GGUF metadata, and views of its weights.
 #pragma once
 
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "gguf.h"
@@ -25,31 +27,54 @@ struct WeightMatrix {
     uint64_t bytes() const { return row_bytes * uint64_t(rows); }
 };
 
-// A 1-D float32 vector (norm weights), dequantized at load because it is tiny.
+// A 1-D float32 vector (norm weights, biases, rope factors), dequantized at load because it is
+// tiny. Empty when the file has none (an optional bias).
 using NormWeights = std::vector<float>;
 
+// How rotary embeddings pair a head's dimensions: Llama rotates (x[2i], x[2i+1]); GPT-NeoX's
+// layout (Qwen2, Phi-3) rotates (x[i], x[i + n_rot/2]).
+enum class RopeStyle { Adjacent, Neox };
+
+// What sets an architecture apart, as data: read once from general.architecture.
+struct ArchTraits {
+    const char* name;        // general.architecture, and the prefix of its metadata keys
+    RopeStyle rope;
+    bool fused_gate_up;      // ffn_up holds the gate's rows, then the up projection's (Phi-3)
+};
+// The traits of `name`; nullptr when Woolly does not have it.
+const ArchTraits* find_arch(std::string_view name);
+// The architectures Woolly has, for error messages.
+std::string known_archs();
+
 struct LlamaHyperParams {
+    const ArchTraits* arch = nullptr;
     int64_t n_vocab = 0;
-    int64_t n_ctx_train = 0;         // llama.context_length
-    int64_t n_embd = 0;              // llama.embedding_length
-    int64_t n_layer = 0;             // llama.block_count
-    int64_t n_ff = 0;                // llama.feed_forward_length
-    int64_t n_head = 0;              // llama.attention.head_count
-    int64_t n_head_kv = 0;           // llama.attention.head_count_kv (GQA); = n_head when absent
+    // Keys below are <arch>.<key>, e.g. llama.context_length or qwen2.context_length.
+    int64_t n_ctx_train = 0;         // context_length
+    int64_t n_embd = 0;              // embedding_length
+    int64_t n_layer = 0;             // block_count
+    int64_t n_ff = 0;                // feed_forward_length
+    int64_t n_head = 0;              // attention.head_count
+    int64_t n_head_kv = 0;           // attention.head_count_kv (GQA); = n_head when absent
     int64_t head_dim = 0;            // n_embd / n_head
-    int64_t n_rot = 0;               // llama.rope.dimension_count; = head_dim when absent
-    float rms_eps = 1e-5f;           // llama.attention.layer_norm_rms_epsilon
-    float rope_freq_base = 10000.0f; // llama.rope.freq_base
-    float rope_freq_scale = 1.0f;    // 1 / llama.rope.scaling.factor (linear scaling)
+    int64_t n_rot = 0;               // rope.dimension_count; = head_dim when absent
+    float rms_eps = 1e-5f;           // attention.layer_norm_rms_epsilon
+    float rope_freq_base = 10000.0f; // rope.freq_base
+    float rope_freq_scale = 1.0f;    // 1 / rope.scaling.factor (linear scaling)
 
     int64_t n_embd_kv() const { return n_head_kv * head_dim; }
 };
 
+// A fused matrix (Phi-3's attn_qkv, its gate-and-up ffn_up) is seen as the matrices it stacks:
+// views of consecutive rows of the one tensor.
 struct LlamaLayer {
     NormWeights attn_norm; // [n_embd]
     WeightMatrix wq;       // [n_embd] -> [n_head * head_dim]
     WeightMatrix wk;       // [n_embd] -> [n_head_kv * head_dim]
     WeightMatrix wv;       // [n_embd] -> [n_head_kv * head_dim]
+    NormWeights bq;        // [n_head * head_dim] or empty (Qwen2 has Q, K and V biases)
+    NormWeights bk;        // [n_head_kv * head_dim] or empty
+    NormWeights bv;        // [n_head_kv * head_dim] or empty
     WeightMatrix wo;       // [n_head * head_dim] -> [n_embd]
     NormWeights ffn_norm;  // [n_embd]
     WeightMatrix w_gate;   // [n_embd] -> [n_ff]   (w1)
@@ -72,6 +97,7 @@ public:
     std::vector<LlamaLayer> layers;
     NormWeights output_norm; // [n_embd]
     WeightMatrix output;     // n_vocab rows of n_embd; token_embd when the file ties them
+    NormWeights rope_freqs;  // [n_rot / 2] divisors of each pair's frequency (Llama 3.1), or empty
 
     // Bytes of weights read to generate one token (every matrix once, one embedding row).
     uint64_t weight_bytes_per_token() const;

@@ -19,27 +19,34 @@ void rmsnorm(float* y, const float* x, const float* weight, int64_t n, float eps
 }
 
 // cos/sin of pos * base^(-2i/n_rot) for each pair i, computed as ggml does: the angle is
-// multiplied down pair by pair in float, so positions match llama.cpp to the last bit.
-void rope_angles(float* cache, int64_t pos, int64_t n_rot, float base, float freq_scale) {
+// multiplied down pair by pair in float, so positions match llama.cpp to the last bit; a pair's
+// frequency factor divides its angle before the linear scale.
+void rope_angles(float* cache, int64_t pos, int64_t n_rot, float base, float freq_scale,
+                 const float* factors) {
     const float theta_scale = std::pow(base, -2.0f / float(n_rot));
     float theta = float(pos);
     for (int64_t i = 0; i < n_rot; i += 2) {
-        const float angle = freq_scale * theta;
+        const float angle = freq_scale * (factors ? theta / factors[i / 2] : theta);
         cache[i] = std::cos(angle);
         cache[i + 1] = std::sin(angle);
         theta *= theta_scale;
     }
 }
 
-// Rotates adjacent pairs (x[2i], x[2i+1]) of each head's first n_rot dimensions.
-void rope(float* x, int64_t n_heads, int64_t head_dim, int64_t n_rot, const float* cache) {
+// Rotates pairs of each head's first n_rot dimensions: (x[2i], x[2i+1]), or in the NeoX layout
+// (x[i], x[i + n_rot/2]); pair i turns by angle i of `cache` either way.
+void rope(float* x, int64_t n_heads, int64_t head_dim, int64_t n_rot, const float* cache,
+          bool neox) {
+    const int64_t half = n_rot / 2;
     for (int64_t h = 0; h < n_heads; ++h) {
         float* v = x + h * head_dim;
-        for (int64_t i = 0; i < n_rot; i += 2) {
-            const float c = cache[i], s = cache[i + 1];
-            const float x0 = v[i], x1 = v[i + 1];
-            v[i] = x0 * c - x1 * s;
-            v[i + 1] = x0 * s + x1 * c;
+        for (int64_t i = 0; i < half; ++i) {
+            const float c = cache[2 * i], s = cache[2 * i + 1];
+            float& a = neox ? v[i] : v[2 * i];
+            float& b = neox ? v[i + half] : v[2 * i + 1];
+            const float x0 = a, x1 = b;
+            a = x0 * c - x1 * s;
+            b = x0 * s + x1 * c;
         }
     }
 }

@@ -9,10 +9,14 @@ namespace woolly {
 void rmsnorm(float* y, const float* x, const float* weight, int64_t n, float eps);
 // 1 / sqrt(mean(x^2) + eps), rmsnorm's factor; then y[i] = (x[i] * factor) * weight[i].
 float rmsnorm_factor(const float* x, int64_t n, float eps);
-// cache [n_rot] = cos, sin pairs of pos * base^(-2i/n_rot) * freq_scale, as ggml computes them.
-void rope_angles(float* cache, int64_t pos, int64_t n_rot, float base, float freq_scale);
-// Rotates adjacent pairs of each head's first n_rot dimensions of x [n_heads][head_dim].
-void rope(float* x, int64_t n_heads, int64_t head_dim, int64_t n_rot, const float* cache);
+// cache [n_rot] = cos, sin pairs of freq_scale * (pos * base^(-2i/n_rot) / factors[i]), as ggml
+// computes them; `factors` [n_rot/2] may be null (all 1: no per-pair frequency factors).
+void rope_angles(float* cache, int64_t pos, int64_t n_rot, float base, float freq_scale,
+                 const float* factors = nullptr);
+// Rotates each head's first n_rot dimensions of x [n_heads][head_dim] by the angles of `cache`:
+// pair i is (x[2i], x[2i+1]) when `neox` is false (Llama), (x[i], x[i + n_rot/2]) when true.
+void rope(float* x, int64_t n_heads, int64_t head_dim, int64_t n_rot, const float* cache,
+          bool neox = false);
 float silu(float x);
 // gate [n] = silu(gate) * up: SwiGLU's gating, the scalar reference of KernelTable::swiglu.
 void swiglu_reference(float* gate, const float* up, int64_t n);

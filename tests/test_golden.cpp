@@ -1,12 +1,14 @@
 // test_golden.cpp — the engine against llama.cpp: greedy tokens and logits at every position.
 #include <cmath>
 #include <cstring>
+#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "engine/context.h"
 #include "engine/error.h"
 #include "engine/generation.h"
 #include "engine/model.h"
+#include "engine/text/tokenizer.h"
 #include "engine/text/vocab.h"
 #include "test_support.h"
 
@@ -196,4 +198,114 @@ TEST_CASE("F16 and Q8_0 KV caches stay close to llama.cpp's F32-cache logits") {
     CHECK_THROWS_WITH_AS(
         LlamaContext(*bundled, 0, nullptr, kDefaultPromptBatch, nullptr, TensorType::Q8_0),
         doctest::Contains("multiple of 32 (this model's is 8)"), Error);
+}
+
+namespace {
+
+std::vector<int32_t> read_token_list(const std::string& path) {
+    std::ifstream in(path);
+    std::vector<int32_t> out;
+    for (int32_t t; in >> t;) out.push_back(t);
+    return out;
+}
+
+int32_t argmax(const float* logits, int64_t n) {
+    return int32_t(std::max_element(logits, logits + n) - logits);
+}
+
+} // namespace
+
+// Llama 3 (rope frequency factors, tied embeddings), Qwen2 (Q/K/V biases, NeoX rope) and Phi-3
+// (fused QKV and gate-up, NeoX rope): llama.cpp's logits at every position, 400 tokens deep for
+// the first two, its prompt tokens, and its greedy tokens while the top-2 margin is clear.
+TEST_CASE("Llama 3, Qwen2 and Phi-3 match llama.cpp") {
+    const std::vector<std::string> names = {"llama3-F16", "qwen2-F16", "phi3-F16", "phi3-Q4_K_M"};
+    for (const std::string& name : names) {
+        const std::string base = test::shared_file("golden/synth-" + name);
+        WOOLLY_REQUIRE_SHARED(base + ".gguf");
+        auto model = LlamaModel::load(base + ".gguf");
+        const int64_t n_vocab = model->hparams().n_vocab;
+        const auto tokens = read_token_list(base + ".tokens");
+        const auto want = read_logits(base + ".logits");
+        REQUIRE(want.size() == tokens.size() * size_t(n_vocab));
+        for (const bool cached : {false, true}) {
+            WeightCache cache(uint64_t(1) << 30);
+            LlamaContext context(*model, 512, nullptr, kDefaultPromptBatch,
+                                 cached ? &cache : nullptr, TensorType::F32);
+            double worst = 1.0;
+            for (size_t row = 0; row < tokens.size(); ++row) {
+                const auto cmp = compare_row(context.decode(tokens[row]),
+                                             &want[row * size_t(n_vocab)], n_vocab);
+                INFO(name << std::string(cached ? " cached" : "") << " position " << row << " cosine "
+                          << cmp.cosine);
+                CHECK(cmp.cosine >= 0.99);
+                if (cmp.golden_margin >= 0.1) CHECK(cmp.argmax_agrees);
+                worst = std::min(worst, cmp.cosine);
+            }
+            MESSAGE(name << std::string(cached ? " (weight cache)" : "") << ": worst cosine " << worst);
+        }
+
+        // Deep rows: the prompt in batches, then the last 4 one at a time.
+        if (std::ifstream(base + "-long.tokens")) {
+            const auto long_tokens = read_token_list(base + "-long.tokens");
+            const auto long_want = read_logits(base + "-long.logits");
+            REQUIRE(long_tokens.size() > 4);
+            REQUIRE(long_want.size() == 4 * size_t(n_vocab));
+            LlamaContext context(*model, 512, nullptr, kDefaultPromptBatch, nullptr,
+                                 TensorType::F32);
+            context.decode_batch(long_tokens.data(), int64_t(long_tokens.size()) - 4);
+            double worst = 1.0;
+            for (size_t i = 0; i < 4; ++i) {
+                const auto cmp = compare_row(context.decode(long_tokens[long_tokens.size() - 4 + i]),
+                                             &long_want[i * size_t(n_vocab)], n_vocab);
+                INFO(name << " deep row " << i << " cosine " << cmp.cosine);
+                CHECK(cmp.cosine >= 0.998);
+                worst = std::min(worst, cmp.cosine);
+            }
+            MESSAGE(name << " at position " << long_tokens.size() << ": worst cosine " << worst);
+        }
+
+        // Greedy: at each step, our argmax is llama.cpp's token wherever its top-2 margin is
+        // clear (a near tie may go either way). Each step is then fed llama.cpp's token, so
+        // every step is compared from the same context.
+        const auto greedy_bytes = test::read_bytes(base + "-greedy.json");
+        const auto greedy_json =
+            nlohmann::json::parse(std::string(greedy_bytes.begin(), greedy_bytes.end()));
+        CHECK(greedy_json["prompt_tokens"].get<std::vector<int32_t>>() == tokens);
+        const auto want_tokens = greedy_json["tokens"].get<std::vector<int32_t>>();
+        const auto margins = greedy_json["top2_margins"].get<std::vector<double>>();
+        REQUIRE(margins.size() == want_tokens.size());
+        LlamaContext context(*model, 512, nullptr, kDefaultPromptBatch, nullptr, TensorType::F32);
+        const float* logits = context.decode_batch(tokens.data(), int64_t(tokens.size()));
+        size_t compared = 0;
+        for (size_t i = 0; i < want_tokens.size(); ++i) {
+            if (margins[i] >= 0.02) {
+                INFO(name << " greedy step " << i << " margin " << margins[i]);
+                CHECK(argmax(logits, n_vocab) == want_tokens[i]);
+                ++compared;
+            }
+            logits = context.decode(want_tokens[i]);
+        }
+        MESSAGE(name << ": " << compared << " of " << want_tokens.size()
+                     << " greedy steps have a margin of 0.02 or more; each gave llama.cpp's token");
+    }
+}
+
+// The prompt as llama.cpp tokenized it (BOS where the vocabulary adds one).
+TEST_CASE("the BPE and SentencePiece models' prompts tokenize as llama.cpp's did") {
+    for (const std::string name : {"llama3-F16", "qwen2-F16", "phi3-F16"}) {
+        const std::string base = test::shared_file("golden/synth-" + name);
+        WOOLLY_REQUIRE_SHARED(base + ".gguf");
+        auto file = GgufFile::open(base + ".gguf");
+        if (file->get_string("tokenizer.ggml.model") == "gpt2" && !BpeTokenizer::available()) {
+            MESSAGE("skipped " << name << ": this build has no PCRE2");
+            continue;
+        }
+        Vocab vocab(*file);
+        const auto greedy_bytes = test::read_bytes(base + "-greedy.json");
+        const auto greedy_json =
+            nlohmann::json::parse(std::string(greedy_bytes.begin(), greedy_bytes.end()));
+        CHECK(vocab.tokenize(greedy_json["prompt"].get<std::string>(), true) ==
+              read_token_list(base + ".tokens"));
+    }
 }
