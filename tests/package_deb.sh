@@ -22,7 +22,7 @@ echo "package: $(basename "$deb")"
 
 depends=$(dpkg-deb -f "$deb" Depends)
 echo "Depends: $depends"
-for lib in libcaf-core0.17 libzmq5 libyaml-cpp0.7 libsystemd0 libstdc++6; do
+for lib in libcaf-core0.17 libzmq5 libyaml-cpp0.7 libsystemd0 libpcre2-8-0 libstdc++6; do
     echo "$depends" | grep -q "$lib" || fail "Depends lacks $lib"
 done
 dpkg-deb -c "$deb" | awk '{print $6}' > "$tmp/files"
