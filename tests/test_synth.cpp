@@ -74,6 +74,60 @@ TEST_CASE("synthetic models of every type load, tokenize and decode") {
                          doctest::Contains("unknown shape 'llama-900b'"), Error);
 }
 
+TEST_CASE("synthetic files of each architecture carry its layout and run") {
+    for (const char* name : {"test-tiny-llama3", "test-tiny-qwen2", "test-tiny-phi3"}) {
+        INFO(name);
+        const std::string path = test::temp_path(std::string(name) + ".gguf");
+        SynthOptions options;
+        options.shape = name;
+        options.type = TensorType::Q8_0;
+        write_synthetic_model(options, path);
+        auto model = LlamaModel::load(path);
+        const ModelShape& shape = *find_model_shape(name);
+        CHECK(std::string(model->hparams().arch->name) == shape.arch);
+        CHECK(model->hparams().rope_freq_base == shape.rope_base);
+        CHECK((model->output.data == model->token_embd.data) == shape.tied);
+        CHECK(model->layers[0].bq.empty() != shape.qkv_bias);
+        CHECK(model->rope_freqs.empty() != shape.rope_freqs);
+        CHECK((model->gguf().find_tensor("blk.0.attn_qkv.weight") != nullptr) == shape.fused);
+        // Fused matrices are row ranges of one tensor: q, k, v and gate, up follow each other.
+        if (shape.fused) {
+            const LlamaLayer& l = model->layers[0];
+            CHECK(l.wk.data == l.wq.data + l.wq.bytes());
+            CHECK(l.wv.data == l.wk.data + l.wk.bytes());
+            CHECK(l.w_up.data == l.w_gate.data + l.w_gate.bytes());
+        }
+        LlamaContext context(*model);
+        std::vector<int32_t> prompt = {1, 5, 9, 77};
+        const float* batched = context.decode_batch(prompt.data(), int64_t(prompt.size()));
+        std::vector<float> a(batched, batched + model->hparams().n_vocab);
+        LlamaContext one_by_one(*model);
+        const float* logits = nullptr;
+        for (int32_t t : prompt) logits = one_by_one.decode(t);
+        for (int64_t i = 0; i < model->hparams().n_vocab; ++i) {
+            REQUIRE(std::isfinite(a[size_t(i)]));
+            REQUIRE(a[size_t(i)] == logits[i]); // a batch gives the same bits as one at a time
+        }
+        std::filesystem::remove(path);
+    }
+}
+
+// The factors llama.cpp's converter wrote into synth-llama3-F16 (rope base 500000, 16 rotated
+// dimensions) are the ones synth writes for Llama 3.1 shapes.
+TEST_CASE("Llama 3.1 rope factors as convert_hf_to_gguf writes them") {
+    const std::string path = test::shared_file("golden/synth-llama3-F16.gguf");
+    WOOLLY_REQUIRE_SHARED(path);
+    auto file = GgufFile::open(path);
+    const GgufTensorInfo* t = file->find_tensor("rope_freqs.weight");
+    REQUIRE(t);
+    REQUIRE(t->dims == std::vector<uint64_t>{8});
+    std::vector<float> want(8);
+    std::memcpy(want.data(), t->data, 32);
+    const std::vector<float> got = llama31_rope_factors(16, 500000.0f);
+    REQUIRE(got.size() == 8);
+    for (size_t i = 0; i < 8; ++i) CHECK(got[i] == doctest::Approx(want[i]).epsilon(1e-6));
+}
+
 TEST_CASE("the Q4_K and Q6_K quantizers' round trips stay within a step of their input") {
     std::mt19937 rng(4);
     std::normal_distribution<float> normal(0.0f, 1.0f);

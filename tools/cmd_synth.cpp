@@ -19,10 +19,10 @@ int synth_command(int argc, char** argv) {
             "usage: woolly synth --shape %s\n"
             "                    --type f32|f16|bf16|q8_0|q4_0|q4_k_m|q6_k -o FILE [--seed N]\n"
             "                    [--vocab GGUF]\n"
-            "Writes a random-weight Llama GGUF with the shape's sizes and complete metadata, for\n"
-            "benchmarks. The vocabulary is copied from --vocab (default: the Llama-2 vocabulary "
-            "in\n"
-            "../shared/vocab/ggml-vocab-llama-spm.gguf) when its size fits, else generated.\n",
+            "Writes a random-weight GGUF with the shape's architecture, sizes and complete\n"
+            "metadata, for benchmarks. The vocabulary is copied from --vocab (default: the\n"
+            "shape's own in ../shared/vocab, e.g. ggml-vocab-llama3.gguf for llama-3.2-1b) when\n"
+            "its size fits, else generated.\n",
             shapes.c_str());
         return 0;
     }
@@ -41,9 +41,10 @@ int synth_command(int argc, char** argv) {
     options.type = *parsed;
     options.seed = args.number<uint64_t>("--seed").value_or(1);
     const char* shared = std::getenv("WOOLLY_SHARED");
+    const ModelShape* shape = find_model_shape(options.shape);
     options.vocab_source = args.get("--vocab").value_or(
         (shared && *shared ? std::string(shared) : std::string(WOOLLY_SHARED_DIR)) +
-        "/vocab/ggml-vocab-llama-spm.gguf");
+        "/vocab/ggml-vocab-" + (shape ? shape->vocab : "llama-spm") + ".gguf");
     const auto output = args.get("-o", "--output");
     if (!output) throw Error("-o FILE is required");
     std::printf("woolly synth: wrote %s: %s\n", output->c_str(),
