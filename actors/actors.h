@@ -33,7 +33,8 @@ struct Actors {
 // planned and checked first, the weight cache built, its progress sent as progress_atom with
 // the fraction done), makes the KV caches of options.memory.sessions slots, and sends
 // reply_to (loaded_atom, runtime) or (failed_atom, why); then quits.
-caf::behavior loader_actor(caf::event_based_actor* self, std::string path, LoadOptions options);
+caf::behavior loader_actor(caf::event_based_actor* self, std::string path, LoadOptions options,
+                           std::string chat_template);
 // tokenizer: prompt -> token ids (with BOS), refusing prompts that leave no room to generate.
 caf::behavior tokenizer_actor(caf::event_based_actor* self, std::shared_ptr<Runtime> runtime);
 // cache: hands out KV-cache slots (one per running session) and reports their use.

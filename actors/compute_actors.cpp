@@ -9,6 +9,7 @@
 #include "engine/context.h"
 #include "engine/error.h"
 #include "engine/generation.h"
+#include "engine/text/chat.h"
 #include "engine/thread_pool.h"
 #include "log.h"
 #include "messages.h"
@@ -19,7 +20,10 @@ namespace woolly::actors {
 // Prompt tokens per forward batch in a layer executor.
 constexpr int64_t kPromptBatch = kDefaultPromptBatch;
 
-caf::behavior loader_actor(caf::event_based_actor* self, std::string path, LoadOptions options) {
+// `chat_template` names the chat-template family to use instead of the model's (empty: the
+// model's own).
+caf::behavior loader_actor(caf::event_based_actor* self, std::string path, LoadOptions options,
+                           std::string chat_template) {
     return {
         [=](load_atom, caf::actor reply_to) mutable {
             try {
@@ -35,6 +39,12 @@ caf::behavior loader_actor(caf::event_based_actor* self, std::string path, LoadO
                 runtime->load_ms = loaded.load_ms;
                 runtime->load_note = loaded.note;
                 runtime->vocab = std::make_unique<Vocab>(runtime->model->gguf());
+                try { // a model without a chat template Woolly knows still serves prompts
+                    runtime->chat =
+                        chat_format(runtime->model->gguf(), *runtime->vocab, chat_template);
+                } catch (const std::exception& e) {
+                    runtime->chat_error = e.what();
+                }
                 const MemoryRequest& m = loaded.memory;
                 const int64_t ctx = m.n_ctx > 0 ? m.n_ctx : runtime->model->hparams().n_ctx_train;
                 runtime->kv =
@@ -56,6 +66,32 @@ caf::behavior tokenizer_actor(caf::event_based_actor*, std::shared_ptr<Runtime> 
                 out.tokens = tokenize_prompt(*runtime->vocab, prompt, runtime->kv->n_ctx());
             } catch (const std::exception& e) {
                 out.error = e.what(); // the prompt does not fit the context
+            }
+            return out;
+        },
+        // A conversation: the model's chat template, then its tokens (special tokens parsed).
+        [=](tokenize_atom, const chat_prompt& chat) -> tokenized {
+            tokenized out;
+            if (!runtime->chat) {
+                out.error = runtime->chat_error;
+                out.bad_request = true;
+                return out;
+            }
+            try {
+                std::vector<ChatMessage> messages;
+                for (size_t i = 0; i < chat.roles.size() && i < chat.contents.size(); ++i)
+                    messages.push_back({chat.roles[i], chat.contents[i]});
+                out.tokens = tokenize_chat(*runtime->vocab, *runtime->chat, messages);
+            } catch (const std::exception& e) {
+                out.error = e.what(); // the template refused the conversation
+                out.bad_request = true;
+                return out;
+            }
+            try {
+                check_prompt_fits(out.tokens, runtime->kv->n_ctx());
+            } catch (const std::exception& e) {
+                out.error = e.what();
+                out.tokens.clear();
             }
             return out;
         },

@@ -86,7 +86,8 @@ std::string reopen(zmq::context_t& context, std::shared_ptr<zmq::socket_t>& sock
 }
 
 void publisher_actor(caf::blocking_actor* self, zmq::context_t* context,
-                     std::shared_ptr<zmq::socket_t> socket, std::shared_ptr<const LiveConfig> live) {
+                     std::shared_ptr<zmq::socket_t> socket,
+                     std::shared_ptr<const LiveConfig> live) {
     std::map<std::string, ReplayBuffer> streams;
     size_t max_messages = size_t(live->config.replay.max_messages);
     auto keep = std::chrono::seconds(live->config.replay.keep_seconds);
@@ -246,13 +247,30 @@ void ingress_actor(caf::blocking_actor* self, std::shared_ptr<zmq::socket_t> soc
             if (auto error = make_setup(*g, config, setup, seeds))
                 return protocol::encode_error(*error);
             std::string failure;
-            self->request(tokenizer, caf::infinite, tokenize_atom::value, g->prompt)
-                .receive(
-                    [&](tokenized& t) {
-                        setup.prompt_tokens = std::move(t.tokens);
-                        failure = std::move(t.error);
-                    },
-                    [&](caf::error& e) { failure = self->system().render(e); });
+            bool bad_request = false;
+            auto take = [&](tokenized& t) {
+                setup.prompt_tokens = std::move(t.tokens);
+                failure = std::move(t.error);
+                bad_request = t.bad_request;
+            };
+            auto lost = [&](caf::error& e) { failure = self->system().render(e); };
+            if (g->chat) { // the model's chat template makes the prompt
+                chat_prompt chat;
+                for (const auto& turn : g->messages) {
+                    chat.roles.push_back(turn.role);
+                    chat.contents.push_back(turn.content);
+                }
+                self->request(tokenizer, caf::infinite, tokenize_atom::value, std::move(chat))
+                    .receive(take, lost);
+            } else {
+                self->request(tokenizer, caf::infinite, tokenize_atom::value, g->prompt)
+                    .receive(take, lost);
+            }
+            if (!failure.empty() && bad_request) {
+                log::info("refused " + (setup.id.empty() ? std::string("a request") : setup.id) +
+                          ": bad_request: " + failure);
+                return error_reply(protocol::ErrorCode::BadRequest, failure);
+            }
             if (!failure.empty()) {
                 log::info("refused " + (setup.id.empty() ? std::string("a request") : setup.id) +
                           ": too_large: " + failure);
@@ -260,7 +278,9 @@ void ingress_actor(caf::blocking_actor* self, std::shared_ptr<zmq::socket_t> soc
             }
             if (log::enabled(log::Level::debug))
                 log::debug("prompt of " + (setup.id.empty() ? std::string("a request") : setup.id) +
-                           ": " + nlohmann::json(g->prompt).dump());
+                           ": " +
+                           (g->chat ? std::to_string(g->messages.size()) + " messages"
+                                    : nlohmann::json(g->prompt).dump()));
             return ask(scheduler, admit_atom::value, std::move(setup));
         }
         if (auto* c = std::get_if<protocol::CancelRequest>(&request)) {

@@ -10,6 +10,7 @@ void register_message_types(caf::actor_system_config& cfg) {
     cfg.add_message_type<activation>("woolly.activation");
     cfg.add_message_type<logits_ready>("woolly.logits_ready");
     cfg.add_message_type<tokenized>("woolly.tokenized");
+    cfg.add_message_type<chat_prompt>("woolly.chat_prompt");
     cfg.add_message_type<std::vector<int32_t>>("woolly.token_ids");
     cfg.add_message_type<std::vector<float>>("woolly.floats");
     cfg.add_message_type<std::vector<std::string>>("woolly.strings");

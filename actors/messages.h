@@ -110,14 +110,26 @@ template <class Inspector> typename Inspector::result_type inspect(Inspector& f,
 // and by the sampler to run it).
 GenerationParams generation_params(const stream_setup& setup);
 
+// A conversation for the tokenizer to render with the model's chat template.
+struct chat_prompt {
+    std::vector<std::string> roles;
+    std::vector<std::string> contents; // contents[i] is roles[i]'s turn
+};
+
+template <class Inspector> typename Inspector::result_type inspect(Inspector& f, chat_prompt& x) {
+    return f(caf::meta::type_name("chat_prompt"), x.roles, x.contents);
+}
+
 // The tokenizer's answer: the prompt's tokens, or why there are none.
 struct tokenized {
     std::vector<int32_t> tokens;
     std::string error;
+    bool bad_request = false; // the request's fault (a conversation the template refuses), not
+                              // its size
 };
 
 template <class Inspector> typename Inspector::result_type inspect(Inspector& f, tokenized& x) {
-    return f(caf::meta::type_name("tokenized"), x.tokens, x.error);
+    return f(caf::meta::type_name("tokenized"), x.tokens, x.error, x.bad_request);
 }
 
 void register_message_types(caf::actor_system_config& cfg);

@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <memory>
+#include <optional>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -13,6 +14,7 @@
 #include "engine/kv_cache.h"
 #include "engine/loader.h"
 #include "engine/model.h"
+#include "engine/text/chat.h"
 #include "engine/text/vocab.h"
 #include "engine/weight_cache.h"
 
@@ -46,6 +48,8 @@ struct Runtime {
     std::string model_path;
     std::unique_ptr<LlamaModel> model;
     std::unique_ptr<Vocab> vocab;
+    std::optional<ChatFormat> chat;            // the chat template `messages` are rendered with
+    std::string chat_error;                    // why there is none, for a request that needs it
     std::unique_ptr<KvCachePool> kv;
     std::unique_ptr<WeightCache> weight_cache; // null when engine.weight_cache_mib is 0
     MemoryPlan memory_plan;                    // what loading planned, as fitted

@@ -2,6 +2,8 @@
 // the key and the line.
 #include "config.h"
 
+#include "engine/text/chat.h"
+
 #include <yaml-cpp/yaml.h>
 
 #include <charconv>
@@ -92,6 +94,11 @@ const std::map<std::string, std::vector<std::string>> kChoices = {
 
 void check_choice(const std::string& name, const std::string& key, const YAML::Node& node,
                   const std::string& value) {
+    if (key == "engine.chat_template") { // the model's own, or a family the engine formats
+        if (value == "auto" || chat_template_from_name(value)) return;
+        throw ConfigError(where(name, node) + ": key '" + key + "': '" + value +
+                          "' is not one of: auto, " + chat_template_names());
+    }
     auto it = kChoices.find(key);
     if (it == kChoices.end()) return;
     for (const auto& allowed : it->second)
@@ -117,7 +124,8 @@ Schema schema_for(DaemonConfig& c) {
                  {"requests", &c.requests},
                  {"tokens", &c.tokens},
                  {"log_level", &c.log_level},
-                 {"engine.kv_cache_type", &c.engine.kv_cache_type}};
+                 {"engine.kv_cache_type", &c.engine.kv_cache_type},
+                 {"engine.chat_template", &c.engine.chat_template}};
     s.ints = {
         {"threads", {&c.threads, 0, 256}},
         {"shutdown_grace_seconds", {&c.shutdown_grace_seconds, 0, 3600}},
@@ -294,6 +302,7 @@ std::string to_yaml(const DaemonConfig& c) {
     out << YAML::Key << "max_sessions" << YAML::Value << c.engine.max_sessions;
     out << YAML::Key << "weight_cache_mib" << YAML::Value << c.engine.weight_cache_mib;
     out << YAML::Key << "kv_cache_type" << YAML::Value << c.engine.kv_cache_type;
+    out << YAML::Key << "chat_template" << YAML::Value << c.engine.chat_template;
     out << YAML::Key << "mmap" << YAML::Value << c.engine.mmap;
     out << YAML::Key << "mlock" << YAML::Value << c.engine.mlock << YAML::EndMap;
     out << YAML::Key << "limits" << YAML::Value << YAML::BeginMap;

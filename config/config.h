@@ -29,6 +29,7 @@ struct DaemonConfig {
         int64_t max_sessions = 4;          // sessions generating at once (round-robin per token)
         int64_t weight_cache_mib = 4096;   // repacked weights (engine/weight_cache.h); 0: off
         std::string kv_cache_type = "f16"; // f16, f32 or q8_0
+        std::string chat_template = "auto"; // for `messages`: the model's own, or a family
         bool mmap = true;                  // false: read the model into memory (--no-mmap)
         bool mlock = false;                // lock the weights and the weight cache in RAM
     } engine;

@@ -101,6 +101,7 @@ bool same_runtime(const config::DaemonConfig& a, const config::DaemonConfig& b) 
            a.engine.context == b.engine.context && a.engine.max_sessions == b.engine.max_sessions &&
            a.engine.weight_cache_mib == b.engine.weight_cache_mib &&
            a.engine.kv_cache_type == b.engine.kv_cache_type && a.engine.mmap == b.engine.mmap &&
+           a.engine.chat_template == b.engine.chat_template &&
            a.engine.mlock == b.engine.mlock;
 }
 
@@ -121,7 +122,9 @@ std::string base_name(const std::string& path) {
 // Starts the loader; it reports to `self` with progress_atom, then loaded_atom or failed_atom.
 void start_loading(caf::actor_system& system, caf::scoped_actor& self,
                    const config::DaemonConfig& config) {
-    auto loader = system.spawn<caf::detached>(loader_actor, config.model, load_options(config));
+    auto loader = system.spawn<caf::detached>(
+        loader_actor, config.model, load_options(config),
+        config.engine.chat_template == "auto" ? std::string() : config.engine.chat_template);
     self->send(loader, load_atom::value, caf::actor_cast<caf::actor>(self));
 }
 

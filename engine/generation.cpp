@@ -40,13 +40,17 @@ void GenerationParams::validate() const {
     sampling.validate();
 }
 
-std::vector<TokenId> tokenize_prompt(const Vocab& vocab, std::string_view prompt, int64_t n_ctx) {
-    std::vector<TokenId> tokens = vocab.tokenize(prompt, /*add_special=*/true);
+void check_prompt_fits(const std::vector<TokenId>& tokens, int64_t n_ctx) {
     if (tokens.empty()) throw Error("the prompt is empty and the model adds no BOS token");
     if (int64_t(tokens.size()) >= n_ctx) {
         throw Error("the prompt has " + std::to_string(tokens.size()) +
                     " tokens (expected fewer than the context size " + std::to_string(n_ctx) + ")");
     }
+}
+
+std::vector<TokenId> tokenize_prompt(const Vocab& vocab, std::string_view prompt, int64_t n_ctx) {
+    std::vector<TokenId> tokens = vocab.tokenize(prompt, /*add_special=*/true);
+    check_prompt_fits(tokens, n_ctx);
     return tokens;
 }
 
@@ -130,6 +134,12 @@ Generation::Generation(LlamaContext& context, const Vocab& vocab, std::string_vi
                        const GenerationParams& params)
     : context_(context), stream_(vocab, params),
       prompt_tokens_(tokenize_prompt(vocab, prompt, context.n_ctx())) {}
+
+Generation::Generation(LlamaContext& context, const Vocab& vocab,
+                       std::vector<TokenId> prompt_tokens, const GenerationParams& params)
+    : context_(context), stream_(vocab, params), prompt_tokens_(std::move(prompt_tokens)) {
+    check_prompt_fits(prompt_tokens_, context.n_ctx());
+}
 
 void Generation::ingest_prompt() {
     const auto start = Clock::now();

@@ -69,6 +69,9 @@ public:
     // it fits the context; throws Error otherwise. Nothing is evaluated yet.
     Generation(LlamaContext& context, const Vocab& vocab, std::string_view prompt,
                const GenerationParams& params);
+    // From prompt tokens already made (a chat template's); checks they fit the context.
+    Generation(LlamaContext& context, const Vocab& vocab, std::vector<TokenId> prompt_tokens,
+               const GenerationParams& params);
 
     // Evaluates the prompt from an empty context.
     void ingest_prompt();
@@ -95,5 +98,7 @@ private:
 // The prompt's tokens with BOS as the model asks; throws Error when it is empty or does not
 // leave room for one generated token in `n_ctx`.
 std::vector<TokenId> tokenize_prompt(const Vocab& vocab, std::string_view prompt, int64_t n_ctx);
+// Throws Error when `tokens` are empty or leave no room for one generated token in `n_ctx`.
+void check_prompt_fits(const std::vector<TokenId>& tokens, int64_t n_ctx);
 
 } // namespace woolly

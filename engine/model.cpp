@@ -109,7 +109,8 @@ const ArchTraits* find_arch(std::string_view name) {
 
 std::string known_archs() {
     std::string out;
-    for (const ArchTraits& a : kArchs) out += (out.empty() ? "'" : ", '") + std::string(a.name) + "'";
+    for (const ArchTraits& a : kArchs)
+        out += (out.empty() ? "'" : ", '") + std::string(a.name) + "'";
     return out;
 }
 

@@ -37,9 +37,9 @@ enum class RopeStyle { Adjacent, Neox };
 
 // What sets an architecture apart, as data: read once from general.architecture.
 struct ArchTraits {
-    const char* name;        // general.architecture, and the prefix of its metadata keys
+    const char* name; // general.architecture, and the prefix of its metadata keys
     RopeStyle rope;
-    bool fused_gate_up;      // ffn_up holds the gate's rows, then the up projection's (Phi-3)
+    bool fused_gate_up; // ffn_up holds the gate's rows, then the up projection's (Phi-3)
 };
 // The traits of `name`; nullptr when Woolly does not have it.
 const ArchTraits* find_arch(std::string_view name);

@@ -63,7 +63,8 @@ bool copy_vocabulary(const std::string& source, int64_t n_vocab, GgufWriter& w) 
         if (const auto* a = file->get_string_array(key))
             w.add_string_array(key, std::vector<std::string>(a->begin(), a->end()));
     };
-    for (const char* key : {"tokenizer.ggml.model", "tokenizer.ggml.pre", "tokenizer.chat_template"})
+    for (const char* key :
+         {"tokenizer.ggml.model", "tokenizer.ggml.pre", "tokenizer.chat_template"})
         if (auto v = file->get_string(key)) w.add_string(key, *v);
     strings("tokenizer.ggml.tokens");
     strings("tokenizer.ggml.merges");
@@ -136,12 +137,12 @@ const std::vector<ModelShape>& model_shapes() {
         {"llama-3b", 3200, 8640, 26, 32, 32, 2048, 32000, 1e-6f},
         {"llama-7b", 4096, 11008, 32, 32, 32, 4096, 32000, 1e-5f},
         {"stories-15m", 288, 768, 6, 6, 6, 256, 32000, 1e-5f},
-        {"llama-3.2-1b", 2048, 8192, 16, 32, 8, 131072, 128256, 1e-5f, "llama", 500000.0f,
-         "llama3", /*tied=*/true, false, false, /*rope_freqs=*/true},
+        {"llama-3.2-1b", 2048, 8192, 16, 32, 8, 131072, 128256, 1e-5f, "llama", 500000.0f, "llama3",
+         /*tied=*/true, false, false, /*rope_freqs=*/true},
         {"qwen2.5-0.5b", 896, 4864, 24, 14, 2, 32768, 151936, 1e-6f, "qwen2", 1000000.0f, "qwen2",
          /*tied=*/true, /*qkv_bias=*/true},
-        {"phi-3-mini", 3072, 8192, 32, 32, 32, 4096, 32064, 1e-5f, "phi3", 10000.0f, "phi-3",
-         false, false, /*fused=*/true},
+        {"phi-3-mini", 3072, 8192, 32, 32, 32, 4096, 32064, 1e-5f, "phi3", 10000.0f, "phi-3", false,
+         false, /*fused=*/true},
         {"test-tiny", 64, 128, 2, 4, 2, 128, 320, 1e-5f},
         {"test-tiny-k", 256, 512, 2, 4, 2, 128, 320, 1e-5f}, // rows of whole k-quant blocks
         // The other architectures' layouts at test-tiny's size (generated vocabularies).

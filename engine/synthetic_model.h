@@ -14,13 +14,13 @@ struct ModelShape {
     const char* name;
     int64_t n_embd, n_ff, n_layer, n_head, n_head_kv, n_ctx, n_vocab;
     float rms_eps;
-    const char* arch = "llama";   // general.architecture: llama, qwen2 or phi3
+    const char* arch = "llama"; // general.architecture: llama, qwen2 or phi3
     float rope_base = 10000.0f;
     const char* vocab = "llama-spm"; // ../shared/vocab/ggml-vocab-<vocab>.gguf, copied if there
-    bool tied = false;            // no output.weight: the embeddings serve as the output
-    bool qkv_bias = false;        // Q, K and V biases (Qwen2)
-    bool fused = false;           // attn_qkv and a gate-and-up ffn_up (Phi-3)
-    bool rope_freqs = false;      // Llama 3.1's rope frequency factors (scale 32, context 8192)
+    bool tied = false;               // no output.weight: the embeddings serve as the output
+    bool qkv_bias = false;           // Q, K and V biases (Qwen2)
+    bool fused = false;              // attn_qkv and a gate-and-up ffn_up (Phi-3)
+    bool rope_freqs = false;         // Llama 3.1's rope frequency factors (scale 32, context 8192)
 };
 
 // tinyllama-1.1b, llama-3b, llama-7b, stories-15m, one per architecture (llama-3.2-1b,

@@ -90,6 +90,33 @@ std::optional<RequestError> check_known_fields(const json& object, std::set<std:
 
 } // namespace
 
+std::variant<std::vector<ChatTurn>, std::string> decode_chat_turns(const json& value) {
+    if (!value.is_array() || value.empty())
+        return std::string(
+            "'messages' must be a non-empty array of {\"role\", \"content\"} objects");
+    std::vector<ChatTurn> turns;
+    for (size_t i = 0; i < value.size(); ++i) {
+        const json& m = value[i];
+        const std::string where = "messages[" + std::to_string(i) + "]";
+        if (!m.is_object()) return where + " must be an object with 'role' and 'content'";
+        for (const auto& [key, v] : m.items()) {
+            (void)v;
+            if (key != "role" && key != "content")
+                return where + " has unknown field '" + key + "' (expected role and content)";
+        }
+        const auto role = m.find("role");
+        const auto content = m.find("content");
+        if (role == m.end() || !role->is_string())
+            return where + ".role must be a string: system, user or assistant";
+        const std::string& r = role->get_ref<const std::string&>();
+        if (r != "system" && r != "user" && r != "assistant")
+            return where + ".role is '" + r + "' (expected system, user or assistant)";
+        if (content == m.end() || !content->is_string()) return where + ".content must be a string";
+        turns.push_back({r, content->get<std::string>()});
+    }
+    return turns;
+}
+
 const char* error_code_name(ErrorCode code) {
     switch (code) {
     case ErrorCode::BadRequest:
@@ -160,14 +187,24 @@ std::variant<Request, RequestError> decode_request(std::string_view frame,
     if (!op) return bad("'op' is required (generate, cancel, status or replay)");
 
     if (*op == "generate") {
-        if (auto e = check_known_fields(object, {"op", "id", "prompt", "max_tokens", "temperature",
-                                                 "top_k", "top_p", "min_p", "repeat_penalty",
-                                                 "repeat_last_n", "seed", "stop"}))
+        if (auto e = check_known_fields(
+                object, {"op", "id", "prompt", "messages", "max_tokens", "temperature", "top_k",
+                         "top_p", "min_p", "repeat_penalty", "repeat_last_n", "seed", "stop"}))
             return *e;
         GenerateRequest r;
         r.id = f.stream_id("id", false);
         auto prompt = f.string("prompt");
-        if (!prompt && !f.error) f.fail("'prompt' is required");
+        const json* messages = f.get("messages");
+        if (!f.error && prompt.has_value() == (messages != nullptr))
+            f.fail("give exactly one of 'prompt' (text) and 'messages' (a conversation)");
+        if (messages && !f.error) {
+            auto turns = decode_chat_turns(*messages);
+            if (auto* why = std::get_if<std::string>(&turns))
+                f.fail(*why);
+            else
+                r.messages = std::move(std::get<std::vector<ChatTurn>>(turns));
+            r.chat = true;
+        }
         // Asking for more tokens than the daemon allows is "too large"; a negative count or a
         // non-integer is a bad request (below).
         if (const json* max = f.get("max_tokens");
@@ -208,7 +245,7 @@ std::variant<Request, RequestError> decode_request(std::string_view frame,
             }
         }
         if (f.error) return *f.error;
-        r.prompt = std::move(*prompt);
+        if (prompt) r.prompt = std::move(*prompt);
         return Request{std::move(r)};
     }
     if (*op == "cancel") {

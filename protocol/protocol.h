@@ -33,9 +33,17 @@ struct DecodeLimits {
 };
 
 // Sampling fields as the client gave them; absent ones take the daemon's defaults.
+// One turn of a conversation (the daemon applies the model's chat template to them).
+struct ChatTurn {
+    std::string role; // system, user or assistant
+    std::string content;
+};
+
 struct GenerateRequest {
-    std::string id; // empty: the daemon chooses one
-    std::string prompt;
+    std::string id;     // empty: the daemon chooses one
+    std::string prompt; // exactly one of prompt and messages is given
+    std::vector<ChatTurn> messages;
+    bool chat = false; // messages were given
     std::optional<int64_t> max_tokens;
     std::optional<double> temperature;
     std::optional<int64_t> top_k;
@@ -55,6 +63,11 @@ struct ReplayRequest {
     uint64_t from_seq = 0;
 };
 using Request = std::variant<GenerateRequest, CancelRequest, StatusRequest, ReplayRequest>;
+
+// A conversation: [{"role": "system"|"user"|"assistant", "content": STRING}, ...], at least
+// one turn, nothing else in a turn. Returns the turns or why not (naming the entry). Shared by
+// the generate request and `woolly run --messages FILE`.
+std::variant<std::vector<ChatTurn>, std::string> decode_chat_turns(const nlohmann::json& value);
 
 // Decodes one request frame. Every field is checked for type and range; unknown fields, bad
 // UTF-8 and oversized frames are refused. Returns the request or the error to reply with.

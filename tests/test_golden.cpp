@@ -234,15 +234,16 @@ TEST_CASE("Llama 3, Qwen2 and Phi-3 match llama.cpp") {
                                  cached ? &cache : nullptr, TensorType::F32);
             double worst = 1.0;
             for (size_t row = 0; row < tokens.size(); ++row) {
-                const auto cmp = compare_row(context.decode(tokens[row]),
-                                             &want[row * size_t(n_vocab)], n_vocab);
-                INFO(name << std::string(cached ? " cached" : "") << " position " << row << " cosine "
-                          << cmp.cosine);
+                const auto cmp =
+                    compare_row(context.decode(tokens[row]), &want[row * size_t(n_vocab)], n_vocab);
+                INFO(name << std::string(cached ? " cached" : "") << " position " << row
+                          << " cosine " << cmp.cosine);
                 CHECK(cmp.cosine >= 0.99);
                 if (cmp.golden_margin >= 0.1) CHECK(cmp.argmax_agrees);
                 worst = std::min(worst, cmp.cosine);
             }
-            MESSAGE(name << std::string(cached ? " (weight cache)" : "") << ": worst cosine " << worst);
+            MESSAGE(name << std::string(cached ? " (weight cache)" : "") << ": worst cosine "
+                         << worst);
         }
 
         // Deep rows: the prompt in batches, then the last 4 one at a time.
@@ -256,8 +257,9 @@ TEST_CASE("Llama 3, Qwen2 and Phi-3 match llama.cpp") {
             context.decode_batch(long_tokens.data(), int64_t(long_tokens.size()) - 4);
             double worst = 1.0;
             for (size_t i = 0; i < 4; ++i) {
-                const auto cmp = compare_row(context.decode(long_tokens[long_tokens.size() - 4 + i]),
-                                             &long_want[i * size_t(n_vocab)], n_vocab);
+                const auto cmp =
+                    compare_row(context.decode(long_tokens[long_tokens.size() - 4 + i]),
+                                &long_want[i * size_t(n_vocab)], n_vocab);
                 INFO(name << " deep row " << i << " cosine " << cmp.cosine);
                 CHECK(cmp.cosine >= 0.998);
                 worst = std::min(worst, cmp.cosine);

@@ -8,6 +8,7 @@
 #include "engine/error.h"
 #include "engine/gguf.h"
 #include "engine/gguf_writer.h"
+#include "engine/text/chat.h"
 #include "engine/text/tokenizer.h"
 #include "engine/text/vocab.h"
 #include "test_support.h"
@@ -68,7 +69,9 @@ TEST_CASE("BPE tokenizer vectors pass: gpt-2, starcoder, deepseek-coder, llama3,
         return;
     }
     for (const char* name : {"gpt-2", "starcoder", "deepseek-coder", "llama3", "qwen2"}) {
-        SUBCASE(name) { check_vocab_vectors(name); }
+        SUBCASE(name) {
+            check_vocab_vectors(name);
+        }
     }
 }
 
@@ -95,7 +98,8 @@ TEST_CASE("BOS, the space prefix and control tokens on the bundled vocabulary") 
 namespace {
 
 // A vocabulary-only GGUF file: tokens, and whatever `more` adds.
-std::unique_ptr<GgufFile> vocab_file(const std::string& model, const std::vector<std::string>& tokens,
+std::unique_ptr<GgufFile> vocab_file(const std::string& model,
+                                     const std::vector<std::string>& tokens,
                                      const std::function<void(GgufWriter&)>& more = {}) {
     GgufWriter w;
     w.add_string("tokenizer.ggml.model", model);
@@ -110,33 +114,44 @@ std::unique_ptr<GgufFile> vocab_file(const std::string& model, const std::vector
 
 TEST_CASE("a vocabulary Woolly cannot run is refused with what was expected") {
     auto bert = vocab_file("bert", {"a", "b", "c"});
-    CHECK_THROWS_WITH_AS(Vocab{*bert}, doctest::Contains("is 'bert' (expected 'llama', SentencePiece, or 'gpt2'"), Error);
+    CHECK_THROWS_WITH_AS(Vocab{*bert},
+                         doctest::Contains("is 'bert' (expected 'llama', SentencePiece, or 'gpt2'"),
+                         Error);
     if (!BpeTokenizer::available()) return;
     auto pre = vocab_file("gpt2", {"a", "b", "ab"}, [](GgufWriter& w) {
         w.add_string("tokenizer.ggml.pre", "klingon");
         w.add_string_array("tokenizer.ggml.merges", {"a b"});
     });
-    CHECK_THROWS_WITH_AS(Vocab{*pre}, doctest::Contains("tokenizer.ggml.pre is 'klingon', a pre-tokenizer Woolly does not have (it has default, gpt-2"), Error);
+    CHECK_THROWS_WITH_AS(Vocab{*pre},
+                         doctest::Contains("tokenizer.ggml.pre is 'klingon', a pre-tokenizer "
+                                           "Woolly does not have (it has default, gpt-2"),
+                         Error);
     auto no_merges = vocab_file("gpt2", {"a", "b", "ab"});
-    CHECK_THROWS_WITH_AS(Vocab{*no_merges}, doctest::Contains("missing metadata key 'tokenizer.ggml.merges'"), Error);
+    CHECK_THROWS_WITH_AS(Vocab{*no_merges},
+                         doctest::Contains("missing metadata key 'tokenizer.ggml.merges'"), Error);
     auto bad_merge = vocab_file("gpt2", {"a", "b", "ab"}, [](GgufWriter& w) {
         w.add_string_array("tokenizer.ggml.merges", {"a b", "ab"});
     });
-    CHECK_THROWS_WITH_AS(Vocab{*bad_merge}, doctest::Contains("tokenizer.ggml.merges[1] is 'ab' (expected two token texts"), Error);
+    CHECK_THROWS_WITH_AS(
+        Vocab{*bad_merge},
+        doctest::Contains("tokenizer.ggml.merges[1] is 'ab' (expected two token texts"), Error);
     auto bad_bos = vocab_file("gpt2", {"a", "b", "ab"}, [](GgufWriter& w) {
         w.add_string_array("tokenizer.ggml.merges", {"a b"});
         w.add_u32("tokenizer.ggml.bos_token_id", 3);
     });
-    CHECK_THROWS_WITH_AS(Vocab{*bad_bos}, doctest::Contains("bos_token_id is 3 (expected less than the vocabulary size 3)"), Error);
+    CHECK_THROWS_WITH_AS(
+        Vocab{*bad_bos},
+        doctest::Contains("bos_token_id is 3 (expected less than the vocabulary size 3)"), Error);
 }
 
 TEST_CASE("BPE merges by rank, leftmost first on a tie, through the byte map") {
     if (!BpeTokenizer::available()) return;
     // "Ġ" is the space's character in GPT-2's byte map. Ranks: "b c" before "a b".
-    auto file = vocab_file("gpt2", {"a", "b", "c", "Ġ", "bc", "ab", "abc", "Ġa"}, [](GgufWriter& w) {
-        w.add_string("tokenizer.ggml.pre", "gpt-2");
-        w.add_string_array("tokenizer.ggml.merges", {"b c", "a b", "a bc", "Ġ a"});
-    });
+    auto file =
+        vocab_file("gpt2", {"a", "b", "c", "Ġ", "bc", "ab", "abc", "Ġa"}, [](GgufWriter& w) {
+            w.add_string("tokenizer.ggml.pre", "gpt-2");
+            w.add_string_array("tokenizer.ggml.merges", {"b c", "a b", "a bc", "Ġ a"});
+        });
     Vocab vocab(*file);
     CHECK(vocab.kind() == VocabKind::BytePairs);
     CHECK(vocab.tokenize("abc", false) == std::vector<TokenId>{6});    // b c, then a bc
@@ -180,8 +195,12 @@ TEST_CASE("BPE vocabularies: BOS rules, special tokens, end of generation, round
         CHECK(back == text);
         back.clear();
         // Each byte that begins no character is one U+FFFD, as in llama.cpp.
-        for (TokenId t : v->tokenize("a\xff" "b\xe6\x97", false)) back += v->piece(t);
-        CHECK(back == "a\xef\xbf\xbd" "b\xef\xbf\xbd\xef\xbf\xbd");
+        for (TokenId t : v->tokenize("a\xff"
+                                     "b\xe6\x97",
+                                     false))
+            back += v->piece(t);
+        CHECK(back == "a\xef\xbf\xbd"
+                      "b\xef\xbf\xbd\xef\xbf\xbd");
     }
 }
 
@@ -232,4 +251,44 @@ TEST_CASE("Utf8Stream holds split characters and replaces invalid bytes") {
     CHECK(is_valid_utf8("\xf0\x9f\xa6\x99"));
     CHECK_FALSE(is_valid_utf8("\xed\xa0\x80")); // a surrogate
     CHECK_FALSE(is_valid_utf8("\xc0\xaf"));     // overlong
+}
+
+// The family of each template the chat tests render with Jinja is recognised from its text.
+TEST_CASE("chat templates are recognised by their markers, and a stranger is refused by name") {
+    const std::string dir = std::string(WOOLLY_SOURCE_DIR) + "/tests/chat_templates/";
+    for (const char* name : {"chatml", "llama2", "mistral-v1", "zephyr", "deepseek"}) {
+        const auto bytes = test::read_bytes(dir + name + ".jinja");
+        const auto family = detect_chat_template(std::string(bytes.begin(), bytes.end()));
+        REQUIRE(family);
+        CHECK(chat_template_name(*family) == name);
+    }
+    for (const auto& [vocab, name] : std::vector<std::pair<std::string, std::string>>{
+             {"llama3", "llama3"}, {"qwen2", "qwen3"}, {"phi-3", "phi3"}, {"gemma", "gemma"}}) {
+        const std::string path = test::shared_file("vocab/ggml-vocab-" + vocab + ".gguf");
+        WOOLLY_REQUIRE_SHARED(path);
+        auto file = GgufFile::open(path);
+        const auto family = detect_chat_template(*file->get_string("tokenizer.chat_template"));
+        REQUIRE(family);
+        CHECK(chat_template_name(*family) == name);
+    }
+    CHECK_FALSE(detect_chat_template("{{ messages[0]['content'] }}"));
+    auto bundled = GgufFile::open(test::bundled_model());
+    Vocab vocab(*bundled);
+    CHECK_THROWS_WITH_AS(chat_format(*bundled, vocab),
+                         doctest::Contains("has no chat template (tokenizer.chat_template)"),
+                         Error);
+    CHECK_THROWS_WITH_AS(
+        chat_format(*bundled, vocab, "klingon"),
+        doctest::Contains("unknown chat template 'klingon' (expected one of: llama3"), Error);
+    const ChatFormat zephyr = chat_format(*bundled, vocab, "zephyr");
+    CHECK(zephyr.tokens.bos == "<s>");
+    CHECK(zephyr.tokens.eos == "</s>");
+    // A conversation's tokens: the template's text, BOS once.
+    const auto tokens = tokenize_chat(vocab, zephyr, {{"user", "hi"}});
+    CHECK(tokens.front() == vocab.bos());
+    CHECK(std::count(tokens.begin(), tokens.end(), vocab.bos()) == 1);
+    CHECK_THROWS_WITH_AS(apply_chat_template(ChatTemplate::Llama2, {{"system", "x"}}, true, {}),
+                         doctest::Contains("Conversation roles must alternate"), Error);
+    CHECK(python_strip("\xe3\x80\x80 a b\t\x1f") ==
+          "a b"); // U+3000 and U+001F are spaces to Python
 }

@@ -10,8 +10,9 @@
 #include "commands.h"
 #include "engine/generation.h"
 #include "engine/model.h"
-#include "engine/thread_pool.h"
+#include "engine/text/chat.h"
 #include "engine/text/vocab.h"
+#include "engine/thread_pool.h"
 
 namespace woolly::cli {
 namespace {
@@ -22,6 +23,9 @@ const char* kRunUsage =
     "stdout; a timing summary goes to stderr.\n"
     "  -m, --model FILE        GGUF model (default: $WOOLLY_MODEL or the bundled stories260K)\n"
     "  -p, --prompt TEXT       the prompt\n"
+    "  --messages FILE.json    a conversation instead of a prompt, rendered with the model's\n"
+    "                          chat template ([{\"role\": ..., \"content\": ...}, ...])\n"
+    "  --chat-template NAME    the template family, instead of the one the model's names\n"
     "  -n, --n-predict N       tokens to generate at most (default 128; -1: until the context is "
     "full)\n"
     "  -c, --ctx-size N        context length (default: the model's)\n"
@@ -65,7 +69,9 @@ int run_command(int argc, char** argv) {
                "--repeat-penalty",
                "--repeat-last-n",
                "--seed",
-               "--stop"},
+               "--stop",
+               "--messages",
+               "--chat-template"},
               {"--json", "--help", "-h", "--no-mmap", "--mlock", "--verbose"});
     if (args.has("--help") || args.has("-h")) {
         std::fputs(kRunUsage, stdout);
@@ -94,7 +100,12 @@ int run_command(int argc, char** argv) {
     const bool json = args.has("--json");
     const bool verbose = args.has("--verbose");
 
-    const std::string prompt = read_prompt(args);
+    const auto messages_path = args.get("--messages");
+    if (messages_path && args.get("-p", "--prompt"))
+        throw Error("give -p PROMPT or --messages FILE, not both");
+    const std::vector<ChatMessage> messages =
+        messages_path ? read_chat_messages(*messages_path) : std::vector<ChatMessage>{};
+    const std::string prompt = messages_path ? std::string() : read_prompt(args);
 
     const std::string model_path = args.get("-m", "--model").value_or(default_model_path());
     const LoadedModel loaded = load_model(model_path, options);
@@ -116,7 +127,13 @@ int run_command(int argc, char** argv) {
     params.max_tokens =
         n_predict < 0 ? int32_t(context.n_ctx()) : int32_t(std::min<int64_t>(n_predict, INT32_MAX));
 
-    Generation generation(context, vocab, prompt, params);
+    std::optional<Generation> chat;
+    if (messages_path) {
+        const ChatFormat format =
+            chat_format(model.gguf(), vocab, args.get("--chat-template").value_or(""));
+        chat.emplace(context, vocab, tokenize_chat(vocab, format, messages), params);
+    }
+    Generation generation = chat ? std::move(*chat) : Generation(context, vocab, prompt, params);
     generation.ingest_prompt();
     GeneratedToken token;
     int64_t seq = 0;

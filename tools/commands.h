@@ -1,6 +1,11 @@
 // commands.h — the `woolly` subcommands; each returns the process exit code.
 #pragma once
 
+#include <string>
+#include <vector>
+
+#include "engine/text/chat.h"
+
 namespace woolly::cli {
 
 int run_command(int argc, char** argv);       // woolly run
@@ -13,5 +18,10 @@ int generate_command(int argc, char** argv);  // woolly generate (a woollyd clie
 int subscribe_command(int argc, char** argv); // woolly subscribe
 int cancel_command(int argc, char** argv);    // woolly cancel
 int status_command(int argc, char** argv);    // woolly status
+int template_command(int argc, char** argv);  // woolly template
+
+// The conversation in a JSON file (protocol::decode_chat_turns's format); throws Error naming
+// the file and the entry.
+std::vector<ChatMessage> read_chat_messages(const std::string& path);
 
 } // namespace woolly::cli

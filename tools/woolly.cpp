@@ -55,6 +55,7 @@ const char* kUsage = "usage: woolly COMMAND [options]\n"
                      "commands:\n"
                      "  run       generate text from a prompt with a local model\n"
                      "  tokenize  print the token ids of strings (llama.cpp vocab-test format)\n"
+                     "  template  print a conversation as the model's chat template renders it\n"
                      "  logits    write the logits after each of a list of tokens\n"
                      "  gguf      print a GGUF file's metadata and tensors\n"
                      "  synth     write a random-weight model with a real model's shape\n"
@@ -79,6 +80,7 @@ int main(int argc, char** argv) {
     try {
         if (command == "run") return woolly::cli::run_command(argc, argv);
         if (command == "tokenize") return woolly::cli::tokenize_command(argc, argv);
+        if (command == "template") return woolly::cli::template_command(argc, argv);
         if (command == "logits") return woolly::cli::logits_command(argc, argv);
         if (command == "gguf") return woolly::cli::gguf_command(argc, argv);
         if (command == "synth") return woolly::cli::synth_command(argc, argv);

@@ -18,7 +18,7 @@ namespace {
 // GPT-2's byte-to-character map: printable Latin-1 bytes stand for themselves; the others
 // (controls, space, DEL, the Latin-1 gap and the soft hyphen) take U+0100 onwards in order.
 struct ByteMap {
-    std::string to_text[256];           // byte -> its character's UTF-8
+    std::string to_text[256];                      // byte -> its character's UTF-8
     std::unordered_map<uint32_t, uint8_t> to_byte; // code point -> byte
     ByteMap() {
         uint32_t next = 256;
@@ -60,7 +60,10 @@ const PreTokenizerRules kPreTokenizers[] = {
      {"[\r\n]", "\\s?\\p{L}+", "\\s?\\p{P}+", "[一-龥ࠀ-一가-퟿]+", "\\p{N}"}},
     {{"deepseek-llm"},
      {"[\r\n]",
-      "\\s?[A-Za-zµÀ-ÖØ-öø-ƺƼ-ƿǄ-ʓʕ-ʯͰ-ͳͶͷͻ-ͽͿΆΈ-ΊΌΎ-ΡΣ-ϵϷ-ҁҊ-ԯԱ-ՖႠ-ჅᎠ-Ᏽᏸ-ᏽᲐ-ᲺᲽ-Ჿᴀ-ᴫᵫ-ᵷᵹ-ᶚḀ-ἕἘ-Ἕἠ-ὅὈ-Ὅὐ-ὗὙὛὝὟ-ώᾀ-ᾴᾶ-ᾼιῂ-ῄῆ-ῌῐ-ΐῖ-Ίῠ-Ῥῲ-ῴῶ-ῼℂℇℊ-ℓℕℙ-ℝℤΩℨK-ℭℯ-ℴℹℼ-ℿⅅ-ⅉⅎↃↄⰀ-ⱻⱾ-ⳤⳫ-ⳮⳲⳳꙀ-ꙭꚀ-ꚛꜢ-ꝯꝱ-ꞇꞋ-ꞎꭰ-ꮿﬀ-ﬆﬓ-ﬗＡ-Ｚａ-ｚ𐐀-𐑏𐒰-𐓓𐓘-𐓻𐲀-𐲲𐳀-𐳲𑢠-𑣟𞤀-𞥃]+",
+      "\\s?[A-Za-zµÀ-ÖØ-öø-ƺƼ-ƿǄ-ʓʕ-ʯͰ-ͳͶͷͻ-ͽͿΆΈ-ΊΌΎ-ΡΣ-ϵϷ-ҁҊ-ԯԱ-ՖႠ-ჅᎠ-Ᏽᏸ-ᏽᲐ-ᲺᲽ-Ჿᴀ-"
+      "ᴫᵫ-ᵷᵹ-ᶚḀ-ἕἘ-Ἕἠ-ὅὈ-Ὅὐ-ὗὙὛὝὟ-ώᾀ-ᾴᾶ-ᾼιῂ-ῄῆ-ῌῐ-ΐῖ-Ίῠ-Ῥῲ-ῴῶ-ῼℂℇℊ-ℓℕℙ-ℝℤΩℨK-ℭℯ-ℴℹℼ-ℿⅅ-ⅉⅎↃↄⰀ-ⱻⱾ-ⳤⳫ-"
+      "ⳮⳲⳳꙀ-ꙭꚀ-ꚛꜢ-ꝯꝱ-ꞇꞋ-ꞎꭰ-ꮿﬀ-ﬆﬓ-ﬗＡ-Ｚａ-ｚ𐐀-𐑏𐒰-𐓓𐓘-𐓻𐲀-𐲲𐳀-𐳲𑢠-"
+      "𑣟𞤀-𞥃]+",
       "\\s?[!-/:-~！-／：-～‘-‟　-。]+", "\\s+$", "[一-龥ࠀ-一가-퟿]+", "\\p{N}+"}},
     {{"tekken"},
      {"[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]+|"
@@ -82,7 +85,8 @@ const PreTokenizerRules* find_pre_tokenizer(std::string_view name) {
 std::string known_pre_tokenizers() {
     std::string out;
     for (const PreTokenizerRules& rules : kPreTokenizers)
-        for (std::string_view name : rules.names) out += (out.empty() ? "" : ", ") + std::string(name);
+        for (std::string_view name : rules.names)
+            out += (out.empty() ? "" : ", ") + std::string(name);
     return out;
 }
 
@@ -100,8 +104,7 @@ bool BpeTokenizer::available() {
     return true;
 }
 
-BpeTokenizer::BpeTokenizer(const Vocab& vocab, const GgufFile& file,
-                           const PreTokenizerRules& rules)
+BpeTokenizer::BpeTokenizer(const Vocab& vocab, const GgufFile& file, const PreTokenizerRules& rules)
     : vocab_(vocab), rules_(rules), regexes_(std::make_unique<Regexes>()) {
     const auto* merges = file.get_string_array("tokenizer.ggml.merges");
     if (!merges) throw Error(file.name() + ": missing metadata key 'tokenizer.ggml.merges'");
@@ -112,23 +115,23 @@ BpeTokenizer::BpeTokenizer(const Vocab& vocab, const GgufFile& file,
         const size_t space = merge.size() > 1 ? merge.find(' ', 1) : std::string::npos;
         if (space == std::string::npos || space + 1 == merge.size()) {
             throw Error(file.name() + ": tokenizer.ggml.merges[" + std::to_string(i) + "] is '" +
-                        std::string(merge) +
-                        "' (expected two token texts separated by a space)");
+                        std::string(merge) + "' (expected two token texts separated by a space)");
         }
-        ranks_.emplace(std::string(merge), int32_t(i)); // the first rank of a pair listed twice holds
+        ranks_.emplace(std::string(merge),
+                       int32_t(i)); // the first rank of a pair listed twice holds
     }
     for (std::string_view pattern : rules.regexes) {
         int error = 0;
         PCRE2_SIZE offset = 0;
-        pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()),
-                                         pattern.size(),
-                                         PCRE2_UTF | PCRE2_UCP | PCRE2_DOLLAR_ENDONLY, &error,
-                                         &offset, nullptr);
+        pcre2_code* code =
+            pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
+                          PCRE2_UTF | PCRE2_UCP | PCRE2_DOLLAR_ENDONLY, &error, &offset, nullptr);
         if (!code) {
             PCRE2_UCHAR message[256];
             pcre2_get_error_message(error, message, sizeof message);
-            throw Error("pre-tokenizer '" + std::string(rules.names.front()) + "': regex error at " +
-                        std::to_string(offset) + ": " + reinterpret_cast<char*>(message));
+            throw Error("pre-tokenizer '" + std::string(rules.names.front()) +
+                        "': regex error at " + std::to_string(offset) + ": " +
+                        reinterpret_cast<char*>(message));
         }
         // JIT where the system allows executable memory; a unit with
         // MemoryDenyWriteExecute=yes refuses it and the interpreter runs the same pattern.
@@ -162,7 +165,9 @@ void BpeTokenizer::encode(std::string_view text, bool, std::vector<TokenId>& out
                 const int rc = pcre2_match(code, subject + start, length, at, PCRE2_NO_UTF_CHECK,
                                            match, nullptr);
                 if (rc == PCRE2_ERROR_NOMATCH) break;
-                if (rc < 0) throw Error("pre-tokenizer regex failed (PCRE2 error " + std::to_string(rc) + ")");
+                if (rc < 0)
+                    throw Error("pre-tokenizer regex failed (PCRE2 error " + std::to_string(rc) +
+                                ")");
                 const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(match);
                 const size_t m0 = ov[0], m1 = ov[1];
                 if (m1 == m0) { // an empty match cuts nothing: step over one character
@@ -195,8 +200,7 @@ bool BpeTokenizer::available() {
     return false;
 }
 
-BpeTokenizer::BpeTokenizer(const Vocab& vocab, const GgufFile& file,
-                           const PreTokenizerRules& rules)
+BpeTokenizer::BpeTokenizer(const Vocab& vocab, const GgufFile& file, const PreTokenizerRules& rules)
     : vocab_(vocab), rules_(rules) {
     throw Error(file.name() + ": a BPE vocabulary needs PCRE2, and this build has none "
                               "(configure with libpcre2-dev installed)");

@@ -12,12 +12,13 @@
 namespace woolly {
 namespace {
 
-constexpr std::string_view kUnknownPiece = "\xe2\x96\x85"; // U+2585, what llama.cpp prints for <unk>
+constexpr std::string_view kUnknownPiece =
+    "\xe2\x96\x85"; // U+2585, what llama.cpp prints for <unk>
 
 // Texts of the tokens that end a generation besides EOS, as llama.cpp recognises them.
 constexpr std::string_view kEndOfTurnTexts[] = {
-    "<|eot_id|>", "<|im_end|>",  "<|end|>", "<end_of_turn>",  "<|endoftext|>",
-    "<|eom_id|>", "<|end_of_text|>", "<EOT>", "<end_of_utterance>",
+    "<|eot_id|>", "<|im_end|>",      "<|end|>", "<end_of_turn>",      "<|endoftext|>",
+    "<|eom_id|>", "<|end_of_text|>", "<EOT>",   "<end_of_utterance>",
 };
 
 } // namespace

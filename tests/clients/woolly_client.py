@@ -95,7 +95,10 @@ class Client:
         stream_id = stream_id or "py" + uuid.uuid4().hex[:16]
         sub = self.subscribe(stream_id)  # subscribe first, then ask
         try:
-            reply = self.call({"op": "generate", "prompt": prompt, "id": stream_id, **fields})
+            request = {"op": "generate", "id": stream_id, **fields}
+            if prompt is not None:  # None: the fields hold "messages" (a conversation) instead
+                request["prompt"] = prompt
+            reply = self.call(request)
             if not reply["ok"]:
                 raise WoollyError(reply["error"]["code"], reply["error"]["message"])
             yield from self.follow(sub, stream_id)

@@ -1,0 +1,147 @@
+#!/usr/bin/python3
+"""test_chat_templates.py — `woolly template` against Jinja: each family's formatter must print,
+byte for byte, what python3-jinja2 renders from the family's real template (as transformers
+renders chat templates: trim_blocks and lstrip_blocks, raise_exception, tojson), for several
+conversations, with and without the generation prompt; a template that raises must make
+`woolly template` fail with the same message.
+
+usage: test_chat_templates.py WOOLLY SOURCE_DIR SHARED_DIR
+"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import jinja2
+import jinja2.sandbox
+
+WOOLLY, SOURCE, SHARED = sys.argv[1:4]
+VOCAB = os.path.join(SHARED, "vocab")
+BUNDLED = os.path.join(SOURCE, "models", "stories260K.gguf")  # <s> and </s>, no template
+TMP = tempfile.mkdtemp(prefix="woolly-chat-")
+
+
+def gguf_metadata(path):
+    """The metadata of a GGUF file: strings, integers, booleans and string arrays (enough of
+    the format for the chat template, the special ids and the token texts)."""
+    import struct
+    with open(path, "rb") as f:
+        data = f.read()
+    pos = 8
+    _, n_kv = struct.unpack_from("<QQ", data, pos)
+    pos += 16
+    scalars = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
+
+    def value(t):
+        nonlocal pos
+        if t == 8:
+            (n,) = struct.unpack_from("<Q", data, pos)
+            s = data[pos + 8:pos + 8 + n].decode("utf-8", "replace")
+            pos += 8 + n
+            return s
+        if t == 9:
+            at, n = struct.unpack_from("<IQ", data, pos)
+            pos += 12
+            return [value(at) for _ in range(n)]
+        (v,) = struct.unpack_from(scalars[t], data, pos)
+        pos += struct.calcsize(scalars[t])
+        return v
+
+    meta = {}
+    for _ in range(n_kv):
+        key = value(8)
+        (t,) = struct.unpack_from("<I", data, pos)
+        pos += 4
+        meta[key] = value(t)
+    return meta
+
+
+def render(template, messages, add_generation_prompt, bos, eos):
+    env = jinja2.sandbox.ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+
+    def raise_exception(message):
+        raise jinja2.exceptions.TemplateError(message)
+
+    env.globals["raise_exception"] = raise_exception
+    env.filters["tojson"] = lambda x, indent=None: json.dumps(x, ensure_ascii=False, indent=indent)
+    return env.from_string(template).render(messages=messages, bos_token=bos, eos_token=eos,
+                                            add_generation_prompt=add_generation_prompt)
+
+
+def woolly_template(model, messages, add_generation_prompt, name=None):
+    path = os.path.join(TMP, "messages.json")
+    with open(path, "w") as f:
+        json.dump(messages, f, ensure_ascii=False)
+    cmd = [WOOLLY, "template", "-m", model, "--messages", path]
+    if not add_generation_prompt:
+        cmd.append("--no-generation-prompt")
+    if name:
+        cmd += ["--chat-template", name]
+    return subprocess.run(cmd, capture_output=True, timeout=60)
+
+
+CONVERSATIONS = [
+    [{"role": "user", "content": "Hello"}],
+    [{"role": "system", "content": "You are a helpful assistant"},
+     {"role": "user", "content": "Hello"},
+     {"role": "assistant", "content": "Hi there"},
+     {"role": "user", "content": "Who are you"}],
+    [{"role": "user", "content": "  spaced\n"},
+     {"role": "assistant", "content": "   I am an assistant   "},
+     {"role": "user", "content": "\u3000naïve 日本 🦙\t\x1f"}],
+    [{"role": "system", "content": "Be brief."},
+     {"role": "user", "content": "2+2?"},
+     {"role": "assistant", "content": "<think>\nadd them\n</think>\n\n4"},
+     {"role": "user", "content": "and 3+3?"},
+     {"role": "assistant", "content": "<think>\n\nagain\n\n</think>\n\n\n6"}],
+    [{"role": "user", "content": "one"}, {"role": "user", "content": "two"}],
+    [{"role": "assistant", "content": "I start"}],
+    [{"role": "system", "content": "only a system message"}],
+]
+
+
+def main():
+    cases = []  # (family, model, template text, bos, eos, --chat-template name or None)
+    for family, vocab in (("llama3", "llama3"), ("qwen3", "qwen2"), ("phi3", "phi-3"), ("gemma", "gemma")):
+        model = os.path.join(VOCAB, f"ggml-vocab-{vocab}.gguf")
+        if not os.path.exists(model):
+            print(f"skipped {family}: {model} not found (../shared is absent)")
+            continue
+        meta = gguf_metadata(model)
+        texts = meta["tokenizer.ggml.tokens"]
+        bos = texts[meta["tokenizer.ggml.bos_token_id"]]
+        eos = texts[meta["tokenizer.ggml.eos_token_id"]]
+        cases.append((family, model, meta["tokenizer.chat_template"], bos, eos, None))
+    for family in ("chatml", "llama2", "mistral-v1", "zephyr", "deepseek"):
+        with open(os.path.join(SOURCE, "tests", "chat_templates", family + ".jinja")) as f:
+            cases.append((family, BUNDLED, f.read(), "<s>", "</s>", family))
+
+    failures = compared = raised = 0
+    for family, model, template, bos, eos, name in cases:
+        for conversation in CONVERSATIONS:
+            for add in (True, False):
+                try:
+                    want = render(template, conversation, add, bos, eos).encode()
+                    error = None
+                except jinja2.exceptions.TemplateError as e:
+                    want, error = None, str(e)
+                got = woolly_template(model, conversation, add, name)
+                label = f"{family} {json.dumps(conversation)[:60]}... generation prompt {add}"
+                if error is not None:
+                    raised += 1
+                    if got.returncode == 0 or error not in got.stderr.decode():
+                        failures += 1
+                        print(f"FAIL {label}: Jinja raised {error!r}; woolly: rc {got.returncode}, {got.stderr.decode()!r}")
+                    continue
+                compared += 1
+                if got.returncode != 0 or got.stdout != want:
+                    failures += 1
+                    print(f"FAIL {label}:\n  jinja  {want!r}\n  woolly {got.stdout!r} {got.stderr.decode()!r}")
+    print(f"{compared} renderings compared byte for byte, {raised} raising cases, {failures} failures, "
+          f"{len(cases)} templates")
+    return 1 if failures or not cases else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
