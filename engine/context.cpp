@@ -272,6 +272,13 @@ LlamaContext::LlamaContext(const LlamaModel& model, int64_t n_ctx, ThreadPool* p
       x_(memory_.take<float>(size_t(max_batch * model.hparams().n_embd))),
       logits_(memory_.take<float>(size_t(model.hparams().n_vocab))) {}
 
+void LlamaContext::truncate(int64_t n_past) {
+    if (n_past < 0 || n_past > n_past_)
+        throw Error("cannot go back to position " + std::to_string(n_past) +
+                    " (the context holds " + std::to_string(n_past_) + ")");
+    n_past_ = n_past;
+}
+
 const float* LlamaContext::decode(int32_t token) {
     return decode_batch(&token, 1);
 }

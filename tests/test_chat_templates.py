@@ -3,7 +3,9 @@
 byte for byte, what python3-jinja2 renders from the family's real template (as transformers
 renders chat templates: trim_blocks and lstrip_blocks, raise_exception, tojson), for several
 conversations, with and without the generation prompt; a template that raises must make
-`woolly template` fail with the same message.
+`woolly template` fail with the same message. Then `woolly run --chat`, which keeps its KV
+cache between turns, must answer each turn as `woolly run --messages` answers the whole
+conversation from an empty context.
 
 usage: test_chat_templates.py WOOLLY SOURCE_DIR SHARED_DIR
 """
@@ -140,7 +142,41 @@ def main():
                     print(f"FAIL {label}:\n  jinja  {want!r}\n  woolly {got.stdout!r} {got.stderr.decode()!r}")
     print(f"{compared} renderings compared byte for byte, {raised} raising cases, {failures} failures, "
           f"{len(cases)} templates")
+    failures += check_chat_mode()
     return 1 if failures or not cases else 0
+
+
+def check_chat_mode():
+    """Three turns of `woolly run --chat` (greedy) against `woolly run --messages` with the
+    conversation so far: the same reply each time."""
+    turns = ["Once upon a time", "What happened next?", "The end."]
+    common = ["-m", BUNDLED, "--chat-template", "zephyr", "-n", "12", "--temp", "0"]
+    chat = subprocess.run([WOOLLY, "run", "--chat", *common], input="\n".join(turns) + "\n",
+                          capture_output=True, text=True, timeout=120)
+    if chat.returncode != 0:
+        print(f"FAIL woolly run --chat: rc {chat.returncode}: {chat.stderr}")
+        return 1
+    # What a fresh run of the conversation so far answers, turn by turn (replies may hold
+    # newlines of their own: each is the whole stdout of its run, less the final newline).
+    conversation = []
+    expected = ""
+    for turn in turns:
+        conversation.append({"role": "user", "content": turn})
+        path = os.path.join(TMP, "conversation.json")
+        with open(path, "w") as f:
+            json.dump(conversation, f)
+        fresh = subprocess.run([WOOLLY, "run", "--messages", path, *common], capture_output=True,
+                               text=True, timeout=120)
+        if fresh.returncode != 0:
+            print(f"FAIL woolly run --messages: {fresh.stderr}")
+            return 1
+        expected += fresh.stdout
+        conversation.append({"role": "assistant", "content": fresh.stdout[:-1]})
+    failures = 0 if chat.stdout == expected else 1
+    if failures:
+        print(f"FAIL --chat: {chat.stdout!r}\n  fresh runs: {expected!r}")
+    print(f"woolly run --chat: {len(turns)} turns, each answered as a fresh run of the conversation: {'a' if failures else 'no'} difference")
+    return failures
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 // cmd_run.cpp — `woolly run`: generate from a prompt and stream the text as it is produced.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
@@ -26,6 +27,10 @@ const char* kRunUsage =
     "  --messages FILE.json    a conversation instead of a prompt, rendered with the model's\n"
     "                          chat template ([{\"role\": ..., \"content\": ...}, ...])\n"
     "  --chat-template NAME    the template family, instead of the one the model's names\n"
+    "  --chat                  a conversation on the terminal: each line read is a user turn,\n"
+    "                          answered through the chat template; the KV cache is kept between\n"
+    "                          turns, so a turn evaluates only its new tokens (--messages gives\n"
+    "                          the turns before the first line, e.g. a system message)\n"
     "  -n, --n-predict N       tokens to generate at most (default 128; -1: until the context is "
     "full)\n"
     "  -c, --ctx-size N        context length (default: the model's)\n"
@@ -45,6 +50,58 @@ const char* kRunUsage =
     "  --seed S                random seed (default: random)\n"
     "  --stop TEXT             stop before TEXT (may be repeated)\n"
     "  --json                  one JSON object per token, then a summary object\n";
+
+// `woolly run --chat`: each line of stdin is a user turn. The whole conversation is rendered
+// again for every turn (a template may change earlier text, e.g. Qwen3 drops old reasoning),
+// and only the tokens after the longest prefix the context already holds are evaluated.
+int chat_loop(LlamaContext& context, const Vocab& vocab, const ChatFormat& format,
+              const GenerationParams& params, std::vector<ChatMessage> messages) {
+    std::vector<TokenId> held; // the tokens whose keys and values the context holds, in order
+    std::string line;
+    while (true) {
+        std::fputs("> ", stderr);
+        if (!std::getline(std::cin, line)) break;
+        if (!is_valid_utf8(line)) {
+            std::fputs("woolly run: that line is not valid UTF-8; say it again\n", stderr);
+            continue;
+        }
+        messages.push_back({"user", line});
+        const std::vector<TokenId> tokens = tokenize_chat(vocab, format, messages);
+        size_t common =
+            std::mismatch(held.begin(), held.end(), tokens.begin(), tokens.end()).first -
+            held.begin();
+        if (common == tokens.size()) --common; // the last token is fed again for its logits
+        if (int64_t(tokens.size()) >= context.n_ctx()) {
+            std::fprintf(stderr,
+                         "woolly run: the conversation has %zu tokens, the context %lld: "
+                         "it is over\n",
+                         tokens.size(), (long long)context.n_ctx());
+            return 1;
+        }
+        context.truncate(int64_t(common));
+        held.assign(tokens.begin(), tokens.end());
+        const float* logits =
+            context.decode_batch(tokens.data() + common, int64_t(tokens.size() - common));
+        TokenStream stream(vocab, params);
+        stream.start(tokens);
+        GeneratedToken token;
+        std::string reply;
+        while (stream.next(logits, context.n_past() >= context.n_ctx(), token)) {
+            std::fwrite(token.text.data(), 1, token.text.size(), stdout);
+            std::fflush(stdout);
+            reply += token.text;
+            if (stream.finished()) break;
+            logits = context.decode(token.id);
+            held.push_back(token.id);
+        }
+        reply += stream.tail();
+        std::fwrite(stream.tail().data(), 1, stream.tail().size(), stdout);
+        std::fputc('\n', stdout);
+        std::fflush(stdout);
+        messages.push_back({"assistant", reply});
+    }
+    return 0;
+}
 
 } // namespace
 
@@ -72,7 +129,7 @@ int run_command(int argc, char** argv) {
                "--stop",
                "--messages",
                "--chat-template"},
-              {"--json", "--help", "-h", "--no-mmap", "--mlock", "--verbose"});
+              {"--json", "--help", "-h", "--no-mmap", "--mlock", "--verbose", "--chat"});
     if (args.has("--help") || args.has("-h")) {
         std::fputs(kRunUsage, stdout);
         return 0;
@@ -105,7 +162,10 @@ int run_command(int argc, char** argv) {
         throw Error("give -p PROMPT or --messages FILE, not both");
     const std::vector<ChatMessage> messages =
         messages_path ? read_chat_messages(*messages_path) : std::vector<ChatMessage>{};
-    const std::string prompt = messages_path ? std::string() : read_prompt(args);
+    const bool interactive = args.has("--chat");
+    if (interactive && args.get("-p", "--prompt"))
+        throw Error("--chat reads its turns from stdin: give no -p");
+    const std::string prompt = messages_path || interactive ? std::string() : read_prompt(args);
 
     const std::string model_path = args.get("-m", "--model").value_or(default_model_path());
     const LoadedModel loaded = load_model(model_path, options);
@@ -127,6 +187,11 @@ int run_command(int argc, char** argv) {
     params.max_tokens =
         n_predict < 0 ? int32_t(context.n_ctx()) : int32_t(std::min<int64_t>(n_predict, INT32_MAX));
 
+    if (interactive) {
+        const ChatFormat format =
+            chat_format(model.gguf(), vocab, args.get("--chat-template").value_or(""));
+        return chat_loop(context, vocab, format, params, messages);
+    }
     std::optional<Generation> chat;
     if (messages_path) {
         const ChatFormat format =
