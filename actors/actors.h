@@ -29,7 +29,7 @@ struct Actors {
     caf::actor ingress;
 };
 
-// loader: on (load_atom, reply_to) loads the model as `options` say (engine/loader.h: memory
+// loader: on (load_atom, reply_to) loads the model as `options` say (engine/model/loader.h: memory
 // planned and checked first, the weight cache built, its progress sent as progress_atom with
 // the fraction done), makes the KV caches of options.memory.sessions slots, and sends
 // reply_to (loaded_atom, runtime) or (failed_atom, why); then quits.

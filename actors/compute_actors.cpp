@@ -6,11 +6,11 @@
 #include <map>
 
 #include "actors.h"
-#include "engine/context.h"
+#include "engine/model/context.h"
 #include "engine/error.h"
-#include "engine/generation.h"
+#include "engine/text/generation.h"
 #include "engine/text/chat.h"
-#include "engine/thread_pool.h"
+#include "engine/runtime/thread_pool.h"
 #include "log.h"
 #include "messages.h"
 #include "protocol/protocol.h"

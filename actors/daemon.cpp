@@ -3,7 +3,7 @@
 #include <algorithm>
 
 #include "actors.h"
-#include "engine/thread_pool.h"
+#include "engine/runtime/thread_pool.h"
 #include "log.h"
 #include "messages.h"
 

@@ -8,7 +8,7 @@
 
 #include "actors.h"
 #include "engine/error.h"
-#include "engine/generation.h"
+#include "engine/text/generation.h"
 #include "log.h"
 #include "messages.h"
 #include "protocol/protocol.h"

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/generation.h"
+#include "engine/text/generation.h"
 
 namespace woolly::actors {
 

@@ -11,12 +11,12 @@
 #include <vector>
 
 #include "config/config.h"
-#include "engine/kv_cache.h"
-#include "engine/loader.h"
-#include "engine/model.h"
+#include "engine/model/kv_cache.h"
+#include "engine/model/loader.h"
+#include "engine/model/model.h"
 #include "engine/text/chat.h"
 #include "engine/text/vocab.h"
-#include "engine/weight_cache.h"
+#include "engine/model/weight_cache.h"
 
 namespace woolly::actors {
 

@@ -13,14 +13,14 @@
 #include <string>
 #include <vector>
 
-#include "engine/bandwidth.h"
-#include "engine/context.h"
-#include "engine/kernels.h"
-#include "engine/matmul.h"
-#include "engine/ops.h"
-#include "engine/repack.h"
-#include "engine/thread_pool.h"
-#include "engine/weight_cache.h"
+#include "engine/runtime/bandwidth.h"
+#include "engine/model/context.h"
+#include "engine/kernels/kernels.h"
+#include "engine/model/matmul.h"
+#include "engine/kernels/ops.h"
+#include "engine/quant/repack.h"
+#include "engine/runtime/thread_pool.h"
+#include "engine/model/weight_cache.h"
 
 using namespace woolly;
 using Clock = std::chrono::steady_clock;

@@ -20,7 +20,7 @@
 #include "actors/messages.h"
 #include "config/bundled_model.h"
 #include "config/config.h"
-#include "engine/loader.h"
+#include "engine/model/loader.h"
 #include "notify.h"
 
 namespace {

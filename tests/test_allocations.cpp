@@ -5,8 +5,8 @@
 #include <cstdlib>
 #include <new>
 
-#include "engine/context.h"
-#include "engine/generation.h"
+#include "engine/model/context.h"
+#include "engine/text/generation.h"
 #include "test_support.h"
 
 namespace {

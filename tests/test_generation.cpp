@@ -1,8 +1,8 @@
 // test_generation.cpp — stop rules and limits of the generate loop, on the bundled model.
-#include "engine/context.h"
+#include "engine/model/context.h"
 #include "engine/error.h"
-#include "engine/generation.h"
-#include "engine/thread_pool.h"
+#include "engine/text/generation.h"
+#include "engine/runtime/thread_pool.h"
 
 #include "test_support.h"
 #include <cstring>

@@ -2,8 +2,8 @@
 #include <cstring>
 
 #include "engine/error.h"
-#include "engine/gguf.h"
-#include "engine/gguf_writer.h"
+#include "engine/gguf/gguf.h"
+#include "engine/gguf/gguf_writer.h"
 #include "test_support.h"
 
 using namespace woolly;

@@ -4,10 +4,10 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "engine/context.h"
+#include "engine/model/context.h"
 #include "engine/error.h"
-#include "engine/generation.h"
-#include "engine/model.h"
+#include "engine/text/generation.h"
+#include "engine/model/model.h"
 #include "engine/text/tokenizer.h"
 #include "engine/text/vocab.h"
 #include "test_support.h"

@@ -6,14 +6,14 @@
 #include <random>
 
 #include "engine/error.h"
-#include "engine/fp16.h"
-#include "engine/kernels.h"
-#include "engine/matmul.h"
-#include "engine/ops.h"
-#include "engine/repack.h"
-#include "engine/tensor_types.h"
-#include "engine/thread_pool.h"
-#include "engine/weight_cache.h"
+#include "engine/quant/fp16.h"
+#include "engine/kernels/kernels.h"
+#include "engine/model/matmul.h"
+#include "engine/kernels/ops.h"
+#include "engine/quant/repack.h"
+#include "engine/quant/tensor_types.h"
+#include "engine/runtime/thread_pool.h"
+#include "engine/model/weight_cache.h"
 #include "test_support.h"
 
 using namespace woolly;

@@ -8,11 +8,11 @@
 #include <fstream>
 #include <regex>
 
-#include "engine/context.h"
+#include "engine/model/context.h"
 #include "engine/error.h"
-#include "engine/kernels.h"
-#include "engine/loader.h"
-#include "engine/synthetic_model.h"
+#include "engine/kernels/kernels.h"
+#include "engine/model/loader.h"
+#include "engine/gguf/synthetic_model.h"
 #include "test_support.h"
 
 using namespace woolly;

@@ -3,7 +3,7 @@
 #include <cstdint>
 
 #include "engine/error.h"
-#include "engine/memory_pool.h"
+#include "engine/runtime/memory_pool.h"
 #include "test_support.h"
 
 using namespace woolly;

@@ -4,7 +4,7 @@
 #include <set>
 
 #include "engine/error.h"
-#include "engine/sampler.h"
+#include "engine/text/sampler.h"
 #include "test_support.h"
 
 using namespace woolly;

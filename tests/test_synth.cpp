@@ -5,11 +5,11 @@
 #include <filesystem>
 #include <random>
 
-#include "engine/context.h"
+#include "engine/model/context.h"
 #include "engine/error.h"
-#include "engine/generation.h"
-#include "engine/synthetic_model.h"
-#include "engine/tensor_types.h"
+#include "engine/text/generation.h"
+#include "engine/gguf/synthetic_model.h"
+#include "engine/quant/tensor_types.h"
 #include "test_support.h"
 
 using namespace woolly;

@@ -4,9 +4,9 @@
 #include <cstring>
 #include <random>
 
-#include "engine/fp16.h"
-#include "engine/gguf.h"
-#include "engine/tensor_types.h"
+#include "engine/quant/fp16.h"
+#include "engine/gguf/gguf.h"
+#include "engine/quant/tensor_types.h"
 #include "test_support.h"
 
 using namespace woolly;

@@ -6,8 +6,8 @@
 #include <sstream>
 
 #include "engine/error.h"
-#include "engine/gguf.h"
-#include "engine/gguf_writer.h"
+#include "engine/gguf/gguf.h"
+#include "engine/gguf/gguf_writer.h"
 #include "engine/text/chat.h"
 #include "engine/text/tokenizer.h"
 #include "engine/text/vocab.h"

@@ -3,7 +3,7 @@
 
 #include <memory>
 
-#include "engine/loader.h"
+#include "engine/model/loader.h"
 
 #include <charconv>
 #include <cstdint>

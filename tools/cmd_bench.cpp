@@ -10,11 +10,11 @@
 
 #include "cli_args.h"
 #include "commands.h"
-#include "engine/bandwidth.h"
-#include "engine/context.h"
-#include "engine/kernels.h"
-#include "engine/loader.h"
-#include "engine/thread_pool.h"
+#include "engine/runtime/bandwidth.h"
+#include "engine/model/context.h"
+#include "engine/kernels/kernels.h"
+#include "engine/model/loader.h"
+#include "engine/runtime/thread_pool.h"
 
 namespace woolly::cli {
 namespace {

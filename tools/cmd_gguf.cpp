@@ -3,7 +3,7 @@
 
 #include "cli_args.h"
 #include "commands.h"
-#include "engine/gguf.h"
+#include "engine/gguf/gguf.h"
 
 namespace woolly::cli {
 

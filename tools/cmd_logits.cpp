@@ -4,7 +4,7 @@
 
 #include "cli_args.h"
 #include "commands.h"
-#include "engine/context.h"
+#include "engine/model/context.h"
 
 namespace woolly::cli {
 

@@ -9,11 +9,11 @@
 
 #include "cli_args.h"
 #include "commands.h"
-#include "engine/generation.h"
-#include "engine/model.h"
+#include "engine/text/generation.h"
+#include "engine/model/model.h"
 #include "engine/text/chat.h"
 #include "engine/text/vocab.h"
-#include "engine/thread_pool.h"
+#include "engine/runtime/thread_pool.h"
 
 namespace woolly::cli {
 namespace {

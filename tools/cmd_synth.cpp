@@ -4,7 +4,7 @@
 
 #include "cli_args.h"
 #include "commands.h"
-#include "engine/synthetic_model.h"
+#include "engine/gguf/synthetic_model.h"
 
 namespace woolly::cli {
 

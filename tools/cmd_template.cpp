@@ -8,7 +8,7 @@
 #include "cli_args.h"
 #include "commands.h"
 #include "engine/error.h"
-#include "engine/gguf.h"
+#include "engine/gguf/gguf.h"
 #include "engine/text/chat.h"
 #include "engine/text/vocab.h"
 #include "protocol/protocol.h"

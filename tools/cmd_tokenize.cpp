@@ -6,7 +6,7 @@
 
 #include "cli_args.h"
 #include "commands.h"
-#include "engine/gguf.h"
+#include "engine/gguf/gguf.h"
 #include "engine/text/vocab.h"
 
 namespace woolly::cli {

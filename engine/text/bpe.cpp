@@ -5,7 +5,7 @@
 #include <queue>
 
 #include "engine/error.h"
-#include "tokenizer.h"
+#include "engine/text/tokenizer.h"
 
 #ifdef WOOLLY_HAVE_PCRE2
 #define PCRE2_CODE_UNIT_WIDTH 8

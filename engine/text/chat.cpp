@@ -1,13 +1,13 @@
 // chat.cpp — one formatter per chat-template family, each written from its Jinja template and
 // checked byte for byte against Jinja's rendering (tests/test_chat_templates.py).
-#include "chat.h"
+#include "engine/text/chat.h"
 
 #include <algorithm>
 
 #include "engine/error.h"
-#include "engine/gguf.h"
-#include "utf8.h"
-#include "vocab.h"
+#include "engine/gguf/gguf.h"
+#include "engine/text/utf8.h"
+#include "engine/text/vocab.h"
 
 namespace woolly {
 namespace {

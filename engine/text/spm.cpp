@@ -3,7 +3,7 @@
 #include <map>
 #include <queue>
 
-#include "tokenizer.h"
+#include "engine/text/tokenizer.h"
 
 namespace woolly {
 namespace {

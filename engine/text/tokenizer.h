@@ -9,7 +9,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "vocab.h"
+#include "engine/text/vocab.h"
 
 namespace woolly {
 

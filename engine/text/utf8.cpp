@@ -1,5 +1,5 @@
 // utf8.cpp — UTF-8 validation, repair and whole-character streaming.
-#include "utf8.h"
+#include "engine/text/utf8.h"
 
 #include <algorithm>
 

@@ -1,13 +1,13 @@
 // vocab.cpp — the token tables from GGUF metadata, special tokens split out of the text before
 // the tokenizer sees it, pieces for output, and the end-of-generation set.
-#include "vocab.h"
+#include "engine/text/vocab.h"
 
 #include <algorithm>
 #include <cstdio>
 #include <list>
 
 #include "engine/error.h"
-#include "tokenizer.h"
+#include "engine/text/tokenizer.h"
 
 namespace woolly {
 namespace {

@@ -9,8 +9,8 @@
 #include <unordered_map>
 #include <vector>
 
-#include "engine/gguf.h"
-#include "utf8.h"
+#include "engine/gguf/gguf.h"
+#include "engine/text/utf8.h"
 
 namespace woolly {
 

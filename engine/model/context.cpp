@@ -1,0 +1,304 @@
+// context.cpp — the forward pass of the Llama family, written to read like the paper; where
+// architectures differ it reads their traits (rope layout, biases), never their names.
+#include "engine/model/context.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <string>
+
+#include "engine/error.h"
+#include "engine/kernels/kernels.h"
+#include "engine/model/matmul.h"
+#include "engine/kernels/ops.h"
+
+namespace woolly {
+namespace {
+
+// The kernels attention uses: the cache's rows to float, and float products.
+struct AttentionKernels {
+    DequantizeRowFn to_float; // a key or value slice of the cache's type -> float
+    double (*exp_sum)(float*, int64_t, float);
+    GemmF32Fn gemm;
+};
+
+AttentionKernels attention_kernels(TensorType cache_type) {
+    const KernelTable& k = active_kernels();
+    return {k.dequantizer(cache_type), k.exp_sum, k.gemm_f32};
+}
+
+// Positions whose keys or values are held as float at a time: 64 x head_dim floats, in L1/L2.
+constexpr int64_t kAttentionChunk = 64;
+// Tokens of a batch that share each chunk of keys and values once it is converted.
+constexpr int64_t kAttentionTokens = 4;
+
+// Per-thread buffers of attention_group.
+struct AttentionScratch {
+    float* scores; // [kAttentionTokens][group][max_ctx] scores, then probabilities
+    int64_t max_ctx;
+    float* keys_t; // [head_dim][kAttentionChunk] a chunk of key rows as float, transposed
+    float* values; // [kAttentionChunk][head_dim] a chunk of value rows as float
+};
+
+// Attention of the query heads that share KV head g (grouped-query: heads g * group ..
+// g * group + group - 1) for `n_tokens` consecutive tokens, token i at position pos + i and
+// seeing positions 0..pos + i. Keys and values are converted to float once per chunk for all
+// of them; then, per token, two small products:
+//   scores [group][n_pos] = q [group][head_dim] · keys^T [head_dim][n_pos] / sqrt(head_dim)
+//   out [group][head_dim] = softmax(scores) [group][n_pos] · values [n_pos][head_dim]
+// q(i) and out(i) are token i's [n_head][head_dim] rows (of a batch, n_q floats apart).
+void attention_group(const LlamaHyperParams& hp, const KvCache& cache, const AttentionKernels& k,
+                     int64_t layer, int64_t pos, int64_t n_tokens, int64_t g, const float* q_all,
+                     int64_t n_q, AttentionScratch s, float* out_all) {
+    const int64_t head_dim = hp.head_dim, group = hp.n_head / hp.n_head_kv;
+    const uint64_t kv_offset = uint64_t(g) * cache.head_bytes();
+    const int64_t last_pos = pos + n_tokens - 1; // the last token sees up to here
+    auto query = [&](int64_t i) { return q_all + i * n_q + g * group * head_dim; };
+    auto scores = [&](int64_t i) { return s.scores + i * group * s.max_ctx; };
+    auto seen = [&](int64_t i, int64_t start) { // of chunk `start`, token i's positions
+        return std::min(kAttentionChunk, pos + i + 1 - start);
+    };
+    for (int64_t start = 0; start <= last_pos; start += kAttentionChunk) {
+        const int64_t n = std::min(kAttentionChunk, last_pos + 1 - start);
+        for (int64_t t = 0; t < n; ++t) { // s.values serves as the row buffer here
+            k.to_float(cache.key(layer, start + t) + kv_offset, s.values, head_dim);
+            for (int64_t d = 0; d < head_dim; ++d) s.keys_t[d * kAttentionChunk + t] = s.values[d];
+        }
+        for (int64_t i = 0; i < n_tokens; ++i)
+            if (seen(i, start) > 0)
+                k.gemm(group, seen(i, start), head_dim, query(i), head_dim, s.keys_t,
+                       kAttentionChunk, scores(i) + start, s.max_ctx, false);
+    }
+    const float scale = 1.0f / std::sqrt(float(head_dim));
+    for (int64_t i = 0; i < n_tokens; ++i) {
+        for (int64_t j = 0; j < group; ++j) { // softmax of each head's scaled scores
+            float* row = scores(i) + j * s.max_ctx;
+            float max_score = -INFINITY;
+            for (int64_t t = 0; t <= pos + i; ++t) {
+                row[t] *= scale;
+                max_score = std::max(max_score, row[t]);
+            }
+            const float inv_sum = float(1.0 / k.exp_sum(row, pos + i + 1, max_score));
+            for (int64_t t = 0; t <= pos + i; ++t) row[t] *= inv_sum;
+        }
+    }
+    for (int64_t start = 0; start <= last_pos; start += kAttentionChunk) {
+        const int64_t n = std::min(kAttentionChunk, last_pos + 1 - start);
+        for (int64_t t = 0; t < n; ++t)
+            k.to_float(cache.value(layer, start + t) + kv_offset, s.values + t * head_dim,
+                       head_dim);
+        for (int64_t i = 0; i < n_tokens; ++i)
+            if (seen(i, start) > 0)
+                k.gemm(group, head_dim, seen(i, start), scores(i) + start, s.max_ctx, s.values,
+                       head_dim, out_all + i * n_q + g * group * head_dim, head_dim, start > 0);
+    }
+}
+
+// Rotates a key row and writes it, with its value row, into the cache's type: one pass over
+// each row while it is in L1.
+void store_kv(const LlamaHyperParams& hp, KvCache& cache, int64_t layer, int64_t pos, float* key,
+              const float* value, const float* angles) {
+    rope(key, hp.n_head_kv, hp.head_dim, hp.n_rot, angles, hp.arch->rope == RopeStyle::Neox);
+    const int64_t n_kv = hp.n_embd_kv();
+    if (cache.type() == TensorType::F32) {
+        std::memcpy(cache.key(layer, pos), key, size_t(n_kv) * sizeof(float));
+        std::memcpy(cache.value(layer, pos), value, size_t(n_kv) * sizeof(float));
+        return;
+    }
+    const QuantizeRowFn convert = active_kernels().quantizer(cache.type());
+    convert(key, cache.key(layer, pos), n_kv);
+    convert(value, cache.value(layer, pos), n_kv);
+}
+
+} // namespace
+
+// Floats of attention scratch per thread: the scores of a group of query heads for
+// kAttentionTokens tokens, a chunk of keys and one of values, and 16 spare.
+static int64_t attention_floats(const LlamaHyperParams& hp, int64_t max_ctx) {
+    const int64_t group = hp.n_head / hp.n_head_kv;
+    return kAttentionTokens * group * max_ctx + 2 * kAttentionChunk * hp.head_dim + 16;
+}
+
+size_t ForwardScratch::pool_bytes(const LlamaModel& model, int64_t max_ctx, int threads,
+                                  int64_t max_batch) {
+    const LlamaHyperParams& hp = model.hparams();
+    auto floats = [](int64_t n) { return MemoryPool::bytes_for<float>(size_t(n)); };
+    const int64_t n_q = hp.n_head * hp.head_dim;
+    return floats(max_batch * hp.n_embd) * 2 + floats(max_batch * n_q) * 2 +
+           floats(max_batch * hp.n_embd_kv()) * 2 +
+           floats(attention_floats(hp, max_ctx) * threads) + floats(max_batch * hp.n_ff) * 2 +
+           floats(max_batch * hp.n_rot);
+}
+
+int64_t ForwardScratch::max_input(const LlamaModel& model) {
+    const LlamaHyperParams& hp = model.hparams();
+    return std::max({hp.n_embd, hp.n_ff, hp.n_head * hp.head_dim});
+}
+
+size_t ForwardScratch::bytes_for(const LlamaModel& model, int64_t max_ctx, int threads,
+                                 int64_t max_batch) {
+    return pool_bytes(model, max_ctx, threads, max_batch) +
+           MatmulInput::bytes_for(max_input(model), max_batch);
+}
+
+ForwardScratch::ForwardScratch(const LlamaModel& model, int64_t max_ctx, ThreadPool* pool,
+                               int64_t max_batch, WeightCache* cache)
+    : max_batch_(max_batch), bytes_(bytes_for(model, max_ctx, pool ? pool->size() : 1, max_batch)),
+      max_ctx_(max_ctx), attention_stride_(attention_floats(model.hparams(), max_ctx)),
+      memory_(pool_bytes(model, max_ctx, pool ? pool->size() : 1, max_batch)),
+      xb_(memory_.take<float>(size_t(max_batch * model.hparams().n_embd))),
+      q_(memory_.take<float>(
+          size_t(max_batch * model.hparams().n_head * model.hparams().head_dim))),
+      att_out_(memory_.take<float>(
+          size_t(max_batch * model.hparams().n_head * model.hparams().head_dim))),
+      key_(memory_.take<float>(size_t(max_batch * model.hparams().n_embd_kv()))),
+      value_(memory_.take<float>(size_t(max_batch * model.hparams().n_embd_kv()))),
+      attention_(memory_.take<float>(size_t(attention_stride_ * (pool ? pool->size() : 1)))),
+      sub_out_(memory_.take<float>(size_t(max_batch * model.hparams().n_embd))),
+      gate_(memory_.take<float>(size_t(max_batch * model.hparams().n_ff))),
+      up_(memory_.take<float>(size_t(max_batch * model.hparams().n_ff))),
+      rope_cache_(memory_.take<float>(size_t(max_batch * model.hparams().n_rot))),
+      input_(max_input(model), max_batch), pool_(pool), cache_(cache) {}
+
+void embed_token(const LlamaModel& model, int32_t token, float* x) {
+    const int64_t n_vocab = model.hparams().n_vocab;
+    if (token < 0 || token >= n_vocab) {
+        throw Error("token id " + std::to_string(token) + " is out of range (expected 0 to " +
+                    std::to_string(n_vocab - 1) + ")");
+    }
+    model.token_embd.traits->dequantize_row(model.token_embd.row(token), x, model.hparams().n_embd);
+}
+
+void run_layers(const LlamaModel& model, int64_t first, int64_t last, int64_t pos, int64_t n_tokens,
+                float* x, KvCache& cache, ForwardScratch& s) {
+    const LlamaHyperParams& hp = model.hparams();
+    if (n_tokens < 1 || n_tokens > s.max_batch_) {
+        throw Error("a batch of " + std::to_string(n_tokens) + " tokens (expected 1 to " +
+                    std::to_string(s.max_batch_) + ")");
+    }
+    if (pos < 0 || pos + n_tokens > cache.n_ctx() || s.max_ctx_ < pos + n_tokens) {
+        throw Error("context is full (" + std::to_string(cache.n_ctx()) + " tokens)");
+    }
+    const int64_t n_embd = hp.n_embd, n_q = hp.n_head * hp.head_dim, n_kv = hp.n_embd_kv();
+    const int64_t n_ff = hp.n_ff, n = n_tokens;
+    const AttentionKernels attention_kernel = attention_kernels(cache.type());
+    const bool neox = hp.arch->rope == RopeStyle::Neox;
+    const float* rope_factors = model.rope_freqs.empty() ? nullptr : model.rope_freqs.data();
+    for (int64_t t = 0; t < n; ++t)
+        rope_angles(&s.rope_cache_[size_t(t * hp.n_rot)], pos + t, hp.n_rot, hp.rope_freq_base,
+                    hp.rope_freq_scale, rope_factors);
+    auto bias = [](const NormWeights& b) { return b.empty() ? nullptr : b.data(); };
+    // Buffers hold one row per token: x [n][n_embd], q [n][n_q], gate/up [n][n_ff], ...
+    auto row = [](const PoolArray<float>& v, int64_t t, int64_t width) {
+        return v.data() + t * width;
+    };
+
+    for (int64_t l = first; l < last; ++l) {
+        const LlamaLayer& layer = model.layers[size_t(l)];
+
+        // Attention block: x += wo · attention(rope(wq·n + bq), rope(wk·n + bk), wv·n + bv),
+        // n = rmsnorm(x); the biases only where the model has them. Keys and values go into
+        // the cache in its type, at positions pos..pos+n-1.
+        s.input_.set_rmsnorm(x, layer.attn_norm.data(), hp.rms_eps, n_embd, n, s.xb_.data(),
+                             layer.wq.traits->vec_dot_type, s.pool_);
+        matmul_same_input({{&layer.wq, s.q_.data(), bias(layer.bq)},
+                           {&layer.wk, s.key_.data(), bias(layer.bk)},
+                           {&layer.wv, s.value_.data(), bias(layer.bv)}},
+                          s.input_, s.pool_, s.cache_);
+        for (int64_t t = 0; t < n; ++t) {
+            const float* angles = &s.rope_cache_[size_t(t * hp.n_rot)];
+            rope(row(s.q_, t, n_q), hp.n_head, hp.head_dim, hp.n_rot, angles, neox);
+            store_kv(hp, cache, l, pos + t, row(s.key_, t, n_kv), row(s.value_, t, n_kv), angles);
+        }
+        // Tiles of up to kAttentionTokens tokens times KV heads, split over the threads;
+        // token t sees positions up to its own (pos + t): causal within the batch.
+        auto attend = [&](int index, int count) {
+            float* mine = s.attention_.data() + index * s.attention_stride_;
+            const int64_t group = hp.n_head / hp.n_head_kv;
+            const int64_t scores = kAttentionTokens * group * s.max_ctx_;
+            const AttentionScratch scratch{mine, s.max_ctx_, mine + scores,
+                                           mine + scores + kAttentionChunk * hp.head_dim};
+            // Tiles dealt round-robin: later tokens see more positions, so contiguous ranges
+            // would leave the last thread the most work.
+            const int64_t tiles = (n + kAttentionTokens - 1) / kAttentionTokens;
+            for (int64_t p = index; p < tiles * hp.n_head_kv; p += count) {
+                const int64_t t = p / hp.n_head_kv * kAttentionTokens, g = p % hp.n_head_kv;
+                attention_group(hp, cache, attention_kernel, l, pos + t,
+                                std::min(kAttentionTokens, n - t), g, row(s.q_, t, n_q), n_q,
+                                scratch, row(s.att_out_, t, n_q));
+            }
+        };
+        run_split(s.pool_, attend);
+        s.input_.set(s.att_out_.data(), n_q, n);
+        matmul(layer.wo, s.input_, s.sub_out_.data(), s.pool_, s.cache_);
+        for (int64_t i = 0; i < n * n_embd; ++i) x[i] += s.sub_out_[size_t(i)];
+
+        // Feed-forward block (SwiGLU): x += w_down · (silu(w_gate·n) * w_up·n), n = rmsnorm(x).
+        s.input_.set_rmsnorm(x, layer.ffn_norm.data(), hp.rms_eps, n_embd, n, s.xb_.data(),
+                             layer.w_gate.traits->vec_dot_type, s.pool_);
+        matmul_same_input({{&layer.w_gate, s.gate_.data()}, {&layer.w_up, s.up_.data()}}, s.input_,
+                          s.pool_, s.cache_);
+        auto swiglu = [&](int index, int count) {
+            const int64_t total = n * n_ff;
+            const int64_t begin = total * index / count, end = total * (index + 1) / count;
+            active_kernels().swiglu(s.gate_.data() + begin, s.up_.data() + begin, end - begin);
+        };
+        run_split(n > 1 ? s.pool_ : nullptr, swiglu); // one token's is too small to hand off
+        s.input_.set(s.gate_.data(), n_ff, n);
+        matmul(layer.w_down, s.input_, s.sub_out_.data(), s.pool_, s.cache_);
+        for (int64_t i = 0; i < n * n_embd; ++i) x[i] += s.sub_out_[size_t(i)];
+    }
+}
+
+void compute_logits(const LlamaModel& model, const float* x, float* logits, ForwardScratch& s) {
+    const LlamaHyperParams& hp = model.hparams();
+    rmsnorm(s.xb_.data(), x, model.output_norm.data(), hp.n_embd, hp.rms_eps);
+    s.input_.set(s.xb_.data(), hp.n_embd, 1);
+    matmul(model.output, s.input_, logits, s.pool_, s.cache_);
+}
+
+size_t LlamaContext::buffer_bytes_for(const LlamaModel& model, int64_t max_batch) {
+    return MemoryPool::bytes_for<float>(size_t(max_batch * model.hparams().n_embd)) +
+           MemoryPool::bytes_for<float>(size_t(model.hparams().n_vocab));
+}
+
+LlamaContext::LlamaContext(const LlamaModel& model, int64_t n_ctx, ThreadPool* pool,
+                           int64_t max_batch, WeightCache* cache, TensorType kv_type)
+    : model_(model),
+      cache_(model.hparams().n_layer, n_ctx > 0 ? n_ctx : model.hparams().n_ctx_train,
+             model.hparams().n_head_kv, model.hparams().head_dim, kv_type),
+      scratch_(model, cache_.n_ctx(), pool, max_batch, cache), max_batch_(max_batch),
+      memory_(buffer_bytes_for(model, max_batch)),
+      x_(memory_.take<float>(size_t(max_batch * model.hparams().n_embd))),
+      logits_(memory_.take<float>(size_t(model.hparams().n_vocab))) {}
+
+void LlamaContext::truncate(int64_t n_past) {
+    if (n_past < 0 || n_past > n_past_)
+        throw Error("cannot go back to position " + std::to_string(n_past) +
+                    " (the context holds " + std::to_string(n_past_) + ")");
+    n_past_ = n_past;
+}
+
+const float* LlamaContext::decode(int32_t token) {
+    return decode_batch(&token, 1);
+}
+
+const float* LlamaContext::decode_batch(const int32_t* tokens, int64_t n_tokens) {
+    const int64_t n_embd = model_.hparams().n_embd;
+    if (n_tokens < 1) throw Error("decode_batch needs at least one token");
+    if (n_past_ + n_tokens > cache_.n_ctx()) {
+        throw Error("context is full (" + std::to_string(cache_.n_ctx()) + " tokens)");
+    }
+    for (int64_t done = 0; done < n_tokens; done += max_batch_) {
+        const int64_t n = std::min(max_batch_, n_tokens - done);
+        for (int64_t t = 0; t < n; ++t)
+            embed_token(model_, tokens[done + t], x_.data() + t * n_embd);
+        run_layers(model_, 0, model_.hparams().n_layer, n_past_, n, x_.data(), cache_, scratch_);
+        n_past_ += n;
+        if (done + n == n_tokens)
+            compute_logits(model_, x_.data() + (n - 1) * n_embd, logits_.data(), scratch_);
+    }
+    return logits_.data();
+}
+
+} // namespace woolly

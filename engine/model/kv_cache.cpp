@@ -1,0 +1,60 @@
+// kv_cache.cpp — allocation of the KV cache, sized once when a sequence starts.
+#include "engine/model/kv_cache.h"
+
+#include "engine/error.h"
+
+namespace woolly {
+
+namespace {
+
+// Bytes of one head's keys (or values) at one position, in `type`; throws Error for a type
+// the cache does not hold or a head that is not whole blocks of it.
+uint64_t head_bytes_for(int64_t head_dim, TensorType type) {
+    if (type != TensorType::F32 && type != TensorType::F16 && type != TensorType::Q8_0)
+        throw Error(std::string("KV cache type ") + type_traits(type).name +
+                    " (expected f16, f32 or q8_0)");
+    const TypeTraits& traits = type_traits(type);
+    const auto head = woolly::row_bytes(traits, uint64_t(head_dim));
+    if (!head) {
+        throw Error("a " + std::string(traits.name) +
+                    " KV cache needs head_dim to be a multiple of " +
+                    std::to_string(traits.block_size) + " (this model's is " +
+                    std::to_string(head_dim) + ")");
+    }
+    return *head;
+}
+
+} // namespace
+
+uint64_t KvCache::bytes_for(int64_t n_layer, int64_t n_ctx, int64_t n_head_kv, int64_t head_dim,
+                            TensorType type) {
+    uint64_t bytes = head_bytes_for(head_dim, type);
+    for (const uint64_t factor :
+         {uint64_t(2), uint64_t(n_layer), uint64_t(n_ctx), uint64_t(n_head_kv)})
+        if (__builtin_mul_overflow(bytes, factor, &bytes)) return UINT64_MAX;
+    return bytes;
+}
+
+KvCache::KvCache(int64_t n_layer, int64_t n_ctx, int64_t n_head_kv, int64_t head_dim,
+                 TensorType type)
+    : n_ctx_(n_ctx), n_embd_kv_(n_head_kv * head_dim), type_(type) {
+    head_bytes_ = head_bytes_for(head_dim, type);
+    row_bytes_ = head_bytes_ * uint64_t(n_head_kv);
+    const uint64_t both = bytes_for(n_layer, n_ctx, n_head_kv, head_dim, type);
+    if (both == UINT64_MAX || both / 2 > uint64_t(SIZE_MAX) / 2)
+        throw Error("a KV cache of " + std::to_string(n_ctx) + " positions x " +
+                    std::to_string(n_layer) + " layers is too large to address");
+    const size_t total = size_t(both / 2);
+    keys_.resize(total);
+    values_.resize(total);
+}
+
+TensorType kv_cache_type_from_name(const std::string& name) {
+    const auto type = type_from_name(name);
+    if (!type ||
+        (*type != TensorType::F32 && *type != TensorType::F16 && *type != TensorType::Q8_0))
+        throw Error("KV cache type '" + name + "' (expected f16, f32 or q8_0)");
+    return *type;
+}
+
+} // namespace woolly

@@ -1,0 +1,56 @@
+// kv_cache.h — per-layer keys and values of every position seen so far, for one sequence,
+// stored as F16 (the default, as llama.cpp), F32, or Q8_0 (half of F16's memory again).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "engine/quant/tensor_types.h"
+
+namespace woolly {
+
+class KvCache {
+public:
+    // Throws Error when `type` is not F32, F16 or Q8_0, or when Q8_0 blocks of 32 would
+    // straddle heads (head_dim not a multiple of 32).
+    KvCache(int64_t n_layer, int64_t n_ctx, int64_t n_head_kv, int64_t head_dim,
+            TensorType type = TensorType::F16);
+
+    int64_t n_ctx() const { return n_ctx_; }
+    int64_t n_embd_kv() const { return n_embd_kv_; }
+    TensorType type() const { return type_; }
+    uint64_t row_bytes() const { return row_bytes_; }
+    // Bytes of one head's slice of a row (head h starts at h * head_bytes()).
+    uint64_t head_bytes() const { return head_bytes_; }
+
+    // Row of keys/values at `pos` in `layer`: n_embd_kv values (n_head_kv heads of head_dim)
+    // in type().
+    uint8_t* key(int64_t layer, int64_t pos) { return &keys_[offset(layer, pos)]; }
+    uint8_t* value(int64_t layer, int64_t pos) { return &values_[offset(layer, pos)]; }
+    const uint8_t* key(int64_t layer, int64_t pos) const { return &keys_[offset(layer, pos)]; }
+    const uint8_t* value(int64_t layer, int64_t pos) const { return &values_[offset(layer, pos)]; }
+
+    uint64_t bytes() const { return keys_.size() + values_.size(); }
+    // What a cache of these sizes allocates (the same checks as the constructor).
+    static uint64_t bytes_for(int64_t n_layer, int64_t n_ctx, int64_t n_head_kv, int64_t head_dim,
+                              TensorType type);
+
+private:
+    size_t offset(int64_t layer, int64_t pos) const {
+        return size_t(uint64_t(layer * n_ctx_ + pos) * row_bytes_);
+    }
+    int64_t n_ctx_;
+    int64_t n_embd_kv_;
+    TensorType type_;
+    uint64_t row_bytes_ = 0;
+    uint64_t head_bytes_ = 0;
+    std::vector<uint8_t> keys_;   // [n_layer][n_ctx][row_bytes]
+    std::vector<uint8_t> values_; // [n_layer][n_ctx][row_bytes]
+};
+
+// "f16", "f32" or "q8_0" (any case) -> the type; throws Error naming the choices otherwise.
+TensorType kv_cache_type_from_name(const std::string& name);
+
+} // namespace woolly

@@ -1,0 +1,107 @@
+// model.h — a Llama-family model (Llama 2/3, Mistral, Qwen2, Phi-3): its architecture as data,
+// hyper-parameters from GGUF metadata, and views of its weights.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "engine/gguf/gguf.h"
+#include "engine/quant/tensor_types.h"
+#include "engine/quant/weight_matrix.h"
+
+namespace woolly {
+
+// A 1-D float32 vector (norm weights, biases, rope factors), dequantized at load because it is
+// tiny. Empty when the file has none (an optional bias).
+using NormWeights = std::vector<float>;
+
+// How rotary embeddings pair a head's dimensions: Llama rotates (x[2i], x[2i+1]); GPT-NeoX's
+// layout (Qwen2, Phi-3) rotates (x[i], x[i + n_rot/2]).
+enum class RopeStyle { Adjacent, Neox };
+
+// What sets an architecture apart, as data: read once from general.architecture.
+struct ArchTraits {
+    const char* name; // general.architecture, and the prefix of its metadata keys
+    RopeStyle rope;
+    bool fused_gate_up; // ffn_up holds the gate's rows, then the up projection's (Phi-3)
+};
+// The traits of `name`; nullptr when Woolly does not have it.
+const ArchTraits* find_arch(std::string_view name);
+// The architectures Woolly has, for error messages.
+std::string known_archs();
+
+struct LlamaHyperParams {
+    const ArchTraits* arch = nullptr;
+    int64_t n_vocab = 0;
+    // Keys below are <arch>.<key>, e.g. llama.context_length or qwen2.context_length.
+    int64_t n_ctx_train = 0;         // context_length
+    int64_t n_embd = 0;              // embedding_length
+    int64_t n_layer = 0;             // block_count
+    int64_t n_ff = 0;                // feed_forward_length
+    int64_t n_head = 0;              // attention.head_count
+    int64_t n_head_kv = 0;           // attention.head_count_kv (GQA); = n_head when absent
+    int64_t head_dim = 0;            // n_embd / n_head
+    int64_t n_rot = 0;               // rope.dimension_count; = head_dim when absent
+    float rms_eps = 1e-5f;           // attention.layer_norm_rms_epsilon
+    float rope_freq_base = 10000.0f; // rope.freq_base
+    float rope_freq_scale = 1.0f;    // 1 / rope.scaling.factor (linear scaling)
+
+    int64_t n_embd_kv() const { return n_head_kv * head_dim; }
+};
+
+// A fused matrix (Phi-3's attn_qkv, its gate-and-up ffn_up) is seen as the matrices it stacks:
+// views of consecutive rows of the one tensor.
+struct LlamaLayer {
+    NormWeights attn_norm; // [n_embd]
+    WeightMatrix wq;       // [n_embd] -> [n_head * head_dim]
+    WeightMatrix wk;       // [n_embd] -> [n_head_kv * head_dim]
+    WeightMatrix wv;       // [n_embd] -> [n_head_kv * head_dim]
+    NormWeights bq;        // [n_head * head_dim] or empty (Qwen2 has Q, K and V biases)
+    NormWeights bk;        // [n_head_kv * head_dim] or empty
+    NormWeights bv;        // [n_head_kv * head_dim] or empty
+    WeightMatrix wo;       // [n_head * head_dim] -> [n_embd]
+    NormWeights ffn_norm;  // [n_embd]
+    WeightMatrix w_gate;   // [n_embd] -> [n_ff]   (w1)
+    WeightMatrix w_up;     // [n_embd] -> [n_ff]   (w3)
+    WeightMatrix w_down;   // [n_ff] -> [n_embd]   (w2)
+};
+
+class LlamaModel {
+public:
+    // Loads and checks every shape against the metadata; throws Error naming the tensor,
+    // the expected shape and the actual one.
+    static std::unique_ptr<LlamaModel> load(const std::string& path);
+    static std::unique_ptr<LlamaModel> from_gguf(std::shared_ptr<const GgufFile> file);
+
+    const LlamaHyperParams& hparams() const { return hparams_; }
+    const GgufFile& gguf() const { return *file_; }
+    std::shared_ptr<const GgufFile> gguf_shared() const { return file_; }
+
+    WeightMatrix token_embd; // n_vocab rows of n_embd
+    std::vector<LlamaLayer> layers;
+    NormWeights output_norm; // [n_embd]
+    WeightMatrix output;     // n_vocab rows of n_embd; token_embd when the file ties them
+    NormWeights rope_freqs;  // [n_rot / 2] divisors of each pair's frequency (Llama 3.1), or empty
+
+    // Bytes of weights read to generate one token (every matrix once, one embedding row).
+    uint64_t weight_bytes_per_token() const;
+
+    // f(matrix, batched) for every matrix a forward pass multiplies, in its order: the layers'
+    // (batched: a prompt multiplies them by many tokens), then the output (one token's logits).
+    template <typename F> void for_each_matrix(F&& f) const {
+        for (const LlamaLayer& l : layers)
+            for (const WeightMatrix* w :
+                 {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down})
+                f(*w, true);
+        f(output, false);
+    }
+
+private:
+    std::shared_ptr<const GgufFile> file_;
+    LlamaHyperParams hparams_;
+};
+
+} // namespace woolly

@@ -1,0 +1,101 @@
+// weight_cache.h — the LRU cache of derived weight layouts (the x16 repacks of repack.h),
+// bounded by a byte budget, shared by every thread that runs the model. A matrix it serves in
+// every case is not kept twice: its file pages leave memory once its form is built.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "engine/model/model.h"
+#include "engine/runtime/pages.h"
+
+namespace woolly {
+
+class ThreadPool;
+
+// Enough for a 7B Q4_0 model's repacked matrices; the repacks take the place of the file's
+// pages in memory, which are no longer read.
+constexpr uint64_t kDefaultWeightCacheMiB = 4096;
+
+struct WeightCacheStats {
+    uint64_t hits = 0;
+    uint64_t misses = 0;    // lookups that found nothing (built, or served from the file)
+    uint64_t evictions = 0; // entries dropped to make room
+    uint64_t bypasses = 0;  // misses served from the file to avoid thrashing (see find_or_build)
+    uint64_t bytes = 0;     // held now
+    uint64_t budget = 0;
+    uint64_t entries = 0;
+    uint64_t released = 0; // bytes of file pages given back because a cached form serves them
+};
+
+class WeightCache {
+public:
+    // With `model` (may be null), the cache gives back the file pages of the rows a form
+    // serves in every read (x16_serves_generation; not the embedding table, which tokens are
+    // looked up in), and has them read again when that form is evicted.
+    explicit WeightCache(uint64_t budget_bytes, const LlamaModel* model = nullptr)
+        : budget_(budget_bytes), source_(model ? &model->gguf() : nullptr),
+          embeddings_(model ? model->token_embd.data : nullptr) {}
+    ~WeightCache();
+    WeightCache(const WeightCache&) = delete;
+    WeightCache& operator=(const WeightCache&) = delete;
+
+    // Whether a forward pass reads w's x16 form with the active kernels: `batched` when w
+    // multiplies several tokens at once (a layer's matrix during a prompt), not one (logits).
+    static bool reads_x16(const WeightMatrix& w, bool batched);
+
+    // The x16 form of w, built on first use; null when w has no x16 layout or the budget will
+    // not hold it, and the caller reads the file's layout instead. A miss evicts least recently
+    // used entries to make room, except for a matrix that was itself evicted before: that one
+    // is served from the file from then on, unless it fits in free space. With a budget too
+    // small for the model, that keeps a fixed part cached instead of rebuilding every matrix
+    // on every token (plain LRU under the forward pass's cyclic order would never hit).
+    // Thread-safe; a hit allocates nothing.
+    // A build is split over `pool`'s threads when given.
+    const uint8_t* find_or_build(const WeightMatrix& w, ThreadPool* pool = nullptr);
+
+    // Builds the x16 forms the forward pass reads (reads_x16) for every matrix of `model`, in
+    // the forward pass's order, as far as the budget goes (a daemon's first request then pays
+    // nothing). `progress` (may be empty) hears the fraction of bytes done after each matrix.
+    void warm(const LlamaModel& model, ThreadPool* pool = nullptr,
+              const std::function<void(double)>& progress = {});
+
+    // Locks every form held, and every form built from now on, in RAM (--mlock); throws Error
+    // naming RLIMIT_MEMLOCK when the limit refuses.
+    void lock_in_ram();
+    // Bytes of the file at `data` (a matrix's start) whose pages a held form replaced; 0 when
+    // none.
+    uint64_t released_bytes(const uint8_t* data) const;
+
+    WeightCacheStats stats() const;
+    uint64_t budget() const { return budget_; }
+
+private:
+    struct Entry {
+        const uint8_t* key;  // the matrix's bytes in the file
+        uint64_t file_bytes; // bytes of the rows the form holds (whole groups of 16)
+        uint64_t bytes;      // of the form
+        uint8_t* data;       // the form, in arena_
+        bool released;       // the file pages were given back
+    };
+    void evict_lru();
+    void free_form(Entry& entry);
+
+    const uint64_t budget_;
+    std::unique_ptr<PageArena> arena_; // where the forms live, reserved at the first build
+    const GgufFile* const source_;
+    const uint8_t* const embeddings_;
+    bool locked_ = false;
+    mutable std::mutex mutex_;
+    std::list<Entry> lru_; // most recently used first
+    std::unordered_map<const uint8_t*, std::list<Entry>::iterator> index_;
+    std::unordered_set<const uint8_t*> evicted_;
+    WeightCacheStats stats_;
+};
+
+} // namespace woolly

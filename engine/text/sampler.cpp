@@ -1,0 +1,137 @@
+// sampler.cpp — the sampling steps; each reads and narrows the candidate set.
+#include "engine/text/sampler.h"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "engine/error.h"
+
+namespace woolly {
+
+void SamplingParams::validate() const {
+    auto bad = [](const std::string& what) { throw Error(what); };
+    if (!std::isfinite(temperature) || temperature < 0.0f || temperature > 100.0f)
+        bad("temperature must be between 0 and 100");
+    if (top_k < 0) bad("top_k must be >= 0 (0 turns it off)");
+    if (!std::isfinite(top_p) || top_p <= 0.0f || top_p > 1.0f) bad("top_p must be in (0, 1]");
+    if (!std::isfinite(min_p) || min_p < 0.0f || min_p > 1.0f) bad("min_p must be in [0, 1]");
+    if (!std::isfinite(repeat_penalty) || repeat_penalty <= 0.0f || repeat_penalty > 100.0f)
+        bad("repeat_penalty must be in (0, 100]");
+    if (repeat_last_n < 0 || repeat_last_n > 1 << 20)
+        bad("repeat_last_n must be between 0 and 1048576");
+}
+
+Sampler::Sampler(const SamplingParams& params, int32_t n_vocab)
+    : params_(params), n_vocab_(n_vocab), candidates_(size_t(n_vocab)),
+      recent_(size_t(std::max(params.repeat_last_n, 0))), penalized_(size_t(n_vocab)),
+      rng_(params.seed) {
+    params_.validate();
+}
+
+void Sampler::reset() {
+    recent_next_ = recent_count_ = 0;
+    rng_.seed(params_.seed);
+}
+
+void Sampler::accept(TokenId token) {
+    if (recent_.empty()) return;
+    recent_[recent_next_] = token;
+    recent_next_ = (recent_next_ + 1) % recent_.size();
+    recent_count_ = std::min(recent_count_ + 1, recent_.size());
+}
+
+TokenId Sampler::sample(const float* logits) {
+    for (int32_t i = 0; i < n_vocab_; ++i) candidates_[size_t(i)] = {i, logits[i], 0.0f};
+    n_candidates_ = size_t(n_vocab_);
+    sorted_ = false;
+
+    if (params_.repeat_penalty != 1.0f) apply_repeat_penalty();
+    if (params_.temperature <= 0.0f) {
+        const auto best = std::max_element(
+            candidates_.begin(), candidates_.begin() + std::ptrdiff_t(n_candidates_),
+            [](const Candidate& a, const Candidate& b) { return a.logit < b.logit; });
+        return best->id;
+    }
+    if (params_.top_k > 0) top_k(params_.top_k);
+    if (params_.top_p < 1.0f) top_p(params_.top_p);
+    if (params_.min_p > 0.0f) min_p(params_.min_p);
+    for (size_t i = 0; i < n_candidates_; ++i) candidates_[i].logit /= params_.temperature;
+    return draw();
+}
+
+// Logits of recently seen tokens are pushed away from being chosen again: divided by the
+// penalty when positive, multiplied when negative (llama.cpp's rule).
+void Sampler::apply_repeat_penalty() {
+    for (size_t i = 0; i < recent_count_; ++i) {
+        const TokenId t = recent_[i];
+        if (t < 0 || t >= n_vocab_ || penalized_[size_t(t)]) continue;
+        penalized_[size_t(t)] = 1;
+        float& logit = candidates_[size_t(t)].logit;
+        logit = logit > 0.0f ? logit / params_.repeat_penalty : logit * params_.repeat_penalty;
+    }
+    for (size_t i = 0; i < recent_count_; ++i)
+        if (recent_[i] >= 0 && recent_[i] < n_vocab_) penalized_[size_t(recent_[i])] = 0;
+}
+
+void Sampler::top_k(int32_t k) {
+    const size_t keep = std::min(size_t(k), n_candidates_);
+    std::partial_sort(candidates_.begin(), candidates_.begin() + std::ptrdiff_t(keep),
+                      candidates_.begin() + std::ptrdiff_t(n_candidates_),
+                      [](const Candidate& a, const Candidate& b) { return a.logit > b.logit; });
+    n_candidates_ = keep;
+    sorted_ = true;
+}
+
+void Sampler::softmax() {
+    if (!sorted_) {
+        std::sort(candidates_.begin(), candidates_.begin() + std::ptrdiff_t(n_candidates_),
+                  [](const Candidate& a, const Candidate& b) { return a.logit > b.logit; });
+        sorted_ = true;
+    }
+    const float max_logit = candidates_[0].logit;
+    double sum = 0.0;
+    for (size_t i = 0; i < n_candidates_; ++i) {
+        candidates_[i].p = std::exp(candidates_[i].logit - max_logit);
+        sum += candidates_[i].p;
+    }
+    for (size_t i = 0; i < n_candidates_; ++i) candidates_[i].p = float(candidates_[i].p / sum);
+}
+
+// Keep the smallest set of most likely tokens whose probabilities add up to at least p.
+void Sampler::top_p(float p) {
+    softmax();
+    double cumulative = 0.0;
+    size_t keep = n_candidates_;
+    for (size_t i = 0; i < n_candidates_; ++i) {
+        cumulative += candidates_[i].p;
+        if (cumulative >= p) {
+            keep = i + 1;
+            break;
+        }
+    }
+    n_candidates_ = keep;
+}
+
+// Drop tokens whose probability is below p times the most likely token's.
+void Sampler::min_p(float p) {
+    softmax();
+    const float threshold = candidates_[0].p * p;
+    size_t keep = 1;
+    while (keep < n_candidates_ && candidates_[keep].p >= threshold) ++keep;
+    n_candidates_ = keep;
+}
+
+TokenId Sampler::draw() {
+    softmax();
+    // A uniform draw in [0, 1) walked along the cumulative distribution; 53 random bits.
+    const double u = double(rng_() >> 11) * 0x1.0p-53;
+    double cumulative = 0.0;
+    for (size_t i = 0; i < n_candidates_; ++i) {
+        cumulative += candidates_[i].p;
+        if (u < cumulative) return candidates_[i].id;
+    }
+    return candidates_[n_candidates_ - 1].id;
+}
+
+} // namespace woolly

@@ -1,0 +1,65 @@
+// sampler.h — picks the next token from logits through a chain of small steps.
+#pragma once
+
+#include <cstdint>
+#include <random>
+#include <vector>
+
+#include "engine/text/vocab.h"
+
+namespace woolly {
+
+struct SamplingParams {
+    float temperature = 0.8f;    // <= 0: greedy (argmax)
+    int32_t top_k = 40;          // <= 0: off
+    float top_p = 0.95f;         // >= 1: off
+    float min_p = 0.05f;         // <= 0: off
+    float repeat_penalty = 1.0f; // 1: off
+    int32_t repeat_last_n = 64;  // how many recent tokens the penalty looks at
+    uint64_t seed = 0xffffffff;  // same seed, same tokens
+
+    // Throws Error naming the parameter and its allowed range.
+    void validate() const;
+};
+
+struct Candidate {
+    TokenId id;
+    float logit;
+    float p;
+};
+
+// The chain, in llama.cpp's order: repetition penalty -> top-k -> top-p -> min-p ->
+// temperature -> draw from the distribution (or argmax when greedy). All buffers are sized at
+// construction; sample() allocates nothing.
+class Sampler {
+public:
+    Sampler(const SamplingParams& params, int32_t n_vocab);
+
+    TokenId sample(const float* logits);
+    // Records a token of the context (prompt or generated) for the repetition penalty.
+    void accept(TokenId token);
+    void reset();
+
+    const SamplingParams& params() const { return params_; }
+
+private:
+    void apply_repeat_penalty();
+    void top_k(int32_t k);
+    void top_p(float p);
+    void min_p(float p);
+    void softmax(); // sorts by logit, fills p
+    TokenId draw();
+
+    SamplingParams params_;
+    int32_t n_vocab_;
+    std::vector<Candidate> candidates_; // [n_vocab] working set, shrinks along the chain
+    size_t n_candidates_ = 0;
+    bool sorted_ = false;
+    std::vector<TokenId> recent_; // ring buffer of the last repeat_last_n tokens
+    size_t recent_next_ = 0;
+    size_t recent_count_ = 0;
+    std::vector<uint8_t> penalized_; // [n_vocab] marks, so a token is penalized once
+    std::mt19937_64 rng_;
+};
+
+} // namespace woolly
