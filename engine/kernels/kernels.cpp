@@ -1,6 +1,10 @@
 // kernels.cpp — CPU feature detection and the one-time choice of kernels.
 #include "engine/kernels/kernels.h"
 
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
+
 #include <cstdlib>
 #include <cstring>
 
@@ -28,14 +32,21 @@ const char* kernel_level_name(KernelLevel level) {
     return "scalar";
 }
 
+#if defined(__x86_64__)
+// F16C from CPUID leaf 1 (ECX bit 29): clang 14's __builtin_cpu_supports does not know "f16c".
+static bool cpu_has_f16c() {
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    return __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & (1u << 29)) != 0;
+}
+#endif
+
 bool cpu_supports(KernelLevel level) {
     switch (level) {
     case KernelLevel::Scalar:
         return true;
     case KernelLevel::Avx2:
 #if defined(__x86_64__)
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-               __builtin_cpu_supports("f16c");
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c();
 #else
         return false;
 #endif

@@ -2,8 +2,10 @@
 // references: gemm_x16_*_reference in quant/repack.cpp (and through them the row kernels).
 // GCC 12's AVX-512 headers start some conversions from a self-initialised "undefined"
 // register, which -W(maybe-)uninitialized reports once inlined here (GCC bug 105593).
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
 #include <immintrin.h>
 
 #include <algorithm>
