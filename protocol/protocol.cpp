@@ -176,7 +176,9 @@ std::variant<Request, RequestError> decode_request(std::string_view frame,
     };
     try {
         object = json::parse(frame, check_keys);
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {
+        // parse_error, and out_of_range for a number too large for a double (1E999): either
+        // way the frame is not a request the daemon can read.
         return bad(std::string("request is not valid JSON (") + e.what() + ")");
     }
     if (!duplicate.empty()) return bad("field '" + duplicate + "' appears more than once");

@@ -37,6 +37,10 @@ TEST_CASE("well-formed requests decode with their fields") {
 TEST_CASE("every malformed request names its problem with the right code") {
     CHECK(code_of("not json") == "bad_request");
     CHECK(code_of("[1,2]") == "bad_request");
+    // A number past a double's range threw out_of_range, not parse_error, out of the decoder
+    // (the fuzzer found it: fuzz/regressions/protocol).
+    CHECK(code_of("99999E999") == "bad_request");
+    CHECK(code_of(R"({"op":"generate","prompt":"hi","temperature":1E400})") == "bad_request");
     CHECK(code_of("{\"op\":\"generate\",\"prompt\":\"\xff\"}") == "bad_request"); // invalid UTF-8
     CHECK(code_of(R"({"prompt":"hi"})") == "bad_request");                        // no op
     CHECK(code_of(R"({"op":"fly"})") == "bad_request");
