@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <memory>
+#include <set>
 #include <optional>
 #include <string>
 
@@ -49,9 +50,19 @@ caf::behavior executor_actor(caf::event_based_actor* self, std::shared_ptr<Runti
 caf::behavior sampler_actor(caf::event_based_actor* self, std::shared_ptr<Runtime> runtime,
                             caf::actor publisher, caf::actor scheduler);
 // publisher: owns the PUB socket (bound, from `context`) and the replay buffers. A reload that
-// changes the high-water mark replaces the socket with one made from `context`.
+// changes the high-water mark replaces the socket with one made from `context` (a CURVE server
+// with `curve_secret` when that is not empty).
 void publisher_actor(caf::blocking_actor* self, zmq::context_t* context,
-                     std::shared_ptr<zmq::socket_t> socket, std::shared_ptr<const LiveConfig> live);
+                     std::shared_ptr<zmq::socket_t> socket, std::shared_ptr<const LiveConfig> live,
+                     std::string curve_secret);
+// The client public keys (Z85) CURVE lets in.
+using AuthorizedKeys = std::shared_ptr<const std::set<std::string>>;
+// zap: the ZeroMQ authentication handler (RFC 27 ZAP) on its REP `socket`, bound at
+// inproc://zeromq.zap.01 before the CURVE sockets: it admits a CURVE client whose key is in
+// `keys`, and refuses (and logs) any other. `wake` as the ingress's: a message to it (new keys
+// on reload, shutdown) is followed by a poke.
+void zap_actor(caf::blocking_actor* self, std::shared_ptr<zmq::socket_t> socket,
+               std::shared_ptr<zmq::socket_t> wake, AuthorizedKeys keys);
 // scheduler: admission, the queue, starting sessions as slots free up, cancel, status, shutdown.
 caf::behavior scheduler_actor(caf::event_based_actor* self, std::shared_ptr<Runtime> runtime,
                               std::shared_ptr<const LiveConfig> live);
@@ -108,11 +119,15 @@ private:
     void stop_pipeline(Pipeline& p);
     // The ingress reads its mailbox when poked (after a message to it has been sent).
     void wake_ingress();
+    void wake_zap();
 
     caf::actor_system& system_;
     std::shared_ptr<const LiveConfig> live_;
     caf::actor publisher_, ingress_;
     std::unique_ptr<zmq::socket_t> ingress_wake_; // PUSH end, this (the supervisor's) thread's
+    caf::actor zap_;                              // with CURVE only
+    std::unique_ptr<zmq::socket_t> zap_wake_;     // PUSH end, as ingress_wake_
+    std::string curve_key_file_;                  // the server key in use (a new one: restart)
     std::vector<Pipeline> pipelines_;             // the current one last
     uint64_t next_tag_ = 1;
     bool stopped_ = false;
@@ -123,3 +138,5 @@ private:
 using wire_atom = caf::atom_constant<caf::atom("wire")>;
 
 } // namespace woolly::actors
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(woolly::actors::AuthorizedKeys)

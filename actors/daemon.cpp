@@ -6,46 +6,75 @@
 #include "engine/runtime/thread_pool.h"
 #include "log.h"
 #include "messages.h"
+#include "protocol/curve.h"
 
 namespace woolly::actors {
-namespace {
+namespace {} // namespace
 
-std::shared_ptr<zmq::socket_t> bound_socket(zmq::context_t& context, zmq::socket_type type,
-                                            const std::string& endpoint, const char* what) {
-    auto socket = std::make_shared<zmq::socket_t>(context, type);
-    try {
-        socket->bind(endpoint);
-    } catch (const zmq::error_t& e) {
-        throw std::runtime_error(std::string("cannot bind ") + what + " endpoint " + endpoint +
-                                 ": " + e.what());
-    }
-    return socket;
+// A PUSH end connected to a new PULL end (returned), for an actor that waits on sockets.
+static std::shared_ptr<zmq::socket_t> wake_pair(zmq::context_t& context, const std::string& name,
+                                                const void* owner,
+                                                std::unique_ptr<zmq::socket_t>& push) {
+    const std::string endpoint =
+        "inproc://woolly-" + name + "-wake-" + std::to_string(reinterpret_cast<uintptr_t>(owner));
+    auto pull = std::make_shared<zmq::socket_t>(context, zmq::socket_type::pull);
+    pull->bind(endpoint);
+    push = std::make_unique<zmq::socket_t>(context, zmq::socket_type::push);
+    push->set(zmq::sockopt::linger, 0);
+    push->connect(endpoint);
+    return pull;
 }
-
-} // namespace
 
 Service::Service(caf::actor_system& system, zmq::context_t& zmq_context,
                  std::shared_ptr<Runtime> runtime, std::shared_ptr<const LiveConfig> live)
     : system_(system), live_(live) {
     const config::DaemonConfig& config = live->config;
-    auto router = bound_socket(zmq_context, zmq::socket_type::router, config.requests, "requests");
+    // CurveZMQ: the keys read (a bad file stops the start-up with its reason), and the ZAP
+    // handler bound before either socket is, so no handshake finds it missing.
+    protocol::CurveKeyPair server;
+    if (config.security.curve()) {
+        AuthorizedKeys keys;
+        try {
+            server = protocol::read_secret_key_file(config.security.curve_secret_key_file);
+            keys = std::make_shared<const std::set<std::string>>(
+                protocol::read_authorized_keys(config.security.authorized_keys_file));
+        } catch (const protocol::KeyError& e) {
+            throw std::runtime_error(std::string("security: ") + e.what());
+        }
+        curve_key_file_ = config.security.curve_secret_key_file;
+        auto zap = std::make_shared<zmq::socket_t>(zmq_context, zmq::socket_type::rep);
+        zap->bind("inproc://zeromq.zap.01");
+        auto wake = wake_pair(zmq_context, "zap", this, zap_wake_);
+        zap_ = system.spawn<caf::detached>(zap_actor, zap, wake, keys);
+        log::info("CURVE: server key " + protocol::key_prefix(server.public_key) + ", " +
+                  std::to_string(keys->size()) + " authorized client keys");
+    }
+    auto curve = [&](zmq::socket_t& socket) {
+        if (server.secret_key.empty()) return;
+        socket.set(zmq::sockopt::curve_server, true);
+        socket.set(zmq::sockopt::curve_secretkey, server.secret_key);
+    };
+    auto router = std::make_shared<zmq::socket_t>(zmq_context, zmq::socket_type::router);
     router->set(zmq::sockopt::linger, 0);
+    curve(*router);
+    try {
+        router->bind(config.requests);
+    } catch (const zmq::error_t& e) {
+        throw std::runtime_error("cannot bind requests endpoint " + config.requests + ": " +
+                                 e.what());
+    }
     auto pub = std::make_shared<zmq::socket_t>(zmq_context, zmq::socket_type::pub);
     pub->set(zmq::sockopt::sndhwm, int(config.publisher.high_water_mark));
+    curve(*pub);
     try {
         pub->bind(config.tokens);
     } catch (const zmq::error_t& e) {
         throw std::runtime_error("cannot bind tokens endpoint " + config.tokens + ": " + e.what());
     }
-    // The ingress's wake-up pair: PULL bound here and handed to the ingress, PUSH kept here.
-    const std::string wake_endpoint =
-        "inproc://woolly-ingress-wake-" + std::to_string(reinterpret_cast<uintptr_t>(this));
-    auto wake = std::make_shared<zmq::socket_t>(zmq_context, zmq::socket_type::pull);
-    wake->bind(wake_endpoint);
-    ingress_wake_ = std::make_unique<zmq::socket_t>(zmq_context, zmq::socket_type::push);
-    ingress_wake_->set(zmq::sockopt::linger, 0);
-    ingress_wake_->connect(wake_endpoint);
-    publisher_ = system.spawn<caf::detached>(publisher_actor, &zmq_context, pub, live);
+    // The ingress's wake-up pair: PULL handed to the ingress, PUSH kept here.
+    auto wake = wake_pair(zmq_context, "ingress", this, ingress_wake_);
+    publisher_ =
+        system.spawn<caf::detached>(publisher_actor, &zmq_context, pub, live, server.secret_key);
     pipelines_.push_back(spawn_pipeline(runtime));
     ingress_ =
         system.spawn<caf::detached>(ingress_actor, router, wake, live, pipelines_.back().tokenizer,
@@ -110,6 +139,10 @@ void Service::wake_ingress() {
     ingress_wake_->send(zmq::message_t(), zmq::send_flags::dontwait);
 }
 
+void Service::wake_zap() {
+    if (zap_wake_) zap_wake_->send(zmq::message_t(), zmq::send_flags::dontwait);
+}
+
 std::string Service::reconfigure(caf::scoped_actor& self, std::shared_ptr<const LiveConfig> live,
                                  std::shared_ptr<Runtime> runtime) {
     auto ask = [&](const caf::actor& who, auto... args) {
@@ -120,6 +153,21 @@ std::string Service::reconfigure(caf::scoped_actor& self, std::shared_ptr<const 
                        [&](caf::error& e) { why = system_.render(e); });
         return why;
     };
+    // CURVE: the server key stays for the process's life (the sockets hold it); the authorized
+    // keys are read again, and a bad file changes nothing.
+    const auto& security = live->config.security;
+    if (security.curve_secret_key_file != curve_key_file_)
+        return "security.curve_secret_key_file changed: turning CURVE on or off, or a new "
+               "server key, needs a restart";
+    AuthorizedKeys keys;
+    if (security.curve()) {
+        try {
+            keys = std::make_shared<const std::set<std::string>>(
+                protocol::read_authorized_keys(security.authorized_keys_file));
+        } catch (const protocol::KeyError& e) {
+            return std::string("security: ") + e.what();
+        }
+    }
     const std::shared_ptr<const LiveConfig> before = live_;
     live_ = live;
     if (std::string why = ask(publisher_, reconfig_atom::value, live); !why.empty()) {
@@ -136,6 +184,11 @@ std::string Service::reconfigure(caf::scoped_actor& self, std::shared_ptr<const 
         ask(publisher_, reconfig_atom::value, before); // back to where it was
         if (fresh) stop_pipeline(*fresh);
         return why;
+    }
+    if (keys) {
+        caf::anon_send(zap_, reconfig_atom::value, keys);
+        wake_zap();
+        log::info("CURVE: " + std::to_string(keys->size()) + " authorized client keys");
     }
     if (fresh) {
         // The model's pipeline finishes what it has and retires; the new one serves.
@@ -186,6 +239,11 @@ void Service::stop() {
         self->request(p.sampler, std::chrono::seconds(10), flush_atom::value)
             .receive([](bool) {}, [](caf::error&) {});
     std::vector<caf::actor> all{ingress_, publisher_};
+    if (zap_) {
+        caf::anon_send(zap_, shutdown_atom::value);
+        wake_zap();
+        all.push_back(zap_);
+    }
     for (Pipeline& p : pipelines_) {
         stop_pipeline(p);
         for (const auto& actor : {p.tokenizer, p.cache, p.scheduler, p.sampler})
@@ -196,6 +254,7 @@ void Service::stop() {
     self->wait_for(all);
     pipelines_.clear();
     ingress_wake_.reset();
+    zap_wake_.reset();
 }
 
 } // namespace woolly::actors

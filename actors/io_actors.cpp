@@ -11,6 +11,7 @@
 #include "engine/text/generation.h"
 #include "log.h"
 #include "messages.h"
+#include "protocol/curve.h"
 #include "protocol/protocol.h"
 
 namespace woolly::actors {
@@ -54,9 +55,14 @@ std::string rebind(zmq::socket_t& socket, std::string& current, const std::strin
 // the same, and takes it back if the new one cannot bind); subscribers reconnect by themselves
 // and the gap in seq sends them to the replay buffer for what they missed.
 std::string reopen(zmq::context_t& context, std::shared_ptr<zmq::socket_t>& socket,
-                   std::string& current, const std::string& next, int high_water_mark) {
+                   std::string& current, const std::string& next, int high_water_mark,
+                   const std::string& curve_secret) {
     auto fresh = std::make_shared<zmq::socket_t>(context, zmq::socket_type::pub);
     fresh->set(zmq::sockopt::sndhwm, high_water_mark);
+    if (!curve_secret.empty()) {
+        fresh->set(zmq::sockopt::curve_server, true);
+        fresh->set(zmq::sockopt::curve_secretkey, curve_secret);
+    }
     const bool same = next == current;
     try {
         if (same) socket->unbind(current);
@@ -86,8 +92,8 @@ std::string reopen(zmq::context_t& context, std::shared_ptr<zmq::socket_t>& sock
 }
 
 void publisher_actor(caf::blocking_actor* self, zmq::context_t* context,
-                     std::shared_ptr<zmq::socket_t> socket,
-                     std::shared_ptr<const LiveConfig> live) {
+                     std::shared_ptr<zmq::socket_t> socket, std::shared_ptr<const LiveConfig> live,
+                     std::string curve_secret) {
     std::map<std::string, ReplayBuffer> streams;
     size_t max_messages = size_t(live->config.replay.max_messages);
     auto keep = std::chrono::seconds(live->config.replay.keep_seconds);
@@ -147,7 +153,7 @@ void publisher_actor(caf::blocking_actor* self, zmq::context_t* context,
             const int hwm = int(c.publisher.high_water_mark);
             std::string why = hwm == high_water_mark
                                   ? rebind(*socket, endpoint, c.tokens)
-                                  : reopen(*context, socket, endpoint, c.tokens, hwm);
+                                  : reopen(*context, socket, endpoint, c.tokens, hwm, curve_secret);
             if (!why.empty()) return why;
             high_water_mark = hwm;
             max_messages = size_t(c.replay.max_messages);
@@ -361,6 +367,55 @@ void ingress_actor(caf::blocking_actor* self, std::shared_ptr<zmq::socket_t> soc
                                    retiring.end());
                 },
                 caf::after(std::chrono::seconds(0)) >> [&] { handled = false; });
+        }
+    }
+    socket->set(zmq::sockopt::linger, 0);
+    socket->close();
+    wake->close();
+}
+
+void zap_actor(caf::blocking_actor* self, std::shared_ptr<zmq::socket_t> socket,
+               std::shared_ptr<zmq::socket_t> wake, AuthorizedKeys keys) {
+    bool running = true;
+    while (running) {
+        zmq::pollitem_t items[] = {{socket->handle(), 0, ZMQ_POLLIN, 0},
+                                   {wake->handle(), 0, ZMQ_POLLIN, 0}};
+        zmq::poll(items, 2, std::chrono::milliseconds(-1));
+        if (items[0].revents & ZMQ_POLLIN) {
+            // RFC 27: version, request id, domain, address, identity, mechanism, credentials.
+            std::vector<zmq::message_t> request;
+            if (!zmq::recv_multipart(*socket, std::back_inserter(request),
+                                     zmq::recv_flags::dontwait))
+                continue;
+            const auto text = [&](size_t i) {
+                return i < request.size() ? request[i].to_string() : std::string();
+            };
+            const std::string mechanism = text(5);
+            const std::string key =
+                request.size() > 6 ? protocol::z85_of(request[6].data(), request[6].size()) : "";
+            const bool admitted = mechanism == "CURVE" && !key.empty() && keys->count(key);
+            if (!admitted)
+                log::warning("refused a client at " + text(3) + ": " +
+                             (mechanism != "CURVE" ? "mechanism " + mechanism
+                                                   : "key " + protocol::key_prefix(key) +
+                                                         " is not in authorized_keys"));
+            std::vector<zmq::message_t> reply;
+            reply.emplace_back(std::string("1.0"));
+            reply.emplace_back(text(1));
+            reply.emplace_back(std::string(admitted ? "200" : "400"));
+            reply.emplace_back(std::string(admitted ? "OK" : "not authorized"));
+            reply.emplace_back(admitted ? protocol::key_prefix(key) : std::string());
+            reply.emplace_back();
+            zmq::send_multipart(*socket, reply);
+        }
+        zmq::message_t poke;
+        while (wake->recv(poke, zmq::recv_flags::dontwait)) {
+        }
+        bool handled = true;
+        while (handled) {
+            self->receive([&](reconfig_atom, AuthorizedKeys next) { keys = std::move(next); },
+                          [&](shutdown_atom) { running = false; },
+                          caf::after(std::chrono::seconds(0)) >> [&] { handled = false; });
         }
     }
     socket->set(zmq::sockopt::linger, 0);

@@ -125,7 +125,9 @@ Schema schema_for(DaemonConfig& c) {
                  {"tokens", &c.tokens},
                  {"log_level", &c.log_level},
                  {"engine.kv_cache_type", &c.engine.kv_cache_type},
-                 {"engine.chat_template", &c.engine.chat_template}};
+                 {"engine.chat_template", &c.engine.chat_template},
+                 {"security.curve_secret_key_file", &c.security.curve_secret_key_file},
+                 {"security.authorized_keys_file", &c.security.authorized_keys_file}};
     s.ints = {
         {"threads", {&c.threads, 0, 256}},
         {"shutdown_grace_seconds", {&c.shutdown_grace_seconds, 0, 3600}},
@@ -206,12 +208,18 @@ void validate(const DaemonConfig& c, const std::string& name) {
         throw ConfigError(name + ": keys 'requests' and 'tokens' name the same endpoint");
     for (const auto& [key, value] :
          {std::pair{"requests", c.requests}, std::pair{"tokens", c.tokens}}) {
-        if (leaves_machine(value) && !c.security.allow_plaintext)
+        if (leaves_machine(value) && !c.security.allow_plaintext && !c.security.curve())
             throw ConfigError(name + ": key '" + key + "': " + value +
-                              " is reachable from other machines, and woollyd has no client "
-                              "authentication yet: bind a loopback or ipc:// endpoint, or set "
-                              "security.allow_plaintext: true to serve anyone who connects");
+                              " is reachable from other machines without client "
+                              "authentication: set security.curve_secret_key_file and "
+                              "security.authorized_keys_file (CurveZMQ), bind a loopback or "
+                              "ipc:// endpoint, or set security.allow_plaintext: true to serve "
+                              "anyone who connects");
     }
+    if (c.security.curve_secret_key_file.empty() != c.security.authorized_keys_file.empty())
+        throw ConfigError(name + ": keys 'security.curve_secret_key_file' and "
+                                 "'security.authorized_keys_file' go together (CurveZMQ needs "
+                                 "the server's key and the clients' keys)");
     if (c.limits.default_max_tokens > c.limits.max_tokens)
         throw ConfigError(name + ": key 'limits.default_max_tokens' exceeds 'limits.max_tokens'");
 }
@@ -322,6 +330,8 @@ std::string to_yaml(const DaemonConfig& c) {
     out << YAML::Key << "high_water_mark" << YAML::Value << c.publisher.high_water_mark
         << YAML::EndMap;
     out << YAML::Key << "security" << YAML::Value << YAML::BeginMap;
+    out << YAML::Key << "curve_secret_key_file" << YAML::Value << c.security.curve_secret_key_file;
+    out << YAML::Key << "authorized_keys_file" << YAML::Value << c.security.authorized_keys_file;
     out << YAML::Key << "allow_plaintext" << YAML::Value << c.security.allow_plaintext
         << YAML::EndMap;
     out << YAML::Key << "replay" << YAML::Value << YAML::BeginMap;

@@ -52,9 +52,15 @@ struct DaemonConfig {
         int64_t high_water_mark = 100000; // messages queued per subscriber before PUB drops
     } publisher;
     struct {
-        // A tcp:// endpoint on an address other than loopback is refused unless this says the
-        // operator means to serve unauthenticated clients over the network.
+        // CurveZMQ: both set, or neither. The server's secret key (40 Z85 characters, mode
+        // 0600) and the client public keys allowed in (one per line); both sockets are then
+        // CURVE servers, and an unlisted or plain-text client gets nothing.
+        std::string curve_secret_key_file;
+        std::string authorized_keys_file;
+        // A tcp:// endpoint on an address other than loopback is refused, without CURVE,
+        // unless this says the operator means to serve unauthenticated clients over the network.
         bool allow_plaintext = false;
+        bool curve() const { return !curve_secret_key_file.empty(); }
     } security;
     struct {
         int64_t max_messages = 4096; // per stream, the most recent kept for replay

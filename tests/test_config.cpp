@@ -63,11 +63,21 @@ TEST_CASE("an endpoint reachable from other machines needs security.allow_plaint
     CHECK(leaves_machine("tcp://192.168.1.5:5555"));
     CHECK(leaves_machine("tcp://eth0:5555"));
     CHECK(leaves_machine("tcp://[::]:5555"));
-    CHECK(error_of("tokens: tcp://0.0.0.0:5556\n").find(
-              "w.yaml: key 'tokens': tcp://0.0.0.0:5556 is reachable from other machines") == 0);
+    CHECK(error_of("tokens: tcp://0.0.0.0:5556\n")
+              .find("w.yaml: key 'tokens': tcp://0.0.0.0:5556 is reachable from other machines") ==
+          0);
     const DaemonConfig open =
         parse_config("tokens: tcp://*:5556\nsecurity:\n  allow_plaintext: true\n", "w.yaml");
     CHECK(open.security.allow_plaintext);
+    // With CURVE the network is allowed; its two files go together.
+    const DaemonConfig curve =
+        parse_config("tokens: tcp://*:5556\nsecurity:\n  curve_secret_key_file: /k/s.key\n"
+                     "  authorized_keys_file: /k/authorized_keys\n",
+                     "w.yaml");
+    CHECK(curve.security.curve());
+    CHECK(error_of("security:\n  curve_secret_key_file: /k/s.key\n")
+              .find("keys 'security.curve_secret_key_file' and 'security.authorized_keys_file' "
+                    "go together") != std::string::npos);
 }
 
 TEST_CASE("the shipped config/woolly.yaml parses to the defaults, and print-config reads back") {

@@ -28,7 +28,7 @@ class Daemon:
     """A woollyd process with its own ipc endpoints and config."""
     count = 0
 
-    def __init__(self, config_text=""):
+    def __init__(self, config_text="", probe_keys=None):
         Daemon.count += 1
         base = os.path.join(TMP, f"d{Daemon.count}")
         self.requests, self.tokens = f"ipc://{base}-req", f"ipc://{base}-tok"
@@ -37,8 +37,9 @@ class Daemon:
             f.write(config_text)
         self.proc = subprocess.Popen([WOOLLYD, "--config", config, "--requests", self.requests,
                                       "--tokens", self.tokens], stderr=subprocess.PIPE, text=True)
-        self.client = Client(self.requests, self.tokens, timeout=20)
-        probe = Client(self.requests, self.tokens, timeout=0.5)
+        keys = {"server_key": probe_keys[0], "client_key": probe_keys[1]} if probe_keys else {}
+        self.client = Client(self.requests, self.tokens, timeout=20, **keys)
+        probe = Client(self.requests, self.tokens, timeout=0.5, **keys)
         for _ in range(120):  # wait until it answers, or fail at once if it died
             if self.proc.poll() is not None:
                 raise AssertionError(f"woollyd exited {self.proc.returncode}: {self.proc.stderr.read()}")
@@ -404,6 +405,75 @@ def test_messages_go_through_the_models_chat_template(d):
         q.stop()
     assert [m["token"] for m in msgs if "token" in m] == run_tokens, (msgs, run_tokens)
     assert msgs[-1]["usage"]["prompt_tokens"] == json.loads(run.stdout.splitlines()[-1])["n_prompt"]
+
+
+def test_curve_lets_in_only_listed_clients(d):
+    keys = os.path.join(TMP, "keys")
+    os.makedirs(keys, exist_ok=True)
+    for name in ("server", "client", "stranger"):
+        out = woolly("keygen", "-o", os.path.join(keys, name))
+        assert out.returncode == 0, out.stderr
+    assert oct(os.stat(os.path.join(keys, "server.key")).st_mode & 0o777) == "0o600"
+    public = {n: open(os.path.join(keys, n + ".pub")).read().splitlines()[-1] for n in ("client", "stranger")}
+    authorized = os.path.join(keys, "authorized_keys")
+    with open(authorized, "w") as f:
+        f.write(f"# who may connect\n{public['client']} my laptop\n\n")
+    config = (f"security:\n  curve_secret_key_file: {keys}/server.key\n"
+              f"  authorized_keys_file: {authorized}\n")
+    c = Daemon(config, probe_keys=(os.path.join(keys, "server.pub"), os.path.join(keys, "client.key")))
+    try:
+        listed = Client(c.requests, c.tokens, timeout=20, server_key=os.path.join(keys, "server.pub"),
+                        client_key=os.path.join(keys, "client.key"))
+        stranger = Client(c.requests, c.tokens, timeout=2, server_key=os.path.join(keys, "server.pub"),
+                          client_key=os.path.join(keys, "stranger.key"))
+        plain = Client(c.requests, c.tokens, timeout=2)
+        # The stranger's and a plain-text subscriber see nothing of a stream a listed client runs.
+        spies = [stranger.subscribe(""), plain.subscribe("")]
+        msgs = list(listed.generate("Once upon a time", max_tokens=16, temperature=0))
+        assert msgs[-1]["done"] and len(msgs) == 17, msgs[-1]
+        assert all(not spy.poll(500) for spy in spies), "an unlisted subscriber got a token"
+        for client in (stranger, plain):
+            try:
+                client.call({"op": "status"})
+                raise AssertionError("an unlisted client got a reply")
+            except TimeoutError:
+                pass
+        out = woolly("status", "--requests", c.requests, "--server-key", os.path.join(keys, "server.pub"),
+                     "--client-key", os.path.join(keys, "client.key"))
+        assert out.returncode == 0 and json.loads(out.stdout)["ok"], out.stderr
+        # authorized_keys is read again on reload: the stranger is let in.
+        with open(authorized, "a") as f:
+            f.write(public["stranger"] + "\n")
+        c.proc.send_signal(signal.SIGHUP)
+        welcome = Client(c.requests, c.tokens, timeout=2, server_key=os.path.join(keys, "server.pub"),
+                         client_key=os.path.join(keys, "stranger.key"))
+        for _ in range(20):
+            try:
+                assert welcome.call({"op": "status"})["ok"]
+                break
+            except TimeoutError:
+                pass
+        else:
+            raise AssertionError("the stranger was not let in after the reload")
+        for s in spies:
+            s.close()
+    finally:
+        code, err = c.stop()
+    assert "refused a client" in err and public["stranger"][:8] in err, err
+    # A secret key others may read, and a bad authorized_keys line, stop the start-up.
+    os.chmod(os.path.join(keys, "server.key"), 0o644)
+    bad = os.path.join(TMP, "curve-bad.yaml")
+    with open(bad, "w") as f:
+        f.write(config)
+    out = subprocess.run([WOOLLYD, "--config", bad, "--requests", f"ipc://{TMP}/cb-req", "--tokens",
+                          f"ipc://{TMP}/cb-tok"], capture_output=True, text=True, timeout=30)
+    assert out.returncode != 0 and "mode 0644 lets others read it" in out.stderr, out.stderr
+    os.chmod(os.path.join(keys, "server.key"), 0o600)
+    with open(authorized, "a") as f:
+        f.write("not-a-key\n")
+    out = subprocess.run([WOOLLYD, "--config", bad, "--requests", f"ipc://{TMP}/cb-req", "--tokens",
+                          f"ipc://{TMP}/cb-tok"], capture_output=True, text=True, timeout=30)
+    assert out.returncode != 0 and "authorized_keys:5: expected a client public key" in out.stderr, out.stderr
 
 
 def main():

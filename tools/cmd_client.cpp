@@ -15,6 +15,7 @@
 #include "cli_args.h"
 #include "commands.h"
 #include "engine/text/vocab.h"
+#include "protocol/curve.h"
 #include "protocol/protocol.h"
 
 namespace woolly::cli {
@@ -26,11 +27,42 @@ using Clock = std::chrono::steady_clock;
 constexpr const char* kDefaultRequests = "tcp://127.0.0.1:5555";
 constexpr const char* kDefaultTokens = "tcp://127.0.0.1:5556";
 
+// CurveZMQ on the client's sockets: the server's public key and this client's key pair
+// (--server-key FILE, --client-key FILE: both or neither).
+struct ClientKeys {
+    std::string server_public;
+    protocol::CurveKeyPair client;
+
+    static ClientKeys from(const Args& args) {
+        const auto server = args.get("--server-key");
+        const auto client = args.get("--client-key");
+        if (server.has_value() != client.has_value())
+            throw Error("--server-key FILE and --client-key FILE go together (CurveZMQ)");
+        ClientKeys keys;
+        if (!server) return keys;
+        try {
+            keys.server_public = protocol::read_public_key_file(*server);
+            keys.client = protocol::read_secret_key_file(*client);
+        } catch (const protocol::KeyError& e) {
+            throw Error(e.what());
+        }
+        return keys;
+    }
+    // Before connect: the socket is a CURVE client of the server.
+    void apply(zmq::socket_t& socket) const {
+        if (server_public.empty()) return;
+        socket.set(zmq::sockopt::curve_serverkey, server_public);
+        socket.set(zmq::sockopt::curve_publickey, client.public_key);
+        socket.set(zmq::sockopt::curve_secretkey, client.secret_key);
+    }
+};
+
 // One REQ conversation at a time, with a timeout on every reply.
 class RequestClient {
 public:
-    RequestClient(zmq::context_t& ctx, std::string endpoint, double timeout_s)
-        : ctx_(ctx), endpoint_(std::move(endpoint)), timeout_s_(timeout_s) {
+    RequestClient(zmq::context_t& ctx, std::string endpoint, double timeout_s,
+                  const ClientKeys& keys)
+        : ctx_(ctx), endpoint_(std::move(endpoint)), timeout_s_(timeout_s), keys_(keys) {
         connect();
     }
 
@@ -63,11 +95,13 @@ private:
         socket_ = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::req);
         socket_->set(zmq::sockopt::linger, 0);
         socket_->set(zmq::sockopt::sndtimeo, int(timeout_s_ * 1000));
+        keys_.apply(*socket_);
         socket_->connect(endpoint_);
     }
     zmq::context_t& ctx_;
     std::string endpoint_;
     double timeout_s_;
+    const ClientKeys& keys_;
     std::unique_ptr<zmq::socket_t> socket_;
 };
 
@@ -165,13 +199,14 @@ int generate_command(int argc, char** argv) {
     Args args(argc, argv, 2,
               {"-p", "--prompt", "--requests", "--tokens", "-n", "--n-predict", "--temp", "--top-k",
                "--top-p", "--min-p", "--repeat-penalty", "--repeat-last-n", "--seed", "--stop",
-               "--id", "--timeout"},
+               "--id", "--timeout", "--server-key", "--client-key"},
               {"--json", "--help", "-h"});
     if (args.has("--help") || args.has("-h")) {
         std::fputs(
             "usage: woolly generate [-p PROMPT] [--requests E] [--tokens E] [-n N] [--temp T]\n"
             "       [--top-k K] [--top-p P] [--min-p M] [--repeat-penalty R] [--repeat-last-n N]\n"
             "       [--seed S] [--stop TEXT]... [--id ID] [--timeout SECONDS] [--json]\n"
+            "       [--server-key SERVER.pub --client-key CLIENT.key]   (CurveZMQ)\n"
             "Sends the prompt (stdin when -p is absent) to woollyd and prints the stream as it\n"
             "arrives. Exit 0 at the end of the stream; 1 with the daemon's error or a timeout.\n",
             stdout);
@@ -196,11 +231,13 @@ int generate_command(int argc, char** argv) {
     if (args.has("--stop")) request["stop"] = args.all("--stop");
 
     zmq::context_t ctx;
+    const ClientKeys keys = ClientKeys::from(args);
     zmq::socket_t sub(ctx, zmq::socket_type::sub);
     sub.set(zmq::sockopt::linger, 0);
+    keys.apply(sub);
     sub.connect(args.get("--tokens").value_or(kDefaultTokens));
     sub.set(zmq::sockopt::subscribe, protocol::topic_for(id));
-    RequestClient requests(ctx, args.get("--requests").value_or(kDefaultRequests), timeout);
+    RequestClient requests(ctx, args.get("--requests").value_or(kDefaultRequests), timeout, keys);
 
     const json reply = requests.call(request);
     if (!reply.value("ok", false)) fail_with_reply(reply);
@@ -232,10 +269,12 @@ int generate_command(int argc, char** argv) {
 }
 
 int subscribe_command(int argc, char** argv) {
-    Args args(argc, argv, 2, {"--tokens", "--requests"}, {"--all", "--json", "--help", "-h"});
+    Args args(argc, argv, 2, {"--tokens", "--requests", "--server-key", "--client-key"},
+              {"--all", "--json", "--help", "-h"});
     if (args.has("--help") || args.has("-h") || (args.positional().empty() == !args.has("--all"))) {
         std::fputs(
             "usage: woolly subscribe (ID | --all) [--tokens E] [--requests E] [--json]\n"
+            "       [--server-key SERVER.pub --client-key CLIENT.key]   (CurveZMQ)\n"
             "Prints a stream (until it ends) or every stream (until interrupted) as it arrives.\n"
             "With --all and no --json, each text is prefixed by its stream id.\n",
             args.has("--help") || args.has("-h") ? stdout : stderr);
@@ -250,12 +289,14 @@ int subscribe_command(int argc, char** argv) {
     std::signal(SIGTERM, [](int) { g_interrupted = true; });
 
     zmq::context_t ctx;
+    const ClientKeys keys = ClientKeys::from(args);
     zmq::socket_t sub(ctx, zmq::socket_type::sub);
     sub.set(zmq::sockopt::linger, 0);
+    keys.apply(sub);
     sub.connect(args.get("--tokens").value_or(kDefaultTokens));
     sub.set(zmq::sockopt::subscribe,
             all ? std::string(protocol::kTopicPrefix) : protocol::topic_for(id));
-    RequestClient requests(ctx, args.get("--requests").value_or(kDefaultRequests), 10.0);
+    RequestClient requests(ctx, args.get("--requests").value_or(kDefaultRequests), 10.0, keys);
     std::optional<StreamFollower> stream;
     if (!all) stream.emplace(id, requests);
     std::map<std::string, uint64_t> next_seq; // --all: gaps are reported, not filled
@@ -298,14 +339,15 @@ int subscribe_command(int argc, char** argv) {
 }
 
 int cancel_command(int argc, char** argv) {
-    Args args(argc, argv, 2, {"--requests"}, {"--help", "-h"});
+    Args args(argc, argv, 2, {"--requests", "--server-key", "--client-key"}, {"--help", "-h"});
     if (args.has("--help") || args.has("-h") || args.positional().size() != 1) {
-        std::fputs("usage: woolly cancel ID [--requests E]\n",
+        std::fputs("usage: woolly cancel ID [--requests E] [--server-key F --client-key F]\n",
                    args.positional().size() == 1 ? stdout : stderr);
         return args.positional().size() == 1 ? 0 : 2;
     }
     zmq::context_t ctx;
-    RequestClient requests(ctx, args.get("--requests").value_or(kDefaultRequests), 10.0);
+    const ClientKeys keys = ClientKeys::from(args);
+    RequestClient requests(ctx, args.get("--requests").value_or(kDefaultRequests), 10.0, keys);
     const json reply = requests.call({{"op", "cancel"}, {"id", args.positional()[0]}});
     if (!reply.value("ok", false)) fail_with_reply(reply);
     std::printf("cancelled %s\n", args.positional()[0].c_str());
@@ -313,14 +355,16 @@ int cancel_command(int argc, char** argv) {
 }
 
 int status_command(int argc, char** argv) {
-    Args args(argc, argv, 2, {"--requests"}, {"--help", "-h"});
+    Args args(argc, argv, 2, {"--requests", "--server-key", "--client-key"}, {"--help", "-h"});
     if (args.has("--help") || args.has("-h")) {
-        std::fputs("usage: woolly status [--requests E]\nPrints the daemon's status as JSON.\n",
+        std::fputs("usage: woolly status [--requests E] [--server-key F --client-key F]\nPrints "
+                   "the daemon's status as JSON.\n",
                    stdout);
         return 0;
     }
     zmq::context_t ctx;
-    RequestClient requests(ctx, args.get("--requests").value_or(kDefaultRequests), 10.0);
+    const ClientKeys keys = ClientKeys::from(args);
+    RequestClient requests(ctx, args.get("--requests").value_or(kDefaultRequests), 10.0, keys);
     const json reply = requests.call({{"op", "status"}});
     if (!reply.value("ok", false)) fail_with_reply(reply);
     std::printf("%s\n", reply.dump(2).c_str());

@@ -22,7 +22,7 @@ std::vector<ChatMessage> read_chat_messages(const std::string& path) {
     nlohmann::json value;
     try {
         value = nlohmann::json::parse(text);
-    } catch (const nlohmann::json::parse_error& e) {
+    } catch (const nlohmann::json::exception& e) { // parse_error, out_of_range (1E999)
         throw Error(path + ": not valid JSON (" + e.what() + ")");
     }
     auto turns = protocol::decode_chat_turns(value);

@@ -19,6 +19,7 @@ int subscribe_command(int argc, char** argv); // woolly subscribe
 int cancel_command(int argc, char** argv);    // woolly cancel
 int status_command(int argc, char** argv);    // woolly status
 int template_command(int argc, char** argv);  // woolly template
+int keygen_command(int argc, char** argv);    // woolly keygen
 
 // The conversation in a JSON file (protocol::decode_chat_turns's format); throws Error naming
 // the file and the entry.

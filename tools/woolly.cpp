@@ -23,6 +23,7 @@ const char* kUsage = "usage: woolly COMMAND [options]\n"
                      "  subscribe print one stream, or all of them, as they arrive\n"
                      "  cancel    end a stream\n"
                      "  status    print the daemon's status\n"
+                     "  keygen    write a CurveZMQ key pair (NAME.key, NAME.pub)\n"
                      "\n"
                      "`woolly COMMAND --help` describes a command's options.\n";
 
@@ -38,6 +39,7 @@ int main(int argc, char** argv) {
         if (command == "run") return woolly::cli::run_command(argc, argv);
         if (command == "tokenize") return woolly::cli::tokenize_command(argc, argv);
         if (command == "template") return woolly::cli::template_command(argc, argv);
+        if (command == "keygen") return woolly::cli::keygen_command(argc, argv);
         if (command == "logits") return woolly::cli::logits_command(argc, argv);
         if (command == "gguf") return woolly::cli::gguf_command(argc, argv);
         if (command == "synth") return woolly::cli::synth_command(argc, argv);

@@ -4,7 +4,8 @@
     python3 woolly_client.py [--requests E] [--tokens E] "Once upon a time"
 
 As a library: Client(requests, tokens).generate(prompt, **fields) yields the stream's messages
-in seq order, filling any gap (late join, dropped messages) with the replay op.
+in seq order, filling any gap (late join, dropped messages) with the replay op. With CurveZMQ,
+Client(..., server_key="server.pub", client_key="client.key") (files as `woolly keygen` writes).
 """
 import argparse
 import json
@@ -21,19 +22,40 @@ class WoollyError(Exception):
         self.code = code
 
 
+def read_key(path):
+    """The Z85 key of a key file: its one line that is not a '# ' comment."""
+    with open(path) as f:
+        keys = [l.strip() for l in f if l.strip() and not l.startswith("# ")]
+    if len(keys) != 1 or len(keys[0]) != 40:
+        raise ValueError(f"{path}: expected one key of 40 Z85 characters")
+    return keys[0].encode()
+
+
 class Client:
-    def __init__(self, requests="tcp://127.0.0.1:5555", tokens="tcp://127.0.0.1:5556", timeout=30.0):
+    def __init__(self, requests="tcp://127.0.0.1:5555", tokens="tcp://127.0.0.1:5556", timeout=30.0,
+                 server_key=None, client_key=None):
         self.ctx = zmq.Context.instance()
         self.requests_endpoint = requests
         self.tokens_endpoint = tokens
         self.timeout_ms = int(timeout * 1000)
+        self.curve = None
+        if server_key:  # CurveZMQ: the server's public key, this client's secret key
+            secret = read_key(client_key)
+            self.curve = (read_key(server_key), zmq.curve_public(secret), secret)
         self._connect()
+
+    def _secure(self, socket):
+        if self.curve:
+            socket.setsockopt(zmq.CURVE_SERVERKEY, self.curve[0])
+            socket.setsockopt(zmq.CURVE_PUBLICKEY, self.curve[1])
+            socket.setsockopt(zmq.CURVE_SECRETKEY, self.curve[2])
 
     def _connect(self):
         self.req = self.ctx.socket(zmq.REQ)
         self.req.setsockopt(zmq.LINGER, 0)
         # A REQ socket with no peer (the daemon gone) blocks in send: bound that too.
         self.req.setsockopt(zmq.SNDTIMEO, self.timeout_ms)
+        self._secure(self.req)
         self.req.connect(self.requests_endpoint)
 
     def call(self, request):
@@ -53,6 +75,7 @@ class Client:
     def subscribe(self, stream_id):
         sub = self.ctx.socket(zmq.SUB)
         sub.setsockopt(zmq.LINGER, 0)
+        self._secure(sub)
         sub.connect(self.tokens_endpoint)
         sub.setsockopt(zmq.SUBSCRIBE, f"tok.{stream_id}".encode())
         return sub
