@@ -97,6 +97,12 @@ void publisher_actor(caf::blocking_actor* self, zmq::context_t* context,
     std::map<std::string, ReplayBuffer> streams;
     size_t max_messages = size_t(live->config.replay.max_messages);
     auto keep = std::chrono::seconds(live->config.replay.keep_seconds);
+    uint64_t max_bytes = uint64_t(live->config.replay.max_bytes);
+    uint64_t held = 0; // bytes of every kept message
+    auto drop_stream = [&](std::map<std::string, ReplayBuffer>::iterator it) {
+        for (const std::string& m : it->second.messages) held -= m.size();
+        return streams.erase(it);
+    };
     std::string endpoint = live->config.tokens;
     int high_water_mark = int(live->config.publisher.high_water_mark);
     bool running = true;
@@ -104,9 +110,28 @@ void publisher_actor(caf::blocking_actor* self, zmq::context_t* context,
         const auto now = Clock::now();
         for (auto it = streams.begin(); it != streams.end();) {
             if (it->second.done && now - it->second.finished > keep)
-                it = streams.erase(it);
+                it = drop_stream(it);
             else
                 ++it;
+        }
+    };
+    // Past max_bytes: finished streams go, the one finished longest ago first; then the oldest
+    // messages of `current` (the stream being published), as max_messages drops them.
+    auto trim = [&](ReplayBuffer& current) {
+        while (held > max_bytes) {
+            auto oldest = streams.end();
+            for (auto it = streams.begin(); it != streams.end(); ++it)
+                if (it->second.done && &it->second != &current &&
+                    (oldest == streams.end() || it->second.finished < oldest->second.finished))
+                    oldest = it;
+            if (oldest != streams.end()) {
+                drop_stream(oldest);
+                continue;
+            }
+            if (current.messages.size() <= 1) break;
+            held -= current.messages.front().size();
+            current.messages.pop_front();
+            ++current.first_seq;
         }
     };
     self->receive_while(running)(
@@ -118,8 +143,10 @@ void publisher_actor(caf::blocking_actor* self, zmq::context_t* context,
             socket->send(zmq::buffer(json), zmq::send_flags::dontwait);
             ReplayBuffer& buffer = streams[id];
             if (buffer.messages.empty()) buffer.first_seq = seq;
+            held += json.size();
             buffer.messages.push_back(std::move(json));
             if (buffer.messages.size() > max_messages) {
+                held -= buffer.messages.front().size();
                 buffer.messages.pop_front();
                 ++buffer.first_seq;
             }
@@ -127,6 +154,7 @@ void publisher_actor(caf::blocking_actor* self, zmq::context_t* context,
                 buffer.done = true;
                 buffer.finished = Clock::now();
             }
+            trim(buffer);
         },
         [&](replay_atom, const std::string& id, uint64_t from_seq) -> std::string {
             expire();
@@ -158,6 +186,7 @@ void publisher_actor(caf::blocking_actor* self, zmq::context_t* context,
             high_water_mark = hwm;
             max_messages = size_t(c.replay.max_messages);
             keep = std::chrono::seconds(c.replay.keep_seconds);
+            max_bytes = uint64_t(c.replay.max_bytes);
             return "";
         },
         [&](shutdown_atom) { running = false; }, [&](caf::exit_msg&) { running = false; },

@@ -144,6 +144,7 @@ Schema schema_for(DaemonConfig& c) {
         {"publisher.high_water_mark", {&c.publisher.high_water_mark, 0, 1 << 30}},
         {"replay.max_messages", {&c.replay.max_messages, 1, 1 << 24}},
         {"replay.keep_seconds", {&c.replay.keep_seconds, 0, 86400 * 7}},
+        {"replay.max_bytes", {&c.replay.max_bytes, 1 << 16, int64_t(1) << 40}},
     };
     s.bools = {{"engine.mmap", &c.engine.mmap},
                {"engine.mlock", &c.engine.mlock},
@@ -336,7 +337,8 @@ std::string to_yaml(const DaemonConfig& c) {
         << YAML::EndMap;
     out << YAML::Key << "replay" << YAML::Value << YAML::BeginMap;
     out << YAML::Key << "max_messages" << YAML::Value << c.replay.max_messages;
-    out << YAML::Key << "keep_seconds" << YAML::Value << c.replay.keep_seconds << YAML::EndMap;
+    out << YAML::Key << "keep_seconds" << YAML::Value << c.replay.keep_seconds;
+    out << YAML::Key << "max_bytes" << YAML::Value << c.replay.max_bytes << YAML::EndMap;
     out << YAML::EndMap;
     return std::string(out.c_str()) + "\n";
 }

@@ -30,8 +30,8 @@ struct DaemonConfig {
         int64_t weight_cache_mib = 4096;   // repacked weights (engine/model/weight_cache.h); 0: off
         std::string kv_cache_type = "f16"; // f16, f32 or q8_0
         std::string chat_template = "auto"; // for `messages`: the model's own, or a family
-        bool mmap = true;                  // false: read the model into memory (--no-mmap)
-        bool mlock = false;                // lock the weights and the weight cache in RAM
+        bool mmap = true;                   // false: read the model into memory (--no-mmap)
+        bool mlock = false;                 // lock the weights and the weight cache in RAM
     } engine;
     struct {
         int64_t queue_depth = 8;             // admitted and unfinished requests, at most
@@ -63,8 +63,10 @@ struct DaemonConfig {
         bool curve() const { return !curve_secret_key_file.empty(); }
     } security;
     struct {
-        int64_t max_messages = 4096; // per stream, the most recent kept for replay
-        int64_t keep_seconds = 300;  // how long a finished stream stays replayable
+        int64_t max_messages = 4096;  // per stream, the most recent kept for replay
+        int64_t keep_seconds = 300;   // how long a finished stream stays replayable
+        int64_t max_bytes = 64 << 20; // all streams' kept messages together, at most: past it
+                                      // the finished streams go first, oldest first
     } replay;
 };
 

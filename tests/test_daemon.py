@@ -407,6 +407,27 @@ def test_messages_go_through_the_models_chat_template(d):
     assert msgs[-1]["usage"]["prompt_tokens"] == json.loads(run.stdout.splitlines()[-1])["n_prompt"]
 
 
+def test_replay_buffers_are_bounded_in_bytes(d):
+    # 64 KiB for every stream's kept messages together: the finished streams go first, oldest
+    # first, and the newest stream stays whole.
+    r = Daemon("replay:\n  max_bytes: 65536\n")
+    try:
+        ids = []
+        for i in range(4):
+            msgs = list(r.client.generate("Once upon a time", stream_id=f"rb{i}", max_tokens=400, temperature=0))
+            assert msgs[-1]["done"], msgs[-1]
+            ids.append((f"rb{i}", len(msgs), sum(len(json.dumps(m)) for m in msgs)))
+        assert ids[-1][2] < 65536, ids  # one stream fits
+        assert sum(size for _, _, size in ids) > 65536, ids  # all of them do not
+        first = r.client.call({"op": "replay", "id": ids[0][0]})
+        assert not first["ok"] and first["error"]["code"] == "not_found", first
+        last = r.client.call({"op": "replay", "id": ids[-1][0]})
+        assert last["ok"] and len(last["messages"]) == ids[-1][1] and last["first_available_seq"] == 0, \
+            (len(last.get("messages", [])), ids[-1])
+    finally:
+        r.stop()
+
+
 def test_curve_lets_in_only_listed_clients(d):
     keys = os.path.join(TMP, "keys")
     os.makedirs(keys, exist_ok=True)
