@@ -14,6 +14,7 @@ check it makes fails outright (a stream incomplete, a duplicate, a crash, a hang
   crash       kill -9 mid-stream, restart on the same endpoints: new requests are served, and
               the client that was waiting ends with a timeout message and a non-zero exit.
   badmodel    a missing, a truncated and a corrupt model: one clear line each, exit non-zero.
+  curve       a listed CurveZMQ client's stream speed against the same daemon without CURVE.
 
 usage: reliability.py [--build DIR] [--only NAME[,NAME]]
 """
@@ -62,7 +63,7 @@ def proc_figures(pid):
 class Daemon:
     count = 0
 
-    def __init__(self, woollyd, config="", model=BUNDLED, name=None):
+    def __init__(self, woollyd, config="", model=BUNDLED, name=None, keys=None):
         Daemon.count += 1
         self.name = name or f"d{Daemon.count}"
         self.requests = f"ipc://{TMP}/{self.name}-req"
@@ -73,7 +74,8 @@ class Daemon:
         self.log = open(os.path.join(TMP, self.name + ".log"), "a")
         self.proc = subprocess.Popen([woollyd, "--config", self.config, "--requests", self.requests,
                                       "--tokens", self.tokens], stderr=self.log)
-        probe = Client(self.requests, self.tokens, timeout=0.5)
+        self.keys = keys or {}
+        probe = Client(self.requests, self.tokens, timeout=0.5, **self.keys)
         for _ in range(240):
             if self.proc.poll() is not None:
                 raise RuntimeError(f"woollyd exited {self.proc.returncode}")
@@ -85,7 +87,7 @@ class Daemon:
         raise RuntimeError("woollyd did not answer")
 
     def client(self, timeout=30):
-        return Client(self.requests, self.tokens, timeout=timeout)
+        return Client(self.requests, self.tokens, timeout=timeout, **self.keys)
 
     def stop(self):
         self.proc.send_signal(signal.SIGTERM)
@@ -294,16 +296,45 @@ def bad_model_test(woollyd):
         check(out.returncode != 0 and len(lines) == 1, f"{name} model: one line, non-zero exit")
 
 
+def curve_test(woollyd, woolly, model):
+    print("curve: a listed client's stream speed, with CurveZMQ and without")
+    keys = os.path.join(TMP, "keys")
+    os.makedirs(keys, exist_ok=True)
+    for name in ("server", "client"):
+        subprocess.run([woolly, "keygen", "-o", os.path.join(keys, name)], check=True, capture_output=True)
+    authorized = os.path.join(keys, "authorized_keys")
+    with open(os.path.join(keys, "client.pub")) as f, open(authorized, "w") as out:
+        out.write(f.read())
+    security = (f"security:\n  curve_secret_key_file: {keys}/server.key\n"
+                f"  authorized_keys_file: {authorized}\n")
+    client_keys = {"server_key": os.path.join(keys, "server.pub"), "client_key": os.path.join(keys, "client.key")}
+    plain = Daemon(woollyd, "", model=model, name="plain")
+    curve = Daemon(woollyd, security, model=model, name="curve", keys=client_keys)
+
+    def speed(d):
+        msgs = list(d.client(timeout=60).generate("Once upon a time", max_tokens=200, temperature=0))
+        return msgs[-1]["usage"]["tokens_per_second"]
+
+    speed(plain), speed(curve)
+    pairs = [(speed(plain), speed(curve)) for _ in range(5)]  # in turn: drift falls on both
+    ratio = statistics.median(c / p for p, c in pairs)
+    print(f"  plain: median {statistics.median(p for p, _ in pairs):.0f} t/s; CURVE: median "
+          f"{statistics.median(c for _, c in pairs):.0f} t/s; ratio per pair, median {ratio:.2f} "
+          f"(min {min(c / p for p, c in pairs):.2f}, max {max(c / p for p, c in pairs):.2f})")
+    plain.stop()
+    curve.stop()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--build", default=os.path.join(SOURCE, "build"))
-    parser.add_argument("--only", default="load,slow,soak,crash,badmodel")
+    parser.add_argument("--only", default="load,slow,soak,crash,badmodel,curve")
     args = parser.parse_args()
     woollyd = os.path.join(args.build, "daemon", "woollyd")
     woolly = os.path.join(args.build, "tools", "woolly")
     parts = args.only.split(",")
     model = BUNDLED
-    if "slow" in parts or "crash" in parts:
+    if "slow" in parts or "crash" in parts or "curve" in parts:
         # A model slow enough for a stream to be caught mid-way: stories-15m's shape.
         model = os.path.join(TMP, "stories-15m.gguf")
         subprocess.run([woolly, "synth", "--shape", "stories-15m", "--type", "q8_0", "-o", model],
@@ -318,6 +349,8 @@ def main():
         crash_test(woollyd, woolly, model)
     if "badmodel" in parts:
         bad_model_test(woollyd)
+    if "curve" in parts:
+        curve_test(woollyd, woolly, model)
     shutil.rmtree(TMP, ignore_errors=True)
     print("all checks held" if not FAILURES else f"{len(FAILURES)} checks failed: {FAILURES}")
     return 1 if FAILURES else 0
