@@ -27,6 +27,21 @@ struct ReplayBuffer {
     Clock::time_point finished;
 };
 
+// After a poke on `wake` (the ZeroMQ guide's control socket beside a data socket): empties the
+// wake socket, then handles every message in the mailbox with `handlers`, until it is empty or
+// `running` turns false.
+template <typename... Handlers>
+void read_mailbox(caf::blocking_actor* self, zmq::socket_t& wake, const bool& running,
+                  Handlers... handlers) {
+    zmq::message_t poke;
+    while (wake.recv(poke, zmq::recv_flags::dontwait)) {
+    }
+    bool handled = true;
+    while (handled && running)
+        self->receive(
+            handlers..., caf::after(std::chrono::seconds(0)) >> [&] { handled = false; });
+}
+
 } // namespace
 
 // Binds `socket` to `next` and then lets `current` go, so that a bad endpoint leaves the socket
@@ -370,33 +385,26 @@ void ingress_actor(caf::blocking_actor* self, std::shared_ptr<zmq::socket_t> soc
             socket->send(zmq::buffer(reply), zmq::send_flags::none);
         }
         if (!(items[1].revents & ZMQ_POLLIN)) continue;
-        zmq::message_t poke;
-        while (wake->recv(poke, zmq::recv_flags::dontwait)) {
-        }
-        bool handled = true; // until the mailbox is empty (the timeout below)
-        while (handled && running) {
-            self->receive(
-                [&](shutdown_atom) { running = false; }, [&](caf::exit_msg&) { running = false; },
-                // A reloaded config, and the pipeline new requests go to (a new one when the model
-                // changed: the old scheduler finishes its streams and retires).
-                [&](reconfig_atom, std::shared_ptr<const LiveConfig> next,
-                    caf::actor next_tokenizer, caf::actor next_scheduler) -> std::string {
-                    if (std::string why = rebind(*socket, endpoint, next->config.requests);
-                        !why.empty())
-                        return why;
-                    config = next->config;
-                    limits = decode_limits(config);
-                    if (next_scheduler != scheduler) retiring.push_back(scheduler);
-                    tokenizer = next_tokenizer;
-                    scheduler = next_scheduler;
-                    return "";
-                },
-                [&](retire_atom, caf::actor old) {
-                    retiring.erase(std::remove(retiring.begin(), retiring.end(), old),
-                                   retiring.end());
-                },
-                caf::after(std::chrono::seconds(0)) >> [&] { handled = false; });
-        }
+        read_mailbox(
+            self, *wake, running, [&](shutdown_atom) { running = false; },
+            [&](caf::exit_msg&) { running = false; },
+            // A reloaded config, and the pipeline new requests go to (a new one when the model
+            // changed: the old scheduler finishes its streams and retires).
+            [&](reconfig_atom, std::shared_ptr<const LiveConfig> next, caf::actor next_tokenizer,
+                caf::actor next_scheduler) -> std::string {
+                if (std::string why = rebind(*socket, endpoint, next->config.requests);
+                    !why.empty())
+                    return why;
+                config = next->config;
+                limits = decode_limits(config);
+                if (next_scheduler != scheduler) retiring.push_back(scheduler);
+                tokenizer = next_tokenizer;
+                scheduler = next_scheduler;
+                return "";
+            },
+            [&](retire_atom, caf::actor old) {
+                retiring.erase(std::remove(retiring.begin(), retiring.end(), old), retiring.end());
+            });
     }
     socket->set(zmq::sockopt::linger, 0);
     socket->close();
@@ -437,15 +445,10 @@ void zap_actor(caf::blocking_actor* self, std::shared_ptr<zmq::socket_t> socket,
             reply.emplace_back();
             zmq::send_multipart(*socket, reply);
         }
-        zmq::message_t poke;
-        while (wake->recv(poke, zmq::recv_flags::dontwait)) {
-        }
-        bool handled = true;
-        while (handled) {
-            self->receive([&](reconfig_atom, AuthorizedKeys next) { keys = std::move(next); },
-                          [&](shutdown_atom) { running = false; },
-                          caf::after(std::chrono::seconds(0)) >> [&] { handled = false; });
-        }
+        read_mailbox(
+            self, *wake, running,
+            [&](reconfig_atom, AuthorizedKeys next) { keys = std::move(next); },
+            [&](shutdown_atom) { running = false; });
     }
     socket->set(zmq::sockopt::linger, 0);
     socket->close();
