@@ -7,8 +7,8 @@
 
 #include <atomic>
 #include <memory>
-#include <set>
 #include <optional>
+#include <set>
 #include <string>
 
 #include <zmq.hpp>
@@ -49,6 +49,10 @@ caf::behavior executor_actor(caf::event_based_actor* self, std::shared_ptr<Runti
 // sends a running stream's next step to the first executor; tells the scheduler when it ends.
 caf::behavior sampler_actor(caf::event_based_actor* self, std::shared_ptr<Runtime> runtime,
                             caf::actor publisher, caf::actor scheduler);
+// A socket that will be bound for clients: a CURVE server with `curve_secret` (Z85) when that is
+// not empty. Options like these must be set before bind.
+std::shared_ptr<zmq::socket_t> server_socket(zmq::context_t& context, zmq::socket_type type,
+                                             const std::string& curve_secret);
 // publisher: owns the PUB socket (bound, from `context`) and the replay buffers. A reload that
 // changes the high-water mark replaces the socket with one made from `context` (a CURVE server
 // with `curve_secret` when that is not empty).

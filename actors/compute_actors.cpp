@@ -6,11 +6,11 @@
 #include <map>
 
 #include "actors.h"
-#include "engine/model/context.h"
 #include "engine/error.h"
-#include "engine/text/generation.h"
-#include "engine/text/chat.h"
+#include "engine/model/context.h"
 #include "engine/runtime/thread_pool.h"
+#include "engine/text/chat.h"
+#include "engine/text/generation.h"
 #include "log.h"
 #include "messages.h"
 #include "protocol/protocol.h"
@@ -78,10 +78,7 @@ caf::behavior tokenizer_actor(caf::event_based_actor*, std::shared_ptr<Runtime> 
                 return out;
             }
             try {
-                std::vector<ChatMessage> messages;
-                for (size_t i = 0; i < chat.roles.size() && i < chat.contents.size(); ++i)
-                    messages.push_back({chat.roles[i], chat.contents[i]});
-                out.tokens = tokenize_chat(*runtime->vocab, *runtime->chat, messages);
+                out.tokens = tokenize_chat(*runtime->vocab, *runtime->chat, chat.messages);
             } catch (const std::exception& e) {
                 out.error = e.what(); // the template refused the conversation
                 out.bad_request = true;

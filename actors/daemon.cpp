@@ -49,23 +49,16 @@ Service::Service(caf::actor_system& system, zmq::context_t& zmq_context,
         log::info("CURVE: server key " + protocol::key_prefix(server.public_key) + ", " +
                   std::to_string(keys->size()) + " authorized client keys");
     }
-    auto curve = [&](zmq::socket_t& socket) {
-        if (server.secret_key.empty()) return;
-        socket.set(zmq::sockopt::curve_server, true);
-        socket.set(zmq::sockopt::curve_secretkey, server.secret_key);
-    };
-    auto router = std::make_shared<zmq::socket_t>(zmq_context, zmq::socket_type::router);
+    auto router = server_socket(zmq_context, zmq::socket_type::router, server.secret_key);
     router->set(zmq::sockopt::linger, 0);
-    curve(*router);
     try {
         router->bind(config.requests);
     } catch (const zmq::error_t& e) {
         throw std::runtime_error("cannot bind requests endpoint " + config.requests + ": " +
                                  e.what());
     }
-    auto pub = std::make_shared<zmq::socket_t>(zmq_context, zmq::socket_type::pub);
+    auto pub = server_socket(zmq_context, zmq::socket_type::pub, server.secret_key);
     pub->set(zmq::sockopt::sndhwm, int(config.publisher.high_water_mark));
-    curve(*pub);
     try {
         pub->bind(config.tokens);
     } catch (const zmq::error_t& e) {

@@ -44,6 +44,16 @@ void read_mailbox(caf::blocking_actor* self, zmq::socket_t& wake, const bool& ru
 
 } // namespace
 
+std::shared_ptr<zmq::socket_t> server_socket(zmq::context_t& context, zmq::socket_type type,
+                                             const std::string& curve_secret) {
+    auto socket = std::make_shared<zmq::socket_t>(context, type);
+    if (!curve_secret.empty()) {
+        socket->set(zmq::sockopt::curve_server, true);
+        socket->set(zmq::sockopt::curve_secretkey, curve_secret);
+    }
+    return socket;
+}
+
 // Binds `socket` to `next` and then lets `current` go, so that a bad endpoint leaves the socket
 // as it was. Returns why not, or "" when done (or when nothing changed).
 std::string rebind(zmq::socket_t& socket, std::string& current, const std::string& next) {
@@ -72,12 +82,8 @@ std::string rebind(zmq::socket_t& socket, std::string& current, const std::strin
 std::string reopen(zmq::context_t& context, std::shared_ptr<zmq::socket_t>& socket,
                    std::string& current, const std::string& next, int high_water_mark,
                    const std::string& curve_secret) {
-    auto fresh = std::make_shared<zmq::socket_t>(context, zmq::socket_type::pub);
+    auto fresh = server_socket(context, zmq::socket_type::pub, curve_secret);
     fresh->set(zmq::sockopt::sndhwm, high_water_mark);
-    if (!curve_secret.empty()) {
-        fresh->set(zmq::sockopt::curve_server, true);
-        fresh->set(zmq::sockopt::curve_secretkey, curve_secret);
-    }
     const bool same = next == current;
     try {
         if (same) socket->unbind(current);
@@ -273,15 +279,13 @@ void ingress_actor(caf::blocking_actor* self, std::shared_ptr<zmq::socket_t> soc
     // Whether a scheduler, the current one or one finishing a replaced model's streams, has
     // this stream queued or running.
     auto known = [&](const std::string& id) {
-        bool found = false;
-        std::vector<caf::actor> all = retiring;
-        all.push_back(scheduler);
-        for (const caf::actor& s : all) {
+        auto asks = [&](const caf::actor& s) {
+            bool found = false;
             self->request(s, caf::infinite, known_atom::value, id)
-                .receive([&](bool k) { found = found || k; }, [](caf::error&) {});
-            if (found) break;
-        }
-        return found;
+                .receive([&](bool k) { found = k; }, [](caf::error&) {});
+            return found;
+        };
+        return asks(scheduler) || std::any_of(retiring.begin(), retiring.end(), asks);
     };
 
     auto handle = [&](std::string_view frame) -> std::string {
@@ -306,10 +310,8 @@ void ingress_actor(caf::blocking_actor* self, std::shared_ptr<zmq::socket_t> soc
             auto lost = [&](caf::error& e) { failure = self->system().render(e); };
             if (g->chat) { // the model's chat template makes the prompt
                 chat_prompt chat;
-                for (const auto& turn : g->messages) {
-                    chat.roles.push_back(turn.role);
-                    chat.contents.push_back(turn.content);
-                }
+                for (const auto& turn : g->messages)
+                    chat.messages.push_back({turn.role, turn.content});
                 self->request(tokenizer, caf::infinite, tokenize_atom::value, std::move(chat))
                     .receive(take, lost);
             } else {

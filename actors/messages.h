@@ -8,7 +8,17 @@
 #include <string>
 #include <vector>
 
+#include "engine/text/chat.h"
 #include "engine/text/generation.h"
+
+namespace woolly {
+
+// A chat turn travels in messages between actors (found by argument-dependent lookup).
+template <class Inspector> typename Inspector::result_type inspect(Inspector& f, ChatMessage& x) {
+    return f(caf::meta::type_name("chat_message"), x.role, x.content);
+}
+
+} // namespace woolly
 
 namespace woolly::actors {
 
@@ -112,12 +122,11 @@ GenerationParams generation_params(const stream_setup& setup);
 
 // A conversation for the tokenizer to render with the model's chat template.
 struct chat_prompt {
-    std::vector<std::string> roles;
-    std::vector<std::string> contents; // contents[i] is roles[i]'s turn
+    std::vector<ChatMessage> messages;
 };
 
 template <class Inspector> typename Inspector::result_type inspect(Inspector& f, chat_prompt& x) {
-    return f(caf::meta::type_name("chat_prompt"), x.roles, x.contents);
+    return f(caf::meta::type_name("chat_prompt"), x.messages);
 }
 
 // The tokenizer's answer: the prompt's tokens, or why there are none.

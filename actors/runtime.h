@@ -5,8 +5,8 @@
 
 #include <atomic>
 #include <memory>
-#include <optional>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -14,9 +14,9 @@
 #include "engine/model/kv_cache.h"
 #include "engine/model/loader.h"
 #include "engine/model/model.h"
+#include "engine/model/weight_cache.h"
 #include "engine/text/chat.h"
 #include "engine/text/vocab.h"
-#include "engine/model/weight_cache.h"
 
 namespace woolly::actors {
 
@@ -48,8 +48,8 @@ struct Runtime {
     std::string model_path;
     std::unique_ptr<LlamaModel> model;
     std::unique_ptr<Vocab> vocab;
-    std::optional<ChatFormat> chat;            // the chat template `messages` are rendered with
-    std::string chat_error;                    // why there is none, for a request that needs it
+    std::optional<ChatFormat> chat; // the chat template `messages` are rendered with
+    std::string chat_error;         // why there is none, for a request that needs it
     std::unique_ptr<KvCachePool> kv;
     std::unique_ptr<WeightCache> weight_cache; // null when engine.weight_cache_mib is 0
     MemoryPlan memory_plan;                    // what loading planned, as fitted

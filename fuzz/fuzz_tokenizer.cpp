@@ -32,14 +32,7 @@ struct Vocabularies {
         bpe.push_back(false);
         // GPT-2's byte map: every byte's character is a token; a few merges over them.
         std::vector<std::string> tokens;
-        uint32_t next = 256; // the bytes that are not printable take U+0100 onwards, in order
-        for (uint32_t b = 0; b < 256; ++b) {
-            const bool printable =
-                (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || b >= 0xae;
-            std::string t;
-            append_utf8(printable ? b : next++, t);
-            tokens.push_back(t);
-        }
+        for (int b = 0; b < 256; ++b) tokens.emplace_back(gpt2_byte_text(uint8_t(b)));
         for (const char* t :
              {"he", "ll", "hell", "hello", "\xc4\xa0t", "\xc4\xa0th", "\xc4\xa0the", "in", "ing"})
             tokens.push_back(t);

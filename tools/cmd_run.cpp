@@ -9,11 +9,11 @@
 
 #include "cli_args.h"
 #include "commands.h"
-#include "engine/text/generation.h"
 #include "engine/model/model.h"
-#include "engine/text/chat.h"
-#include "engine/text/vocab.h"
 #include "engine/runtime/thread_pool.h"
+#include "engine/text/chat.h"
+#include "engine/text/generation.h"
+#include "engine/text/vocab.h"
 
 namespace woolly::cli {
 namespace {
@@ -187,18 +187,14 @@ int run_command(int argc, char** argv) {
     params.max_tokens =
         n_predict < 0 ? int32_t(context.n_ctx()) : int32_t(std::min<int64_t>(n_predict, INT32_MAX));
 
-    if (interactive) {
-        const ChatFormat format =
-            chat_format(model.gguf(), vocab, args.get("--chat-template").value_or(""));
-        return chat_loop(context, vocab, format, params, messages);
-    }
-    std::optional<Generation> chat;
-    if (messages_path) {
-        const ChatFormat format =
-            chat_format(model.gguf(), vocab, args.get("--chat-template").value_or(""));
-        chat.emplace(context, vocab, tokenize_chat(vocab, format, messages), params);
-    }
-    Generation generation = chat ? std::move(*chat) : Generation(context, vocab, prompt, params);
+    std::optional<ChatFormat> format; // a conversation, through the model's chat template
+    if (messages_path || interactive)
+        format = chat_format(model.gguf(), vocab, args.get("--chat-template").value_or(""));
+    if (interactive) return chat_loop(context, vocab, *format, params, messages);
+    Generation generation(context, vocab,
+                          format ? tokenize_chat(vocab, *format, messages)
+                                 : tokenize_prompt(vocab, prompt, context.n_ctx()),
+                          params);
     generation.ingest_prompt();
     GeneratedToken token;
     int64_t seq = 0;

@@ -2,6 +2,7 @@
 // properties) cut the text into words, each word's bytes go through GPT-2's byte-to-character
 // map, and the merge list's pairs are applied lowest rank first.
 #include <algorithm>
+#include <memory>
 #include <queue>
 
 #include "engine/error.h"
@@ -57,7 +58,8 @@ const PreTokenizerRules kPreTokenizers[] = {
     {{"starcoder", "refact", "command-r", "smollm", "codeshell", "exaone", "minerva-7b"},
      {"\\p{N}", "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)"}},
     {{"deepseek-coder"},
-     {"[\r\n]", "\\s?\\p{L}+", "\\s?\\p{P}+", "[\\x{4E00}-\\x{9FA5}\\x{800}-\\x{4E00}\\x{AC00}-\\x{D7FF}]+", "\\p{N}"}},
+     {"[\r\n]", "\\s?\\p{L}+", "\\s?\\p{P}+",
+      "[\\x{4E00}-\\x{9FA5}\\x{800}-\\x{4E00}\\x{AC00}-\\x{D7FF}]+", "\\p{N}"}},
     {{"deepseek-llm"},
      {"[\r\n]",
       // Cased letters, as code points: an editor that normalises text would turn the Greek
@@ -81,7 +83,8 @@ const PreTokenizerRules kPreTokenizers[] = {
       "\\x{FF3A}\\x{FF41}-\\x{FF5A}\\x{10400}-\\x{1044F}\\x{104B0}-\\x{104D3}\\x{104D8}-"
       "\\x{104FB}\\x{10C80}-\\x{10CB2}\\x{10CC0}-\\x{10CF2}\\x{118A0}-\\x{118DF}\\x{1E900}-"
       "\\x{1E943}]+",
-      "\\s?[!-/:-~\\x{FF01}-\\x{FF0F}\\x{FF1A}-\\x{FF5E}\\x{2018}-\\x{201F}\\x{3000}-\\x{3002}]+", "\\s+$", "[\\x{4E00}-\\x{9FA5}\\x{800}-\\x{4E00}\\x{AC00}-\\x{D7FF}]+", "\\p{N}+"}},
+      "\\s?[!-/:-~\\x{FF01}-\\x{FF0F}\\x{FF1A}-\\x{FF5E}\\x{2018}-\\x{201F}\\x{3000}-\\x{3002}]+",
+      "\\s+$", "[\\x{4E00}-\\x{9FA5}\\x{800}-\\x{4E00}\\x{AC00}-\\x{D7FF}]+", "\\p{N}+"}},
     {{"tekken"},
      {"[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]+|"
       "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]+[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]*|"
@@ -99,12 +102,22 @@ const PreTokenizerRules* find_pre_tokenizer(std::string_view name) {
     return nullptr;
 }
 
+std::vector<std::string_view> pre_tokenizer_names() {
+    std::vector<std::string_view> out;
+    for (const PreTokenizerRules& rules : kPreTokenizers)
+        out.insert(out.end(), rules.names.begin(), rules.names.end());
+    return out;
+}
+
 std::string known_pre_tokenizers() {
     std::string out;
-    for (const PreTokenizerRules& rules : kPreTokenizers)
-        for (std::string_view name : rules.names)
-            out += (out.empty() ? "" : ", ") + std::string(name);
+    for (std::string_view name : pre_tokenizer_names())
+        out += (out.empty() ? "" : ", ") + std::string(name);
     return out;
+}
+
+std::string_view gpt2_byte_text(uint8_t b) {
+    return byte_map().to_text[b];
 }
 
 #ifdef WOOLLY_HAVE_PCRE2
@@ -164,16 +177,13 @@ void BpeTokenizer::encode(std::string_view text, bool, std::vector<TokenId>& out
     // matches and the gaps between them, a piece being the whole subject (so a lookahead or
     // `$` stops at its end).
     std::vector<std::pair<size_t, size_t>> words{{0, repaired.size()}}, next;
-    pcre2_match_data* match = nullptr;
-    struct Free {
-        pcre2_match_data*& m;
-        ~Free() { pcre2_match_data_free(m); }
-    } free_match{match};
+    // Only the whole match's offsets are read: one pair serves every pattern.
+    const std::unique_ptr<pcre2_match_data, void (*)(pcre2_match_data*)> data(
+        pcre2_match_data_create(1, nullptr), pcre2_match_data_free);
+    if (!data) throw Error("out of memory for a regex match");
+    pcre2_match_data* const match = data.get();
     const auto* subject = reinterpret_cast<PCRE2_SPTR>(repaired.data());
     for (pcre2_code* code : regexes_->codes) {
-        pcre2_match_data_free(match);
-        match = pcre2_match_data_create_from_pattern(code, nullptr);
-        if (!match) throw Error("out of memory for a regex match");
         next.clear();
         for (const auto& [start, length] : words) {
             size_t at = 0; // within the piece
@@ -304,24 +314,17 @@ void BpeTokenizer::encode_word(std::string_view word, std::string& key,
 
 std::string BpeTokenizer::decode(std::string_view token_text, TokenType type) const {
     if (type == TokenType::UserDefined) return std::string(token_text);
-    // Each character back to its byte; one outside the map stays as it is.
+    // Each character back to its byte; one outside the map (or an invalid byte) stays as it is.
     const ByteMap& map = byte_map();
     std::string out;
-    const auto* p = reinterpret_cast<const uint8_t*>(token_text.data());
     for (size_t i = 0; i < token_text.size();) {
-        const int len = utf8_sequence(p + i, token_text.size() - i);
-        if (len <= 0) {
-            out += token_text[i++];
-            continue;
-        }
-        uint32_t cp = len == 1 ? p[i] : p[i] & (0xff >> (len + 1));
-        for (int k = 1; k < len; ++k) cp = (cp << 6) | (p[i + size_t(k)] & 0x3f);
+        const auto [cp, len] = utf8_code_point(token_text, i);
         auto it = map.to_byte.find(cp);
         if (it != map.to_byte.end())
             out += char(it->second);
         else
-            out.append(token_text.substr(i, size_t(len)));
-        i += size_t(len);
+            out.append(token_text.substr(i, len));
+        i += len;
     }
     return out;
 }

@@ -35,16 +35,6 @@ bool python_space(uint32_t cp) {
            cp == 0x202f || cp == 0x205f || cp == 0x3000;
 }
 
-// The code point at s[i] and its length (an invalid byte is itself, length 1).
-std::pair<uint32_t, size_t> code_point(std::string_view s, size_t i) {
-    const auto* p = reinterpret_cast<const uint8_t*>(s.data()) + i;
-    const int len = utf8_sequence(p, s.size() - i);
-    if (len <= 0) return {p[0], 1};
-    uint32_t cp = len == 1 ? p[0] : p[0] & (0xff >> (len + 1));
-    for (int k = 1; k < len; ++k) cp = (cp << 6) | (p[k] & 0x3f);
-    return {cp, size_t(len)};
-}
-
 // Python's s.lstrip(chars) / rstrip(chars) / strip(chars) for a set of ASCII characters.
 std::string_view lstrip(std::string_view s, std::string_view chars) {
     const size_t at = s.find_first_not_of(chars);
@@ -239,14 +229,14 @@ std::string deepseek(const std::vector<ChatMessage>& m, bool add_generation_prom
 std::string python_strip(std::string_view s) {
     size_t begin = 0, end = s.size();
     while (begin < end) {
-        const auto [cp, len] = code_point(s, begin);
+        const auto [cp, len] = utf8_code_point(s, begin);
         if (!python_space(cp)) break;
         begin += len;
     }
     while (end > begin) { // step back over one character
         size_t start = end - 1;
         while (start > begin && (uint8_t(s[start]) & 0xc0) == 0x80 && end - start < 4) --start;
-        const auto [cp, len] = code_point(s, start);
+        const auto [cp, len] = utf8_code_point(s, start);
         if (start + len != end || !python_space(cp)) break;
         end = start;
     }

@@ -53,8 +53,13 @@ struct PreTokenizerRules {
 
 // The rules for tokenizer.ggml.pre = `name`; nullptr when Woolly does not know it.
 const PreTokenizerRules* find_pre_tokenizer(std::string_view name);
-// The names Woolly knows, for error messages.
+// Every tokenizer.ggml.pre value Woolly knows, and the same as one line for error messages.
+std::vector<std::string_view> pre_tokenizer_names();
 std::string known_pre_tokenizers();
+
+// GPT-2's byte-to-character map: the UTF-8 of the character byte `b` stands for in a byte-level
+// BPE vocabulary (printable Latin-1 bytes themselves, the others U+0100 onwards in order).
+std::string_view gpt2_byte_text(uint8_t b);
 
 // Byte-level BPE (GPT-2's): the text is cut into words by the pre-tokenizer, each word's bytes
 // are mapped to printable characters, and the pairs of the merge list are applied by rank.

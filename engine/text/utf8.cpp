@@ -110,6 +110,15 @@ int utf8_sequence(const uint8_t* p, size_t n) {
     return len;
 }
 
+std::pair<uint32_t, size_t> utf8_code_point(std::string_view s, size_t i) {
+    const auto* p = reinterpret_cast<const uint8_t*>(s.data()) + i;
+    const int len = utf8_sequence(p, s.size() - i);
+    if (len <= 0) return {p[0], 1};
+    uint32_t cp = len == 1 ? p[0] : p[0] & (0xff >> (len + 1));
+    for (int k = 1; k < len; ++k) cp = (cp << 6) | (p[k] & 0x3f);
+    return {cp, size_t(len)};
+}
+
 bool is_valid_utf8(std::string_view s) {
     const auto* p = reinterpret_cast<const uint8_t*>(s.data());
     for (size_t i = 0; i < s.size();) {

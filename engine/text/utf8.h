@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
 
 namespace woolly {
 
@@ -17,6 +18,10 @@ size_t utf8_char_len(uint8_t lead);
 int utf8_sequence(const uint8_t* p, size_t n);
 
 bool is_valid_utf8(std::string_view s);
+
+// The code point at s[i] and its length in bytes; a byte that begins no valid character is
+// itself, length 1.
+std::pair<uint32_t, size_t> utf8_code_point(std::string_view s, size_t i);
 
 // `s` with every byte that does not begin a valid character replaced by U+FFFD, as llama.cpp's
 // code-point reader does before a BPE pre-tokenizer sees the text.
