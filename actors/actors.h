@@ -24,7 +24,6 @@ struct Actors {
     caf::actor tokenizer;
     caf::actor cache;
     std::vector<caf::actor> executors; // in layer order
-    caf::actor sampler;
     caf::actor publisher;
     caf::actor scheduler;
     caf::actor ingress;
@@ -38,17 +37,31 @@ caf::behavior loader_actor(caf::event_based_actor* self, std::string path, LoadO
                            std::string chat_template);
 // tokenizer: prompt -> token ids (with BOS), refusing prompts that leave no room to generate.
 caf::behavior tokenizer_actor(caf::event_based_actor* self, std::shared_ptr<Runtime> runtime);
-// cache: hands out KV-cache slots (one per running session) and reports their use.
-caf::behavior cache_actor(caf::event_based_actor* self, std::shared_ptr<Runtime> runtime);
-// layer executor: runs layers [first, last) of each activation on `threads` compute threads,
-// then passes it on (to `next`, or, from the last executor, logits to `sampler`).
+// cache: hands out KV-cache slots (one per running session), each with the longest prefix of
+// the session's prompt it holds (engine/serve/slots.h; none without `prefix_cache`), and
+// reports their use.
+caf::behavior cache_actor(caf::event_based_actor* self, std::shared_ptr<Runtime> runtime,
+                          bool prefix_cache);
+// How a layer executor is set up.
+struct ExecutorSetup {
+    int64_t first = 0, last = 0; // its layers, [first, last)
+    int64_t threads = 1;         // compute threads
+    caf::actor next;             // the next executor; null: this is the last
+    caf::actor last_executor;    // (not the last) where a step that failed goes
+    int64_t executors = 1;       // how many there are (steps in flight at most)
+    int64_t prompt_chunk = 1;    // prompt tokens a step takes at most
+    int64_t max_sessions = 1;    // sessions in a step at most
+    caf::actor publisher;        // (the last) where messages go
+    caf::actor scheduler;        // (the last) who hears when a stream has ended
+};
+// layer executor: runs layers [first, last) of each step (a batch of every running session's
+// next token and a chunk of any prompt; engine/serve/batch.h) on its compute threads, and
+// passes it on. The last executor is also the streams' owner from admission to their final
+// message: it samples each step's logits on its own thread, publishes the tokens, and sends the
+// next step to the first executor (itself, when it is the only one); it tells the scheduler
+// when a stream ends.
 caf::behavior executor_actor(caf::event_based_actor* self, std::shared_ptr<Runtime> runtime,
-                             int64_t first, int64_t last, int64_t threads, caf::actor next,
-                             caf::actor sampler);
-// sampler: owns each stream from admission to its final message: samples, publishes, and
-// sends a running stream's next step to the first executor; tells the scheduler when it ends.
-caf::behavior sampler_actor(caf::event_based_actor* self, std::shared_ptr<Runtime> runtime,
-                            caf::actor publisher, caf::actor scheduler);
+                             ExecutorSetup setup);
 // A socket that will be bound for clients: a CURVE server with `curve_secret` (Z85) when that is
 // not empty. Options like these must be set before bind.
 std::shared_ptr<zmq::socket_t> server_socket(zmq::context_t& context, zmq::socket_type type,
@@ -78,7 +91,7 @@ void ingress_actor(caf::blocking_actor* self, std::shared_ptr<zmq::socket_t> soc
 
 // woollyd's actors, as its supervisor (the main thread, daemon/woollyd.cpp) drives them: the
 // ingress and the publisher, which own the sockets, and one pipeline (tokenizer, cache,
-// scheduler, sampler, layer executors) per loaded model: the current one, which new requests
+// scheduler, layer executors) per loaded model: the current one, which new requests
 // go to, and those a reload replaced, which finish their streams and are then retired. Called
 // from the supervisor's thread only; `self` is its scoped actor, which hears drained_atom.
 class Service {
@@ -116,8 +129,8 @@ private:
     struct Pipeline {
         uint64_t tag = 0;
         std::shared_ptr<Runtime> runtime;
-        caf::actor tokenizer, cache, scheduler, sampler;
-        std::vector<caf::actor> executors; // in layer order
+        caf::actor tokenizer, cache, scheduler;
+        std::vector<caf::actor> executors; // in layer order; the last owns the streams
     };
     Pipeline spawn_pipeline(std::shared_ptr<Runtime> runtime);
     void stop_pipeline(Pipeline& p);
@@ -138,7 +151,7 @@ private:
 };
 
 // Wiring sent once after spawning, where two actors need each other: the scheduler gets the
-// sampler and the cache, the sampler gets the first executor.
+// last executor (which owns the streams) and the cache; the last executor gets the first.
 using wire_atom = caf::atom_constant<caf::atom("wire")>;
 
 } // namespace woolly::actors

@@ -1,5 +1,5 @@
-// compute_actors.cpp — the actors that compute: loader, tokenizer, layer executors, sampler,
-// and the cache that lends them KV-cache slots.
+// compute_actors.cpp — the actors that compute: loader, tokenizer, the layer executors (the last
+// of which samples and owns the streams), and the cache that lends them KV-cache slots.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -9,6 +9,8 @@
 #include "engine/error.h"
 #include "engine/model/context.h"
 #include "engine/runtime/thread_pool.h"
+#include "engine/serve/batch.h"
+#include "engine/serve/slots.h"
 #include "engine/text/chat.h"
 #include "engine/text/generation.h"
 #include "log.h"
@@ -16,9 +18,6 @@
 #include "protocol/protocol.h"
 
 namespace woolly::actors {
-
-// Prompt tokens per forward batch in a layer executor.
-constexpr int64_t kPromptBatch = kDefaultPromptBatch;
 
 // `chat_template` names the chat-template family to use instead of the model's (empty: the
 // model's own).
@@ -47,8 +46,9 @@ caf::behavior loader_actor(caf::event_based_actor* self, std::string path, LoadO
                 }
                 const MemoryRequest& m = loaded.memory;
                 const int64_t ctx = m.n_ctx > 0 ? m.n_ctx : runtime->model->hparams().n_ctx_train;
-                runtime->kv =
-                    std::make_unique<KvCachePool>(*runtime->model, ctx, m.sessions, m.kv_type);
+                const LlamaHyperParams& hp = runtime->model->hparams();
+                runtime->kv = std::make_unique<KvCachePool>(hp.n_layer, ctx, hp.n_head_kv,
+                                                            hp.head_dim, m.sessions, m.kv_type);
                 self->send(reply_to, loaded_atom::value, std::move(runtime));
             } catch (const std::exception& e) {
                 self->send(reply_to, failed_atom::value, std::string(e.what()));
@@ -95,74 +95,19 @@ caf::behavior tokenizer_actor(caf::event_based_actor*, std::shared_ptr<Runtime> 
     };
 }
 
-caf::behavior cache_actor(caf::event_based_actor*, std::shared_ptr<Runtime> runtime) {
-    auto free_slots = std::make_shared<std::vector<int32_t>>();
-    for (int32_t i = int32_t(runtime->kv->size()) - 1; i >= 0; --i) free_slots->push_back(i);
+caf::behavior cache_actor(caf::event_based_actor*, std::shared_ptr<Runtime> runtime,
+                          bool prefix_cache) {
+    auto table = std::make_shared<SlotTable>(runtime->kv->size(), runtime->kv->position_bytes(),
+                                             prefix_cache);
     return {
-        [=](acquire_atom) -> int32_t {
-            if (free_slots->empty()) return -1;
-            const int32_t slot = free_slots->back();
-            free_slots->pop_back();
-            return slot;
+        [=](acquire_atom, const std::vector<int32_t>& prompt) -> slot_grant {
+            const SlotTable::Grant grant = table->acquire(prompt);
+            return {grant.slot, grant.reused};
         },
-        [=](release_atom, int32_t slot) { free_slots->push_back(slot); },
-        [=](stats_atom) -> std::string {
-            return nlohmann::json{
-                {"kv_slots", runtime->kv->size()},
-                {"kv_slots_in_use", runtime->kv->size() - int64_t(free_slots->size())},
-                {"kv_bytes", runtime->kv->bytes()},
-                {"kv_context", runtime->kv->n_ctx()},
-                {"kv_type", type_traits(runtime->kv->type()).name}}
-                .dump();
+        [=](release_atom, int32_t slot, std::vector<int32_t>& cached) {
+            table->release(slot, std::move(cached));
         },
-    };
-}
-
-caf::behavior executor_actor(caf::event_based_actor* self, std::shared_ptr<Runtime> runtime,
-                             int64_t first, int64_t last, int64_t threads, caf::actor next,
-                             caf::actor sampler) {
-    // The executor's own compute threads; its actor thread is thread 0 of the pool.
-    auto pool = std::make_shared<ThreadPool>(int(threads));
-    auto scratch = std::shared_ptr<ForwardScratch>(
-        new ForwardScratch(*runtime->model, runtime->kv->n_ctx(), pool.get(), kPromptBatch,
-                           runtime->weight_cache.get()),
-        [pool](ForwardScratch* s) { delete s; }); // keeps the pool alive as long as the scratch
-    runtime->scratch_bytes += scratch->bytes();
-    return {
-        [=](activation& a) {
-            const LlamaModel& model = *runtime->model;
-            const int64_t n_embd = model.hparams().n_embd;
-            const size_t n_tokens = a.tokens.size();
-            try {
-                if (first == 0) { // the first executor embeds, into the session's buffer
-                    a.x.resize(n_tokens * size_t(n_embd));
-                    for (size_t i = 0; i < n_tokens; ++i)
-                        embed_token(model, a.tokens[i], a.x.data() + i * size_t(n_embd));
-                }
-                KvCache& cache = runtime->kv->slot(a.kv_slot);
-                // A prompt goes through in batches: each weight row is read once per batch.
-                for (size_t done = 0; done < n_tokens; done += kPromptBatch) {
-                    const size_t n = std::min<size_t>(kPromptBatch, n_tokens - done);
-                    run_layers(model, first, last, a.pos + int64_t(done), int64_t(n),
-                               a.x.data() + done * size_t(n_embd), cache, *scratch);
-                }
-                if (next) {
-                    self->send(next, std::move(a));
-                    return;
-                }
-                logits_ready out;
-                out.session = a.session;
-                out.context_full = a.pos + int64_t(n_tokens) >= cache.n_ctx();
-                out.logits = std::move(a.logits);
-                out.logits.resize(size_t(model.hparams().n_vocab));
-                compute_logits(model, a.x.data() + (n_tokens - 1) * size_t(n_embd),
-                               out.logits.data(), *scratch);
-                out.x = std::move(a.x);
-                self->send(sampler, std::move(out));
-            } catch (const std::exception& e) {
-                self->send(sampler, failed_atom::value, a.session, std::string(e.what()));
-            }
-        },
+        [=](stats_atom) -> SlotStats { return table->stats(); },
     };
 }
 
@@ -170,52 +115,74 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-struct SamplerStream {
-    std::string id;
-    std::vector<int32_t> prompt;
-    std::unique_ptr<TokenStream> tokens;
-    uint64_t seq = 0;
-    Clock::time_point admitted;
-    Clock::time_point first_token;
-    bool has_first = false;
-    // While running: the KV slot, tokens fed so far, the step in flight, buffers between steps.
-    int32_t slot = -1;
-    int32_t pos = 0;
-    int32_t in_flight = 0;
-    std::string end_reason; // asked to end (cancel, shutdown): ends when the step comes back
-    std::string end_error;
-    std::vector<float> x;
-    std::vector<float> logits;
-};
-
 double ms_between(Clock::time_point a, Clock::time_point b) {
     return std::chrono::duration<double, std::milli>(b - a).count();
 }
 
-} // namespace
+// A stream as the last executor publishes it.
+struct StreamInfo {
+    std::string id;
+    uint64_t seq = 0; // of its next message
+    int64_t prompt_tokens = 0;
+    Clock::time_point admitted;
+    Clock::time_point first_token;
+    bool has_first = false;
+    std::string end_reason; // asked to end (cancel, shutdown) while a step of it ran
+    std::string end_error;
+};
 
-// The sampler owns every stream from admission to its final message: it samples, publishes,
-// and sends each running stream's next step straight to the first executor, so that a token
-// crosses only executor and sampler threads.
-caf::behavior sampler_actor(caf::event_based_actor* self, std::shared_ptr<Runtime> runtime,
-                            caf::actor publisher, caf::actor scheduler) {
-    auto streams = std::make_shared<std::map<uint64_t, SamplerStream>>();
-    auto first_executor = std::make_shared<caf::actor>();
-    self->attach_functor([first_executor] { *first_executor = nullptr; });
+// What the last executor keeps besides the layers: every stream from admission to its final
+// message, the batcher that plans steps, and the steps' buffers between trips.
+struct Streams {
+    Streams(const Vocab& vocab, int64_t n_ctx, int64_t prompt_chunk)
+        : batcher(vocab, n_ctx, prompt_chunk) {}
+    Batcher batcher;
+    std::map<uint64_t, StreamInfo> info;
+    std::vector<Step> spare;       // steps back from their trip, buffers kept
+    int in_flight = 0;             // steps on their way round the executors
+    int max_in_flight = 1;         // one per executor: each may work on a different step
+    std::vector<BatchEvent> events;
+    outgoing_batch out;            // the messages of the step being finished
+};
 
-    auto publish = [=](const SamplerStream& s, const nlohmann::json& message, bool done) {
-        self->send(publisher, publish_atom::value, s.id, s.seq, message.dump(), done);
-    };
-    // Tells the scheduler, publishes the final message and forgets the stream.
-    auto finish = [=](uint64_t session, const std::string& reason,
-                      const std::string& error_message) {
-        auto it = streams->find(session);
-        if (it == streams->end()) return;
-        SamplerStream& s = it->second;
+// A layer executor's state. The last executor (next is null) also runs the streams.
+struct Executor {
+    caf::event_based_actor* self = nullptr;
+    std::shared_ptr<Runtime> runtime;
+    int64_t first = 0, last = 0;
+    caf::actor next;                    // the next executor; null: this is the last
+    caf::actor last_executor;           // where a failed step goes (self, for the last)
+    std::shared_ptr<ThreadPool> pool;   // its compute threads; the actor's thread is thread 0
+    std::unique_ptr<ForwardScratch> scratch;
+    StepScratch buffers;
+    // The last executor only:
+    std::unique_ptr<Streams> streams;
+    caf::actor first_executor, publisher, scheduler;
+
+    bool is_last() const { return !next; }
+
+    // Runs this executor's layers on the step; false (and `why`) when they could not run.
+    bool run(Step& step, std::string& why) {
+        try {
+            run_step(*runtime->model, *runtime->kv, first, last, step, *scratch, buffers);
+            return true;
+        } catch (const std::exception& e) {
+            why = e.what();
+            return false;
+        }
+    }
+
+    // Publishes a stream's final message, tells the scheduler (with the tokens its slot now
+    // holds, for the prefix cache) and forgets it.
+    void finish(uint64_t key, const std::string& reason, const std::string& error_message) {
+        auto it = streams->info.find(key);
+        if (it == streams->info.end()) return;
+        StreamInfo& s = it->second;
+        const Batcher::Sequence* sequence = streams->batcher.sequence(key);
         const auto now = Clock::now();
         protocol::Usage usage;
-        usage.prompt_tokens = int64_t(s.prompt.size());
-        usage.completion_tokens = s.tokens->n_generated();
+        usage.prompt_tokens = s.prompt_tokens;
+        usage.completion_tokens = sequence ? sequence->stream->n_generated() : 0;
         usage.ttft_ms = s.has_first ? ms_between(s.admitted, s.first_token) : 0.0;
         const double gen_ms = s.has_first ? ms_between(s.first_token, now) : 0.0;
         usage.tokens_per_second = gen_ms > 0 && usage.completion_tokens > 1
@@ -227,93 +194,176 @@ caf::behavior sampler_actor(caf::event_based_actor* self, std::shared_ptr<Runtim
                       (long long)usage.completion_tokens, usage.tokens_per_second, usage.ttft_ms,
                       reason.c_str());
         log::info("finished " + s.id + line + (error_message.empty() ? "" : ": " + error_message));
+        const std::string tail = sequence ? std::string(sequence->stream->tail()) : std::string();
         // The scheduler hears first: a client that has seen the done message and then asks
         // about the stream (cancel) reaches the scheduler after ended_atom has.
-        self->send(scheduler, ended_atom::value, session);
+        self->send(scheduler, ended_atom::value, key, streams->batcher.remove(key));
         // Text held back for a stop string that never completed ends the stream with the done
         // message.
-        publish(s,
-                protocol::done_message(s.id, s.seq, reason, usage,
-                                       error_message.empty() ? nullptr : &error, s.tokens->tail()),
-                true);
-        streams->erase(it);
-    };
-    auto dispatch = [=](uint64_t session, SamplerStream& s, std::vector<int32_t> tokens) {
-        s.in_flight = int32_t(tokens.size());
-        activation a;
-        a.session = session;
-        a.kv_slot = s.slot;
-        a.pos = s.pos;
-        a.tokens = std::move(tokens);
-        a.x = std::move(s.x);
-        a.logits = std::move(s.logits);
-        self->send(*first_executor, std::move(a));
-    };
-    return {
-        [=](wire_atom, caf::actor executor) { *first_executor = executor; },
-        [=](flush_atom) { return true; }, // everything sent before this is in its mailboxes
-        [=](open_atom, uint64_t session, stream_setup& setup) {
-            SamplerStream s;
-            s.id = setup.id;
-            s.admitted = Clock::now();
-            s.tokens = std::make_unique<TokenStream>(*runtime->vocab, generation_params(setup));
-            s.tokens->start(setup.prompt_tokens); // parameters were validated by the ingress
-            s.prompt = std::move(setup.prompt_tokens);
-            (*streams)[session] = std::move(s);
-        },
-        [=](start_atom, uint64_t session, int32_t slot) {
-            auto it = streams->find(session);
-            if (it == streams->end()) return;
-            it->second.slot = slot;
-            dispatch(session, it->second, it->second.prompt);
-        },
-        [=](logits_ready& in) {
-            auto it = streams->find(in.session);
-            if (it == streams->end()) return;
-            SamplerStream& s = it->second;
-            s.pos += s.in_flight;
-            s.in_flight = 0;
-            s.x = std::move(in.x);
-            s.logits = std::move(in.logits);
-            if (!s.end_reason.empty()) {
-                finish(in.session, s.end_reason, s.end_error);
-                return;
-            }
-            GeneratedToken token;
-            const bool got = s.tokens->next(s.logits.data(), in.context_full, token);
-            if (got) {
+        streams->out.push_back({s.id, s.seq,
+                                protocol::done_message(s.id, s.seq, reason, usage,
+                                                       error_message.empty() ? nullptr : &error,
+                                                       tail)
+                                    .dump(),
+                                true});
+        streams->info.erase(it);
+    }
+
+    // The messages gathered since the last call, to the publisher in one message.
+    void send_out() {
+        if (streams->out.empty()) return;
+        self->send(publisher, publish_atom::value, std::move(streams->out));
+        streams->out = outgoing_batch();
+    }
+
+    // A step is back with logits: sample, publish, finish what ended.
+    void complete(Step& step) {
+        streams->batcher.finish(step, streams->events);
+        for (const BatchEvent& e : streams->events) {
+            auto it = streams->info.find(e.sequence);
+            if (it == streams->info.end()) continue;
+            StreamInfo& s = it->second;
+            if (e.kind == BatchEvent::Kind::Token) {
                 if (!s.has_first) {
                     s.first_token = Clock::now();
                     s.has_first = true;
                 }
                 runtime->tokens_generated.fetch_add(1, std::memory_order_relaxed);
-                publish(s, protocol::token_message(s.id, s.seq, token.id, token.text), false);
-                ++s.seq;
+                outgoing message{s.id, s.seq++, std::string(), false};
+                protocol::write_token_message(message.json, s.id, message.seq, e.token.id,
+                                              e.token.text);
+                streams->out.push_back(std::move(message));
+            } else if (!s.end_reason.empty()) {
+                const std::string reason = s.end_reason, why = s.end_error;
+                finish(e.sequence, reason, why);
+            } else {
+                const Batcher::Sequence* q = streams->batcher.sequence(e.sequence);
+                finish(e.sequence, finish_reason_name(q->stream->finish_reason()), "");
             }
-            if (!got || s.tokens->finished()) {
-                finish(in.session, finish_reason_name(s.tokens->finish_reason()), "");
+        }
+        send_out();
+    }
+
+    // A step that could not run: its streams end with the error.
+    void fail(Step& step, const std::string& why) {
+        streams->batcher.fail(step, streams->events);
+        for (const BatchEvent& e : streams->events) finish(e.sequence, "error", why);
+        send_out();
+    }
+
+    // A step is back (done or failed): its buffers are kept, and the next steps go out.
+    void step_back(Step&& step) {
+        --streams->in_flight;
+        streams->spare.push_back(std::move(step));
+        pump();
+    }
+
+    // Sends steps while executors are free and streams have work: the next token of every
+    // generating stream and a chunk of any prompt, as one batch.
+    void pump() {
+        while (streams->in_flight < streams->max_in_flight) {
+            if (streams->spare.empty()) streams->spare.emplace_back();
+            Step& step = streams->spare.back();
+            if (!streams->batcher.plan(step)) return;
+            ++streams->in_flight;
+            self->send(first_executor, std::move(step));
+            streams->spare.pop_back();
+        }
+    }
+};
+
+} // namespace
+
+caf::behavior executor_actor(caf::event_based_actor* self, std::shared_ptr<Runtime> runtime,
+                             ExecutorSetup setup) {
+    auto ex = std::make_shared<Executor>();
+    ex->self = self;
+    ex->runtime = runtime;
+    ex->first = setup.first;
+    ex->last = setup.last;
+    ex->next = setup.next;
+    ex->pool = std::make_shared<ThreadPool>(int(setup.threads));
+    const int64_t max_batch = Batcher::max_step_tokens(setup.prompt_chunk, setup.max_sessions);
+    ex->scratch = std::make_unique<ForwardScratch>(*runtime->model, runtime->kv->n_ctx(),
+                                                   ex->pool.get(), max_batch,
+                                                   runtime->weight_cache.get());
+    runtime->scratch_bytes += ex->scratch->bytes();
+    // Handles to other actors go when this one ends, or their threads would wait forever.
+    self->attach_functor([ex] {
+        ex->next = ex->last_executor = ex->first_executor = ex->publisher = ex->scheduler = nullptr;
+    });
+    if (ex->next) { // layers, then on to the next executor
+        ex->last_executor = setup.last_executor;
+        return {
+            [=](Step& step) {
+                std::string why;
+                if (ex->run(step, why)) {
+                    self->send(ex->next, std::move(step));
+                } else {
+                    self->send(ex->last_executor, failed_atom::value, std::move(step), why);
+                }
+            },
+        };
+    }
+    ex->streams = std::make_unique<Streams>(*runtime->vocab, runtime->kv->n_ctx(),
+                                            setup.prompt_chunk);
+    ex->streams->max_in_flight = int(setup.executors);
+    ex->streams->events.reserve(size_t(2 * setup.max_sessions));
+    ex->publisher = setup.publisher;
+    ex->scheduler = setup.scheduler;
+    ex->first_executor = caf::actor_cast<caf::actor>(self); // until wire_atom names another
+    return {
+        [=](wire_atom, caf::actor first) { ex->first_executor = first; },
+        [=](flush_atom) { return true; }, // everything sent before this is in its mailboxes
+        [=](Step& step) {
+            std::string why;
+            if (ex->run(step, why)) {
+                ex->complete(step);
+            } else {
+                ex->fail(step, why);
+            }
+            ex->step_back(std::move(step));
+        },
+        // An earlier executor could not run its layers on the step.
+        [=](failed_atom, Step& step, const std::string& why) {
+            ex->fail(step, why);
+            ex->step_back(std::move(step));
+        },
+        [=](open_atom, uint64_t key, stream_setup& setup) {
+            StreamInfo& s = ex->streams->info[key];
+            s.id = setup.id;
+            s.admitted = Clock::now();
+            s.prompt_tokens = int64_t(setup.prompt_tokens.size());
+            try { // parameters and size were checked by the ingress and the tokenizer
+                ex->streams->batcher.open(key, std::move(setup.prompt_tokens), setup.params);
+            } catch (const std::exception& e) {
+                ex->finish(key, "error", e.what());
+                ex->send_out();
+            }
+        },
+        // The scheduler gave the stream a KV slot (holding its prompt's first tokens, maybe).
+        [=](start_atom, uint64_t key, const slot_grant& grant) {
+            try {
+                ex->streams->batcher.start(key, grant.slot, grant.reused);
+            } catch (const std::exception& e) {
+                ex->finish(key, "error", e.what());
+                ex->send_out();
                 return;
             }
-            dispatch(in.session, s, {token.id});
+            ex->pump();
         },
-        // Ends a stream early: now when no step of it is in flight, else when the step returns.
-        [=](finish_atom, uint64_t session, const std::string& reason,
+        // Ends a stream early: now when no step of it is running, else when the step is back.
+        [=](finish_atom, uint64_t key, const std::string& reason,
             const std::string& error_message) {
-            auto it = streams->find(session);
-            if (it == streams->end()) return;
-            if (it->second.in_flight == 0) {
-                finish(session, reason, error_message);
+            auto it = ex->streams->info.find(key);
+            if (it == ex->streams->info.end()) return;
+            if (ex->streams->batcher.end(key)) {
+                ex->finish(key, reason, error_message);
+                ex->send_out();
             } else if (it->second.end_reason.empty()) {
                 it->second.end_reason = reason;
                 it->second.end_error = error_message;
             }
-        },
-        // An executor could not run a step: the step is over, and so is the stream.
-        [=](failed_atom, uint64_t session, const std::string& message) {
-            auto it = streams->find(session);
-            if (it == streams->end()) return;
-            it->second.in_flight = 0;
-            finish(session, "error", message);
         },
     };
 }

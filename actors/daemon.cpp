@@ -84,16 +84,14 @@ Service::Pipeline Service::spawn_pipeline(std::shared_ptr<Runtime> runtime) {
     p.tag = next_tag_++;
     p.runtime = runtime;
     p.tokenizer = system_.spawn<caf::detached>(tokenizer_actor, runtime);
-    p.cache = system_.spawn<caf::detached>(cache_actor, runtime);
+    p.cache = system_.spawn<caf::detached>(cache_actor, runtime, config.engine.prefix_cache);
     p.scheduler = system_.spawn<caf::detached>(scheduler_actor, runtime, live_);
-    p.sampler = system_.spawn<caf::detached>(sampler_actor, runtime, publisher_, p.scheduler);
     // Executors own contiguous, near-equal ranges of layers; spawn the last first so that each
-    // knows the one after it.
+    // knows the one after it (and the last, which owns the streams).
     const int64_t n_layer = runtime->model->hparams().n_layer;
     const int64_t n_exec = std::min<int64_t>(config.engine.layer_executors, n_layer);
     p.executors.resize(size_t(n_exec));
-    // threads 0: the physical cores shared among the executors (executors run one after
-    // another on a token, so their pools rarely spin at the same time).
+    // threads 0: the physical cores shared among the executors.
     const int64_t threads =
         config.threads > 0
             ? config.threads
@@ -101,13 +99,22 @@ Service::Pipeline Service::spawn_pipeline(std::shared_ptr<Runtime> runtime) {
                                        n_exec);
     caf::actor next;
     for (int64_t i = n_exec - 1; i >= 0; --i) {
-        const int64_t first = n_layer * i / n_exec, last = n_layer * (i + 1) / n_exec;
-        p.executors[size_t(i)] = system_.spawn<caf::detached>(executor_actor, runtime, first, last,
-                                                              threads, next, p.sampler);
+        ExecutorSetup setup;
+        setup.first = n_layer * i / n_exec;
+        setup.last = n_layer * (i + 1) / n_exec;
+        setup.threads = threads;
+        setup.next = next;
+        setup.last_executor = p.executors.back();
+        setup.executors = n_exec;
+        setup.prompt_chunk = config.engine.prompt_chunk;
+        setup.max_sessions = config.engine.max_sessions;
+        setup.publisher = publisher_;
+        setup.scheduler = p.scheduler;
+        p.executors[size_t(i)] = system_.spawn<caf::detached>(executor_actor, runtime, setup);
         next = p.executors[size_t(i)];
     }
-    caf::anon_send(p.scheduler, wire_atom::value, p.sampler, p.cache);
-    caf::anon_send(p.sampler, wire_atom::value, p.executors.front());
+    caf::anon_send(p.scheduler, wire_atom::value, p.executors.back(), p.cache);
+    caf::anon_send(p.executors.back(), wire_atom::value, p.executors.front());
     return p;
 }
 
@@ -211,7 +218,7 @@ void Service::stall() {
 }
 
 void Service::stop_pipeline(Pipeline& p) {
-    for (const auto& actor : {p.tokenizer, p.cache, p.scheduler, p.sampler})
+    for (const auto& actor : {p.tokenizer, p.cache, p.scheduler})
         caf::anon_send_exit(actor, caf::exit_reason::user_shutdown);
     for (const auto& actor : p.executors)
         caf::anon_send_exit(actor, caf::exit_reason::user_shutdown);
@@ -220,8 +227,8 @@ void Service::stop_pipeline(Pipeline& p) {
 void Service::stop() {
     if (stopped_) return;
     stopped_ = true;
-    // The ingress first (nothing new comes in), then the publisher once the samplers' last
-    // messages are in its mailbox: a sampler that answers flush_atom has sent everything it
+    // The ingress first (nothing new comes in), then the publisher once the last executors'
+    // messages are in its mailbox: an executor that answers flush_atom has sent everything it
     // sent before, and a send is in the receiver's mailbox when it returns.
     // Then it waits for every actor to end: the publisher's last sends are out before the
     // caller terminates the ZeroMQ context (which makes any later send fail).
@@ -229,7 +236,7 @@ void Service::stop() {
     caf::anon_send(ingress_, shutdown_atom::value);
     wake_ingress();
     for (const Pipeline& p : pipelines_)
-        self->request(p.sampler, std::chrono::seconds(10), flush_atom::value)
+        self->request(p.executors.back(), std::chrono::seconds(10), flush_atom::value)
             .receive([](bool) {}, [](caf::error&) {});
     std::vector<caf::actor> all{ingress_, publisher_};
     if (zap_) {
@@ -239,8 +246,7 @@ void Service::stop() {
     }
     for (Pipeline& p : pipelines_) {
         stop_pipeline(p);
-        for (const auto& actor : {p.tokenizer, p.cache, p.scheduler, p.sampler})
-            all.push_back(actor);
+        for (const auto& actor : {p.tokenizer, p.cache, p.scheduler}) all.push_back(actor);
         all.insert(all.end(), p.executors.begin(), p.executors.end());
     }
     caf::anon_send(publisher_, shutdown_atom::value);

@@ -156,26 +156,29 @@ void publisher_actor(caf::blocking_actor* self, zmq::context_t* context,
         }
     };
     self->receive_while(running)(
-        [&](publish_atom, const std::string& id, uint64_t seq, std::string& json, bool done) {
-            const std::string topic = protocol::topic_for(id);
-            // PUB never blocks: past the high-water mark a subscriber misses messages, and the
-            // gap in seq tells it to ask for a replay.
-            socket->send(zmq::buffer(topic), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
-            socket->send(zmq::buffer(json), zmq::send_flags::dontwait);
-            ReplayBuffer& buffer = streams[id];
-            if (buffer.messages.empty()) buffer.first_seq = seq;
-            held += json.size();
-            buffer.messages.push_back(std::move(json));
-            if (buffer.messages.size() > max_messages) {
-                held -= buffer.messages.front().size();
-                buffer.messages.pop_front();
-                ++buffer.first_seq;
+        [&](publish_atom, outgoing_batch& batch) {
+            for (outgoing& m : batch) {
+                const std::string topic = protocol::topic_for(m.id);
+                // PUB never blocks: past the high-water mark a subscriber misses messages, and
+                // the gap in seq tells it to ask for a replay.
+                socket->send(zmq::buffer(topic),
+                             zmq::send_flags::sndmore | zmq::send_flags::dontwait);
+                socket->send(zmq::buffer(m.json), zmq::send_flags::dontwait);
+                ReplayBuffer& buffer = streams[m.id];
+                if (buffer.messages.empty()) buffer.first_seq = m.seq;
+                held += m.json.size();
+                buffer.messages.push_back(std::move(m.json));
+                if (buffer.messages.size() > max_messages) {
+                    held -= buffer.messages.front().size();
+                    buffer.messages.pop_front();
+                    ++buffer.first_seq;
+                }
+                if (m.done) {
+                    buffer.done = true;
+                    buffer.finished = Clock::now();
+                }
+                trim(buffer);
             }
-            if (done) {
-                buffer.done = true;
-                buffer.finished = Clock::now();
-            }
-            trim(buffer);
         },
         [&](replay_atom, const std::string& id, uint64_t from_seq) -> std::string {
             expire();
@@ -218,24 +221,26 @@ void publisher_actor(caf::blocking_actor* self, zmq::context_t* context,
 
 namespace {
 
-// Turns a decoded generate request into the sampler's setup, applying the daemon's defaults.
+// Turns a decoded generate request into the engine's parameters, applying the daemon's
+// defaults, and checks them as the engine will.
 std::optional<protocol::RequestError> make_setup(const protocol::GenerateRequest& r,
                                                  const config::DaemonConfig& config,
                                                  stream_setup& setup, std::mt19937_64& seeds) {
     setup.id = r.id;
-    setup.max_tokens = int32_t(r.max_tokens.value_or(config.limits.default_max_tokens));
+    GenerationParams& p = setup.params;
+    p.max_tokens = int32_t(r.max_tokens.value_or(config.limits.default_max_tokens));
     const auto& d = config.sampling;
-    setup.temperature = float(r.temperature.value_or(d.temperature));
-    setup.top_k = int32_t(r.top_k.value_or(d.top_k));
-    setup.top_p = float(r.top_p.value_or(d.top_p));
-    setup.min_p = float(r.min_p.value_or(d.min_p));
-    setup.repeat_penalty = float(r.repeat_penalty.value_or(d.repeat_penalty));
-    setup.repeat_last_n = int32_t(r.repeat_last_n.value_or(d.repeat_last_n));
-    setup.seed = r.seed ? *r.seed : seeds();
-    setup.stop = r.stop;
+    p.sampling.temperature = float(r.temperature.value_or(d.temperature));
+    p.sampling.top_k = int32_t(r.top_k.value_or(d.top_k));
+    p.sampling.top_p = float(r.top_p.value_or(d.top_p));
+    p.sampling.min_p = float(r.min_p.value_or(d.min_p));
+    p.sampling.repeat_penalty = float(r.repeat_penalty.value_or(d.repeat_penalty));
+    p.sampling.repeat_last_n = int32_t(r.repeat_last_n.value_or(d.repeat_last_n));
+    p.sampling.seed = r.seed ? *r.seed : seeds();
+    p.stop = r.stop;
     // The engine's own checks (stop strings valid UTF-8, ...) as a bad request.
     try {
-        generation_params(setup).validate();
+        p.validate();
     } catch (const std::exception& e) {
         return protocol::RequestError{protocol::ErrorCode::BadRequest, e.what()};
     }

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "engine/serve/batch.h"
+#include "engine/serve/slots.h"
 #include "engine/text/chat.h"
 #include "engine/text/generation.h"
 
@@ -62,63 +64,77 @@ template <class Inspector> typename Inspector::result_type inspect(Inspector& f,
     return f(caf::meta::type_name("health"), x.running, x.queued, x.tokens);
 }
 
-// Sampling and stop settings of one stream, as the sampler needs them.
+} // namespace woolly::actors
+
+namespace woolly {
+
+// The engine's types that travel between actors.
+template <class Inspector> typename Inspector::result_type inspect(Inspector& f, SamplingParams& x) {
+    return f(caf::meta::type_name("sampling_params"), x.temperature, x.top_k, x.top_p, x.min_p,
+             x.repeat_penalty, x.repeat_last_n, x.seed);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, GenerationParams& x) {
+    return f(caf::meta::type_name("generation_params"), x.max_tokens, x.sampling, x.stop);
+}
+
+template <class Inspector> typename Inspector::result_type inspect(Inspector& f, StepSegment& x) {
+    return f(caf::meta::type_name("step_segment"), x.sequence, x.slot, x.pos, x.n_tokens,
+             x.logits_row);
+}
+
+template <class Inspector> typename Inspector::result_type inspect(Inspector& f, SlotStats& x) {
+    return f(caf::meta::type_name("slot_stats"), x.slots, x.in_use, x.hits, x.misses,
+             x.reused_tokens, x.held_tokens, x.held_bytes);
+}
+
+// A step of the batch, going round the executors (engine/serve/batch.h).
+template <class Inspector> typename Inspector::result_type inspect(Inspector& f, Step& x) {
+    return f(caf::meta::type_name("step"), x.tokens, x.segments, x.x, x.logits, x.n_logits);
+}
+
+} // namespace woolly
+
+namespace woolly::actors {
+
+// One stream as admitted: its id, the engine's parameters (the request's, or the daemon's
+// defaults; checked by the ingress), and the prompt's tokens.
 struct stream_setup {
     std::string id;
-    int32_t max_tokens = 0;
-    float temperature = 0.8f;
-    int32_t top_k = 40;
-    float top_p = 0.95f;
-    float min_p = 0.05f;
-    float repeat_penalty = 1.0f;
-    int32_t repeat_last_n = 64;
-    uint64_t seed = 0;
-    std::vector<std::string> stop;
+    GenerationParams params;
     std::vector<int32_t> prompt_tokens;
 };
 
 template <class Inspector> typename Inspector::result_type inspect(Inspector& f, stream_setup& x) {
-    return f(caf::meta::type_name("stream_setup"), x.id, x.max_tokens, x.temperature, x.top_k,
-             x.top_p, x.min_p, x.repeat_penalty, x.repeat_last_n, x.seed, x.stop, x.prompt_tokens);
+    return f(caf::meta::type_name("stream_setup"), x.id, x.params, x.prompt_tokens);
 }
 
-// Buffers go round: each session owns one activation buffer and one logits buffer, which move
-// sampler -> executors -> sampler with every step and are never copied; after the session's
-// first step they are not reallocated either.
-
-// Activations flowing through the layer executors: tokens at positions pos, pos+1, ... of one
-// session; the first executor embeds them into x [n_tokens][n_embd]. `logits` is the session's
-// logits buffer, carried along for the last executor to fill.
-struct activation {
-    uint64_t session = 0;
-    int32_t kv_slot = 0;
-    int32_t pos = 0;
-    std::vector<int32_t> tokens;
-    std::vector<float> x;
-    std::vector<float> logits;
+// A message for the publisher: the stream's topic is made from id; `done` marks its last.
+struct outgoing {
+    std::string id;
+    uint64_t seq = 0;
+    std::string json;
+    bool done = false;
 };
 
-template <class Inspector> typename Inspector::result_type inspect(Inspector& f, activation& x) {
-    return f(caf::meta::type_name("activation"), x.session, x.kv_slot, x.pos, x.tokens, x.x,
-             x.logits);
+template <class Inspector> typename Inspector::result_type inspect(Inspector& f, outgoing& x) {
+    return f(caf::meta::type_name("outgoing"), x.id, x.seq, x.json, x.done);
 }
 
-// The last executor's output: logits [n_vocab] for the session's next token, and the
-// activation buffer on its way back.
-struct logits_ready {
-    uint64_t session = 0;
-    bool context_full = false;
-    std::vector<float> logits;
-    std::vector<float> x;
+// A step's messages, in order, sent to the publisher at once.
+using outgoing_batch = std::vector<outgoing>;
+
+// The cache's answer to an acquisition: a slot (-1: none free) and how many of the prompt's
+// first tokens it holds already.
+struct slot_grant {
+    int32_t slot = -1;
+    int64_t reused = 0;
 };
 
-template <class Inspector> typename Inspector::result_type inspect(Inspector& f, logits_ready& x) {
-    return f(caf::meta::type_name("logits_ready"), x.session, x.context_full, x.logits, x.x);
+template <class Inspector> typename Inspector::result_type inspect(Inspector& f, slot_grant& x) {
+    return f(caf::meta::type_name("slot_grant"), x.slot, x.reused);
 }
-
-// The engine's parameters for a stream (one mapping, used by the ingress to validate a request
-// and by the sampler to run it).
-GenerationParams generation_params(const stream_setup& setup);
 
 // A conversation for the tokenizer to render with the model's chat template.
 struct chat_prompt {

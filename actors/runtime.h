@@ -20,22 +20,6 @@
 
 namespace woolly::actors {
 
-// One KV cache per session slot, allocated once at start-up. The cache actor hands slots out;
-// an executor touches only the slot named in the activation it is working on.
-class KvCachePool {
-public:
-    KvCachePool(const LlamaModel& model, int64_t n_ctx, int64_t slots, TensorType type);
-    KvCache& slot(int32_t index) { return *caches_[size_t(index)]; }
-    int64_t size() const { return int64_t(caches_.size()); }
-    int64_t n_ctx() const { return n_ctx_; }
-    TensorType type() const { return caches_.empty() ? TensorType::F16 : caches_[0]->type(); }
-    uint64_t bytes() const;
-
-private:
-    int64_t n_ctx_;
-    std::vector<std::unique_ptr<KvCache>> caches_;
-};
-
 // A configuration as the daemon serves it: the config, its generation (1 at start-up, one
 // more with each reload that took) and when it was loaded.
 struct LiveConfig {
@@ -56,7 +40,7 @@ struct Runtime {
     double load_ms = 0;
     std::string load_note;                     // what fitting changed (the cache shrunk), or empty
     std::atomic<uint64_t> scratch_bytes{0};    // the executors' forward scratches, as made
-    std::atomic<uint64_t> tokens_generated{0}; // counted by the sampler, read by status
+    std::atomic<uint64_t> tokens_generated{0}; // counted by the last executor, read by status
 };
 
 } // namespace woolly::actors

@@ -1,9 +1,8 @@
 // scheduler.cpp — the session scheduler: admission and its queue, starting sessions as KV
 // slots free up (at most engine.max_sessions at once), cancel, status and an orderly shutdown.
-// Once started, a session's token steps go round executors -> sampler -> executors without
-// the scheduler (the sampler owns each running stream until it ends), so the scheduler is off
-// the per-token path; sessions take turns because each has one step in flight and executors
-// serve their mailboxes in order. Bookkeeping only: it never computes.
+// Once started, a session's tokens go round the executors in steps shared by every running
+// session, without the scheduler (the last executor owns each running stream until it ends),
+// so the scheduler is off the per-token path. Bookkeeping only: it never computes.
 #include <algorithm>
 #include <chrono>
 #include <deque>
@@ -23,18 +22,20 @@ using Clock = std::chrono::steady_clock;
 
 struct Session {
     std::string id;
+    std::vector<int32_t> prompt; // for the prefix cache to match, until a slot is granted
+    std::vector<int32_t> cached; // the tokens its slot holds, once ended
     int32_t slot = -1;
     bool running = false;       // started (a slot is being acquired or held)
-    bool ending = false;        // the sampler has been told to end it
+    bool ending = false;        // the owner has been told to end it
     bool awaiting_slot = false; // a KV-slot request is out
-    bool ended = false;         // the sampler is done with it, but the slot reply is not in
+    bool ended = false;         // the owner is done with it, but the slot reply is not in
 };
 
 struct State {
     std::shared_ptr<Runtime> runtime;
     std::shared_ptr<const LiveConfig> live;
     config::DaemonConfig config; // live->config
-    caf::actor sampler;
+    caf::actor owner; // the last executor, which owns the running streams
     caf::actor cache;
     std::map<uint64_t, Session> sessions;
     std::map<std::string, uint64_t> by_id;
@@ -83,12 +84,12 @@ caf::behavior scheduler_actor(caf::event_based_actor* self, std::shared_ptr<Runt
             it = now - it->second > keep ? st->finished_ids.erase(it) : std::next(it);
     };
 
-    // Asks the sampler to end a stream; it answers with ended_atom once the stream's last
+    // Asks the owner to end a stream; it answers with ended_atom once the stream's last
     // message is out and no step of it is in flight.
     auto end_stream = [=](uint64_t key, Session& s, const std::string& reason) {
         if (s.ending) return;
         s.ending = true;
-        self->send(st->sampler, finish_atom::value, key, reason, std::string());
+        self->send(st->owner, finish_atom::value, key, reason, std::string());
     };
 
     // The session is over: its slot back to the cache, its id kept for replay's sake.
@@ -96,7 +97,7 @@ caf::behavior scheduler_actor(caf::event_based_actor* self, std::shared_ptr<Runt
         auto it = st->sessions.find(key);
         if (it == st->sessions.end()) return;
         Session& s = it->second;
-        if (s.slot >= 0) self->send(st->cache, release_atom::value, s.slot);
+        if (s.slot >= 0) self->send(st->cache, release_atom::value, s.slot, std::move(s.cached));
         if (s.running) set_running(-1);
         st->finished_ids[s.id] = Clock::now();
         st->by_id.erase(s.id);
@@ -119,11 +120,13 @@ caf::behavior scheduler_actor(caf::event_based_actor* self, std::shared_ptr<Runt
             st->sessions.at(key).running = true;
             st->sessions.at(key).awaiting_slot = true;
             set_running(+1);
-            self->request(st->cache, caf::infinite, acquire_atom::value)
+            self->request(st->cache, caf::infinite, acquire_atom::value,
+                          std::move(st->sessions.at(key).prompt))
                 .then(
-                    [=](int32_t slot) {
+                    [=](const slot_grant& grant) {
+                        const int32_t slot = grant.slot;
                         auto it = st->sessions.find(key);
-                        if (it == st->sessions.end()) { // cannot happen: ends go via the sampler
+                        if (it == st->sessions.end()) { // cannot happen: ends go via the owner
                             if (slot >= 0) self->send(st->cache, release_atom::value, slot);
                             return;
                         }
@@ -132,11 +135,11 @@ caf::behavior scheduler_actor(caf::event_based_actor* self, std::shared_ptr<Runt
                         s.awaiting_slot = false;
                         if (s.ended) return st->forget(key); // ended while the request was out
                         if (slot < 0) {
-                            self->send(st->sampler, finish_atom::value, key, std::string("error"),
+                            self->send(st->owner, finish_atom::value, key, std::string("error"),
                                        std::string("no KV-cache slot free"));
                             s.ending = true;
                         } else if (!s.ending) {
-                            self->send(st->sampler, start_atom::value, key, slot);
+                            self->send(st->owner, start_atom::value, key, grant);
                         }
                     },
                     [=](caf::error& e) {
@@ -145,7 +148,7 @@ caf::behavior scheduler_actor(caf::event_based_actor* self, std::shared_ptr<Runt
                             it->second.awaiting_slot = false;
                             if (it->second.ended) return st->forget(key);
                         }
-                        self->send(st->sampler, finish_atom::value, key, std::string("error"),
+                        self->send(st->owner, finish_atom::value, key, std::string("error"),
                                    self->system().render(e));
                     });
         }
@@ -156,12 +159,12 @@ caf::behavior scheduler_actor(caf::event_based_actor* self, std::shared_ptr<Runt
     self->attach_functor([st] {
         st->start_waiting = nullptr;
         st->forget = nullptr;
-        st->sampler = st->cache = nullptr;
+        st->owner = st->cache = nullptr;
     });
 
     return {
-        [=](wire_atom, caf::actor sampler, caf::actor cache) {
-            st->sampler = sampler;
+        [=](wire_atom, caf::actor owner, caf::actor cache) {
+            st->owner = owner;
             st->cache = cache;
         },
         [=](admit_atom, stream_setup& setup) -> std::string {
@@ -194,21 +197,23 @@ caf::behavior scheduler_actor(caf::event_based_actor* self, std::shared_ptr<Runt
             ++st->requests_admitted;
             const std::string id = setup.id;
             log::info("admitted " + id + ": " + std::to_string(setup.prompt_tokens.size()) +
-                      " prompt tokens, max_tokens " + std::to_string(setup.max_tokens));
-            self->send(st->sampler, open_atom::value, key, std::move(setup));
+                      " prompt tokens, max_tokens " + std::to_string(setup.params.max_tokens));
+            st->sessions[key].prompt = setup.prompt_tokens;
+            self->send(st->owner, open_atom::value, key, std::move(setup));
             st->sessions[key].id = id;
             st->by_id[id] = key;
             st->waiting.push_back(key);
             st->start_waiting();
             return protocol::encode_ok({{"id", id}, {"topic", protocol::topic_for(id)}});
         },
-        // The sampler is done with the stream (its final message is going out). With a slot
+        // The owner is done with the stream (its final message is going out). With a slot
         // request still out, the session stays, running, until the reply: status never shows
         // a slot in use by no session.
-        [=](ended_atom, uint64_t key) {
+        [=](ended_atom, uint64_t key, std::vector<int32_t>& cached) {
             auto it = st->sessions.find(key);
             if (it == st->sessions.end()) return;
             it->second.ending = true;
+            it->second.cached = std::move(cached);
             if (it->second.awaiting_slot) {
                 it->second.ended = true;
                 return;
@@ -219,7 +224,7 @@ caf::behavior scheduler_actor(caf::event_based_actor* self, std::shared_ptr<Runt
         [=](cancel_atom, const std::string& id) -> std::string {
             auto it = st->by_id.find(id);
             // A stream already told to end (cancelled before, or shutting down) is as good as
-            // finished: its final message may be out before the sampler's ended_atom is here.
+            // finished: its final message may be out before the owner's ended_atom is here.
             if (it == st->by_id.end() || st->sessions.at(it->second).ending) {
                 const bool finished = st->finished_ids.count(id) != 0 || it != st->by_id.end();
                 return protocol::encode_error({protocol::ErrorCode::NotFound,
@@ -232,7 +237,7 @@ caf::behavior scheduler_actor(caf::event_based_actor* self, std::shared_ptr<Runt
         [=](status_atom) -> caf::result<std::string> {
             auto promise = self->make_response_promise<std::string>();
             self->request(st->cache, caf::infinite, stats_atom::value)
-                .then([=](const std::string& cache_stats) mutable {
+                .then([=](const SlotStats& slots) mutable {
                     const auto now = Clock::now();
                     auto busy =
                         st->busy + (st->running > 0 ? now - st->busy_since : Clock::duration{});
@@ -262,7 +267,20 @@ caf::behavior scheduler_actor(caf::event_based_actor* self, std::shared_ptr<Runt
                          {"requests_admitted", st->requests_admitted},
                          {"tokens_generated", tokens},
                          {"tokens_per_second", busy_s > 0 ? double(tokens) / busy_s : 0.0},
-                         {"cache", nlohmann::json::parse(cache_stats)},
+                         {"cache",
+                          {{"kv_slots", slots.slots},
+                           {"kv_slots_in_use", slots.in_use},
+                           {"kv_bytes", st->runtime->kv->bytes()},
+                           {"kv_context", st->runtime->kv->n_ctx()},
+                           {"kv_type", type_traits(st->runtime->kv->type()).name},
+                           {"prompt_chunk", st->config.engine.prompt_chunk}}},
+                         {"prefix_cache",
+                          {{"enabled", st->config.engine.prefix_cache},
+                           {"hits", slots.hits},
+                           {"misses", slots.misses},
+                           {"reused_tokens", slots.reused_tokens},
+                           {"held_tokens", slots.held_tokens},
+                           {"held_bytes", slots.held_bytes}}},
                          {"weight_cache",
                           {{"budget_bytes", wc.budget},
                            {"bytes", wc.bytes},

@@ -136,6 +136,7 @@ Schema schema_for(DaemonConfig& c) {
         {"engine.layer_executors", {&c.engine.layer_executors, 1, 64}},
         {"engine.context", {&c.engine.context, 0, 1 << 24}},
         {"engine.max_sessions", {&c.engine.max_sessions, 1, 1024}},
+        {"engine.prompt_chunk", {&c.engine.prompt_chunk, 1, 4096}},
         {"engine.weight_cache_mib", {&c.engine.weight_cache_mib, 0, 1 << 30}},
         {"limits.queue_depth", {&c.limits.queue_depth, 1, 1 << 20}},
         {"limits.max_tokens", {&c.limits.max_tokens, 1, 1 << 24}},
@@ -148,6 +149,7 @@ Schema schema_for(DaemonConfig& c) {
     };
     s.bools = {{"engine.mmap", &c.engine.mmap},
                {"engine.mlock", &c.engine.mlock},
+               {"engine.prefix_cache", &c.engine.prefix_cache},
                {"security.allow_plaintext", &c.security.allow_plaintext}};
     s.reals = {{"sampling.temperature", {&c.sampling.temperature, 0.0, 100.0}},
                {"sampling.top_p", {&c.sampling.top_p, 0.0, 1.0}},
@@ -309,6 +311,8 @@ std::string to_yaml(const DaemonConfig& c) {
     out << YAML::Key << "layer_executors" << YAML::Value << c.engine.layer_executors;
     out << YAML::Key << "context" << YAML::Value << c.engine.context;
     out << YAML::Key << "max_sessions" << YAML::Value << c.engine.max_sessions;
+    out << YAML::Key << "prompt_chunk" << YAML::Value << c.engine.prompt_chunk;
+    out << YAML::Key << "prefix_cache" << YAML::Value << c.engine.prefix_cache;
     out << YAML::Key << "weight_cache_mib" << YAML::Value << c.engine.weight_cache_mib;
     out << YAML::Key << "kv_cache_type" << YAML::Value << c.engine.kv_cache_type;
     out << YAML::Key << "chat_template" << YAML::Value << c.engine.chat_template;

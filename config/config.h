@@ -26,7 +26,10 @@ struct DaemonConfig {
     struct {
         int64_t layer_executors = 1;       // actors, each owning a contiguous range of layers
         int64_t context = 0;               // tokens per session; 0: the model's context length
-        int64_t max_sessions = 4;          // sessions generating at once (round-robin per token)
+        int64_t max_sessions = 4;          // sessions generating at once, batched in every step
+        int64_t prompt_chunk = 128;        // prompt tokens a step takes at most, besides one
+                                           // token of each generating session
+        bool prefix_cache = true;          // a finished session's slot keeps its tokens' KV
         int64_t weight_cache_mib = 4096;   // repacked weights (engine/model/weight_cache.h); 0: off
         std::string kv_cache_type = "f16"; // f16, f32 or q8_0
         std::string chat_template = "auto"; // for `messages`: the model's own, or a family

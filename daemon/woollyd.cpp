@@ -87,6 +87,7 @@ LoadOptions load_options(const config::DaemonConfig& config) {
     options.memory.cache_budget = uint64_t(config.engine.weight_cache_mib) << 20;
     options.memory.threads = int(config.threads); // 0: the model's default
     options.memory.scratches = config.engine.layer_executors;
+    options.memory.max_batch = config.engine.prompt_chunk + config.engine.max_sessions;
     options.mmap = config.engine.mmap;
     options.mlock = config.engine.mlock;
     options.names = {"engine.context", "engine.max_sessions", "engine.kv_cache_type",
@@ -99,6 +100,8 @@ bool same_runtime(const config::DaemonConfig& a, const config::DaemonConfig& b) 
     return a.model == b.model && a.threads == b.threads &&
            a.engine.layer_executors == b.engine.layer_executors &&
            a.engine.context == b.engine.context && a.engine.max_sessions == b.engine.max_sessions &&
+           a.engine.prompt_chunk == b.engine.prompt_chunk &&
+           a.engine.prefix_cache == b.engine.prefix_cache &&
            a.engine.weight_cache_mib == b.engine.weight_cache_mib &&
            a.engine.kv_cache_type == b.engine.kv_cache_type && a.engine.mmap == b.engine.mmap &&
            a.engine.chat_template == b.engine.chat_template &&

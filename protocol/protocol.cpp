@@ -1,6 +1,7 @@
 // protocol.cpp — strict decoding of woolly/1 requests and encoding of replies and messages.
 #include "protocol.h"
 
+#include <charconv>
 #include <cmath>
 #include <set>
 
@@ -283,8 +284,50 @@ std::string encode_ok(json fields) {
     return reply.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
-json token_message(std::string_view id, uint64_t seq, int32_t token, std::string_view text) {
-    return {{"id", id}, {"seq", seq}, {"token", token}, {"text", text}};
+namespace {
+
+// `text` as a JSON string, escaped as nlohmann::json::dump does: the two-character escapes
+// for \b \f \n \r \t, \u00xx for other control characters, UTF-8 as it is.
+void append_json_string(std::string& out, std::string_view text) {
+    static const char hex[] = "0123456789abcdef";
+    out += '"';
+    for (const char c : text) {
+        const auto u = static_cast<unsigned char>(c);
+        switch (c) {
+        case '"': out += "\\\""; break;
+        case '\\': out += "\\\\"; break;
+        case '\b': out += "\\b"; break;
+        case '\f': out += "\\f"; break;
+        case '\n': out += "\\n"; break;
+        case '\r': out += "\\r"; break;
+        case '\t': out += "\\t"; break;
+        default:
+            if (u < 0x20) {
+                out += "\\u00";
+                out += hex[u >> 4];
+                out += hex[u & 15];
+            } else {
+                out += c;
+            }
+        }
+    }
+    out += '"';
+}
+
+} // namespace
+
+void write_token_message(std::string& out, std::string_view id, uint64_t seq, int32_t token,
+                         std::string_view text) {
+    out.assign("{\"id\":");
+    append_json_string(out, id);
+    char number[24];
+    out += ",\"seq\":";
+    out.append(number, std::to_chars(number, number + sizeof number, seq).ptr);
+    out += ",\"text\":";
+    append_json_string(out, text);
+    out += ",\"token\":";
+    out.append(number, std::to_chars(number, number + sizeof number, token).ptr);
+    out += '}';
 }
 
 json done_message(std::string_view id, uint64_t seq, std::string_view finish_reason,

@@ -89,8 +89,11 @@ struct Usage {
 };
 
 // Stream messages (the second frame; the first is topic_for(id)).
-nlohmann::json token_message(std::string_view id, uint64_t seq, int32_t token,
-                             std::string_view text);
+// A token message's text, written straight into `out` (replacing what it held; its memory is
+// kept): {"id":...,"seq":...,"text":...,"token":...}, byte for byte what nlohmann::json would
+// write, without building a JSON value per token. `text` must be valid UTF-8.
+void write_token_message(std::string& out, std::string_view id, uint64_t seq, int32_t token,
+                         std::string_view text);
 nlohmann::json done_message(std::string_view id, uint64_t seq, std::string_view finish_reason,
                             const Usage& usage, const RequestError* error = nullptr,
                             std::string_view text = {});

@@ -78,8 +78,19 @@ TEST_CASE("stream ids and messages follow the spec") {
     CHECK_FALSE(is_valid_stream_id(std::string(65, 'a')));
     CHECK_FALSE(is_valid_stream_id("a.b"));
     CHECK(topic_for("abc") == "tok.abc");
-    const auto m = token_message("abc", 3, 42, "hé");
-    CHECK(m.dump() == R"({"id":"abc","seq":3,"text":"hé","token":42})");
+    std::string m;
+    write_token_message(m, "abc", 3, 42, "hé");
+    CHECK(m == R"({"id":"abc","seq":3,"text":"hé","token":42})");
+    // The same bytes as nlohmann::json's, for every character class JSON escapes.
+    for (const std::string& text :
+         {std::string("plain"), std::string("q\"b\\s/"), std::string("\b\f\n\r\t"),
+          std::string("\x01\x1f\x7f"), std::string(1, '\0') + "z", std::string("日本 ▁ é"),
+          std::string()}) {
+        write_token_message(m, "g-1_x", 18446744073709551615ull, -7, text);
+        const nlohmann::json oracle = {
+            {"id", "g-1_x"}, {"seq", 18446744073709551615ull}, {"token", -7}, {"text", text}};
+        CHECK(m == oracle.dump());
+    }
     Usage usage{5, 2, 1.5, 100.0};
     const auto done = done_message("abc", 4, "length", usage);
     CHECK(done["done"] == true);

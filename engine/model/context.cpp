@@ -169,24 +169,48 @@ void embed_token(const LlamaModel& model, int32_t token, float* x) {
     model.token_embd.traits->dequantize_row(model.token_embd.row(token), x, model.hparams().n_embd);
 }
 
-void run_layers(const LlamaModel& model, int64_t first, int64_t last, int64_t pos, int64_t n_tokens,
-                float* x, KvCache& cache, ForwardScratch& s) {
+void run_layers(const LlamaModel& model, int64_t first, int64_t last, const BatchSegment* segments,
+                int64_t n_segments, float* x, ForwardScratch& s) {
     const LlamaHyperParams& hp = model.hparams();
-    if (n_tokens < 1 || n_tokens > s.max_batch_) {
-        throw Error("a batch of " + std::to_string(n_tokens) + " tokens (expected 1 to " +
-                    std::to_string(s.max_batch_) + ")");
+    int64_t n = 0; // tokens in the batch
+    for (int64_t i = 0; i < n_segments; ++i) {
+        const BatchSegment& seg = segments[i];
+        if (seg.n_tokens < 1 || seg.n_tokens > s.max_batch_ - n) {
+            throw Error("a batch of " + std::to_string(n + seg.n_tokens) +
+                        " tokens (expected 1 to " + std::to_string(s.max_batch_) + ")");
+        }
+        if (seg.pos < 0 || seg.pos + seg.n_tokens > seg.cache->n_ctx() ||
+            s.max_ctx_ < seg.pos + seg.n_tokens) {
+            throw Error("context is full (" + std::to_string(seg.cache->n_ctx()) + " tokens)");
+        }
+        n += seg.n_tokens;
     }
-    if (pos < 0 || pos + n_tokens > cache.n_ctx() || s.max_ctx_ < pos + n_tokens) {
-        throw Error("context is full (" + std::to_string(cache.n_ctx()) + " tokens)");
-    }
+    if (n < 1) throw Error("a batch of 0 tokens (expected 1 to " + std::to_string(s.max_batch_) + ")");
     const int64_t n_embd = hp.n_embd, n_q = hp.n_head * hp.head_dim, n_kv = hp.n_embd_kv();
-    const int64_t n_ff = hp.n_ff, n = n_tokens;
-    const AttentionKernels attention_kernel = attention_kernels(cache.type());
+    const int64_t n_ff = hp.n_ff;
+    const AttentionKernels attention_kernel = attention_kernels(segments[0].cache->type());
+    for (int64_t i = 1; i < n_segments; ++i)
+        if (segments[i].cache->type() != segments[0].cache->type())
+            throw Error("the caches of one batch differ in type");
     const bool neox = hp.arch->rope == RopeStyle::Neox;
     const float* rope_factors = model.rope_freqs.empty() ? nullptr : model.rope_freqs.data();
-    for (int64_t t = 0; t < n; ++t)
-        rope_angles(&s.rope_cache_[size_t(t * hp.n_rot)], pos + t, hp.n_rot, hp.rope_freq_base,
+    // Each segment's rows: [row0, row0 + n_tokens) of the batch.
+    auto for_each_token = [&](auto&& f) { // f(segment, row, position)
+        int64_t row0 = 0;
+        for (int64_t i = 0; i < n_segments; ++i) {
+            for (int64_t t = 0; t < segments[i].n_tokens; ++t)
+                f(segments[i], row0 + t, segments[i].pos + t);
+            row0 += segments[i].n_tokens;
+        }
+    };
+    for_each_token([&](const BatchSegment&, int64_t t, int64_t pos) {
+        rope_angles(&s.rope_cache_[size_t(t * hp.n_rot)], pos, hp.n_rot, hp.rope_freq_base,
                     hp.rope_freq_scale, rope_factors);
+    });
+    // Attention tiles: up to kAttentionTokens consecutive tokens of one segment, times KV heads.
+    int64_t tiles = 0;
+    for (int64_t i = 0; i < n_segments; ++i)
+        tiles += (segments[i].n_tokens + kAttentionTokens - 1) / kAttentionTokens;
     auto bias = [](const NormWeights& b) { return b.empty() ? nullptr : b.data(); };
     // Buffers hold one row per token: x [n][n_embd], q [n][n_q], gate/up [n][n_ff], ...
     auto row = [](const PoolArray<float>& v, int64_t t, int64_t width) {
@@ -198,20 +222,20 @@ void run_layers(const LlamaModel& model, int64_t first, int64_t last, int64_t po
 
         // Attention block: x += wo · attention(rope(wq·n + bq), rope(wk·n + bk), wv·n + bv),
         // n = rmsnorm(x); the biases only where the model has them. Keys and values go into
-        // the cache in its type, at positions pos..pos+n-1.
+        // each segment's cache in its type, at the segment's positions.
         s.input_.set_rmsnorm(x, layer.attn_norm.data(), hp.rms_eps, n_embd, n, s.xb_.data(),
                              layer.wq.traits->vec_dot_type, s.pool_);
         matmul_same_input({{&layer.wq, s.q_.data(), bias(layer.bq)},
                            {&layer.wk, s.key_.data(), bias(layer.bk)},
                            {&layer.wv, s.value_.data(), bias(layer.bv)}},
                           s.input_, s.pool_, s.cache_);
-        for (int64_t t = 0; t < n; ++t) {
+        for_each_token([&](const BatchSegment& seg, int64_t t, int64_t pos) {
             const float* angles = &s.rope_cache_[size_t(t * hp.n_rot)];
             rope(row(s.q_, t, n_q), hp.n_head, hp.head_dim, hp.n_rot, angles, neox);
-            store_kv(hp, cache, l, pos + t, row(s.key_, t, n_kv), row(s.value_, t, n_kv), angles);
-        }
-        // Tiles of up to kAttentionTokens tokens times KV heads, split over the threads;
-        // token t sees positions up to its own (pos + t): causal within the batch.
+            store_kv(hp, *seg.cache, l, pos, row(s.key_, t, n_kv), row(s.value_, t, n_kv), angles);
+        });
+        // Tiles split over the threads; token t sees its own segment's positions up to its own:
+        // causal within the batch, blind to the other segments.
         auto attend = [&](int index, int count) {
             float* mine = s.attention_.data() + index * s.attention_stride_;
             const int64_t group = hp.n_head / hp.n_head_kv;
@@ -220,12 +244,23 @@ void run_layers(const LlamaModel& model, int64_t first, int64_t last, int64_t po
                                            mine + scores + kAttentionChunk * hp.head_dim};
             // Tiles dealt round-robin: later tokens see more positions, so contiguous ranges
             // would leave the last thread the most work.
-            const int64_t tiles = (n + kAttentionTokens - 1) / kAttentionTokens;
+            int64_t segment = 0, first_tile = 0, row0 = 0; // the segment tile p falls in
             for (int64_t p = index; p < tiles * hp.n_head_kv; p += count) {
-                const int64_t t = p / hp.n_head_kv * kAttentionTokens, g = p % hp.n_head_kv;
-                attention_group(hp, cache, attention_kernel, l, pos + t,
-                                std::min(kAttentionTokens, n - t), g, row(s.q_, t, n_q), n_q,
-                                scratch, row(s.att_out_, t, n_q));
+                const int64_t tile = p / hp.n_head_kv, g = p % hp.n_head_kv;
+                for (;;) {
+                    const int64_t seg_tiles =
+                        (segments[segment].n_tokens + kAttentionTokens - 1) / kAttentionTokens;
+                    if (tile < first_tile + seg_tiles) break;
+                    first_tile += seg_tiles;
+                    row0 += segments[segment].n_tokens;
+                    ++segment;
+                }
+                const BatchSegment& seg = segments[segment];
+                const int64_t t = (tile - first_tile) * kAttentionTokens; // within the segment
+                attention_group(hp, *seg.cache, attention_kernel, l, seg.pos + t,
+                                std::min(kAttentionTokens, seg.n_tokens - t),
+                                g, row(s.q_, row0 + t, n_q), n_q, scratch,
+                                row(s.att_out_, row0 + t, n_q));
             }
         };
         run_split(s.pool_, attend);
@@ -250,11 +285,28 @@ void run_layers(const LlamaModel& model, int64_t first, int64_t last, int64_t po
     }
 }
 
-void compute_logits(const LlamaModel& model, const float* x, float* logits, ForwardScratch& s) {
+void run_layers(const LlamaModel& model, int64_t first, int64_t last, int64_t pos, int64_t n_tokens,
+                float* x, KvCache& cache, ForwardScratch& scratch) {
+    const BatchSegment one{&cache, pos, n_tokens};
+    run_layers(model, first, last, &one, 1, x, scratch);
+}
+
+void compute_logits(const LlamaModel& model, const float* x, const int64_t* rows, int64_t m,
+                    float* logits, ForwardScratch& s) {
     const LlamaHyperParams& hp = model.hparams();
-    rmsnorm(s.xb_.data(), x, model.output_norm.data(), hp.n_embd, hp.rms_eps);
-    s.input_.set(s.xb_.data(), hp.n_embd, 1);
+    if (m < 1 || m > s.max_batch_)
+        throw Error("logits of " + std::to_string(m) + " rows (expected 1 to " +
+                    std::to_string(s.max_batch_) + ")");
+    for (int64_t i = 0; i < m; ++i)
+        rmsnorm(s.xb_.data() + i * hp.n_embd, x + rows[i] * hp.n_embd, model.output_norm.data(),
+                hp.n_embd, hp.rms_eps);
+    s.input_.set(s.xb_.data(), hp.n_embd, m);
     matmul(model.output, s.input_, logits, s.pool_, s.cache_);
+}
+
+void compute_logits(const LlamaModel& model, const float* x, float* logits, ForwardScratch& s) {
+    const int64_t row0 = 0;
+    compute_logits(model, x, &row0, 1, logits, s);
 }
 
 size_t LlamaContext::buffer_bytes_for(const LlamaModel& model, int64_t max_batch) {

@@ -14,6 +14,8 @@
 
 namespace woolly {
 
+struct BatchSegment;
+
 // Buffers one thread needs to run layers or the head; sized once for the model.
 class ForwardScratch {
 public:
@@ -30,9 +32,10 @@ public:
     size_t bytes() const { return bytes_; }
 
 private:
-    friend void run_layers(const LlamaModel&, int64_t, int64_t, int64_t, int64_t, float*, KvCache&,
-                           ForwardScratch&);
-    friend void compute_logits(const LlamaModel&, const float*, float*, ForwardScratch&);
+    friend void run_layers(const LlamaModel&, int64_t, int64_t, const BatchSegment*,
+                           int64_t, float*, ForwardScratch&);
+    friend void compute_logits(const LlamaModel&, const float*, const int64_t*, int64_t, float*,
+                               ForwardScratch&);
 
     // Bytes of memory_ for these sizes (the sum of the arrays below).
     static size_t pool_bytes(const LlamaModel& model, int64_t max_ctx, int threads,
@@ -63,13 +66,31 @@ private:
 
 // x [n_embd] = the embedding of `token` (throws Error when out of range).
 void embed_token(const LlamaModel& model, int32_t token, float* x);
-// Runs layers [first, last) on n_tokens tokens at positions pos, pos+1, ...: x [n_tokens][n_embd]
-// in and out; their keys and values go into `cache`. A batch reads each weight row once for all
-// its tokens (a prompt); one token is generation. Throws Error when the positions are outside
-// the cache or the batch exceeds the scratch's.
+
+// One sequence's part of a batch: n_tokens consecutive tokens at positions pos, pos+1, ...,
+// whose keys and values go into (and whose attention reads) `cache`.
+struct BatchSegment {
+    KvCache* cache = nullptr;
+    int64_t pos = 0;
+    int64_t n_tokens = 0;
+};
+
+// Runs layers [first, last) on a batch of several sequences' tokens: x [n][n_embd] in and out,
+// the rows of segment 0 first, then segment 1's, ... (n = the segments' tokens together). The
+// matmuls read each weight row once for the whole batch; attention is per segment, over its own
+// cache. A token's result does not depend on what else is in the batch: it is bit for bit what
+// it would be alone. Throws Error when a segment's positions are outside its cache or the batch
+// exceeds the scratch's.
+void run_layers(const LlamaModel& model, int64_t first, int64_t last, const BatchSegment* segments,
+                int64_t n_segments, float* x, ForwardScratch& scratch);
+// One sequence: n_tokens tokens at positions pos, pos+1, ... (a prompt, or one token).
 void run_layers(const LlamaModel& model, int64_t first, int64_t last, int64_t pos, int64_t n_tokens,
                 float* x, KvCache& cache, ForwardScratch& scratch);
-// logits [n_vocab] = output · rmsnorm(x).
+// logits [m][n_vocab] = output · rmsnorm(x row rows[i]) for i < m (m at most the scratch's batch):
+// the head's weights read once for all m rows.
+void compute_logits(const LlamaModel& model, const float* x, const int64_t* rows, int64_t m,
+                    float* logits, ForwardScratch& scratch);
+// logits [n_vocab] = output · rmsnorm(x [n_embd]).
 void compute_logits(const LlamaModel& model, const float* x, float* logits,
                     ForwardScratch& scratch);
 

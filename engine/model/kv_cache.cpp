@@ -49,6 +49,20 @@ KvCache::KvCache(int64_t n_layer, int64_t n_ctx, int64_t n_head_kv, int64_t head
     values_.resize(total);
 }
 
+KvCachePool::KvCachePool(int64_t n_layer, int64_t n_ctx, int64_t n_head_kv, int64_t head_dim,
+                         int64_t slots, TensorType type)
+    : n_ctx_(n_ctx) {
+    for (int64_t i = 0; i < slots; ++i)
+        caches_.push_back(std::make_unique<KvCache>(n_layer, n_ctx, n_head_kv, head_dim, type));
+    if (!caches_.empty()) position_bytes_ = caches_[0]->row_bytes() * 2 * uint64_t(n_layer);
+}
+
+uint64_t KvCachePool::bytes() const {
+    uint64_t total = 0;
+    for (const auto& c : caches_) total += c->bytes();
+    return total;
+}
+
 TensorType kv_cache_type_from_name(const std::string& name) {
     const auto type = type_from_name(name);
     if (!type ||

@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -48,6 +49,26 @@ private:
     uint64_t head_bytes_ = 0;
     std::vector<uint8_t> keys_;   // [n_layer][n_ctx][row_bytes]
     std::vector<uint8_t> values_; // [n_layer][n_ctx][row_bytes]
+};
+
+// One KV cache per slot (a sequence being served, or a finished one's prefix kept), allocated
+// once. Whoever hands out slots decides who touches which.
+class KvCachePool {
+public:
+    KvCachePool(int64_t n_layer, int64_t n_ctx, int64_t n_head_kv, int64_t head_dim,
+                int64_t slots, TensorType type);
+    KvCache& slot(int32_t index) { return *caches_[size_t(index)]; }
+    int64_t size() const { return int64_t(caches_.size()); }
+    int64_t n_ctx() const { return n_ctx_; }
+    TensorType type() const { return caches_.empty() ? TensorType::F16 : caches_[0]->type(); }
+    uint64_t bytes() const;
+    // Bytes one position takes in one slot (keys and values of every layer).
+    uint64_t position_bytes() const { return position_bytes_; }
+
+private:
+    int64_t n_ctx_;
+    uint64_t position_bytes_ = 0;
+    std::vector<std::unique_ptr<KvCache>> caches_;
 };
 
 // "f16", "f32" or "q8_0" (any case) -> the type; throws Error naming the choices otherwise.
