@@ -323,6 +323,84 @@ def test_stop_strings_and_unknown_daemon(d):
     assert out.returncode != 0 and "no reply" in out.stderr
 
 
+def run_tokens(prompt, n):
+    run = woolly("run", "-m", BUNDLED, "-p", prompt, "-n", str(n), "--temp", "0", "--json")
+    assert run.returncode == 0, run.stderr
+    return [json.loads(l)["token"] for l in run.stdout.splitlines() if '"token"' in l]
+
+
+def serve_staggered(d, name, jobs):
+    """Starts each (prompt, max_tokens) once the stream before it has published 3 tokens (so
+    that streams join a running batch at different times) and returns each stream's messages."""
+    ctx = zmq.Context.instance()
+    sub = ctx.socket(zmq.SUB)
+    sub.connect(d.tokens)
+    sub.setsockopt(zmq.SUBSCRIBE, f"tok.{name}".encode())
+    time.sleep(0.3)
+    ids = [f"{name}{i}" for i in range(len(jobs))]
+    got = {i: [] for i in ids}
+    deadline = time.monotonic() + 60
+    started = 0
+    while any(not (m and m[-1].get("done")) for m in got.values()):
+        assert time.monotonic() < deadline, {k: len(v) for k, v in got.items()}
+        if started < len(jobs) and (started == 0 or len(got[ids[started - 1]]) >= 3):
+            prompt, n = jobs[started]
+            reply = d.client.call({"op": "generate", "id": ids[started], "prompt": prompt,
+                                   "max_tokens": n, "temperature": 0})
+            assert reply["ok"], reply
+            started += 1
+        if sub.poll(20):
+            _, payload = sub.recv_multipart()
+            m = json.loads(payload)
+            if m["id"] in got:
+                got[m["id"]].append(m)
+    sub.close()
+    return [got[i] for i in ids]
+
+
+def test_batched_streams_match_run():
+    """1, 3 and 8 streams at once, of different lengths and joining at different times, each
+    get woolly run's greedy tokens for their prompt alone; prompts are read in chunks of 5
+    tokens between the running streams' steps. Then the prefix cache: a request that begins
+    with a finished one's prompt reuses its keys and values and still gets the same tokens."""
+    prompts = golden_prompts() + ["Lily and Tom went to the park. They saw a big dog and",
+                                  "The little bird sang", "A boy named Max had a red kite. One windy day"]
+    d = Daemon("limits:\n  queue_depth: 16\nengine:\n  max_sessions: 8\n  prompt_chunk: 5\n")
+    try:
+        expected = {}
+        for count in (1, 3, 8):
+            jobs = [(prompts[(i * 3 + count) % len(prompts)], 20 + 13 * i) for i in range(count)]
+            streams = serve_staggered(d, f"b{count}x", jobs)
+            for (prompt, n), messages in zip(jobs, streams):
+                check_gap_free(messages)
+                key = (prompt, n)
+                if key not in expected:
+                    expected[key] = run_tokens(prompt, n)
+                assert [m["token"] for m in messages if "token" in m] == expected[key], (count, prompt, n)
+        # The prefix cache: the same long beginning again, with more after it.
+        base = "Lily and Tom went to the park. They saw a big dog and"
+        before = d.client.call({"op": "status"})["prefix_cache"]
+        assert before["enabled"] and before["held_tokens"] > 0, before
+        longer = base + " a cat. The dog ran after the cat"
+        [messages] = serve_staggered(d, "pfx", [(longer, 30)])
+        assert [m["token"] for m in messages if "token" in m] == run_tokens(longer, 30)
+        after = d.client.call({"op": "status"})["prefix_cache"]
+        assert after["hits"] == before["hits"] + 1, (before, after)
+        assert after["reused_tokens"] > before["reused_tokens"] + 10, (before, after)
+    finally:
+        d.stop()
+    # Without the prefix cache: nothing is reused or held, and the tokens are the same.
+    d = Daemon("engine:\n  prefix_cache: false\n")
+    try:
+        [a, b] = [serve_staggered(d, f"np{i}", [(base, 30)])[0] for i in range(2)]
+        assert [m["token"] for m in a if "token" in m] == [m["token"] for m in b if "token" in m] \
+            == run_tokens(base, 30)
+        status = d.client.call({"op": "status"})["prefix_cache"]
+        assert not status["enabled"] and status["hits"] == 0 and status["held_bytes"] == 0, status
+    finally:
+        d.stop()
+
+
 def standalone_tests():
     """Tests that need their own daemon."""
     # Bad configs exit 2 naming key and line; --print-config prints the effective config.
@@ -499,7 +577,8 @@ def test_curve_lets_in_only_listed_clients(d):
 
 def main():
     d = Daemon("limits:\n  queue_depth: 8\nengine:\n  max_sessions: 4\n")
-    tests = [v for k, v in globals().items() if k.startswith("test_")]
+    tests = [v for k, v in globals().items()
+             if k.startswith("test_") and k != "test_batched_streams_match_run"]
     passed = failed = 0
     for test in tests:
         try:
@@ -513,13 +592,14 @@ def main():
     if code != 0:
         print(f"FAIL woollyd exited {code}: {err}")
         failed += 1
-    try:
-        standalone_tests()
-        print("PASS standalone_tests")
-        passed += 1
-    except Exception:
-        print(f"FAIL standalone_tests\n{traceback.format_exc()}")
-        failed += 1
+    for test in (standalone_tests, test_batched_streams_match_run):
+        try:
+            test()
+            print(f"PASS {test.__name__}", flush=True)
+            passed += 1
+        except Exception:
+            print(f"FAIL {test.__name__}\n{traceback.format_exc()}", flush=True)
+            failed += 1
     print(f"{passed} passed, {failed} failed")
     return 0 if failed == 0 else 1
 
