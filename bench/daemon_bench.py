@@ -1,13 +1,25 @@
 #!/usr/bin/python3
-"""daemon_bench.py — tokens/s through woollyd (request sent -> final message seen by a
-subscriber) against `woolly run` on the same model, prompt and token count, in the same run.
+"""daemon_bench.py — what woollyd serves to subscribers, measured at the subscriber, with the
+same model, prompt length and token count in one run:
 
-usage: daemon_bench.py [--build DIR] [--model FILE] [-n TOKENS] [-r REPEATS] [--sessions K]
+  concurrency  total t/s with 1, 2, 4 and 8 streams started at once (each stream's own t/s
+               too), and time to first token, median and worst, against `woolly run` alone;
+  long         a running stream's longest gap between two tokens while another session's
+               1024-token prompt is read, against one step and one chunk measured in the
+               same run;
+  prefix       time to first token of a request whose first 512 tokens an earlier request
+               had, against a cold one (engine.prefix_cache);
+  overhead     microseconds the daemon adds per token: 1/end-to-end - 1/engine (woolly bench
+               tg128 with the daemon's threads), one stream (run it on the bundled model).
+
+usage: daemon_bench.py [--build DIR] [--model FILE] [-n 64] [-r 3] [--streams 1,2,4,8]
+                       [--parts concurrency,long,prefix,overhead] [--prompt-chunk 128]
 A benchmark, not a test: it prints figures and never fails on them.
 """
 import argparse
 import json
 import os
+import random
 import signal
 import statistics
 import subprocess
@@ -22,83 +34,243 @@ SOURCE = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(SOURCE, "tests", "clients"))
 from woolly_client import Client  # noqa: E402
 
-PROMPT = "Once upon a time"
+# Distinct openings of about 16 tokens (llama-batched-bench's -npp 16), one per stream, so
+# that no stream starts from another's prefix.
+SUBJECTS = ["a little girl", "a brave knight", "an old fisherman", "a tiny robot", "a clever fox",
+            "a sleepy bear", "a young painter", "a lost puppy"]
 
 
-def run_cli(woolly, model, n):
-    out = subprocess.run([woolly, "run", "-m", model, "-p", PROMPT, "-n", str(n), "--temp", "0", "--json"],
+def prompt_for(i):
+    return f"Once upon a time there was {SUBJECTS[i % len(SUBJECTS)]} who lived near the sea"
+
+
+def spread(values):
+    if not values:
+        return "-"
+    s = sorted(values)
+    return f"{statistics.median(s):.1f} ({s[0]:.1f}-{s[-1]:.1f})"
+
+
+class Daemon:
+    def __init__(self, woollyd, model, config, tmp, name):
+        path = os.path.join(tmp, f"{name}.yaml")
+        with open(path, "w") as f:
+            f.write(config)
+        self.requests, self.tokens = f"ipc://{tmp}/{name}-req", f"ipc://{tmp}/{name}-tok"
+        self.proc = subprocess.Popen([woollyd, "--config", path, "--model", model, "--requests", self.requests,
+                                      "--tokens", self.tokens], stderr=subprocess.DEVNULL)
+        self.client = Client(self.requests, self.tokens, timeout=120)
+        probe = Client(self.requests, self.tokens, timeout=1)
+        for _ in range(600):
+            try:
+                if probe.call({"op": "status"})["ok"]:
+                    break
+            except TimeoutError:
+                pass
+        self.sub = zmq.Context.instance().socket(zmq.SUB)
+        self.sub.connect(self.tokens)
+        self.sub.setsockopt(zmq.SUBSCRIBE, b"tok.")
+        time.sleep(0.3)  # the subscription reaches the daemon
+        self.count = 0
+
+    def start(self, prompt, n):
+        self.count += 1
+        stream_id = f"s{self.count}"
+        sent = time.perf_counter()
+        reply = self.client.call({"op": "generate", "id": stream_id, "prompt": prompt, "max_tokens": n,
+                                  "temperature": 0})
+        assert reply["ok"], reply
+        return stream_id, sent
+
+    def collect(self, ids, on_token=None):
+        """Arrival times of each stream's token messages and its done message."""
+        times = {i: [] for i in ids}
+        done = {}
+        while len(done) < len(ids):
+            _, payload = self.sub.recv_multipart()
+            now = time.perf_counter()
+            m = json.loads(payload)
+            if m["id"] not in times:
+                continue
+            if m.get("done"):
+                done[m["id"]] = (now, m)
+            else:
+                times[m["id"]].append(now)
+                if on_token:
+                    on_token(m["id"], len(times[m["id"]]))
+        return times, done
+
+    def stop(self):
+        self.sub.close()
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=60)
+
+
+def cli_rate(woolly, model, n):
+    out = subprocess.run([woolly, "run", "-m", model, "-p", prompt_for(0), "-n", str(n), "--temp", "0", "--json"],
                          capture_output=True, text=True, check=True)
     done = json.loads(out.stdout.splitlines()[-1])
-    # The same span the daemon figure covers: prompt and generation.
     return done["n_generated"] / ((done["prompt_ms"] + done["generation_ms"]) / 1000)
 
 
-def run_daemon_once(client, ctx, tokens, n, sessions):
-    sub = ctx.socket(zmq.SUB)
-    sub.connect(tokens)
-    sub.setsockopt(zmq.SUBSCRIBE, b"tok.b")
-    time.sleep(0.2)
-    ids = [f"b{time.monotonic_ns()}x{k}" for k in range(sessions)]
-    start = time.perf_counter()
-    for stream_id in ids:
-        reply = client.call({"op": "generate", "id": stream_id, "prompt": PROMPT, "max_tokens": n, "temperature": 0})
-        assert reply["ok"], reply
-    finished, generated = set(), 0
-    while len(finished) < len(ids):
-        _, payload = sub.recv_multipart()
+def concurrency(d, woolly, model, n, repeats, levels):
+    print(f"\n## concurrent streams ({n} tokens each, ~16-token prompts, greedy; {repeats} runs; "
+          "median (min-max))")
+    cli = [cli_rate(woolly, model, n) for _ in range(repeats)]
+    print(f"woolly run alone (prompt + generation): {spread(cli)} t/s")
+    print("| streams | total t/s | x one stream | each stream's t/s | TTFT median ms | TTFT worst ms |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    base = None
+    for k in levels:
+        totals, per_stream, ttfts = [], [], []
+        for _ in range(repeats):
+            started = [d.start(prompt_for(i), n) for i in range(k)]
+            times, done = d.collect([s for s, _ in started])
+            first_sent = started[0][1]
+            last_done = max(t for t, _ in done.values())
+            totals.append(sum(len(v) for v in times.values()) / (last_done - first_sent))
+            for stream_id, sent in started:
+                t = times[stream_id]
+                ttfts.append((t[0] - sent) * 1000)
+                if len(t) > 1:
+                    per_stream.append((len(t) - 1) / (t[-1] - t[0]))
+        total = statistics.median(totals)
+        base = base or total
+        print(f"| {k} | {spread(totals)} | {total / base:.2f} | {spread(per_stream)} | "
+              f"{statistics.median(ttfts):.0f} | {max(ttfts):.0f} |")
+
+
+def long_prompt(d, chunk):
+    context = d.client.call({"op": "status"})["model"]["context"]
+    size = min(1024, context - 64)  # the bundled model's context is 512
+    print(f"\n## a running stream's gaps while another session's {size}-token prompt is read "
+          f"(prompt_chunk {chunk})")
+    long_text = "Once" + " the" * (size - 2)  # BOS + size - 1 tokens with a SentencePiece vocabulary
+    running, _ = d.start(prompt_for(1), 4000)
+    marks = {}
+
+    def on_token(stream_id, count):
+        if stream_id == running and count == 24 and "long" not in marks:
+            marks["long"] = d.start(long_text, 4)
+
+    # Collect until the long one is done, then cancel the running one.
+    times = {running: []}
+    done = {}
+    while True:
+        _, payload = d.sub.recv_multipart()
+        now = time.perf_counter()
         m = json.loads(payload)
-        if m.get("done") and m["id"] in ids:
-            finished.add(m["id"])
-            generated += m["usage"]["completion_tokens"]
-    elapsed = time.perf_counter() - start
-    sub.close()
-    return generated / elapsed
+        if m["id"] == running and not m.get("done"):
+            times[running].append(now)
+            on_token(running, len(times[running]))
+        elif "long" in marks and m["id"] == marks["long"][0]:
+            if m.get("done"):
+                done["long"] = (now, m)
+                break
+            times.setdefault("long", []).append(now)
+    d.client.call({"op": "cancel", "id": running})
+    d.collect([running])
+    long_id, long_sent = marks["long"]
+    first_long = times["long"][0]
+    t = times[running]
+    before = [b - a for a, b in zip(t, t[1:]) if b <= long_sent]
+    during = [b - a for a, b in zip(t, t[1:]) if a >= long_sent - 0.5 and b <= first_long + 0.001]
+    prompt_tokens = done["long"][1]["usage"]["prompt_tokens"]
+    chunks = -(-prompt_tokens // chunk)
+    step = statistics.median(before)
+    chunk_step = (first_long - long_sent) / chunks  # one step with a chunk in it
+    longest = max(during)
+    print(f"long prompt: {prompt_tokens} tokens, first token after {(first_long - long_sent) * 1000:.0f} ms "
+          f"({chunks} chunks: {chunk_step * 1000:.1f} ms per step with a chunk)")
+    print(f"running stream: step {step * 1000:.2f} ms (median gap before), longest gap during the prompt "
+          f"{longest * 1000:.1f} ms = {longest / (chunk_step + step):.2f} x (one chunk step + one step)")
 
 
-def summary(values):
-    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+def prefix(d, n_prefix_words, repeats):
+    print(f"\n## time to first token with a ~{n_prefix_words}-token prefix kept, against cold "
+          "(engine.prefix_cache)")
+    hot, cold, reused = [], [], []
+    for r in range(repeats):
+        # Words that are one token in SentencePiece vocabularies, in an order of this run's own.
+        rng = random.Random(r)
+        common = ["the", "a", "and", "to", "was", "he", "she", "it", "in", "of"]
+        shared = f"Story {r}:" + "".join(" " + rng.choice(common) for _ in range(n_prefix_words))
+        other = f"Tale {r}:" + "".join(" " + rng.choice(common) for _ in range(n_prefix_words))
+        for text in (shared + " The end.",):  # warm: the prefix goes into a slot
+            sid, _ = d.start(text, 2)
+            d.collect([sid])
+        before = d.client.call({"op": "status"})["prefix_cache"]
+        sid, sent = d.start(shared + " And then?", 2)
+        times, done = d.collect([sid])
+        hot.append((times[sid][0] - sent) * 1000)
+        after = d.client.call({"op": "status"})["prefix_cache"]
+        reused.append(after["reused_tokens"] - before["reused_tokens"])
+        prompt_tokens = done[sid][1]["usage"]["prompt_tokens"]
+        sid, sent = d.start(other + " And then?", 2)
+        times, _ = d.collect([sid])
+        cold.append((times[sid][0] - sent) * 1000)
+    ratio = statistics.median(h / c for h, c in zip(hot, cold))
+    print(f"prompt {prompt_tokens} tokens, {statistics.median(reused):.0f} reused from the cache")
+    print(f"TTFT with the prefix kept {spread(hot)} ms, cold {spread(cold)} ms: ratio {ratio:.3f} (median of pairs)")
+
+
+def overhead(d, woolly, model, repeats, n=256):
+    print("\n## per-token cost of the daemon (one stream, greedy)")
+    engine = []
+    for threads in ("1", "2"):
+        out = subprocess.run([woolly, "bench", "-m", model, "-p", "0", "-n", "128", "-r", str(repeats), "-t",
+                              threads, "--json"], capture_output=True, text=True, check=True)
+        rows = [json.loads(l) for l in out.stdout.splitlines() if l.startswith("{")]
+        engine.append((threads, max(r.get("t_s", r.get("tokens_per_second", 0)) for r in rows)))
+    threads, rate = max(engine, key=lambda e: e[1])
+    e2e = []
+    for _ in range(repeats):
+        sid, _ = d.start(prompt_for(0), n)
+        times, _ = d.collect([sid])
+        t = times[sid]
+        e2e.append((len(t) - 1) / (t[-1] - t[0]))
+    best = statistics.median(e2e)
+    print(f"engine (woolly bench tg128, {threads} threads): {rate:.0f} t/s; end to end at a subscriber: "
+          f"{spread(e2e)} t/s")
+    print(f"added per token: {1e6 * (1 / best - 1 / rate):.1f} us (median run)")
 
 
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--build", default=os.path.join(SOURCE, "build"))
     p.add_argument("--model", default=os.path.join(SOURCE, "models", "stories260K.gguf"))
-    p.add_argument("-n", type=int, default=256)
-    p.add_argument("-r", type=int, default=5)
-    p.add_argument("--sessions", type=int, default=4)
+    p.add_argument("-n", type=int, default=64)
+    p.add_argument("-r", type=int, default=3)
+    p.add_argument("--streams", default="1,2,4,8")
+    p.add_argument("--parts", default="concurrency,long,prefix,overhead")
+    p.add_argument("--prompt-chunk", type=int, default=128)
     args = p.parse_args()
     woolly = os.path.join(args.build, "tools", "woolly")
     woollyd = os.path.join(args.build, "daemon", "woollyd")
+    levels = [int(k) for k in args.streams.split(",")]
+    parts = args.parts.split(",")
     tmp = tempfile.mkdtemp(prefix="woolly-bench-")
-    requests, tokens = f"ipc://{tmp}/req", f"ipc://{tmp}/tok"
-    daemon = subprocess.Popen([woollyd, "--model", args.model, "--requests", requests, "--tokens", tokens],
-                              stderr=subprocess.DEVNULL)
-    try:
-        client = Client(requests, tokens)
-        for _ in range(100):
-            try:
-                if client.call({"op": "status"})["ok"]:
-                    break
-            except TimeoutError:
-                time.sleep(0.05)
-        ctx = zmq.Context.instance()
-        run_cli(woolly, args.model, args.n)  # warm-up
-        run_daemon_once(client, ctx, tokens, args.n, 1)
-        cli, one, many = [], [], []
-        for _ in range(args.r):  # interleaved, so that machine noise hits both alike
-            cli.append(run_cli(woolly, args.model, args.n))
-            one.append(run_daemon_once(client, ctx, tokens, args.n, 1))
-            many.append(run_daemon_once(client, ctx, tokens, args.n, args.sessions))
-        c, cs = summary(cli)
-        o, os_ = summary(one)
-        m, ms = summary(many)
-        print(f"model {os.path.basename(args.model)}, {args.n} tokens, {args.r} repetitions (mean ± sd)")
-        print(f"  woolly run (in-process)          {c:9.1f} ± {cs:6.1f} t/s")
-        print(f"  woollyd, 1 stream                {o:9.1f} ± {os_:6.1f} t/s   ratio {o / c:.2f}x")
-        print(f"  woollyd, {args.sessions} streams at once (total) {m:9.1f} ± {ms:6.1f} t/s   ratio {m / c:.2f}x")
-    finally:
-        daemon.send_signal(signal.SIGTERM)
-        daemon.wait(timeout=20)
+    print(f"# woollyd on {os.path.basename(args.model)}")
+    config = (f"engine:\n  max_sessions: {max(levels + [2])}\n  prompt_chunk: {args.prompt_chunk}\n"
+              f"  prefix_cache: PREFIX\nlimits:\n  queue_depth: 64\n  max_tokens: 8192\n")
+    if "concurrency" in parts or "long" in parts or "overhead" in parts:
+        d = Daemon(woollyd, args.model, config.replace("PREFIX", "false"), tmp, "plain")
+        try:
+            if "concurrency" in parts:
+                concurrency(d, woolly, args.model, args.n, args.r, levels)
+            if "long" in parts:
+                long_prompt(d, args.prompt_chunk)
+            if "overhead" in parts:
+                overhead(d, woolly, args.model, args.r)
+        finally:
+            d.stop()
+    if "prefix" in parts:
+        d = Daemon(woollyd, args.model, config.replace("PREFIX", "true"), tmp, "prefix")
+        try:
+            context = d.client.call({"op": "status"})["model"]["context"]
+            prefix(d, min(500, context // 2 - 16), args.r)
+        finally:
+            d.stop()
 
 
 if __name__ == "__main__":
