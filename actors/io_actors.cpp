@@ -180,14 +180,12 @@ void publisher_actor(caf::blocking_actor* self, zmq::context_t* context,
                 trim(buffer);
             }
         },
+        // The stream's kept messages from from_seq on, as the reply frame; empty when the
+        // publisher has none of it (unknown, expired, or not started).
         [&](replay_atom, const std::string& id, uint64_t from_seq) -> std::string {
             expire();
             auto it = streams.find(id);
-            if (it == streams.end()) {
-                return protocol::encode_error(
-                    {protocol::ErrorCode::NotFound,
-                     "no stream '" + id + "' to replay (unknown or expired)"});
-            }
+            if (it == streams.end()) return std::string();
             const ReplayBuffer& b = it->second;
             nlohmann::json messages = nlohmann::json::array();
             const uint64_t start = std::max(from_seq, b.first_seq);
@@ -247,8 +245,72 @@ std::optional<protocol::RequestError> make_setup(const protocol::GenerateRequest
     return std::nullopt;
 }
 
+// A type to ask for (ask's first argument).
+template <class T> struct As {
+    using type = T;
+};
+
 std::string error_reply(protocol::ErrorCode code, std::string message) {
     return protocol::encode_error({code, std::move(message)});
+}
+
+// The reply frame of an admission (with the stream's topic) or a cancel.
+std::string encode_answer(const answer& a, bool admitted) {
+    if (!a.ok()) return error_reply(protocol::ErrorCode(a.error), a.message);
+    if (admitted) return protocol::encode_ok({{"id", a.id}, {"topic", protocol::topic_for(a.id)}});
+    return protocol::encode_ok({{"id", a.id}});
+}
+
+// The status reply (SPEC.md, "status").
+std::string encode_status(const status_report& r) {
+    const SlotStats& s = r.slots;
+    const WeightCacheStats& wc = r.weight_cache;
+    const MemoryUsage& m = r.memory;
+    return protocol::encode_ok(
+        {{"protocol", protocol::kVersion},
+         {"model",
+          {{"path", r.model_path},
+           {"n_vocab", r.n_vocab},
+           {"n_layer", r.n_layer},
+           {"n_embd", r.n_embd},
+           {"context", r.context}}},
+         {"uptime_s", r.uptime_s},
+         {"config", {{"generation", r.config_generation}, {"loaded_at", r.config_loaded_at}}},
+         {"sessions", {{"running", r.running}, {"queued", r.queued}}},
+         {"requests_admitted", r.requests_admitted},
+         {"tokens_generated", r.tokens_generated},
+         {"tokens_per_second", r.tokens_per_second},
+         {"cache",
+          {{"kv_slots", s.slots},
+           {"kv_slots_in_use", s.in_use},
+           {"kv_bytes", r.kv_bytes},
+           {"kv_context", r.context},
+           {"kv_type", r.kv_type},
+           {"prompt_chunk", r.prompt_chunk}}},
+         {"prefix_cache",
+          {{"enabled", r.prefix_cache},
+           {"hits", s.hits},
+           {"misses", s.misses},
+           {"reused_tokens", s.reused_tokens},
+           {"held_tokens", s.held_tokens},
+           {"held_bytes", s.held_bytes}}},
+         {"weight_cache",
+          {{"budget_bytes", wc.budget},
+           {"bytes", wc.bytes},
+           {"entries", wc.entries},
+           {"hits", wc.hits},
+           {"misses", wc.misses},
+           {"evictions", wc.evictions},
+           {"bypasses", wc.bypasses},
+           {"file_bytes_released", wc.released}}},
+         {"memory",
+          {{"file_resident_bytes", m.file_resident},
+           {"weight_cache_bytes", m.cache},
+           {"kv_bytes", m.kv},
+           {"scratch_bytes", m.scratch},
+           {"rss_bytes", m.rss},
+           {"peak_rss_bytes", m.peak_rss},
+           {"planned_bytes", r.planned_bytes}}}});
 }
 
 } // namespace
@@ -269,17 +331,24 @@ void ingress_actor(caf::blocking_actor* self, std::shared_ptr<zmq::socket_t> soc
     std::mt19937_64 seeds(std::random_device{}());
     bool running = true;
 
-    // Asks another actor and waits for its answer (a reply frame, as JSON text).
-    auto ask = [&](const caf::actor& who, auto... args) {
-        std::string reply;
+    // Asks another actor and waits for its answer, of type T (the publisher's replay: a reply
+    // frame as JSON text; the scheduler's: values), or an error to reply with.
+    auto ask = [&](auto type, const caf::actor& who, auto... args) {
+        using T = typename decltype(type)::type;
+        std::variant<T, std::string> out;
         self->request(who, caf::infinite, args...)
-            .receive([&](std::string& r) { reply = std::move(r); },
+            .receive([&](T& r) { out.template emplace<0>(std::move(r)); },
                      [&](caf::error& e) {
-                         reply =
-                             error_reply(protocol::ErrorCode::Internal, self->system().render(e));
+                         out.template emplace<1>(error_reply(protocol::ErrorCode::Internal,
+                                                             self->system().render(e)));
                      });
-        return reply;
+        return out;
     };
+    auto reply_of = [](auto&& answered, auto encode) -> std::string {
+        if (answered.index() == 1) return std::get<1>(answered);
+        return encode(std::get<0>(answered));
+    };
+
 
     // Whether a scheduler, the current one or one finishing a replaced model's streams, has
     // this stream queued or running.
@@ -338,24 +407,30 @@ void ingress_actor(caf::blocking_actor* self, std::shared_ptr<zmq::socket_t> soc
                            ": " +
                            (g->chat ? std::to_string(g->messages.size()) + " messages"
                                     : nlohmann::json(g->prompt).dump()));
-            return ask(scheduler, admit_atom::value, std::move(setup));
+            return reply_of(ask(As<answer>{}, scheduler, admit_atom::value, std::move(setup)),
+                            [](const answer& a) { return encode_answer(a, true); });
         }
         if (auto* c = std::get_if<protocol::CancelRequest>(&request)) {
             // The stream may run on a model a reload replaced: its scheduler knows it.
-            std::string reply = ask(scheduler, cancel_atom::value, c->id);
+            auto answered = ask(As<answer>{}, scheduler, cancel_atom::value, c->id);
             for (const caf::actor& old : retiring) {
-                if (nlohmann::json::parse(reply).value("ok", false)) break;
-                reply = ask(old, cancel_atom::value, c->id);
+                if (answered.index() == 0 && std::get<0>(answered).ok()) break;
+                answered = ask(As<answer>{}, old, cancel_atom::value, c->id);
             }
-            return reply;
+            return reply_of(answered, [](const answer& a) { return encode_answer(a, false); });
         }
         if (std::holds_alternative<protocol::StatusRequest>(request))
-            return ask(scheduler, status_atom::value);
+            return reply_of(ask(As<status_report>{}, scheduler, status_atom::value),
+                            encode_status);
         const auto& r = std::get<protocol::ReplayRequest>(request);
-        std::string reply = ask(publisher, replay_atom::value, r.id, r.from_seq);
+        auto replayed = ask(As<std::string>{}, publisher, replay_atom::value, r.id, r.from_seq);
+        if (replayed.index() == 1) return std::get<1>(replayed);
+        if (!std::get<0>(replayed).empty()) return std::get<0>(replayed);
         // The publisher knows a stream from its first message on; one still queued is known
         // to its scheduler, and has nothing to replay yet.
-        if (nlohmann::json::parse(reply).value("ok", true) || !known(r.id)) return reply;
+        if (!known(r.id))
+            return error_reply(protocol::ErrorCode::NotFound,
+                               "no stream '" + r.id + "' to replay (unknown or expired)");
         return protocol::encode_ok({{"id", r.id},
                                     {"messages", nlohmann::json::array()},
                                     {"first_available_seq", 0},

@@ -17,6 +17,8 @@ void register_message_types(caf::actor_system_config& cfg) {
     cfg.add_message_type<std::vector<float>>("woolly.floats");
     cfg.add_message_type<std::vector<std::string>>("woolly.strings");
     cfg.add_message_type<health>("woolly.health");
+    cfg.add_message_type<answer>("woolly.answer");
+    cfg.add_message_type<status_report>("woolly.status_report");
 }
 
 } // namespace woolly::actors

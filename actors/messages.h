@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "engine/model/loader.h"
+#include "engine/model/weight_cache.h"
 #include "engine/serve/batch.h"
 #include "engine/serve/slots.h"
 #include "engine/text/chat.h"
@@ -89,6 +91,17 @@ template <class Inspector> typename Inspector::result_type inspect(Inspector& f,
              x.reused_tokens, x.held_tokens, x.held_bytes);
 }
 
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, WeightCacheStats& x) {
+    return f(caf::meta::type_name("weight_cache_stats"), x.hits, x.misses, x.evictions,
+             x.bypasses, x.bytes, x.budget, x.entries, x.released);
+}
+
+template <class Inspector> typename Inspector::result_type inspect(Inspector& f, MemoryUsage& x) {
+    return f(caf::meta::type_name("memory_usage"), x.file_resident, x.cache, x.kv, x.scratch,
+             x.rss, x.peak_rss);
+}
+
 // A step of the batch, going round the executors (engine/serve/batch.h).
 template <class Inspector> typename Inspector::result_type inspect(Inspector& f, Step& x) {
     return f(caf::meta::type_name("step"), x.tokens, x.segments, x.x, x.logits, x.n_logits);
@@ -143,6 +156,47 @@ struct chat_prompt {
 
 template <class Inspector> typename Inspector::result_type inspect(Inspector& f, chat_prompt& x) {
     return f(caf::meta::type_name("chat_prompt"), x.messages);
+}
+
+// The scheduler's answer to admit and cancel: done (id: the stream's), or refused with a
+// protocol error code (protocol::ErrorCode's value) and why. Encoded as JSON by the ingress.
+struct answer {
+    std::string id;
+    int32_t error = -1; // -1: done
+    std::string message;
+    bool ok() const { return error < 0; }
+};
+
+template <class Inspector> typename Inspector::result_type inspect(Inspector& f, answer& x) {
+    return f(caf::meta::type_name("answer"), x.id, x.error, x.message);
+}
+
+// What the scheduler reports for `status`, as values; the ingress writes the JSON (SPEC.md).
+struct status_report {
+    std::string model_path;
+    int64_t n_vocab = 0, n_layer = 0, n_embd = 0, context = 0;
+    double uptime_s = 0;
+    uint64_t config_generation = 0;
+    std::string config_loaded_at;
+    int64_t running = 0, queued = 0;
+    uint64_t requests_admitted = 0, tokens_generated = 0;
+    double tokens_per_second = 0;
+    uint64_t kv_bytes = 0;
+    std::string kv_type;
+    int64_t prompt_chunk = 0;
+    bool prefix_cache = false;
+    SlotStats slots;
+    WeightCacheStats weight_cache;
+    MemoryUsage memory;
+    uint64_t planned_bytes = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, status_report& x) {
+    return f(caf::meta::type_name("status_report"), x.model_path, x.n_vocab, x.n_layer, x.n_embd,
+             x.context, x.uptime_s, x.config_generation, x.config_loaded_at, x.running, x.queued,
+             x.requests_admitted, x.tokens_generated, x.tokens_per_second, x.kv_bytes, x.kv_type,
+             x.prompt_chunk, x.prefix_cache, x.slots, x.weight_cache, x.memory, x.planned_bytes);
 }
 
 // The tokenizer's answer: the prompt's tokens, or why there are none.

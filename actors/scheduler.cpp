@@ -167,12 +167,12 @@ caf::behavior scheduler_actor(caf::event_based_actor* self, std::shared_ptr<Runt
             st->owner = owner;
             st->cache = cache;
         },
-        [=](admit_atom, stream_setup& setup) -> std::string {
+        [=](admit_atom, stream_setup& setup) -> answer {
             using protocol::ErrorCode;
             auto refuse = [&](protocol::RequestError error) {
                 log::info("refused " + (setup.id.empty() ? std::string("a request") : setup.id) +
                           ": " + protocol::error_code_name(error.code) + ": " + error.message);
-                return protocol::encode_error(error);
+                return answer{setup.id, int32_t(error.code), error.message};
             };
             if (st->shutting_down || st->draining)
                 return refuse({ErrorCode::ShuttingDown, "the daemon is shutting down"});
@@ -204,7 +204,7 @@ caf::behavior scheduler_actor(caf::event_based_actor* self, std::shared_ptr<Runt
             st->by_id[id] = key;
             st->waiting.push_back(key);
             st->start_waiting();
-            return protocol::encode_ok({{"id", id}, {"topic", protocol::topic_for(id)}});
+            return answer{id, -1, ""};
         },
         // The owner is done with the stream (its final message is going out). With a slot
         // request still out, the session stays, running, until the reply: status never shows
@@ -221,83 +221,53 @@ caf::behavior scheduler_actor(caf::event_based_actor* self, std::shared_ptr<Runt
             st->forget(key);
         },
         [=](known_atom, const std::string& id) -> bool { return st->by_id.count(id) != 0; },
-        [=](cancel_atom, const std::string& id) -> std::string {
+        [=](cancel_atom, const std::string& id) -> answer {
             auto it = st->by_id.find(id);
             // A stream already told to end (cancelled before, or shutting down) is as good as
             // finished: its final message may be out before the owner's ended_atom is here.
             if (it == st->by_id.end() || st->sessions.at(it->second).ending) {
                 const bool finished = st->finished_ids.count(id) != 0 || it != st->by_id.end();
-                return protocol::encode_error({protocol::ErrorCode::NotFound,
-                                               finished ? "stream '" + id + "' has already finished"
-                                                        : "no stream '" + id + "'"});
+                return answer{id, int32_t(protocol::ErrorCode::NotFound),
+                              finished ? "stream '" + id + "' has already finished"
+                                       : "no stream '" + id + "'"};
             }
             end_stream(it->second, st->sessions.at(it->second), "cancelled");
-            return protocol::encode_ok({{"id", id}});
+            return answer{id, -1, ""};
         },
-        [=](status_atom) -> caf::result<std::string> {
-            auto promise = self->make_response_promise<std::string>();
+        [=](status_atom) -> caf::result<status_report> {
+            auto promise = self->make_response_promise<status_report>();
             self->request(st->cache, caf::infinite, stats_atom::value)
                 .then([=](const SlotStats& slots) mutable {
+                    const Runtime& rt = *st->runtime;
                     const auto now = Clock::now();
                     auto busy =
                         st->busy + (st->running > 0 ? now - st->busy_since : Clock::duration{});
                     const double busy_s = std::chrono::duration<double>(busy).count();
-                    const uint64_t tokens = st->runtime->tokens_generated.load();
-                    const auto& hp = st->runtime->model->hparams();
-                    const WeightCacheStats wc = st->runtime->weight_cache
-                                                    ? st->runtime->weight_cache->stats()
-                                                    : WeightCacheStats{};
-                    const MemoryUsage memory =
-                        memory_usage(*st->runtime->model, st->runtime->weight_cache.get(),
-                                     st->runtime->kv->bytes(), st->runtime->scratch_bytes.load());
-                    promise.deliver(protocol::encode_ok(
-                        {{"protocol", protocol::kVersion},
-                         {"model",
-                          {{"path", st->runtime->model_path},
-                           {"n_vocab", hp.n_vocab},
-                           {"n_layer", hp.n_layer},
-                           {"n_embd", hp.n_embd},
-                           {"context", st->runtime->kv->n_ctx()}}},
-                         {"uptime_s", std::chrono::duration<double>(now - st->started).count()},
-                         {"config",
-                          {{"generation", st->live->generation},
-                           {"loaded_at", st->live->loaded_at}}},
-                         {"sessions",
-                          {{"running", st->running}, {"queued", int64_t(st->waiting.size())}}},
-                         {"requests_admitted", st->requests_admitted},
-                         {"tokens_generated", tokens},
-                         {"tokens_per_second", busy_s > 0 ? double(tokens) / busy_s : 0.0},
-                         {"cache",
-                          {{"kv_slots", slots.slots},
-                           {"kv_slots_in_use", slots.in_use},
-                           {"kv_bytes", st->runtime->kv->bytes()},
-                           {"kv_context", st->runtime->kv->n_ctx()},
-                           {"kv_type", type_traits(st->runtime->kv->type()).name},
-                           {"prompt_chunk", st->config.engine.prompt_chunk}}},
-                         {"prefix_cache",
-                          {{"enabled", st->config.engine.prefix_cache},
-                           {"hits", slots.hits},
-                           {"misses", slots.misses},
-                           {"reused_tokens", slots.reused_tokens},
-                           {"held_tokens", slots.held_tokens},
-                           {"held_bytes", slots.held_bytes}}},
-                         {"weight_cache",
-                          {{"budget_bytes", wc.budget},
-                           {"bytes", wc.bytes},
-                           {"entries", wc.entries},
-                           {"hits", wc.hits},
-                           {"misses", wc.misses},
-                           {"evictions", wc.evictions},
-                           {"bypasses", wc.bypasses},
-                           {"file_bytes_released", wc.released}}},
-                         {"memory",
-                          {{"file_resident_bytes", memory.file_resident},
-                           {"weight_cache_bytes", memory.cache},
-                           {"kv_bytes", memory.kv},
-                           {"scratch_bytes", memory.scratch},
-                           {"rss_bytes", memory.rss},
-                           {"peak_rss_bytes", memory.peak_rss},
-                           {"planned_bytes", st->runtime->memory_plan.total()}}}}));
+                    const auto& hp = rt.model->hparams();
+                    status_report r;
+                    r.model_path = rt.model_path;
+                    r.n_vocab = hp.n_vocab;
+                    r.n_layer = hp.n_layer;
+                    r.n_embd = hp.n_embd;
+                    r.context = rt.kv->n_ctx();
+                    r.uptime_s = std::chrono::duration<double>(now - st->started).count();
+                    r.config_generation = st->live->generation;
+                    r.config_loaded_at = st->live->loaded_at;
+                    r.running = st->running;
+                    r.queued = int64_t(st->waiting.size());
+                    r.requests_admitted = st->requests_admitted;
+                    r.tokens_generated = rt.tokens_generated.load();
+                    r.tokens_per_second = busy_s > 0 ? double(r.tokens_generated) / busy_s : 0.0;
+                    r.kv_bytes = rt.kv->bytes();
+                    r.kv_type = type_traits(rt.kv->type()).name;
+                    r.prompt_chunk = st->config.engine.prompt_chunk;
+                    r.prefix_cache = st->config.engine.prefix_cache;
+                    r.slots = slots;
+                    if (rt.weight_cache) r.weight_cache = rt.weight_cache->stats();
+                    r.memory = memory_usage(*rt.model, rt.weight_cache.get(), rt.kv->bytes(),
+                                            rt.scratch_bytes.load());
+                    r.planned_bytes = rt.memory_plan.total();
+                    promise.deliver(std::move(r));
                 });
             return promise;
         },

@@ -118,26 +118,32 @@ def concurrency(d, woolly, model, n, repeats, levels):
           "median (min-max))")
     cli = [cli_rate(woolly, model, n) for _ in range(repeats)]
     print(f"woolly run alone (prompt + generation): {spread(cli)} t/s")
-    print("| streams | total t/s | x one stream | each stream's t/s | TTFT median ms | TTFT worst ms |")
-    print("| --- | --- | --- | --- | --- | --- |")
-    base = None
+    print("total: every token over request sent to last token; generation: tokens after each stream's first "
+          "over first token to last (llama-batched-bench's S_TG)")
+    print("| streams | total t/s | x one stream | generation t/s | x one stream | each stream's t/s | "
+          "TTFT median ms | TTFT worst ms |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    base = gen_base = None
     for k in levels:
-        totals, per_stream, ttfts = [], [], []
+        totals, gens, per_stream, ttfts = [], [], [], []
         for _ in range(repeats):
             started = [d.start(prompt_for(i), n) for i in range(k)]
             times, done = d.collect([s for s, _ in started])
             first_sent = started[0][1]
             last_done = max(t for t, _ in done.values())
             totals.append(sum(len(v) for v in times.values()) / (last_done - first_sent))
+            first_token = min(v[0] for v in times.values())
+            last_token = max(v[-1] for v in times.values())
+            gens.append(sum(len(v) - 1 for v in times.values()) / (last_token - first_token))
             for stream_id, sent in started:
                 t = times[stream_id]
                 ttfts.append((t[0] - sent) * 1000)
                 if len(t) > 1:
                     per_stream.append((len(t) - 1) / (t[-1] - t[0]))
-        total = statistics.median(totals)
-        base = base or total
-        print(f"| {k} | {spread(totals)} | {total / base:.2f} | {spread(per_stream)} | "
-              f"{statistics.median(ttfts):.0f} | {max(ttfts):.0f} |")
+        total, gen = statistics.median(totals), statistics.median(gens)
+        base, gen_base = base or total, gen_base or gen
+        print(f"| {k} | {spread(totals)} | {total / base:.2f} | {spread(gens)} | {gen / gen_base:.2f} | "
+              f"{spread(per_stream)} | {statistics.median(ttfts):.0f} | {max(ttfts):.0f} |")
 
 
 def long_prompt(d, chunk):
@@ -180,10 +186,28 @@ def long_prompt(d, chunk):
     step = statistics.median(before)
     chunk_step = (first_long - long_sent) / chunks  # one step with a chunk in it
     longest = max(during)
+    # The costliest chunk is the last (it attends to the most positions). Its time alone: the
+    # prompt without its last chunk goes into the prefix cache, then the whole prompt computes
+    # only the rest.
+    def alone(text):
+        sid, sent = d.start(text, 1)
+        t, _ = d.collect([sid])
+        return t[sid][0] - sent
+    last_start = (prompt_tokens - 1) // chunk * chunk
+    whole = alone("Then" + " the" * (size - 2))  # cold: no slot begins with "Then"
+    head = "Once" + " the" * (last_start - 3) + " and"  # last_start tokens with BOS
+    alone(head)
+    samples = []
+    for word in ("a", "it", "he"):  # a last chunk no slot holds yet
+        samples.append(alone(head + f" {word}" * (size - last_start)))
+    last_chunk = statistics.median(samples)
     print(f"long prompt: {prompt_tokens} tokens, first token after {(first_long - long_sent) * 1000:.0f} ms "
-          f"({chunks} chunks: {chunk_step * 1000:.1f} ms per step with a chunk)")
-    print(f"running stream: step {step * 1000:.2f} ms (median gap before), longest gap during the prompt "
-          f"{longest * 1000:.1f} ms = {longest / (chunk_step + step):.2f} x (one chunk step + one step)")
+          f"beside the running stream ({chunks} chunks, {chunk_step * 1000:.1f} ms per chunk on average); "
+          f"alone {whole * 1000:.0f} ms, its last chunk alone (prefix kept) {last_chunk * 1000:.1f} ms")
+    print(f"running stream: one step {step * 1000:.2f} ms (median gap before the prompt); gaps during it (ms): "
+          + " ".join(f"{g * 1000:.0f}" for g in during if g > 2 * step))
+    print(f"longest gap {longest * 1000:.1f} ms = {longest / (last_chunk + step):.2f} x (the last chunk "
+          f"alone + one step = {(last_chunk + step) * 1000:.1f} ms)")
 
 
 def prefix(d, n_prefix_words, repeats):
@@ -253,20 +277,22 @@ def main():
     print(f"# woollyd on {os.path.basename(args.model)}")
     config = (f"engine:\n  max_sessions: {max(levels + [2])}\n  prompt_chunk: {args.prompt_chunk}\n"
               f"  prefix_cache: PREFIX\nlimits:\n  queue_depth: 64\n  max_tokens: 8192\n")
-    if "concurrency" in parts or "long" in parts or "overhead" in parts:
+    if "concurrency" in parts or "overhead" in parts:
         d = Daemon(woollyd, args.model, config.replace("PREFIX", "false"), tmp, "plain")
         try:
             if "concurrency" in parts:
                 concurrency(d, woolly, args.model, args.n, args.r, levels)
-            if "long" in parts:
-                long_prompt(d, args.prompt_chunk)
             if "overhead" in parts:
                 overhead(d, woolly, args.model, args.r)
         finally:
             d.stop()
-    if "prefix" in parts:
+    if "prefix" in parts or "long" in parts:
         d = Daemon(woollyd, args.model, config.replace("PREFIX", "true"), tmp, "prefix")
         try:
+            if "long" in parts:
+                long_prompt(d, args.prompt_chunk)
+            if "prefix" not in parts:
+                return
             context = d.client.call({"op": "status"})["model"]["context"]
             prefix(d, min(500, context // 2 - 16), args.r)
         finally:

@@ -15,6 +15,7 @@
 #include "engine/kernels/kernels.h"
 #include "engine/model/loader.h"
 #include "engine/runtime/thread_pool.h"
+#include "engine/serve/batch.h"
 
 namespace woolly::cli {
 namespace {
@@ -63,19 +64,23 @@ std::string cache_text(const WeightCacheStats& c) {
 int bench_command(int argc, char** argv) {
     Args args(
         argc, argv, 2,
-        {"-m", "--model", "-p", "-n", "-r", "-t", "--threads", "--weight-cache", "--cache-type"},
+        {"-m", "--model", "-p", "-n", "-r", "-t", "--threads", "--weight-cache", "--cache-type",
+         "--parallel"},
         {"--json", "--help", "-h", "--no-mmap", "--mlock"});
     if (args.has("--help") || args.has("-h")) {
         std::fputs(
             "usage: woolly bench [-m MODEL] [-p 128,512] [-n 32,128] [-r 5] [-t THREADS]\n"
             "                    [--weight-cache MIB] [--cache-type f16|f32|q8_0] [--no-mmap]\n"
-            "                    [--mlock] [--json]\n"
+            "                    [--mlock] [--parallel 2,4,8] [--json]\n"
             "pp N: a prompt of N random tokens; tg N: N generated tokens. Each test: a warm-up,\n"
             "then -r repetitions from an empty KV cache; mean ± standard deviation in tokens/s.\n"
             "Generation tests also give GB/s of weights read against the read bandwidth\n"
             "measured in the same run. --weight-cache: the budget for repacked weights\n"
             "(default 4096 MiB, 0 = off); its hits, misses and evictions are reported per test.\n"
-            "Memory: the process's peak RSS after each test, and what it holds by part.\n",
+            "Memory: the process's peak RSS after each test, and what it holds by part.\n"
+            "--parallel K: each tg test again with K sequences generating at once, one token\n"
+            "of each per step read against the weights once (woollyd's continuous batching);\n"
+            "t/s is all K sequences' tokens together (tg32 x4).\n",
             stdout);
         return 0;
     }
@@ -85,6 +90,10 @@ int bench_command(int argc, char** argv) {
     const int64_t reps = args.number<int64_t>("-r").value_or(5);
     if (reps < 1 || reps > 1000) throw Error("-r must be between 1 and 1000");
     const bool as_json = args.has("--json");
+    const auto parallel = parse_list(args.get("--parallel").value_or(""), "--parallel");
+    int64_t widest = 1;
+    for (int64_t k : parallel) widest = std::max(widest, k);
+    if (widest > 256) throw Error("--parallel takes at most 256 sequences");
 
     int64_t longest = 1;
     for (int64_t p : prompts) longest = std::max(longest, p);
@@ -106,6 +115,17 @@ int bench_command(int argc, char** argv) {
                          loaded.memory.kv_type);
     const uint64_t bytes_per_token = model->weight_bytes_per_token();
     const uint64_t model_bytes = model->gguf().size();
+    // For --parallel: a KV slot per sequence and a scratch for a step of all of them.
+    std::unique_ptr<KvCachePool> slots;
+    std::unique_ptr<ForwardScratch> step_scratch;
+    if (!parallel.empty()) {
+        slots = std::make_unique<KvCachePool>(hp.n_layer, longest, hp.n_head_kv, hp.head_dim,
+                                              widest, loaded.memory.kv_type);
+        step_scratch = std::make_unique<ForwardScratch>(*model, longest, &pool, widest,
+                                                        loaded.cache.get());
+    }
+    Step step;
+    StepScratch step_buffers;
     std::mt19937 rng(1234);
     std::uniform_int_distribution<int32_t> random_token(0, int32_t(hp.n_vocab - 1));
 
@@ -124,6 +144,26 @@ int bench_command(int argc, char** argv) {
         return double(count) / std::chrono::duration<double>(Clock::now() - start).count();
     };
 
+    // Tokens/s of k sequences generating `count` random tokens each, one step per position.
+    auto run_parallel = [&](int64_t count, int64_t k) {
+        step.clear();
+        for (int64_t i = 0; i < k; ++i) {
+            step.segments.push_back({uint64_t(i), int32_t(i), 0, 1, int32_t(i)});
+            step.tokens.push_back(0);
+        }
+        step.n_logits = int32_t(k);
+        const auto start = Clock::now();
+        for (int64_t pos = 0; pos < count; ++pos) {
+            for (int64_t i = 0; i < k; ++i) {
+                step.segments[size_t(i)].pos = int32_t(pos);
+                step.tokens[size_t(i)] = random_token(rng);
+            }
+            run_step(*model, *slots, 0, hp.n_layer, step, *step_scratch, step_buffers);
+        }
+        return double(count * k) /
+               std::chrono::duration<double>(Clock::now() - start).count();
+    };
+
     if (!as_json) {
         std::printf(
             "model %s: %.1f MiB, %lld layers, n_embd %lld, vocab %lld; kernels %s; %lld threads\n",
@@ -139,9 +179,9 @@ int bench_command(int argc, char** argv) {
                                           context.scratch_bytes()))
                         .c_str());
         std::printf(
-            "| test   | t/s                  | GB/s of weights | of roofline | weight cache: "
+            "| test      | t/s                  | GB/s of weights | of roofline | weight cache: "
             "hits misses evictions bypasses, MiB held | peak RSS MiB |\n");
-        std::printf("| ------ | -------------------- | --------------- | ----------- | "
+        std::printf("| --------- | -------------------- | --------------- | ----------- | "
                     "--------------------------------------------- | ------------ |\n");
     }
     // Weight-cache counters of one test (warm-up included): the difference of two snapshots.
@@ -156,12 +196,15 @@ int bench_command(int argc, char** argv) {
         before = now;
         return d;
     };
-    auto report = [&](const std::string& test, const Stats& s, bool generation) {
+    // tokens_per_step: the weights are read once for that many tokens (--parallel).
+    auto report = [&](const std::string& test, const Stats& s, bool generation,
+                      int64_t tokens_per_step = 1) {
         const WeightCacheStats cache = cache_delta();
         const MemoryUsage memory =
             memory_usage(*model, weight_cache, context.kv_bytes(), context.scratch_bytes());
         const double peak_mib = double(memory.peak_rss) / 1048576.0;
-        const double gbs = generation ? s.mean * double(bytes_per_token) / 1e9 : 0.0;
+        const double gbs =
+            generation ? s.mean / double(tokens_per_step) * double(bytes_per_token) / 1e9 : 0.0;
         if (as_json) {
             nlohmann::json line = {{"test", test},
                                    {"tokens_per_second", s.mean},
@@ -194,12 +237,12 @@ int bench_command(int argc, char** argv) {
             }
             std::printf("%s\n", line.dump().c_str());
         } else if (generation) {
-            std::printf("| %-6s | %9.1f ± %-8.1f | %15.2f | %10.1f%% | %s | %12.1f |\n",
+            std::printf("| %-9s | %9.1f ± %-8.1f | %15.2f | %10.1f%% | %s | %12.1f |\n",
                         test.c_str(), s.mean, s.stddev, gbs,
                         bandwidth > 0 ? 100.0 * gbs / bandwidth : 0.0, cache_text(cache).c_str(),
                         peak_mib);
         } else {
-            std::printf("| %-6s | %9.1f ± %-8.1f | %15s | %11s | %s | %12.1f |\n", test.c_str(),
+            std::printf("| %-9s | %9.1f ± %-8.1f | %15s | %11s | %s | %12.1f |\n", test.c_str(),
                         s.mean, s.stddev, "", "", cache_text(cache).c_str(), peak_mib);
         }
         std::fflush(stdout);
@@ -215,6 +258,12 @@ int bench_command(int argc, char** argv) {
         std::vector<double> tps;
         for (int64_t r = 0; r < reps; ++r) tps.push_back(run(n, false));
         report("tg" + std::to_string(n), stats_of(tps), true);
+        for (int64_t k : parallel) {
+            run_parallel(n, k);
+            std::vector<double> ktps;
+            for (int64_t r = 0; r < reps; ++r) ktps.push_back(run_parallel(n, k));
+            report("tg" + std::to_string(n) + " x" + std::to_string(k), stats_of(ktps), true, k);
+        }
     }
     return 0;
 }
