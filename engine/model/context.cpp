@@ -301,7 +301,11 @@ void compute_logits(const LlamaModel& model, const float* x, const int64_t* rows
         rmsnorm(s.xb_.data() + i * hp.n_embd, x + rows[i] * hp.n_embd, model.output_norm.data(),
                 hp.n_embd, hp.rms_eps);
     s.input_.set(s.xb_.data(), hp.n_embd, m);
-    matmul(model.output, s.input_, logits, s.pool_, s.cache_);
+    // The head takes a few rows (one per sequence of a step), never a prompt: it reads the form
+    // generation reads, and a form only prompts read (Q6_K's x16) is neither built nor held for
+    // it (Model::for_each_matrix counts the head as not batched).
+    WeightCache* cache = WeightCache::reads_x16(model.output, false) ? s.cache_ : nullptr;
+    matmul(model.output, s.input_, logits, s.pool_, cache);
 }
 
 void compute_logits(const LlamaModel& model, const float* x, float* logits, ForwardScratch& s) {
