@@ -1,6 +1,7 @@
 // generation.h — turning logits into a stream of tokens and text (TokenStream: sampling, stop
 // rules, whole-UTF-8 text), and Generation, which drives a LlamaContext with it. TokenStream is
-// what the daemon's sampler actor holds per session; Generation is what `woolly run` uses.
+// what the daemon's batcher (engine/serve/batch.h) holds per session; Generation is what
+// `woolly run` uses.
 #pragma once
 
 #include <cstdint>
