@@ -219,32 +219,6 @@ void publisher_actor(caf::blocking_actor* self, zmq::context_t* context,
 
 namespace {
 
-// Turns a decoded generate request into the engine's parameters, applying the daemon's
-// defaults, and checks them as the engine will.
-std::optional<protocol::RequestError> make_setup(const protocol::GenerateRequest& r,
-                                                 const config::DaemonConfig& config,
-                                                 stream_setup& setup, std::mt19937_64& seeds) {
-    setup.id = r.id;
-    GenerationParams& p = setup.params;
-    p.max_tokens = int32_t(r.max_tokens.value_or(config.limits.default_max_tokens));
-    const auto& d = config.sampling;
-    p.sampling.temperature = float(r.temperature.value_or(d.temperature));
-    p.sampling.top_k = int32_t(r.top_k.value_or(d.top_k));
-    p.sampling.top_p = float(r.top_p.value_or(d.top_p));
-    p.sampling.min_p = float(r.min_p.value_or(d.min_p));
-    p.sampling.repeat_penalty = float(r.repeat_penalty.value_or(d.repeat_penalty));
-    p.sampling.repeat_last_n = int32_t(r.repeat_last_n.value_or(d.repeat_last_n));
-    p.sampling.seed = r.seed ? *r.seed : seeds();
-    p.stop = r.stop;
-    // The engine's own checks (stop strings valid UTF-8, ...) as a bad request.
-    try {
-        p.validate();
-    } catch (const std::exception& e) {
-        return protocol::RequestError{protocol::ErrorCode::BadRequest, e.what()};
-    }
-    return std::nullopt;
-}
-
 // A type to ask for (ask's first argument).
 template <class T> struct As {
     using type = T;
@@ -324,6 +298,14 @@ void ingress_actor(caf::blocking_actor* self, std::shared_ptr<zmq::socket_t> soc
         protocol::DecodeLimits limits;
         limits.max_request_bytes = size_t(c.limits.max_request_bytes);
         limits.max_tokens = c.limits.max_tokens;
+        limits.defaults.max_tokens = int32_t(c.limits.default_max_tokens);
+        SamplingParams& d = limits.defaults.sampling;
+        d.temperature = c.sampling.temperature;
+        d.top_k = int32_t(c.sampling.top_k);
+        d.top_p = c.sampling.top_p;
+        d.min_p = c.sampling.min_p;
+        d.repeat_penalty = c.sampling.repeat_penalty;
+        d.repeat_last_n = int32_t(c.sampling.repeat_last_n);
         return limits;
     };
     protocol::DecodeLimits limits = decode_limits(config);
@@ -372,8 +354,9 @@ void ingress_actor(caf::blocking_actor* self, std::shared_ptr<zmq::socket_t> soc
         auto& request = std::get<protocol::Request>(decoded);
         if (auto* g = std::get_if<protocol::GenerateRequest>(&request)) {
             stream_setup setup;
-            if (auto error = make_setup(*g, config, setup, seeds))
-                return protocol::encode_error(*error);
+            setup.id = g->id;
+            setup.params = std::move(g->params);
+            if (!g->seed_given) setup.params.sampling.seed = seeds();
             std::string failure;
             bool bad_request = false;
             auto take = [&](tokenized& t) {

@@ -1,6 +1,7 @@
 // protocol.cpp — strict decoding of woolly/1 requests and encoding of replies and messages.
 #include "protocol.h"
 
+#include <cfloat>
 #include <charconv>
 #include <cmath>
 #include <set>
@@ -45,7 +46,8 @@ struct Fields {
         }
         return value;
     }
-    std::optional<double> number(const char* name, double min, double max, bool min_open) {
+    // A number a float holds (its range is the engine's to check).
+    std::optional<double> number(const char* name) {
         const json* v = get(name);
         if (!v) return std::nullopt;
         if (!v->is_number()) {
@@ -53,9 +55,8 @@ struct Fields {
             return std::nullopt;
         }
         const double value = v->get<double>();
-        if (!std::isfinite(value) || value > max || value < min || (min_open && value == min)) {
-            fail(std::string("'") + name + "' must be in " + (min_open ? "(" : "[") +
-                 std::to_string(min) + ", " + std::to_string(max) + "]");
+        if (!std::isfinite(value) || std::fabs(value) > double(FLT_MAX)) {
+            fail(std::string("'") + name + "' is out of range");
             return std::nullopt;
         }
         return value;
@@ -216,20 +217,26 @@ std::variant<Request, RequestError> decode_request(std::string_view frame,
             return RequestError{ErrorCode::TooLarge, "'max_tokens' exceeds the limit of " +
                                                          std::to_string(limits.max_tokens)};
         }
-        r.max_tokens = f.integer("max_tokens", 0, limits.max_tokens);
-        r.temperature = f.number("temperature", 0.0, 100.0, false);
-        r.top_k = f.integer("top_k", 0, INT32_MAX);
-        r.top_p = f.number("top_p", 0.0, 1.0, true);
-        r.min_p = f.number("min_p", 0.0, 1.0, false);
-        r.repeat_penalty = f.number("repeat_penalty", 0.0, 100.0, true);
-        r.repeat_last_n = f.integer("repeat_last_n", 0, 1 << 20);
+        // Types here; ranges are the engine's (GenerationParams::validate), checked once below.
+        GenerationParams& p = r.params = limits.defaults;
+        if (auto v = f.integer("max_tokens", 0, limits.max_tokens)) p.max_tokens = int32_t(*v);
+        if (auto v = f.number("temperature")) p.sampling.temperature = float(*v);
+        if (auto v = f.integer("top_k", INT32_MIN, INT32_MAX)) p.sampling.top_k = int32_t(*v);
+        if (auto v = f.number("top_p")) p.sampling.top_p = float(*v);
+        if (auto v = f.number("min_p")) p.sampling.min_p = float(*v);
+        if (auto v = f.number("repeat_penalty")) p.sampling.repeat_penalty = float(*v);
+        if (auto v = f.integer("repeat_last_n", INT32_MIN, INT32_MAX))
+            p.sampling.repeat_last_n = int32_t(*v);
         if (const json* seed = f.get("seed")) {
-            if (seed->is_number_unsigned())
-                r.seed = seed->get<uint64_t>();
-            else
+            if (seed->is_number_unsigned()) {
+                p.sampling.seed = seed->get<uint64_t>();
+                r.seed_given = true;
+            } else {
                 f.fail("'seed' must be a non-negative integer");
+            }
         }
         if (const json* stop = f.get("stop")) {
+            p.stop.clear();
             if (!stop->is_array()) {
                 f.fail("'stop' must be an array of strings");
             } else if (stop->size() > limits.max_stop_strings) {
@@ -243,8 +250,15 @@ std::variant<Request, RequestError> decode_request(std::string_view frame,
                                std::to_string(limits.max_stop_bytes) + " bytes");
                         break;
                     }
-                    r.stop.push_back(s.get<std::string>());
+                    p.stop.push_back(s.get<std::string>());
                 }
+            }
+        }
+        if (!f.error) {
+            try {
+                p.validate();
+            } catch (const std::exception& e) {
+                f.fail(e.what());
             }
         }
         if (f.error) return *f.error;

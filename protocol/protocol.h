@@ -11,6 +11,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "engine/text/generation.h"
+
 namespace woolly::protocol {
 
 inline constexpr const char* kVersion = "woolly/1";
@@ -30,9 +32,9 @@ struct DecodeLimits {
     int64_t max_tokens = 4096; // the largest max_tokens a request may ask for
     size_t max_stop_strings = 16;
     size_t max_stop_bytes = 256;
+    GenerationParams defaults; // what a generate request gets for a field it does not give
 };
 
-// Sampling fields as the client gave them; absent ones take the daemon's defaults.
 // One turn of a conversation (the daemon applies the model's chat template to them).
 struct ChatTurn {
     std::string role; // system, user or assistant
@@ -44,15 +46,10 @@ struct GenerateRequest {
     std::string prompt; // exactly one of prompt and messages is given
     std::vector<ChatTurn> messages;
     bool chat = false; // messages were given
-    std::optional<int64_t> max_tokens;
-    std::optional<double> temperature;
-    std::optional<int64_t> top_k;
-    std::optional<double> top_p;
-    std::optional<double> min_p;
-    std::optional<double> repeat_penalty;
-    std::optional<int64_t> repeat_last_n;
-    std::optional<uint64_t> seed;
-    std::vector<std::string> stop;
+    // The engine's parameters: the request's fields over DecodeLimits::defaults, checked by
+    // GenerationParams::validate (the one range check).
+    GenerationParams params;
+    bool seed_given = false; // without a seed the daemon draws one
 };
 struct CancelRequest {
     std::string id;

@@ -24,10 +24,23 @@ TEST_CASE("well-formed requests decode with their fields") {
     const auto& g = std::get<GenerateRequest>(std::get<Request>(r));
     CHECK(g.prompt == "hi");
     CHECK(g.id == "a-1_B");
-    CHECK(g.max_tokens == 5);
-    CHECK(g.temperature == 0.0);
-    CHECK(g.seed == UINT64_MAX);
-    CHECK(g.stop == std::vector<std::string>{"x", "yz"});
+    CHECK(g.params.max_tokens == 5);
+    CHECK(g.params.sampling.temperature == 0.0f);
+    CHECK(g.params.sampling.top_k == 3);
+    CHECK(g.params.sampling.top_p == 0.5f);
+    CHECK(g.params.sampling.repeat_last_n == 8);
+    CHECK(g.params.sampling.seed == UINT64_MAX);
+    CHECK(g.seed_given);
+    CHECK(g.params.stop == std::vector<std::string>{"x", "yz"});
+    // A field not given takes the defaults handed to the decoder (the daemon's config).
+    DecodeLimits limits;
+    limits.defaults.sampling.top_k = 7;
+    limits.defaults.max_tokens = 9;
+    auto d = decode_request(R"({"op":"generate","prompt":"hi"})", limits);
+    const auto& dg = std::get<GenerateRequest>(std::get<Request>(d));
+    CHECK(dg.params.sampling.top_k == 7);
+    CHECK(dg.params.max_tokens == 9);
+    CHECK_FALSE(dg.seed_given);
     CHECK(code_of(R"({"op":"cancel","id":"abc"})") == "ok");
     CHECK(code_of(R"({"op":"status"})") == "ok");
     auto replay = decode_request(R"({"op":"replay","id":"abc","from_seq":7})", {});
