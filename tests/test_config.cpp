@@ -39,6 +39,24 @@ TEST_CASE("engine.kv_cache_type takes f16, f32 or q8_0, and threads no negative 
     CHECK(error_of("threads: -1\n").find("w.yaml:1: key 'threads'") == 0);
 }
 
+TEST_CASE("engine.prompt_chunk is 1 to 4096 tokens; engine.prefix_cache true or false") {
+    const DaemonConfig d;
+    CHECK(d.engine.prompt_chunk == 128);
+    CHECK(d.engine.prefix_cache);
+    const DaemonConfig c =
+        parse_config("engine:\n  prompt_chunk: 32\n  prefix_cache: false\n", "w.yaml");
+    CHECK(c.engine.prompt_chunk == 32);
+    CHECK(!c.engine.prefix_cache);
+    CHECK(error_of("engine:\n  prompt_chunk: 0\n").find("w.yaml:2: key 'engine.prompt_chunk'") ==
+          0);
+    CHECK(error_of("engine:\n  max_sessions: 2\n  prefix_cache: maybe\n") ==
+          "w.yaml:3: key 'engine.prefix_cache': expected true or false, got 'maybe'");
+    // The effective config prints them.
+    const std::string yaml = to_yaml(c);
+    CHECK(yaml.find("prompt_chunk: 32") != std::string::npos);
+    CHECK(yaml.find("prefix_cache: false") != std::string::npos);
+}
+
 TEST_CASE("engine.mmap and engine.mlock take true or false") {
     const DaemonConfig d;
     CHECK(d.engine.mmap);
