@@ -389,6 +389,15 @@ def test_batched_streams_match_run():
         assert after["reused_tokens"] > before["reused_tokens"] + 10, (before, after)
     finally:
         d.stop()
+    # Two layer executors: up to two steps in flight, each with its own sessions.
+    d = Daemon("engine:\n  layer_executors: 2\n  max_sessions: 4\n  prompt_chunk: 5\n")
+    try:
+        jobs = [(prompts[i % len(prompts)], 30 + 11 * i) for i in range(4)]
+        for (prompt, n), messages in zip(jobs, serve_staggered(d, "lx", jobs)):
+            check_gap_free(messages)
+            assert [m["token"] for m in messages if "token" in m] == run_tokens(prompt, n), (prompt, n)
+    finally:
+        d.stop()
     # Without the prefix cache: nothing is reused or held, and the tokens are the same.
     d = Daemon("engine:\n  prefix_cache: false\n")
     try:
