@@ -10,7 +10,7 @@ same model, prompt length and token count in one run:
   prefix       time to first token of a request whose first 512 tokens an earlier request
                had, against a cold one (engine.prefix_cache);
   overhead     microseconds the daemon adds per token: 1/end-to-end - 1/engine (woolly bench
-               tg128 with the daemon's threads), one stream (run it on the bundled model).
+               tgN with N the stream's tokens), one stream (run it on the bundled model).
 
 usage: daemon_bench.py [--build DIR] [--model FILE] [-n 64] [-r 3] [--streams 1,2,4,8]
                        [--parts concurrency,long,prefix,overhead] [--prompt-chunk 128]
@@ -244,7 +244,8 @@ def overhead(d, woolly, model, repeats, n=256):
     print("\n## per-token cost of the daemon (one stream, greedy)")
     engine = []
     for threads in ("1", "2"):
-        out = subprocess.run([woolly, "bench", "-m", model, "-p", "0", "-n", "128", "-r", str(repeats), "-t",
+        # As many tokens as the stream below: attention's cost grows with the position.
+        out = subprocess.run([woolly, "bench", "-m", model, "-p", "0", "-n", str(n), "-r", str(repeats), "-t",
                               threads, "--json"], capture_output=True, text=True, check=True)
         rows = [json.loads(l) for l in out.stdout.splitlines() if l.startswith("{")]
         engine.append((threads, max(r.get("t_s", r.get("tokens_per_second", 0)) for r in rows)))
@@ -266,7 +267,7 @@ def overhead(d, woolly, model, repeats, n=256):
             t.append(now)
         e2e.append((len(t) - 1) / (t[-1] - t[0]))
     best = statistics.median(e2e)
-    print(f"engine (woolly bench tg128, {threads} threads): {rate:.0f} t/s; end to end at a subscriber: "
+    print(f"engine (woolly bench tg{n}, {threads} threads): {rate:.0f} t/s; end to end at a subscriber: "
           f"{spread(e2e)} t/s")
     print(f"added per token: {1e6 * (1 / best - 1 / rate):.1f} us (median run)")
 
