@@ -155,10 +155,11 @@ void publisher_actor(caf::blocking_actor* self, zmq::context_t* context,
             ++current.first_seq;
         }
     };
+    std::string topic; // the frame being sent, its memory kept from one message to the next
     self->receive_while(running)(
         [&](publish_atom, outgoing_batch& batch) {
             for (outgoing& m : batch) {
-                const std::string topic = protocol::topic_for(m.id);
+                topic.assign(protocol::kTopicPrefix).append(m.id); // protocol::topic_for(m.id)
                 // PUB never blocks: past the high-water mark a subscriber misses messages, and
                 // the gap in seq tells it to ask for a replay.
                 socket->send(zmq::buffer(topic),

@@ -1,11 +1,12 @@
-// test_allocations.cpp — steady-state generation allocates nothing: a global operator new hook
-// counts heap allocations while 32 tokens are generated.
+// test_allocations.cpp — steady-state generation allocates nothing, alone or batched: a global
+// operator new hook counts heap allocations while 32 tokens (or steps) are generated.
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include <atomic>
 #include <cstdlib>
 #include <new>
 
 #include "engine/model/context.h"
+#include "engine/serve/batch.h"
 #include "engine/text/generation.h"
 #include "test_support.h"
 
@@ -84,4 +85,39 @@ TEST_CASE("generating 32 tokens allocates nothing after the prompt") {
         CHECK(steps == 32);
         CHECK(allocations == 0);
     }
+}
+
+TEST_CASE("steps of four batched sequences allocate nothing once their prompts are read") {
+    auto model = LlamaModel::load(test::bundled_model());
+    Vocab vocab(model->gguf());
+    const LlamaHyperParams& hp = model->hparams();
+    constexpr int64_t kSlots = 4, kChunk = 8, kContext = 256;
+    KvCachePool kv(hp.n_layer, kContext, hp.n_head_kv, hp.head_dim, kSlots, TensorType::F16);
+    Batcher batcher(vocab, kContext, kChunk);
+    ForwardScratch scratch(*model, kContext, nullptr, Batcher::max_step_tokens(kChunk, kSlots));
+    StepScratch buffers;
+    Step step;
+    std::vector<BatchEvent> events;
+    const char* prompts[] = {"Once upon a time", "The little dog", "Lily and Tom went to the park",
+                             "A cat"};
+    for (int i = 0; i < kSlots; ++i) {
+        GenerationParams params;
+        params.max_tokens = 100;
+        params.sampling.temperature = i % 2 ? 0.8f : 0.0f;
+        params.sampling.repeat_penalty = 1.1f;
+        params.sampling.seed = uint64_t(i);
+        batcher.open(uint64_t(i), vocab.tokenize(prompts[i], true), params);
+        batcher.start(uint64_t(i), i, 0);
+    }
+    auto one_step = [&] {
+        REQUIRE(batcher.plan(step));
+        run_step(*model, kv, 0, hp.n_layer, step, scratch, buffers);
+        batcher.finish(step, events);
+        for (const BatchEvent& e : events) REQUIRE(e.kind == BatchEvent::Kind::Token);
+    };
+    for (int i = 0; i < 8; ++i) one_step(); // the prompts, then first-use paths
+    REQUIRE(step.segments.size() == size_t(kSlots));
+    const long before = g_allocations.load();
+    for (int i = 0; i < 32; ++i) one_step();
+    CHECK(g_allocations.load() - before == 0);
 }
