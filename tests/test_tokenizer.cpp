@@ -107,7 +107,9 @@ std::unique_ptr<GgufFile> vocab_file(const std::string& model,
     if (more) more(w);
     const std::string path = test::temp_path("vocab.gguf");
     w.write_file(path);
-    return GgufFile::open(path);
+    auto file = GgufFile::open(path);
+    std::filesystem::remove(path); // the mapping stays; the next file gets a new inode
+    return file;
 }
 
 } // namespace
