@@ -300,13 +300,7 @@ void ingress_actor(caf::blocking_actor* self, std::shared_ptr<zmq::socket_t> soc
         limits.max_request_bytes = size_t(c.limits.max_request_bytes);
         limits.max_tokens = c.limits.max_tokens;
         limits.defaults.max_tokens = int32_t(c.limits.default_max_tokens);
-        SamplingParams& d = limits.defaults.sampling;
-        d.temperature = c.sampling.temperature;
-        d.top_k = int32_t(c.sampling.top_k);
-        d.top_p = c.sampling.top_p;
-        d.min_p = c.sampling.min_p;
-        d.repeat_penalty = c.sampling.repeat_penalty;
-        d.repeat_last_n = int32_t(c.sampling.repeat_last_n);
+        limits.defaults.sampling = config::sampling_params(c);
         return limits;
     };
     protocol::DecodeLimits limits = decode_limits(config);

@@ -6,6 +6,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <cfloat>
 #include <charconv>
 #include <fstream>
 #include <functional>
@@ -131,8 +132,9 @@ Schema schema_for(DaemonConfig& c) {
     s.ints = {
         {"threads", {&c.threads, 0, 256}},
         {"shutdown_grace_seconds", {&c.shutdown_grace_seconds, 0, 3600}},
-        {"sampling.top_k", {&c.sampling.top_k, 0, 1 << 20}},
-        {"sampling.repeat_last_n", {&c.sampling.repeat_last_n, -1, 1 << 24}},
+        // The sampling section's ranges are the engine's (SamplingParams::validate, below).
+        {"sampling.top_k", {&c.sampling.top_k, INT32_MIN, INT32_MAX}},
+        {"sampling.repeat_last_n", {&c.sampling.repeat_last_n, INT32_MIN, INT32_MAX}},
         {"engine.layer_executors", {&c.engine.layer_executors, 1, 64}},
         {"engine.context", {&c.engine.context, 0, 1 << 24}},
         {"engine.max_sessions", {&c.engine.max_sessions, 1, 1024}},
@@ -151,10 +153,10 @@ Schema schema_for(DaemonConfig& c) {
                {"engine.mlock", &c.engine.mlock},
                {"engine.prefix_cache", &c.engine.prefix_cache},
                {"security.allow_plaintext", &c.security.allow_plaintext}};
-    s.reals = {{"sampling.temperature", {&c.sampling.temperature, 0.0, 100.0}},
-               {"sampling.top_p", {&c.sampling.top_p, 0.0, 1.0}},
-               {"sampling.min_p", {&c.sampling.min_p, 0.0, 1.0}},
-               {"sampling.repeat_penalty", {&c.sampling.repeat_penalty, 0.0, 100.0}}};
+    s.reals = {{"sampling.temperature", {&c.sampling.temperature, -FLT_MAX, FLT_MAX}},
+               {"sampling.top_p", {&c.sampling.top_p, -FLT_MAX, FLT_MAX}},
+               {"sampling.min_p", {&c.sampling.min_p, -FLT_MAX, FLT_MAX}},
+               {"sampling.repeat_penalty", {&c.sampling.repeat_penalty, -FLT_MAX, FLT_MAX}}};
     auto add_sections = [&](const auto& keys) {
         for (const auto& entry : keys)
             if (auto dot = entry.first.find('.'); dot != std::string::npos)
@@ -198,6 +200,17 @@ bool leaves_machine(std::string_view e) {
     if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
         host = host.substr(1, host.size() - 2);
     return !(host.substr(0, 4) == "127." || host == "localhost" || host == "::1");
+}
+
+SamplingParams sampling_params(const DaemonConfig& c) {
+    SamplingParams p;
+    p.temperature = c.sampling.temperature;
+    p.top_k = int32_t(c.sampling.top_k);
+    p.top_p = c.sampling.top_p;
+    p.min_p = c.sampling.min_p;
+    p.repeat_penalty = c.sampling.repeat_penalty;
+    p.repeat_last_n = int32_t(c.sampling.repeat_last_n);
+    return p;
 }
 
 void validate(const DaemonConfig& c, const std::string& name) {
@@ -272,15 +285,25 @@ DaemonConfig parse_config(std::string_view text, const std::string& name) {
                 }
                 if (auto real = schema.reals.find(full); real != schema.reals.end()) {
                     read_real(name, full, sub.second, real->second);
-                    continue;
-                }
-                auto found = schema.ints.find(full);
-                if (found == schema.ints.end()) {
+                } else if (auto found = schema.ints.find(full); found != schema.ints.end()) {
+                    read_int(name, full, sub.second, found->second);
+                } else {
                     throw ConfigError(where(name, sub.first) + ": unknown key '" + full +
                                       "' (expected one of: " + known_keys(it->second) + ")");
                 }
-                read_int(name, full, sub.second, found->second);
+                // Request defaults: a value the engine would refuse in every request is refused
+                // here, by the engine's own check (each parameter is checked on its own, so the
+                // one just read is the one at fault).
+                if (key == "sampling") {
+                    try {
+                        sampling_params(config).validate();
+                    } catch (const std::exception& e) {
+                        throw ConfigError(where(name, sub.second) + ": key '" + full +
+                                          "': " + e.what());
+                    }
+                }
             }
+
         } else {
             throw ConfigError(where(name, entry.first) + ": unknown key '" + key +
                               "' (expected one of: " + known_keys(top) + ")");

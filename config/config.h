@@ -42,7 +42,8 @@ struct DaemonConfig {
         int64_t default_max_tokens = 256;    // when a request does not say
         int64_t max_request_bytes = 1 << 20; // a request frame, at most
     } limits;
-    // Defaults for a request that does not say; unset, the engine's (llama.cpp's).
+    // Defaults for a request that does not say; unset, the engine's (llama.cpp's). Their ranges
+    // are SamplingParams::validate's (see sampling_params).
     struct {
         float temperature = SamplingParams{}.temperature;
         int64_t top_k = SamplingParams{}.top_k;
@@ -85,5 +86,8 @@ std::string endpoint_problem(std::string_view endpoint);
 bool leaves_machine(std::string_view endpoint);
 // Checks ranges and endpoints of a config built from flags; throws ConfigError.
 void validate(const DaemonConfig& config, const std::string& name);
+// The sampling section as the engine's parameters (the defaults of a request that does not say);
+// parse_config has checked them with SamplingParams::validate.
+SamplingParams sampling_params(const DaemonConfig& config);
 
 } // namespace woolly::config

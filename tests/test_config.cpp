@@ -39,6 +39,50 @@ TEST_CASE("engine.kv_cache_type takes f16, f32 or q8_0, and threads no negative 
     CHECK(error_of("threads: -1\n").find("w.yaml:1: key 'threads'") == 0);
 }
 
+TEST_CASE("the sampling defaults take exactly what the engine's sampler takes") {
+    // Each boundary: the config accepts a value if and only if SamplingParams::validate does
+    // (a default the engine refuses would make every request that leaves it out fail).
+    struct Case {
+        const char* key;
+        const char* text;
+    };
+    for (const Case& c : {Case{"top_p", "0"}, Case{"top_p", "1"}, Case{"top_p", "1.5"},
+                          Case{"repeat_penalty", "0"}, Case{"repeat_penalty", "100"},
+                          Case{"repeat_last_n", "-1"}, Case{"repeat_last_n", "1048576"},
+                          Case{"repeat_last_n", "1048577"}, Case{"top_k", "-1"},
+                          Case{"top_k", "0"}, Case{"temperature", "100.5"},
+                          Case{"temperature", "0"}, Case{"min_p", "1"}, Case{"min_p", "-0.1"}}) {
+        INFO(c.key << " = " << c.text);
+        const std::string yaml =
+            std::string("sampling:\n  top_k: 40\n  ") + c.key + ": " + c.text + "\n";
+        std::string config_error;
+        DaemonConfig parsed;
+        try {
+            parsed = parse_config(yaml, "w.yaml");
+        } catch (const ConfigError& e) {
+            config_error = e.what();
+        }
+        DaemonConfig manual;
+        const double v = std::stod(c.text);
+        const std::string key = c.key;
+        if (key == "top_p") manual.sampling.top_p = float(v);
+        if (key == "repeat_penalty") manual.sampling.repeat_penalty = float(v);
+        if (key == "repeat_last_n") manual.sampling.repeat_last_n = int64_t(v);
+        if (key == "top_k") manual.sampling.top_k = int64_t(v);
+        if (key == "temperature") manual.sampling.temperature = float(v);
+        if (key == "min_p") manual.sampling.min_p = float(v);
+        bool engine_accepts = true;
+        try {
+            sampling_params(manual).validate();
+        } catch (const std::exception&) {
+            engine_accepts = false;
+        }
+        CHECK(config_error.empty() == engine_accepts);
+        if (!engine_accepts)
+            CHECK(config_error.find("w.yaml:3: key 'sampling." + key + "': ") == 0);
+    }
+}
+
 TEST_CASE("engine.prompt_chunk is 1 to 4096 tokens; engine.prefix_cache true or false") {
     const DaemonConfig d;
     CHECK(d.engine.prompt_chunk == 128);
