@@ -100,9 +100,8 @@ caf::behavior cache_actor(caf::event_based_actor*, std::shared_ptr<Runtime> runt
     auto table = std::make_shared<SlotTable>(runtime->kv->size(), runtime->kv->position_bytes(),
                                              prefix_cache);
     return {
-        [=](acquire_atom, const std::vector<int32_t>& prompt) -> slot_grant {
-            const SlotTable::Grant grant = table->acquire(prompt);
-            return {grant.slot, grant.reused};
+        [=](acquire_atom, const std::vector<int32_t>& prompt) -> SlotTable::Grant {
+            return table->acquire(prompt);
         },
         [=](release_atom, int32_t slot, std::vector<int32_t>& cached) {
             table->release(slot, std::move(cached));
@@ -151,15 +150,13 @@ struct Executor {
     std::shared_ptr<Runtime> runtime;
     int64_t first = 0, last = 0;
     caf::actor next;                    // the next executor; null: this is the last
-    caf::actor last_executor;           // where a failed step goes (self, for the last)
+    caf::actor last_executor;           // (not the last) where a failed step goes
     std::shared_ptr<ThreadPool> pool;   // its compute threads; the actor's thread is thread 0
     std::unique_ptr<ForwardScratch> scratch;
     StepScratch buffers;
     // The last executor only:
     std::unique_ptr<Streams> streams;
     caf::actor first_executor, publisher, scheduler;
-
-    bool is_last() const { return !next; }
 
     // Runs this executor's layers on the step; false (and `why`) when they could not run.
     bool run(Step& step, std::string& why) {
@@ -342,7 +339,7 @@ caf::behavior executor_actor(caf::event_based_actor* self, std::shared_ptr<Runti
             }
         },
         // The scheduler gave the stream a KV slot (holding its prompt's first tokens, maybe).
-        [=](start_atom, uint64_t key, const slot_grant& grant) {
+        [=](start_atom, uint64_t key, const SlotTable::Grant& grant) {
             try {
                 ex->streams->batcher.start(key, grant.slot, grant.reused);
             } catch (const std::exception& e) {

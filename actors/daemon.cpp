@@ -9,7 +9,6 @@
 #include "protocol/curve.h"
 
 namespace woolly::actors {
-namespace {} // namespace
 
 // A PUSH end connected to a new PULL end (returned), for an actor that waits on sockets.
 static std::shared_ptr<zmq::socket_t> wake_pair(zmq::context_t& context, const std::string& name,
@@ -97,14 +96,14 @@ Service::Pipeline Service::spawn_pipeline(std::shared_ptr<Runtime> runtime) {
             ? config.threads
             : std::max<int64_t>(1, default_thread_count(runtime->model->weight_bytes_per_token()) /
                                        n_exec);
-    caf::actor next;
+    caf::actor next, last_executor; // the last is spawned first
     for (int64_t i = n_exec - 1; i >= 0; --i) {
         ExecutorSetup setup;
         setup.first = n_layer * i / n_exec;
         setup.last = n_layer * (i + 1) / n_exec;
         setup.threads = threads;
         setup.next = next;
-        setup.last_executor = p.executors.back();
+        setup.last_executor = last_executor;
         setup.executors = n_exec;
         setup.prompt_chunk = config.engine.prompt_chunk;
         setup.max_sessions = config.engine.max_sessions;
@@ -112,6 +111,7 @@ Service::Pipeline Service::spawn_pipeline(std::shared_ptr<Runtime> runtime) {
         setup.scheduler = p.scheduler;
         p.executors[size_t(i)] = system_.spawn<caf::detached>(executor_actor, runtime, setup);
         next = p.executors[size_t(i)];
+        if (!last_executor) last_executor = next;
     }
     caf::anon_send(p.scheduler, wire_atom::value, p.executors.back(), p.cache);
     caf::anon_send(p.executors.back(), wire_atom::value, p.executors.front());

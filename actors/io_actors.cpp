@@ -159,7 +159,7 @@ void publisher_actor(caf::blocking_actor* self, zmq::context_t* context,
     self->receive_while(running)(
         [&](publish_atom, outgoing_batch& batch) {
             for (outgoing& m : batch) {
-                topic.assign(protocol::kTopicPrefix).append(m.id); // protocol::topic_for(m.id)
+                protocol::write_topic(topic, m.id);
                 // PUB never blocks: past the high-water mark a subscriber misses messages, and
                 // the gap in seq tells it to ask for a replay.
                 socket->send(zmq::buffer(topic),

@@ -9,7 +9,7 @@ void register_message_types(caf::actor_system_config& cfg) {
     cfg.add_message_type<stream_setup>("woolly.stream_setup");
     cfg.add_message_type<Step>("woolly.step");
     cfg.add_message_type<outgoing_batch>("woolly.outgoing_batch");
-    cfg.add_message_type<slot_grant>("woolly.slot_grant");
+    cfg.add_message_type<SlotTable::Grant>("woolly.slot_grant");
     cfg.add_message_type<SlotStats>("woolly.slot_stats");
     cfg.add_message_type<tokenized>("woolly.tokenized");
     cfg.add_message_type<chat_prompt>("woolly.chat_prompt");

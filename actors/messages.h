@@ -102,6 +102,13 @@ template <class Inspector> typename Inspector::result_type inspect(Inspector& f,
              x.rss, x.peak_rss);
 }
 
+// The cache's answer to an acquisition: a slot (-1: none free) and how many of the prompt's
+// first tokens it holds already.
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, SlotTable::Grant& x) {
+    return f(caf::meta::type_name("slot_grant"), x.slot, x.reused);
+}
+
 // A step of the batch, going round the executors (engine/serve/batch.h).
 template <class Inspector> typename Inspector::result_type inspect(Inspector& f, Step& x) {
     return f(caf::meta::type_name("step"), x.tokens, x.segments, x.x, x.logits, x.n_logits);
@@ -137,17 +144,6 @@ template <class Inspector> typename Inspector::result_type inspect(Inspector& f,
 
 // A step's messages, in order, sent to the publisher at once.
 using outgoing_batch = std::vector<outgoing>;
-
-// The cache's answer to an acquisition: a slot (-1: none free) and how many of the prompt's
-// first tokens it holds already.
-struct slot_grant {
-    int32_t slot = -1;
-    int64_t reused = 0;
-};
-
-template <class Inspector> typename Inspector::result_type inspect(Inspector& f, slot_grant& x) {
-    return f(caf::meta::type_name("slot_grant"), x.slot, x.reused);
-}
 
 // A conversation for the tokenizer to render with the model's chat template.
 struct chat_prompt {

@@ -123,7 +123,7 @@ caf::behavior scheduler_actor(caf::event_based_actor* self, std::shared_ptr<Runt
             self->request(st->cache, caf::infinite, acquire_atom::value,
                           std::move(st->sessions.at(key).prompt))
                 .then(
-                    [=](const slot_grant& grant) {
+                    [=](const SlotTable::Grant& grant) {
                         const int32_t slot = grant.slot;
                         auto it = st->sessions.find(key);
                         if (it == st->sessions.end()) { // cannot happen: ends go via the owner

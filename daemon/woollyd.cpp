@@ -21,6 +21,7 @@
 #include "config/bundled_model.h"
 #include "config/config.h"
 #include "engine/model/loader.h"
+#include "engine/serve/batch.h"
 #include "notify.h"
 
 namespace {
@@ -87,7 +88,8 @@ LoadOptions load_options(const config::DaemonConfig& config) {
     options.memory.cache_budget = uint64_t(config.engine.weight_cache_mib) << 20;
     options.memory.threads = int(config.threads); // 0: the model's default
     options.memory.scratches = config.engine.layer_executors;
-    options.memory.max_batch = config.engine.prompt_chunk + config.engine.max_sessions;
+    options.memory.max_batch =
+        Batcher::max_step_tokens(config.engine.prompt_chunk, config.engine.max_sessions);
     options.mmap = config.engine.mmap;
     options.mlock = config.engine.mlock;
     options.names = {"engine.context", "engine.max_sessions", "engine.kv_cache_type",

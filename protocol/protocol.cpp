@@ -149,8 +149,14 @@ bool is_valid_stream_id(std::string_view id) {
     return true;
 }
 
+void write_topic(std::string& out, std::string_view id) {
+    out.assign(kTopicPrefix).append(id);
+}
+
 std::string topic_for(std::string_view id) {
-    return std::string(kTopicPrefix) + std::string(id);
+    std::string out;
+    write_topic(out, id);
+    return out;
 }
 
 std::variant<Request, RequestError> decode_request(std::string_view frame,

@@ -74,6 +74,8 @@ std::variant<Request, RequestError> decode_request(std::string_view frame,
 // `[A-Za-z0-9_-]{1,64}`
 bool is_valid_stream_id(std::string_view id);
 std::string topic_for(std::string_view id);
+// The same into `out` (replacing what it held; its memory is kept, for the per-token path).
+void write_topic(std::string& out, std::string_view id);
 
 std::string encode_error(const RequestError& error);
 std::string encode_ok(nlohmann::json fields); // {"ok":true, ...fields}

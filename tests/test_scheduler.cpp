@@ -104,7 +104,7 @@ struct Fixture {
     // What the owner was told since the last call: opens (key by id), starts and finishes.
     struct Told {
         std::map<std::string, uint64_t> opened;
-        std::map<uint64_t, slot_grant> started;
+        std::map<uint64_t, SlotTable::Grant> started;
         std::map<uint64_t, std::string> finish; // reason
     };
     Told told() {
@@ -112,8 +112,8 @@ struct Fixture {
         for (caf::message& m : *owner_log) {
             if (m.match_elements<open_atom, uint64_t, stream_setup>()) {
                 t.opened[m.get_as<stream_setup>(2).id] = m.get_as<uint64_t>(1);
-            } else if (m.match_elements<start_atom, uint64_t, slot_grant>()) {
-                t.started[m.get_as<uint64_t>(1)] = m.get_as<slot_grant>(2);
+            } else if (m.match_elements<start_atom, uint64_t, SlotTable::Grant>()) {
+                t.started[m.get_as<uint64_t>(1)] = m.get_as<SlotTable::Grant>(2);
             } else if (m.match_elements<finish_atom, uint64_t, std::string, std::string>()) {
                 t.finish[m.get_as<uint64_t>(1)] = m.get_as<std::string>(2);
             }

@@ -68,7 +68,6 @@ void Batcher::start(uint64_t id, int32_t slot, int64_t reused) {
         throw Error("a reused prefix of " + std::to_string(reused) + " tokens (expected 0 to " +
                     std::to_string(s.prompt.size() - 1) + ")");
     s.slot = slot;
-    s.reused = reused;
     s.cached.assign(s.prompt.begin(), s.prompt.begin() + reused);
     s.started = true;
     s.order = ++started_;

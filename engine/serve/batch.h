@@ -96,7 +96,6 @@ public:
         std::unique_ptr<TokenStream> stream;
         std::vector<TokenId> prompt;
         std::vector<TokenId> cached; // tokens whose keys and values are in the slot, in order
-        int64_t reused = 0;          // of them, how many came with the slot
         int32_t slot = -1;
         TokenId next = -1;      // a sampled token to feed, once the prompt is read
         bool started = false;
