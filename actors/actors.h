@@ -62,6 +62,10 @@ struct ExecutorSetup {
 // when a stream ends.
 caf::behavior executor_actor(caf::event_based_actor* self, std::shared_ptr<Runtime> runtime,
                              ExecutorSetup setup);
+// Binds (unbinds) `endpoint` as config::bind_address resolves it: a host name as its address,
+// IPv6 with ZMQ_IPV6 set. Throws zmq::error_t.
+void bind_endpoint(zmq::socket_t& socket, const std::string& endpoint);
+void unbind_endpoint(zmq::socket_t& socket, const std::string& endpoint);
 // A socket that will be bound for clients: a CURVE server with `curve_secret` (Z85) when that is
 // not empty. Options like these must be set before bind.
 std::shared_ptr<zmq::socket_t> server_socket(zmq::context_t& context, zmq::socket_type type,
@@ -85,9 +89,12 @@ caf::behavior scheduler_actor(caf::event_based_actor* self, std::shared_ptr<Runt
                               std::shared_ptr<const LiveConfig> live);
 // ingress: owns the ROUTER socket; decodes requests and replies. It waits on the ROUTER and
 // `wake` (an inproc PULL socket) at once: a message to it must be followed by a poke on wake.
+// Until (serve_atom, tokenizer, scheduler) every request is answered `loading`, with the
+// progress that (progress_atom, fraction) last gave and the name `loading_model`; after
+// drain_atom (stopped while loading), `shutting_down`.
 void ingress_actor(caf::blocking_actor* self, std::shared_ptr<zmq::socket_t> socket,
                    std::shared_ptr<zmq::socket_t> wake, std::shared_ptr<const LiveConfig> live,
-                   caf::actor tokenizer, caf::actor scheduler, caf::actor publisher);
+                   caf::actor publisher, std::string loading_model);
 
 // woollyd's actors, as its supervisor (the main thread, daemon/woollyd.cpp) drives them: the
 // ingress and the publisher, which own the sockets, and one pipeline (tokenizer, cache,
@@ -97,9 +104,16 @@ void ingress_actor(caf::blocking_actor* self, std::shared_ptr<zmq::socket_t> soc
 class Service {
 public:
     // Binds both sockets (throws std::runtime_error naming the endpoint when one cannot be
-    // bound: a bad or busy endpoint is an error at start-up, not a silent daemon), then spawns.
+    // bound: a bad or busy endpoint is an error at start-up, before the model loads), then
+    // spawns the ingress and the publisher. Until serve(), requests are answered `loading`.
     Service(caf::actor_system& system, zmq::context_t& zmq_context,
-            std::shared_ptr<Runtime> runtime, std::shared_ptr<const LiveConfig> live);
+            std::shared_ptr<const LiveConfig> live, const std::string& loading_model);
+    // The load's progress, for the ingress's `loading` replies.
+    void loading(double fraction);
+    // Stopped while loading: requests get `shutting_down` until the daemon exits.
+    void refuse_while_loading();
+    // The model is loaded: its pipeline serves the requests from now on.
+    void serve(std::shared_ptr<Runtime> runtime);
     ~Service();
     Service(const Service&) = delete;
     Service& operator=(const Service&) = delete;

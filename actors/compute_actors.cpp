@@ -70,15 +70,28 @@ caf::behavior tokenizer_actor(caf::event_based_actor*, std::shared_ptr<Runtime> 
             return out;
         },
         // A conversation: the model's chat template, then its tokens (special tokens parsed).
+        // A request may name a template family instead (`chat_template`).
         [=](tokenize_atom, const chat_prompt& chat) -> tokenized {
             tokenized out;
-            if (!runtime->chat) {
+            std::optional<ChatFormat> named;
+            if (!chat.chat_template.empty()) {
+                try {
+                    named = chat_format(runtime->model->gguf(), *runtime->vocab,
+                                        chat.chat_template);
+                } catch (const std::exception& e) {
+                    out.error = e.what();
+                    out.bad_request = true;
+                    return out;
+                }
+            }
+            const ChatFormat* format = named ? &*named : runtime->chat ? &*runtime->chat : nullptr;
+            if (!format) {
                 out.error = runtime->chat_error;
                 out.bad_request = true;
                 return out;
             }
             try {
-                out.tokens = tokenize_chat(*runtime->vocab, *runtime->chat, chat.messages);
+                out.tokens = tokenize_chat(*runtime->vocab, *format, chat.messages);
             } catch (const std::exception& e) {
                 out.error = e.what(); // the template refused the conversation
                 out.bad_request = true;

@@ -25,7 +25,7 @@ static std::shared_ptr<zmq::socket_t> wake_pair(zmq::context_t& context, const s
 }
 
 Service::Service(caf::actor_system& system, zmq::context_t& zmq_context,
-                 std::shared_ptr<Runtime> runtime, std::shared_ptr<const LiveConfig> live)
+                 std::shared_ptr<const LiveConfig> live, const std::string& loading_model)
     : system_(system), live_(live) {
     const config::DaemonConfig& config = live->config;
     // CurveZMQ: the keys read (a bad file stops the start-up with its reason), and the ZAP
@@ -51,7 +51,7 @@ Service::Service(caf::actor_system& system, zmq::context_t& zmq_context,
     auto router = server_socket(zmq_context, zmq::socket_type::router, server.secret_key);
     router->set(zmq::sockopt::linger, 0);
     try {
-        router->bind(config.requests);
+        bind_endpoint(*router, config.requests);
     } catch (const zmq::error_t& e) {
         throw std::runtime_error("cannot bind requests endpoint " + config.requests + ": " +
                                  e.what());
@@ -59,7 +59,7 @@ Service::Service(caf::actor_system& system, zmq::context_t& zmq_context,
     auto pub = server_socket(zmq_context, zmq::socket_type::pub, server.secret_key);
     pub->set(zmq::sockopt::sndhwm, int(config.publisher.high_water_mark));
     try {
-        pub->bind(config.tokens);
+        bind_endpoint(*pub, config.tokens);
     } catch (const zmq::error_t& e) {
         throw std::runtime_error("cannot bind tokens endpoint " + config.tokens + ": " + e.what());
     }
@@ -67,10 +67,25 @@ Service::Service(caf::actor_system& system, zmq::context_t& zmq_context,
     auto wake = wake_pair(zmq_context, "ingress", this, ingress_wake_);
     publisher_ =
         system.spawn<caf::detached>(publisher_actor, &zmq_context, pub, live, server.secret_key);
-    pipelines_.push_back(spawn_pipeline(runtime));
-    ingress_ =
-        system.spawn<caf::detached>(ingress_actor, router, wake, live, pipelines_.back().tokenizer,
-                                    pipelines_.back().scheduler, publisher_);
+    ingress_ = system.spawn<caf::detached>(ingress_actor, router, wake, live, publisher_,
+                                           loading_model);
+}
+
+void Service::loading(double fraction) {
+    caf::anon_send(ingress_, progress_atom::value, fraction);
+    wake_ingress();
+}
+
+void Service::refuse_while_loading() {
+    caf::anon_send(ingress_, drain_atom::value);
+    wake_ingress();
+}
+
+void Service::serve(std::shared_ptr<Runtime> runtime) {
+    pipelines_.push_back(spawn_pipeline(std::move(runtime)));
+    caf::anon_send(ingress_, serve_atom::value, pipelines_.back().tokenizer,
+                   pipelines_.back().scheduler);
+    wake_ingress();
 }
 
 Service::~Service() {

@@ -54,17 +54,27 @@ std::shared_ptr<zmq::socket_t> server_socket(zmq::context_t& context, zmq::socke
     return socket;
 }
 
+void bind_endpoint(zmq::socket_t& socket, const std::string& endpoint) {
+    const config::BindAddress address = config::bind_address(endpoint);
+    if (address.ipv6) socket.set(zmq::sockopt::ipv6, true);
+    socket.bind(address.endpoint);
+}
+
+void unbind_endpoint(zmq::socket_t& socket, const std::string& endpoint) {
+    socket.unbind(config::bind_address(endpoint).endpoint);
+}
+
 // Binds `socket` to `next` and then lets `current` go, so that a bad endpoint leaves the socket
 // as it was. Returns why not, or "" when done (or when nothing changed).
 std::string rebind(zmq::socket_t& socket, std::string& current, const std::string& next) {
     if (next == current) return "";
     try {
-        socket.bind(next);
+        bind_endpoint(socket, next);
     } catch (const zmq::error_t& e) {
         return "cannot bind " + next + ": " + e.what() + " (still on " + current + ")";
     }
     try {
-        socket.unbind(current);
+        unbind_endpoint(socket, current);
     } catch (const zmq::error_t& e) {
         log::warning("could not unbind " + current + ": " + e.what());
     }
@@ -86,17 +96,17 @@ std::string reopen(zmq::context_t& context, std::shared_ptr<zmq::socket_t>& sock
     fresh->set(zmq::sockopt::sndhwm, high_water_mark);
     const bool same = next == current;
     try {
-        if (same) socket->unbind(current);
+        if (same) unbind_endpoint(*socket, current);
     } catch (const zmq::error_t& e) {
         return "cannot reopen " + current + ": " + e.what();
     }
     try {
-        fresh->bind(next);
+        bind_endpoint(*fresh, next);
     } catch (const zmq::error_t& e) {
         const std::string why = "cannot bind " + next + ": " + e.what();
         if (!same) return why + " (still on " + current + ")";
         try {
-            socket->bind(current);
+            bind_endpoint(*socket, current);
         } catch (const zmq::error_t& again) {
             log::error("cannot bind " + current + " again: " + again.what() +
                        "; no tokens endpoint until a reload binds one");
@@ -124,6 +134,9 @@ void publisher_actor(caf::blocking_actor* self, zmq::context_t* context,
         for (const std::string& m : it->second.messages) held -= m.size();
         return streams.erase(it);
     };
+    // Per id, first messages (seq 0) seen minus renew_atoms heard: each admission makes one of
+    // each, in either order. Ids not in it are even.
+    std::map<std::string, int> starts_minus_renews;
     std::string endpoint = live->config.tokens;
     int high_water_mark = int(live->config.publisher.high_water_mark);
     bool running = true;
@@ -165,6 +178,10 @@ void publisher_actor(caf::blocking_actor* self, zmq::context_t* context,
                 socket->send(zmq::buffer(topic),
                              zmq::send_flags::sndmore | zmq::send_flags::dontwait);
                 socket->send(zmq::buffer(m.json), zmq::send_flags::dontwait);
+                if (m.seq == 0) { // a stream begins: what this id held is a finished stream's
+                    if (auto old = streams.find(m.id); old != streams.end()) drop_stream(old);
+                    if (++starts_minus_renews[m.id] == 0) starts_minus_renews.erase(m.id);
+                }
                 ReplayBuffer& buffer = streams[m.id];
                 if (buffer.messages.empty()) buffer.first_seq = m.seq;
                 held += m.json.size();
@@ -196,6 +213,18 @@ void publisher_actor(caf::blocking_actor* self, zmq::context_t* context,
                                         {"messages", std::move(messages)},
                                         {"first_available_seq", b.first_seq},
                                         {"finished", b.done}});
+        },
+        // A stream was admitted under `id` (answered before the client hears of the admission):
+        // a finished stream's buffer under that id goes, unless the new stream's own messages
+        // replaced it already. After it, replay never answers with the earlier stream.
+        [&](renew_atom, const std::string& id) -> bool {
+            int& balance = starts_minus_renews[id];
+            const bool started = balance > 0; // this renew's stream has begun (maybe ended)
+            if (--balance == 0) starts_minus_renews.erase(id);
+            if (started) return true;
+            if (auto it = streams.find(id); it != streams.end() && it->second.done)
+                drop_stream(it);
+            return true;
         },
         // A reloaded config: replay settings for what comes next, the endpoint, and a new
         // high-water mark (a new socket, see reopen).
@@ -292,7 +321,10 @@ std::string encode_status(const status_report& r) {
 
 void ingress_actor(caf::blocking_actor* self, std::shared_ptr<zmq::socket_t> socket,
                    std::shared_ptr<zmq::socket_t> wake, std::shared_ptr<const LiveConfig> live,
-                   caf::actor tokenizer, caf::actor scheduler, caf::actor publisher) {
+                   caf::actor publisher, std::string loading_model) {
+    caf::actor tokenizer, scheduler; // none until the model is loaded (serve_atom)
+    double load_progress = 0;
+    bool stopping = false; // stopped while loading: nothing will be served
     config::DaemonConfig config = live->config;
     std::string endpoint = config.requests;
     auto decode_limits = [](const config::DaemonConfig& c) {
@@ -339,6 +371,21 @@ void ingress_actor(caf::blocking_actor* self, std::shared_ptr<zmq::socket_t> soc
         return asks(scheduler) || std::any_of(retiring.begin(), retiring.end(), asks);
     };
 
+    // Before the model is loaded every request gets `loading`, with the load's progress.
+    auto not_serving = [&]() -> std::string {
+        if (stopping)
+            return error_reply(protocol::ErrorCode::ShuttingDown, "the daemon is shutting down");
+        char percent[16];
+        std::snprintf(percent, sizeof percent, "%.0f %%", load_progress * 100);
+        nlohmann::json reply = {
+            {"ok", false},
+            {"error",
+             {{"code", protocol::error_code_name(protocol::ErrorCode::Loading)},
+              {"message", "the model is loading (" + loading_model + ", " + percent + ")"},
+              {"progress", load_progress}}}};
+        return reply.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    };
+
     auto handle = [&](std::string_view frame) -> std::string {
         auto decoded = protocol::decode_request(frame, limits);
         if (auto* error = std::get_if<protocol::RequestError>(&decoded)) {
@@ -347,6 +394,7 @@ void ingress_actor(caf::blocking_actor* self, std::shared_ptr<zmq::socket_t> soc
             return protocol::encode_error(*error);
         }
         auto& request = std::get<protocol::Request>(decoded);
+        if (!scheduler) return not_serving();
         if (auto* g = std::get_if<protocol::GenerateRequest>(&request)) {
             stream_setup setup;
             setup.id = g->id;
@@ -362,6 +410,7 @@ void ingress_actor(caf::blocking_actor* self, std::shared_ptr<zmq::socket_t> soc
             auto lost = [&](caf::error& e) { failure = self->system().render(e); };
             if (g->chat) { // the model's chat template makes the prompt
                 chat_prompt chat;
+                chat.chat_template = g->chat_template;
                 for (const auto& turn : g->messages)
                     chat.messages.push_back({turn.role, turn.content});
                 self->request(tokenizer, caf::infinite, tokenize_atom::value, std::move(chat))
@@ -385,8 +434,12 @@ void ingress_actor(caf::blocking_actor* self, std::shared_ptr<zmq::socket_t> soc
                            ": " +
                            (g->chat ? std::to_string(g->messages.size()) + " messages"
                                     : nlohmann::json(g->prompt).dump()));
-            return reply_of(ask(As<answer>{}, scheduler, admit_atom::value, std::move(setup)),
-                            [](const answer& a) { return encode_answer(a, true); });
+            auto admitted = ask(As<answer>{}, scheduler, admit_atom::value, std::move(setup));
+            // The id may be a finished stream's: its replay buffer goes before the client hears
+            // of the new stream, so that no replay answers with the earlier one.
+            if (admitted.index() == 0 && std::get<0>(admitted).ok())
+                ask(As<bool>{}, publisher, renew_atom::value, std::get<0>(admitted).id);
+            return reply_of(admitted, [](const answer& a) { return encode_answer(a, true); });
         }
         if (auto* c = std::get_if<protocol::CancelRequest>(&request)) {
             // The stream may run on a model a reload replaced: its scheduler knows it.
@@ -464,7 +517,14 @@ void ingress_actor(caf::blocking_actor* self, std::shared_ptr<zmq::socket_t> soc
             },
             [&](retire_atom, caf::actor old) {
                 retiring.erase(std::remove(retiring.begin(), retiring.end(), old), retiring.end());
-            });
+            },
+            // The model is loaded: requests go to its pipeline from now on.
+            [&](serve_atom, caf::actor first_tokenizer, caf::actor first_scheduler) {
+                tokenizer = first_tokenizer;
+                scheduler = first_scheduler;
+            },
+            [&](progress_atom, double fraction) { load_progress = fraction; },
+            [&](drain_atom) { stopping = true; });
     }
     socket->set(zmq::sockopt::linger, 0);
     socket->close();

@@ -54,6 +54,8 @@ using progress_atom = caf::atom_constant<caf::atom("progress")>;
 using signal_atom = caf::atom_constant<caf::atom("signal")>;
 using stall_atom = caf::atom_constant<caf::atom("stall")>; // test hook: wedge the scheduler
 using flush_atom = caf::atom_constant<caf::atom("flush")>; // answered once all before is sent
+using renew_atom = caf::atom_constant<caf::atom("renew")>; // an id taken again: drop its past
+using serve_atom = caf::atom_constant<caf::atom("serve")>; // the ingress: the model is loaded
 
 // The scheduler's answer to a health probe: it is alive, and what it holds.
 struct health {
@@ -148,10 +150,11 @@ using outgoing_batch = std::vector<outgoing>;
 // A conversation for the tokenizer to render with the model's chat template.
 struct chat_prompt {
     std::vector<ChatMessage> messages;
+    std::string chat_template; // a family name instead of the model's template; empty: its own
 };
 
 template <class Inspector> typename Inspector::result_type inspect(Inspector& f, chat_prompt& x) {
-    return f(caf::meta::type_name("chat_prompt"), x.messages);
+    return f(caf::meta::type_name("chat_prompt"), x.messages, x.chat_template);
 }
 
 // The scheduler's answer to admit and cancel: done (id: the stream's), or refused with a

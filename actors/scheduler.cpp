@@ -39,7 +39,9 @@ struct State {
     caf::actor cache;
     std::map<uint64_t, Session> sessions;
     std::map<std::string, uint64_t> by_id;
-    std::map<std::string, Clock::time_point> finished_ids; // kept as long as replay keeps them
+    // Finished streams' ids, as long as replay keeps them: ids the daemon chooses avoid them, and
+    // cancel says "already finished"
+    std::map<std::string, Clock::time_point> finished_ids;
     std::deque<uint64_t> waiting;
     int64_t running = 0;
     uint64_t next_session = 1;
@@ -185,8 +187,15 @@ caf::behavior scheduler_actor(caf::event_based_actor* self, std::shared_ptr<Runt
                     setup.id = "g";
                     setup.id += std::to_string(n++);
                 } while (st->by_id.count(setup.id) || st->finished_ids.count(setup.id));
-            } else if (st->by_id.count(setup.id) || st->finished_ids.count(setup.id)) {
-                return refuse({ErrorCode::DuplicateId, "stream id '" + setup.id + "' is in use"});
+            } else if (st->by_id.count(setup.id)) {
+                // Only a running or queued stream holds its id; a finished one's is taken again
+                // (the publisher replaces its replay buffer: renew_atom).
+                return refuse({ErrorCode::DuplicateId,
+                               "stream id '" + setup.id + "' is in use by a stream still " +
+                                   (st->sessions.at(st->by_id.at(setup.id)).running ? "running"
+                                                                                   : "queued")});
+            } else {
+                st->finished_ids.erase(setup.id);
             }
             if (int64_t(st->sessions.size()) >= st->config.limits.queue_depth) {
                 return refuse({ErrorCode::Busy, "the queue is full (" +

@@ -20,11 +20,9 @@ import argparse
 import json
 import os
 import random
-import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
 import zmq
@@ -32,7 +30,7 @@ import zmq
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(SOURCE, "tests", "clients"))
-from woolly_client import Client  # noqa: E402
+from woolly_harness import Woollyd  # noqa: E402
 
 # Distinct openings of about 16 tokens (llama-batched-bench's -npp 16), one per stream, so
 # that no stream starts from another's prefix.
@@ -52,21 +50,12 @@ def spread(values):
 
 
 class Daemon:
-    def __init__(self, woollyd, model, config, tmp, name):
-        path = os.path.join(tmp, f"{name}.yaml")
-        with open(path, "w") as f:
-            f.write(config)
-        self.requests, self.tokens = f"ipc://{tmp}/{name}-req", f"ipc://{tmp}/{name}-tok"
-        self.proc = subprocess.Popen([woollyd, "--config", path, "--model", model, "--requests", self.requests,
-                                      "--tokens", self.tokens], stderr=subprocess.DEVNULL)
-        self.client = Client(self.requests, self.tokens, timeout=120)
-        probe = Client(self.requests, self.tokens, timeout=1)
-        for _ in range(600):
-            try:
-                if probe.call({"op": "status"})["ok"]:
-                    break
-            except TimeoutError:
-                pass
+    """A woollyd (tests/clients/woolly_harness.py) with one subscriber on every stream."""
+
+    def __init__(self, woollyd, model, config, name):
+        self.woollyd = Woollyd(woollyd, config, model=model, name=name, client_timeout=120, wait=600)
+        self.requests, self.tokens = self.woollyd.requests, self.woollyd.tokens
+        self.client = self.woollyd.client
         self.sub = zmq.Context.instance().socket(zmq.SUB)
         self.sub.connect(self.tokens)
         self.sub.setsockopt(zmq.SUBSCRIBE, b"tok.")
@@ -102,8 +91,7 @@ class Daemon:
 
     def stop(self):
         self.sub.close()
-        self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(timeout=60)
+        self.woollyd.stop()
 
 
 def cli_rate(woolly, model, n):
@@ -286,12 +274,11 @@ def main():
     woollyd = os.path.join(args.build, "daemon", "woollyd")
     levels = [int(k) for k in args.streams.split(",")]
     parts = args.parts.split(",")
-    tmp = tempfile.mkdtemp(prefix="woolly-bench-")
     print(f"# woollyd on {os.path.basename(args.model)}")
     config = (f"engine:\n  max_sessions: {max(levels + [2])}\n  prompt_chunk: {args.prompt_chunk}\n"
               f"  prefix_cache: PREFIX\nlimits:\n  queue_depth: 64\n  max_tokens: 8192\n")
     if "concurrency" in parts or "overhead" in parts:
-        d = Daemon(woollyd, args.model, config.replace("PREFIX", "false"), tmp, "plain")
+        d = Daemon(woollyd, args.model, config.replace("PREFIX", "false"), "plain")
         try:
             if "concurrency" in parts:
                 concurrency(d, woolly, args.model, args.n, args.r, levels)
@@ -300,7 +287,7 @@ def main():
         finally:
             d.stop()
     if "prefix" in parts or "long" in parts:
-        d = Daemon(woollyd, args.model, config.replace("PREFIX", "true"), tmp, "prefix")
+        d = Daemon(woollyd, args.model, config.replace("PREFIX", "true"), "prefix")
         try:
             if "long" in parts:
                 long_prompt(d, args.prompt_chunk)

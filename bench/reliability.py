@@ -26,7 +26,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
@@ -36,9 +35,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(SOURCE, "tests", "clients"))
 from woolly_client import Client, WoollyError  # noqa: E402
+from woolly_harness import TMP, Woollyd  # noqa: E402
 
 BUNDLED = os.path.join(SOURCE, "models", "stories260K.gguf")
-TMP = tempfile.mkdtemp(prefix="woolly-reliability-")
 FAILURES = []
 
 
@@ -60,38 +59,10 @@ def proc_figures(pid):
     return rss, len(os.listdir(f"/proc/{pid}/fd")), threads
 
 
-class Daemon:
-    count = 0
-
-    def __init__(self, woollyd, config="", model=BUNDLED, name=None, keys=None):
-        Daemon.count += 1
-        self.name = name or f"d{Daemon.count}"
-        self.requests = f"ipc://{TMP}/{self.name}-req"
-        self.tokens = f"ipc://{TMP}/{self.name}-tok"
-        self.config = os.path.join(TMP, self.name + ".yaml")
-        with open(self.config, "w") as f:
-            f.write(f"model: {model}\n{config}")
-        self.log = open(os.path.join(TMP, self.name + ".log"), "a")
-        self.proc = subprocess.Popen([woollyd, "--config", self.config, "--requests", self.requests,
-                                      "--tokens", self.tokens], stderr=self.log)
-        self.keys = keys or {}
-        probe = Client(self.requests, self.tokens, timeout=0.5, **self.keys)
-        for _ in range(240):
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"woollyd exited {self.proc.returncode}")
-            try:
-                if probe.call({"op": "status"})["ok"]:
-                    return
-            except TimeoutError:
-                pass
-        raise RuntimeError("woollyd did not answer")
-
-    def client(self, timeout=30):
-        return Client(self.requests, self.tokens, timeout=timeout, **self.keys)
-
-    def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=60)
+def Daemon(woollyd, config="", model=BUNDLED, name=None, keys=None):
+    """A woollyd of this script's (tests/clients/woolly_harness.py); the same name again is a
+    restart on the same endpoints."""
+    return Woollyd(woollyd, config, model=model, name=name, keys=keys, wait=120)
 
 
 def load_test(woollyd):
@@ -124,7 +95,7 @@ def load_test(woollyd):
     ids = []
 
     def client_work(c):
-        client = d.client(timeout=60)
+        client = d.new_client(timeout=60)
         for r in range(10):
             sid = f"c{c}r{r}"
             while True:
@@ -149,7 +120,7 @@ def load_test(woollyd):
     for w in workers:
         w.join()
     # Until every stream has ended at the daemon (status: nothing running or queued).
-    client = d.client()
+    client = d.new_client(timeout=30)
     while True:
         st = client.call({"op": "status"})
         if st["sessions"]["running"] == 0 and st["sessions"]["queued"] == 0:
@@ -194,7 +165,7 @@ def load_test(woollyd):
 def slow_consumer_test(woollyd, model):
     print("slow: a SUB that never reads, beside a normal stream")
     d = Daemon(woollyd, "", model=model, name="slow")
-    client = d.client(timeout=60)
+    client = d.new_client(timeout=60)
 
     def speed():
         msgs = list(client.generate("Once upon a time", max_tokens=200, temperature=0))
@@ -232,7 +203,7 @@ def slow_consumer_test(woollyd, model):
 def soak_test(woollyd):
     print("soak: 1000 sequential requests")
     d = Daemon(woollyd, "", name="soak")
-    client = d.client()
+    client = d.new_client(timeout=30)
     before = None
     start = time.monotonic()
     for i in range(1000):
@@ -270,7 +241,7 @@ def crash_test(woollyd, woolly, model):
         waiting.kill()
         check(False, "the waiting client ended (it hung)")
     again = Daemon(woollyd, "", model=model, name="crash")
-    msgs = list(again.client().generate("Once upon a time", max_tokens=8, temperature=0))
+    msgs = list(again.new_client(timeout=30).generate("Once upon a time", max_tokens=8, temperature=0))
     print(f"  restarted on the same endpoints: a new request finished ({msgs[-1]['finish_reason']})")
     check(msgs[-1].get("done"), "a new request is served after the restart")
     again.stop()
@@ -312,7 +283,7 @@ def curve_test(woollyd, woolly, model):
     curve = Daemon(woollyd, security, model=model, name="curve", keys=client_keys)
 
     def speed(d):
-        msgs = list(d.client(timeout=60).generate("Once upon a time", max_tokens=200, temperature=0))
+        msgs = list(d.new_client(timeout=60).generate("Once upon a time", max_tokens=200, temperature=0))
         return msgs[-1]["usage"]["tokens_per_second"]
 
     speed(plain), speed(curve)

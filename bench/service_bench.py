@@ -10,56 +10,24 @@ usage: service_bench.py [--build DIR] [--model FILE] [--other-model FILE] [-r RE
 import argparse
 import os
 import signal
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
-import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(SOURCE, "tests", "clients"))
-from woolly_client import Client  # noqa: E402
+from woolly_harness import Woollyd  # noqa: E402
 
 
-class Daemon:
-    def __init__(self, woollyd, tmp, model):
-        self.tmp, self.config = tmp, os.path.join(tmp, "w.yaml")
-        self.requests, self.tokens = f"ipc://{tmp}/req", f"ipc://{tmp}/tok"
-        self.write(model)
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(os.path.join(tmp, "notify"))
-        self.events, self.cond = [], threading.Condition()
-        threading.Thread(target=self.read, daemon=True).start()
-        env = dict(os.environ, NOTIFY_SOCKET=os.path.join(tmp, "notify"), WATCHDOG_USEC="2000000")
-        self.started = time.monotonic()
-        self.proc = subprocess.Popen([woollyd, "--config", self.config], env=env,
-                                     stderr=subprocess.DEVNULL)
-        self.wait_for("READY=1")
-        self.client = Client(self.requests, self.tokens, timeout=60)
+def config(model, context=0, queue_depth=8):
+    return (f"model: {model}\nshutdown_grace_seconds: 30\nengine:\n  context: {context}\n"
+            f"limits:\n  queue_depth: {queue_depth}\n")
 
-    def write(self, model, context=0, queue_depth=8):
-        with open(self.config, "w") as f:
-            f.write(f"model: {model}\nrequests: {self.requests}\ntokens: {self.tokens}\n"
-                    f"shutdown_grace_seconds: 30\nengine:\n  context: {context}\n"
-                    f"limits:\n  queue_depth: {queue_depth}\n")
 
-    def read(self):
-        while True:
-            data = self.sock.recv(65536).decode()
-            with self.cond:
-                self.events.append((time.monotonic(), data.replace("\n", " | ")))
-                self.cond.notify_all()
-
-    def wait_for(self, text, start=0):
-        with self.cond:
-            while True:
-                for i in range(start, len(self.events)):
-                    if text in self.events[i][1]:
-                        return i
-                self.cond.wait(60)
+def event(notes, i):
+    """Notification i as (arrival time, its text on one line)."""
+    return notes.times[i], " | ".join(f"{k}={v}" for k, v in notes.messages[i].items())
 
 
 def main():
@@ -71,25 +39,26 @@ def main():
     ap.add_argument("-r", "--repeats", type=int, default=5)
     args = ap.parse_args()
     woollyd = os.path.join(args.build, "daemon", "woollyd")
-    tmp = tempfile.mkdtemp(prefix="woolly-service-bench-")
-    d = Daemon(woollyd, tmp, args.model)
-    print(f"start -> READY=1: {(d.events[d.wait_for('READY=1')][0] - d.started) * 1000:.0f} ms")
+    d = Woollyd(woollyd, config(args.model), watchdog_usec=2000000)
+    notes = d.notes
+    ready = notes.wait_for(lambda m: m.get("READY") == "1")
+    print(f"start -> READY=1: {(notes.times[ready] - d.started) * 1000:.0f} ms")
 
     same, new_model = [], []
     model, context = args.model, 0
     for r in range(args.repeats):
         for kind, out in (("same", same), ("model", new_model)):
             if kind == "same":  # limits only: the runtime stays
-                d.write(model, context, queue_depth=8 + r + 1)
+                d.write(config(model, context, queue_depth=8 + r + 1))
             else:  # a runtime of its own: the other model, or the same with another context
                 model = args.other_model if args.other_model and model == args.model else args.model
                 context = 256 + 64 * (r % 2)
-                d.write(model, context)
-            mark = len(d.events)
+                d.write(config(model, context))
+            mark = len(notes.messages)
             t0 = time.monotonic()
-            d.proc.send_signal(signal.SIGHUP)
-            i = d.wait_for("READY=1", d.wait_for("RELOADING=1", mark))
-            out.append((d.events[i][0] - t0) * 1000)
+            d.signal(signal.SIGHUP)
+            i = d.wait_ready(notes.wait_for(lambda m: m.get("RELOADING") == "1", mark))
+            out.append((notes.times[i] - t0) * 1000)
     print(f"SIGHUP -> READY=1, same runtime (limits and settings): "
           f"median {statistics.median(same):.1f} ms (min {min(same):.1f}, max {max(same):.1f}), {len(same)} runs")
     print(f"SIGHUP -> READY=1, a new runtime loaded beside the old: "
@@ -102,8 +71,7 @@ def main():
                           "max_tokens": 400, "temperature": 0})["ok"]
     sub.recv_multipart()  # it is running
     t0 = time.monotonic()
-    d.proc.send_signal(signal.SIGTERM)
-    code = d.proc.wait(timeout=120)
+    code, _ = d.stop(timeout=120)
     stop_ms = (time.monotonic() - t0) * 1000
     last = None
     while sub.poll(500):
@@ -112,7 +80,8 @@ def main():
           f"message: {last}")
     print("notify messages, in order (first 12 and last 8):")
     t_start = d.started
-    shown = d.events[:12] + [(0, "...")] + d.events[-8:] if len(d.events) > 20 else d.events
+    events = [event(notes, i) for i in range(len(notes.messages))]
+    shown = events[:12] + [(0, "...")] + events[-8:] if len(events) > 20 else events
     for t, text in shown:
         print(f"  {'' if t == 0 else f'{(t - t_start) * 1000:8.0f} ms'}  {text}")
 

@@ -1,181 +1,309 @@
-// config.cpp — strict YAML reading: unknown keys, wrong types and bad values are refused with
-// the key and the line.
+// config.cpp — woollyd's configuration as one table of keys (name, type, range, default, doc
+// line, whether a reload applies it live), and what the table drives: strict YAML reading
+// (unknown keys, wrong types and bad values refused with the key and the line), flags, the
+// effective config as YAML, and the reload comparison.
 #include "config.h"
 
 #include "engine/text/chat.h"
 
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <sys/socket.h>
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <cfloat>
+#include <cstring>
 #include <charconv>
 #include <fstream>
-#include <functional>
-#include <map>
 #include <sstream>
-#include <vector>
+#include <variant>
 
 namespace woolly::config {
 namespace {
+
+using IntField = int64_t* (*)(DaemonConfig&);
+using RealField = float* (*)(DaemonConfig&);
+using BoolField = bool* (*)(DaemonConfig&);
+using StringField = std::string* (*)(DaemonConfig&);
+
+// One key of the file. Numbers are checked against [min, max]; a string against `choices`
+// when there are any; then `check` (when set) sees the whole config with the new value and
+// throws std::exception with the reason when it refuses.
+struct Key {
+    const char* name;
+    std::variant<IntField, RealField, BoolField, StringField> field;
+    double min = 0, max = 0;
+    std::vector<std::string> choices = {};
+    void (*check)(const DaemonConfig&) = nullptr;
+    bool live = false; // a reload applies it without loading the model again
+    const char* doc = "";
+};
+
+// Request defaults: a value the engine would refuse in every request is refused here, by the
+// engine's own check (each key is read on its own, so the one just read is the one at fault).
+void check_sampling(const DaemonConfig& c) {
+    sampling_params(c).validate();
+}
+
+void check_chat_template(const DaemonConfig& c) {
+    const std::string& v = c.engine.chat_template;
+    if (v == "auto" || chat_template_from_name(v)) return;
+    throw std::runtime_error("'" + v + "' is not one of: auto, " + chat_template_names());
+}
+
+#define WOOLLY_FIELD(path) +[](DaemonConfig& c) { return &c.path; }
+
+const std::vector<Key>& table() {
+    static const std::vector<Key> keys = {
+        {.name = "model", .field = WOOLLY_FIELD(model),
+         .doc = "the GGUF file to serve; empty: the bundled model (stories260K)"},
+        {.name = "requests", .field = WOOLLY_FIELD(requests), .live = true,
+         .doc = "ZeroMQ ROUTER endpoint for requests: tcp://HOST:PORT, ipc://PATH or inproc://NAME"},
+        {.name = "tokens", .field = WOOLLY_FIELD(tokens), .live = true,
+         .doc = "ZeroMQ PUB endpoint the token streams are published on"},
+        {.name = "threads", .field = WOOLLY_FIELD(threads), .min = 0, .max = 256,
+         .doc = "compute threads per layer executor; 0: the physical cores, shared among them"},
+        {.name = "log_level", .field = WOOLLY_FIELD(log_level),
+         .choices = {"error", "warning", "info", "debug"}, .live = true,
+         .doc = "error, warning, info (requests, refusals, reloads) or debug (request text too)"},
+        {.name = "shutdown_grace_seconds", .field = WOOLLY_FIELD(shutdown_grace_seconds),
+         .min = 0, .max = 3600, .live = true,
+         .doc = "SIGTERM: running streams finish within this, then end with 'shutdown'"},
+        {.name = "engine.layer_executors", .field = WOOLLY_FIELD(engine.layer_executors),
+         .min = 1, .max = 64, .doc = "actors, each owning a contiguous range of layers"},
+        {.name = "engine.context", .field = WOOLLY_FIELD(engine.context), .min = 0,
+         .max = 1 << 24, .doc = "tokens per session; 0: the model's context length"},
+        {.name = "engine.max_sessions", .field = WOOLLY_FIELD(engine.max_sessions), .min = 1,
+         .max = 1024, .doc = "sessions generating at once, batched in every step; KV slots"},
+        {.name = "engine.prompt_chunk", .field = WOOLLY_FIELD(engine.prompt_chunk), .min = 1,
+         .max = 4096, .doc = "prompt tokens a step takes at most, besides the generating ones"},
+        {.name = "engine.prefix_cache", .field = WOOLLY_FIELD(engine.prefix_cache),
+         .doc = "a finished session's slot keeps its tokens' keys and values for later requests"},
+        {.name = "engine.weight_cache_mib", .field = WOOLLY_FIELD(engine.weight_cache_mib),
+         .min = 0, .max = 1 << 30, .doc = "repacked weights for the fast kernels, MiB; 0: off"},
+        {.name = "engine.kv_cache_type", .field = WOOLLY_FIELD(engine.kv_cache_type),
+         .choices = {"f16", "f32", "q8_0"}, .doc = "keys and values as f16, f32 or q8_0"},
+        {.name = "engine.chat_template", .field = WOOLLY_FIELD(engine.chat_template),
+         .check = check_chat_template,
+         .doc = "for `messages`: auto (the model's own) or a family name"},
+        {.name = "engine.mmap", .field = WOOLLY_FIELD(engine.mmap),
+         .doc = "false: read the model into memory instead of mapping it"},
+        {.name = "engine.mlock", .field = WOOLLY_FIELD(engine.mlock),
+         .doc = "lock the weights and the weight cache in RAM (RLIMIT_MEMLOCK)"},
+        {.name = "limits.queue_depth", .field = WOOLLY_FIELD(limits.queue_depth), .min = 1,
+         .max = 1 << 20, .live = true, .doc = "requests admitted and unfinished; past it: busy"},
+        {.name = "limits.max_tokens", .field = WOOLLY_FIELD(limits.max_tokens), .min = 1,
+         .max = 1 << 24, .live = true, .doc = "the largest max_tokens a request may ask"},
+        {.name = "limits.default_max_tokens", .field = WOOLLY_FIELD(limits.default_max_tokens),
+         .min = 0, .max = 1 << 24, .live = true, .doc = "max_tokens of a request that does not say"},
+        {.name = "limits.max_request_bytes", .field = WOOLLY_FIELD(limits.max_request_bytes),
+         .min = 64, .max = 1 << 30, .live = true, .doc = "one request frame, at most"},
+        {.name = "sampling.temperature", .field = WOOLLY_FIELD(sampling.temperature),
+         .min = -FLT_MAX, .max = FLT_MAX, .check = check_sampling, .live = true,
+         .doc = "0 to 100; 0: greedy"},
+        {.name = "sampling.top_k", .field = WOOLLY_FIELD(sampling.top_k), .min = INT32_MIN,
+         .max = INT32_MAX, .check = check_sampling, .live = true, .doc = ">= 0; 0: off"},
+        {.name = "sampling.top_p", .field = WOOLLY_FIELD(sampling.top_p), .min = -FLT_MAX,
+         .max = FLT_MAX, .check = check_sampling, .live = true, .doc = "(0, 1]; 1: off"},
+        {.name = "sampling.min_p", .field = WOOLLY_FIELD(sampling.min_p), .min = -FLT_MAX,
+         .max = FLT_MAX, .check = check_sampling, .live = true, .doc = "[0, 1]; 0: off"},
+        {.name = "sampling.repeat_penalty", .field = WOOLLY_FIELD(sampling.repeat_penalty),
+         .min = -FLT_MAX, .max = FLT_MAX, .check = check_sampling, .live = true,
+         .doc = "(0, 100]; 1: off"},
+        {.name = "sampling.repeat_last_n", .field = WOOLLY_FIELD(sampling.repeat_last_n),
+         .min = INT32_MIN, .max = INT32_MAX, .check = check_sampling, .live = true,
+         .doc = "tokens the penalty looks back over, 0 to 1048576"},
+        {.name = "publisher.high_water_mark", .field = WOOLLY_FIELD(publisher.high_water_mark),
+         .min = 0, .max = 1 << 30, .live = true,
+         .doc = "messages queued per subscriber before PUB drops (the seq gap shows it)"},
+        {.name = "security.curve_secret_key_file",
+         .field = WOOLLY_FIELD(security.curve_secret_key_file), .live = true,
+         .doc = "CurveZMQ: the server's secret key file (a change needs a restart)"},
+        {.name = "security.authorized_keys_file",
+         .field = WOOLLY_FIELD(security.authorized_keys_file), .live = true,
+         .doc = "CurveZMQ: the client public keys let in, one per line"},
+        {.name = "security.allow_plaintext", .field = WOOLLY_FIELD(security.allow_plaintext),
+         .live = true, .doc = "true: serve tcp:// beyond loopback without client authentication"},
+        {.name = "replay.max_messages", .field = WOOLLY_FIELD(replay.max_messages), .min = 1,
+         .max = 1 << 24, .live = true, .doc = "the most recent messages of a stream kept"},
+        {.name = "replay.keep_seconds", .field = WOOLLY_FIELD(replay.keep_seconds), .min = 0,
+         .max = 86400 * 7, .live = true, .doc = "how long a finished stream stays replayable"},
+        {.name = "replay.max_bytes", .field = WOOLLY_FIELD(replay.max_bytes), .min = 1 << 16,
+         .max = double(int64_t(1) << 40), .live = true,
+         .doc = "all streams' kept messages together; past it finished streams go first"},
+    };
+    return keys;
+}
+
+#undef WOOLLY_FIELD
+
+const Key* find_key(std::string_view name) {
+    for (const Key& k : table())
+        if (name == k.name) return &k;
+    return nullptr;
+}
+
+std::string section_of(std::string_view name) {
+    const size_t dot = name.find('.');
+    return dot == std::string_view::npos ? std::string() : std::string(name.substr(0, dot));
+}
+
+// The names one level below `section` ("" for the top level: keys and sections), in order.
+std::string names_in(const std::string& section) {
+    std::vector<std::string> names;
+    for (const Key& k : table()) {
+        const std::string name = k.name;
+        std::string entry;
+        if (section.empty())
+            entry = section_of(name).empty() ? name : section_of(name);
+        else if (section_of(name) == section)
+            entry = name.substr(section.size() + 1);
+        if (!entry.empty() && std::find(names.begin(), names.end(), entry) == names.end())
+            names.push_back(entry);
+    }
+    std::string out;
+    for (const auto& n : names) out += (out.empty() ? "" : ", ") + n;
+    return out;
+}
 
 std::string where(const std::string& name, const YAML::Node& node) {
     return name + ":" + std::to_string(node.Mark().line + 1);
 }
 
-struct IntKey {
-    int64_t* target;
-    int64_t min;
-    int64_t max;
-};
-
-void read_int(const std::string& name, const std::string& key, const YAML::Node& node, IntKey k) {
-    if (!node.IsScalar())
-        throw ConfigError(where(name, node) + ": key '" + key + "': expected an integer");
-    const std::string text = node.Scalar();
-    int64_t value = 0;
-    auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-    if (ec != std::errc() || ptr != text.data() + text.size() || text.empty()) {
-        throw ConfigError(where(name, node) + ": key '" + key + "': expected an integer, got '" +
-                          text + "'");
-    }
-    if (value < k.min || value > k.max) {
-        throw ConfigError(where(name, node) + ": key '" + key + "': " + text +
-                          " is out of range (expected " + std::to_string(k.min) + " to " +
-                          std::to_string(k.max) + ")");
-    }
-    *k.target = value;
+std::string format_real(double v) {
+    std::ostringstream out;
+    out << v;
+    return out.str();
 }
 
-void read_string(const std::string& name, const std::string& key, const YAML::Node& node,
-                 std::string* target) {
-    if (!node.IsScalar()) {
-        throw ConfigError(where(name, node) + ": key '" + key + "': expected a string");
-    }
-    *target = node.Scalar();
-}
-
-void read_bool(const std::string& name, const std::string& key, const YAML::Node& node,
-               bool* target) {
+// Reads `node` into the key's field of `c`; `at` says where ("w.yaml:3", "flag --threads").
+void read_key(const Key& k, DaemonConfig& c, const YAML::Node& node, const std::string& at) {
+    const std::string prefix = at + ": key '" + k.name + "': ";
     const std::string text = node.IsScalar() ? node.Scalar() : "";
-    if (text == "true")
-        *target = true;
-    else if (text == "false")
-        *target = false;
-    else
-        throw ConfigError(where(name, node) + ": key '" + key + "': expected true or false" +
-                          (text.empty() ? "" : ", got '" + text + "'"));
-}
-
-struct RealKey {
-    float* target;
-    double min;
-    double max;
-};
-
-void read_real(const std::string& name, const std::string& key, const YAML::Node& node, RealKey k) {
-    const std::string text = node.IsScalar() ? node.Scalar() : "";
-    double value = 0;
-    auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-    if (text.empty() || ec != std::errc() || ptr != text.data() + text.size())
-        throw ConfigError(where(name, node) + ": key '" + key + "': expected a number" +
-                          (text.empty() ? "" : ", got '" + text + "'"));
-    if (!(value >= k.min && value <= k.max)) {
-        std::ostringstream range;
-        range << k.min << " to " << k.max;
-        throw ConfigError(where(name, node) + ": key '" + key + "': " + text +
-                          " is out of range (expected " + range.str() + ")");
+    const std::string got = text.empty() ? "" : ", got '" + text + "'";
+    if (auto* f = std::get_if<IntField>(&k.field)) {
+        if (!node.IsScalar()) throw ConfigError(prefix + "expected an integer");
+        int64_t value = 0;
+        auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+        if (ec != std::errc() || ptr != text.data() + text.size() || text.empty())
+            throw ConfigError(prefix + "expected an integer" + got);
+        if (double(value) < k.min || double(value) > k.max)
+            throw ConfigError(prefix + text + " is out of range (expected " +
+                              std::to_string(int64_t(k.min)) + " to " +
+                              std::to_string(int64_t(k.max)) + ")");
+        *(*f)(c) = value;
+    } else if (auto* f = std::get_if<RealField>(&k.field)) {
+        double value = 0;
+        auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+        if (text.empty() || ec != std::errc() || ptr != text.data() + text.size())
+            throw ConfigError(prefix + "expected a number" + got);
+        if (!(value >= k.min && value <= k.max))
+            throw ConfigError(prefix + text + " is out of range (expected " + format_real(k.min) +
+                              " to " + format_real(k.max) + ")");
+        *(*f)(c) = float(value);
+    } else if (auto* f = std::get_if<BoolField>(&k.field)) {
+        if (text == "true")
+            *(*f)(c) = true;
+        else if (text == "false")
+            *(*f)(c) = false;
+        else
+            throw ConfigError(prefix + "expected true or false" + got);
+    } else {
+        if (!node.IsScalar()) throw ConfigError(prefix + "expected a string");
+        if (!k.choices.empty() &&
+            std::find(k.choices.begin(), k.choices.end(), text) == k.choices.end()) {
+            std::string list;
+            for (const auto& allowed : k.choices) list += (list.empty() ? "" : ", ") + allowed;
+            throw ConfigError(prefix + "'" + text + "' is not one of: " + list);
+        }
+        *(*std::get<StringField>(k.field))(c) = text;
     }
-    *k.target = float(value);
-}
-
-// String keys with a fixed set of values.
-const std::map<std::string, std::vector<std::string>> kChoices = {
-    {"engine.kv_cache_type", {"f16", "f32", "q8_0"}},
-    {"log_level", {"error", "warning", "info", "debug"}},
-};
-
-void check_choice(const std::string& name, const std::string& key, const YAML::Node& node,
-                  const std::string& value) {
-    if (key == "engine.chat_template") { // the model's own, or a family the engine formats
-        if (value == "auto" || chat_template_from_name(value)) return;
-        throw ConfigError(where(name, node) + ": key '" + key + "': '" + value +
-                          "' is not one of: auto, " + chat_template_names());
+    if (k.check) {
+        try {
+            k.check(c);
+        } catch (const ConfigError&) {
+            throw;
+        } catch (const std::exception& e) {
+            throw ConfigError(prefix + e.what());
+        }
     }
-    auto it = kChoices.find(key);
-    if (it == kChoices.end()) return;
-    for (const auto& allowed : it->second)
-        if (value == allowed) return;
-    std::string list;
-    for (const auto& allowed : it->second) list += (list.empty() ? "" : ", ") + allowed;
-    throw ConfigError(where(name, node) + ": key '" + key + "': '" + value +
-                      "' is not one of: " + list);
 }
 
-// Every key the file may hold, by its dotted path.
-struct Schema {
-    std::map<std::string, IntKey> ints;
-    std::map<std::string, std::string*> strings;
-    std::map<std::string, bool*> bools;
-    std::map<std::string, RealKey> reals;
-    std::map<std::string, std::vector<std::string>> sections; // section -> its keys
-};
-
-Schema schema_for(DaemonConfig& c) {
-    Schema s;
-    s.strings = {{"model", &c.model},
-                 {"requests", &c.requests},
-                 {"tokens", &c.tokens},
-                 {"log_level", &c.log_level},
-                 {"engine.kv_cache_type", &c.engine.kv_cache_type},
-                 {"engine.chat_template", &c.engine.chat_template},
-                 {"security.curve_secret_key_file", &c.security.curve_secret_key_file},
-                 {"security.authorized_keys_file", &c.security.authorized_keys_file}};
-    s.ints = {
-        {"threads", {&c.threads, 0, 256}},
-        {"shutdown_grace_seconds", {&c.shutdown_grace_seconds, 0, 3600}},
-        // The sampling section's ranges are the engine's (SamplingParams::validate, below).
-        {"sampling.top_k", {&c.sampling.top_k, INT32_MIN, INT32_MAX}},
-        {"sampling.repeat_last_n", {&c.sampling.repeat_last_n, INT32_MIN, INT32_MAX}},
-        {"engine.layer_executors", {&c.engine.layer_executors, 1, 64}},
-        {"engine.context", {&c.engine.context, 0, 1 << 24}},
-        {"engine.max_sessions", {&c.engine.max_sessions, 1, 1024}},
-        {"engine.prompt_chunk", {&c.engine.prompt_chunk, 1, 4096}},
-        {"engine.weight_cache_mib", {&c.engine.weight_cache_mib, 0, 1 << 30}},
-        {"limits.queue_depth", {&c.limits.queue_depth, 1, 1 << 20}},
-        {"limits.max_tokens", {&c.limits.max_tokens, 1, 1 << 24}},
-        {"limits.default_max_tokens", {&c.limits.default_max_tokens, 0, 1 << 24}},
-        {"limits.max_request_bytes", {&c.limits.max_request_bytes, 64, 1 << 30}},
-        {"publisher.high_water_mark", {&c.publisher.high_water_mark, 0, 1 << 30}},
-        {"replay.max_messages", {&c.replay.max_messages, 1, 1 << 24}},
-        {"replay.keep_seconds", {&c.replay.keep_seconds, 0, 86400 * 7}},
-        {"replay.max_bytes", {&c.replay.max_bytes, 1 << 16, int64_t(1) << 40}},
-    };
-    s.bools = {{"engine.mmap", &c.engine.mmap},
-               {"engine.mlock", &c.engine.mlock},
-               {"engine.prefix_cache", &c.engine.prefix_cache},
-               {"security.allow_plaintext", &c.security.allow_plaintext}};
-    s.reals = {{"sampling.temperature", {&c.sampling.temperature, -FLT_MAX, FLT_MAX}},
-               {"sampling.top_p", {&c.sampling.top_p, -FLT_MAX, FLT_MAX}},
-               {"sampling.min_p", {&c.sampling.min_p, -FLT_MAX, FLT_MAX}},
-               {"sampling.repeat_penalty", {&c.sampling.repeat_penalty, -FLT_MAX, FLT_MAX}}};
-    auto add_sections = [&](const auto& keys) {
-        for (const auto& entry : keys)
-            if (auto dot = entry.first.find('.'); dot != std::string::npos)
-                s.sections[entry.first.substr(0, dot)].push_back(entry.first.substr(dot + 1));
-    };
-    add_sections(s.ints);
-    add_sections(s.strings);
-    add_sections(s.bools);
-    add_sections(s.reals);
-    return s;
+// The value as the YAML file writes it (and as the reload comparison compares it).
+std::string value_text(const Key& k, const DaemonConfig& config) {
+    DaemonConfig& c = const_cast<DaemonConfig&>(config); // the fields are only read
+    if (auto* f = std::get_if<IntField>(&k.field)) return std::to_string(*(*f)(c));
+    if (auto* f = std::get_if<BoolField>(&k.field)) return *(*f)(c) ? "true" : "false";
+    if (auto* f = std::get_if<RealField>(&k.field)) {
+        char text[32]; // the shortest text that reads back as the same float: 0.8, not 0.800000012
+        return std::string(text, std::to_chars(text, text + sizeof text, *(*f)(c)).ptr);
+    }
+    return *(*std::get<StringField>(k.field))(c);
 }
 
-std::string known_keys(const std::vector<std::string>& keys) {
-    std::string out;
-    for (const auto& k : keys) out += (out.empty() ? "" : ", ") + k;
+bool is_loopback(const sockaddr* a) {
+    if (a->sa_family == AF_INET)
+        return (ntohl(reinterpret_cast<const sockaddr_in*>(a)->sin_addr.s_addr) >> 24) == 127;
+    if (a->sa_family == AF_INET6) {
+        const auto* in6 = reinterpret_cast<const sockaddr_in6*>(a);
+        return IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr) != 0;
+    }
+    return false;
+}
+
+// The host of a tcp:// endpoint, without brackets, and its port text.
+std::pair<std::string, std::string> host_and_port(std::string_view e) {
+    const std::string_view rest = e.substr(6);
+    const size_t colon = rest.rfind(':');
+    std::string_view host = rest.substr(0, colon);
+    if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
+        host = host.substr(1, host.size() - 2);
+    return {std::string(host), std::string(rest.substr(colon + 1))};
+}
+
+// The addresses a host resolves to (numeric ones included); empty when it does not resolve.
+std::vector<sockaddr_storage> resolve(const std::string& host) {
+    std::vector<sockaddr_storage> out;
+    if (host.empty() || host == "*") return out;
+    addrinfo hints{};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    addrinfo* found = nullptr;
+    if (getaddrinfo(host.c_str(), nullptr, &hints, &found) != 0) return out;
+    for (addrinfo* a = found; a; a = a->ai_next) {
+        sockaddr_storage s{};
+        std::memcpy(&s, a->ai_addr, std::min<size_t>(a->ai_addrlen, sizeof s));
+        out.push_back(s);
+    }
+    freeaddrinfo(found);
     return out;
 }
 
 } // namespace
+
+const std::vector<KeyInfo>& keys() {
+    static const std::vector<KeyInfo> infos = [] {
+        std::vector<KeyInfo> out;
+        for (const Key& k : table()) out.push_back({k.name, k.doc, k.live});
+        return out;
+    }();
+    return infos;
+}
+
+std::vector<std::string> runtime_keys_changed(const DaemonConfig& a, const DaemonConfig& b) {
+    std::vector<std::string> changed;
+    for (const Key& k : table())
+        if (!k.live && value_text(k, a) != value_text(k, b)) changed.push_back(k.name);
+    return changed;
+}
+
+void set_key(DaemonConfig& config, const std::string& key, const std::string& text,
+             const std::string& source) {
+    const Key* k = find_key(key);
+    if (!k) throw ConfigError(source + ": no key '" + key + "'");
+    read_key(*k, config, YAML::Node(text), source);
+}
 
 std::string endpoint_problem(std::string_view e) {
     auto starts = [&](std::string_view p) { return e.substr(0, p.size()) == p; };
@@ -194,12 +322,42 @@ std::string endpoint_problem(std::string_view e) {
     return "";
 }
 
+BindAddress bind_address(std::string_view e) {
+    BindAddress out{std::string(e), false};
+    if (e.substr(0, 6) != "tcp://" || !endpoint_problem(e).empty()) return out;
+    const auto [host, port] = host_and_port(e);
+    in6_addr v6{};
+    if (inet_pton(AF_INET6, host.c_str(), &v6) == 1) {
+        out.endpoint = "tcp://[" + host + "]:" + port;
+        out.ipv6 = true;
+        return out;
+    }
+    in_addr v4{};
+    if (host == "*" || inet_pton(AF_INET, host.c_str(), &v4) == 1) return out;
+    const auto addresses = resolve(host);
+    if (addresses.empty()) return out; // an interface name, for ZeroMQ to find
+    // The first address getaddrinfo gives (its preference order), as ZeroMQ takes it.
+    char text[INET6_ADDRSTRLEN] = {};
+    const sockaddr_storage& a = addresses.front();
+    if (a.ss_family == AF_INET6) {
+        inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6&>(a).sin6_addr, text,
+                  sizeof text);
+        out.endpoint = "tcp://[" + std::string(text) + "]:" + port;
+        out.ipv6 = true;
+    } else {
+        inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in&>(a).sin_addr, text, sizeof text);
+        out.endpoint = "tcp://" + std::string(text) + ":" + port;
+    }
+    return out;
+}
+
 bool leaves_machine(std::string_view e) {
     if (e.substr(0, 6) != "tcp://") return false;
-    std::string_view host = e.substr(6, e.rfind(':') - 6);
-    if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
-        host = host.substr(1, host.size() - 2);
-    return !(host.substr(0, 4) == "127." || host == "localhost" || host == "::1");
+    const auto addresses = resolve(host_and_port(e).first);
+    if (addresses.empty()) return true; // a wildcard or an interface name
+    for (const sockaddr_storage& a : addresses)
+        if (!is_loopback(reinterpret_cast<const sockaddr*>(&a))) return true;
+    return false;
 }
 
 SamplingParams sampling_params(const DaemonConfig& c) {
@@ -242,7 +400,6 @@ void validate(const DaemonConfig& c, const std::string& name) {
 
 DaemonConfig parse_config(std::string_view text, const std::string& name) {
     DaemonConfig config;
-    Schema schema = schema_for(config);
     YAML::Node root;
     try {
         root = YAML::Load(std::string(text));
@@ -253,60 +410,27 @@ DaemonConfig parse_config(std::string_view text, const std::string& name) {
     if (root.IsNull()) return config; // an empty file: all defaults
     if (!root.IsMap())
         throw ConfigError(where(name, root) + ": expected a mapping of keys at the top level");
-    std::vector<std::string> top;
-    for (const auto& [key, value] : schema.strings)
-        if (key.find('.') == std::string::npos) top.push_back(key), (void)value;
-    for (const auto& [key, value] : schema.ints)
-        if (key.find('.') == std::string::npos) top.push_back(key), (void)value;
-    for (const auto& [section, keys] : schema.sections) top.push_back(section), (void)keys;
-
     for (const auto& entry : root) {
         const std::string key = entry.first.Scalar();
         const YAML::Node& value = entry.second;
-        if (auto it = schema.strings.find(key); it != schema.strings.end()) {
-            read_string(name, key, value, it->second);
-            check_choice(name, key, value, *it->second);
-        } else if (auto it = schema.ints.find(key); it != schema.ints.end()) {
-            read_int(name, key, value, it->second);
-        } else if (auto it = schema.sections.find(key); it != schema.sections.end()) {
-            if (value.IsNull()) continue;
-            if (!value.IsMap())
-                throw ConfigError(where(name, value) + ": key '" + key + "': expected a mapping");
-            for (const auto& sub : value) {
-                const std::string full = key + "." + sub.first.Scalar();
-                if (auto text = schema.strings.find(full); text != schema.strings.end()) {
-                    read_string(name, full, sub.second, text->second);
-                    check_choice(name, full, sub.second, *text->second);
-                    continue;
-                }
-                if (auto flag = schema.bools.find(full); flag != schema.bools.end()) {
-                    read_bool(name, full, sub.second, flag->second);
-                    continue;
-                }
-                if (auto real = schema.reals.find(full); real != schema.reals.end()) {
-                    read_real(name, full, sub.second, real->second);
-                } else if (auto found = schema.ints.find(full); found != schema.ints.end()) {
-                    read_int(name, full, sub.second, found->second);
-                } else {
-                    throw ConfigError(where(name, sub.first) + ": unknown key '" + full +
-                                      "' (expected one of: " + known_keys(it->second) + ")");
-                }
-                // Request defaults: a value the engine would refuse in every request is refused
-                // here, by the engine's own check (each parameter is checked on its own, so the
-                // one just read is the one at fault).
-                if (key == "sampling") {
-                    try {
-                        sampling_params(config).validate();
-                    } catch (const std::exception& e) {
-                        throw ConfigError(where(name, sub.second) + ": key '" + full +
-                                          "': " + e.what());
-                    }
-                }
-            }
-
-        } else {
+        if (const Key* k = find_key(key); k && section_of(key).empty()) {
+            read_key(*k, config, value, where(name, value));
+            continue;
+        }
+        const std::string known = names_in(key);
+        if (known.empty())
             throw ConfigError(where(name, entry.first) + ": unknown key '" + key +
-                              "' (expected one of: " + known_keys(top) + ")");
+                              "' (expected one of: " + names_in("") + ")");
+        if (value.IsNull()) continue; // a section with nothing in it
+        if (!value.IsMap())
+            throw ConfigError(where(name, value) + ": key '" + key + "': expected a mapping");
+        for (const auto& sub : value) {
+            const std::string full = key + "." + sub.first.Scalar();
+            const Key* k = find_key(full);
+            if (!k)
+                throw ConfigError(where(name, sub.first) + ": unknown key '" + full +
+                                  "' (expected one of: " + known + ")");
+            read_key(*k, config, sub.second, where(name, sub.second));
         }
     }
     validate(config, name);
@@ -324,48 +448,23 @@ DaemonConfig load_config_file(const std::string& path) {
 std::string to_yaml(const DaemonConfig& c) {
     YAML::Emitter out;
     out << YAML::BeginMap;
-    out << YAML::Key << "model" << YAML::Value << c.model;
-    out << YAML::Key << "requests" << YAML::Value << c.requests;
-    out << YAML::Key << "tokens" << YAML::Value << c.tokens;
-    out << YAML::Key << "threads" << YAML::Value << c.threads;
-    out << YAML::Key << "log_level" << YAML::Value << c.log_level;
-    out << YAML::Key << "shutdown_grace_seconds" << YAML::Value << c.shutdown_grace_seconds;
-    out << YAML::Key << "engine" << YAML::Value << YAML::BeginMap;
-    out << YAML::Key << "layer_executors" << YAML::Value << c.engine.layer_executors;
-    out << YAML::Key << "context" << YAML::Value << c.engine.context;
-    out << YAML::Key << "max_sessions" << YAML::Value << c.engine.max_sessions;
-    out << YAML::Key << "prompt_chunk" << YAML::Value << c.engine.prompt_chunk;
-    out << YAML::Key << "prefix_cache" << YAML::Value << c.engine.prefix_cache;
-    out << YAML::Key << "weight_cache_mib" << YAML::Value << c.engine.weight_cache_mib;
-    out << YAML::Key << "kv_cache_type" << YAML::Value << c.engine.kv_cache_type;
-    out << YAML::Key << "chat_template" << YAML::Value << c.engine.chat_template;
-    out << YAML::Key << "mmap" << YAML::Value << c.engine.mmap;
-    out << YAML::Key << "mlock" << YAML::Value << c.engine.mlock << YAML::EndMap;
-    out << YAML::Key << "limits" << YAML::Value << YAML::BeginMap;
-    out << YAML::Key << "queue_depth" << YAML::Value << c.limits.queue_depth;
-    out << YAML::Key << "max_tokens" << YAML::Value << c.limits.max_tokens;
-    out << YAML::Key << "default_max_tokens" << YAML::Value << c.limits.default_max_tokens;
-    out << YAML::Key << "max_request_bytes" << YAML::Value << c.limits.max_request_bytes
-        << YAML::EndMap;
-    out << YAML::Key << "sampling" << YAML::Value << YAML::BeginMap;
-    out << YAML::Key << "temperature" << YAML::Value << c.sampling.temperature;
-    out << YAML::Key << "top_k" << YAML::Value << c.sampling.top_k;
-    out << YAML::Key << "top_p" << YAML::Value << c.sampling.top_p;
-    out << YAML::Key << "min_p" << YAML::Value << c.sampling.min_p;
-    out << YAML::Key << "repeat_penalty" << YAML::Value << c.sampling.repeat_penalty;
-    out << YAML::Key << "repeat_last_n" << YAML::Value << c.sampling.repeat_last_n << YAML::EndMap;
-    out << YAML::Key << "publisher" << YAML::Value << YAML::BeginMap;
-    out << YAML::Key << "high_water_mark" << YAML::Value << c.publisher.high_water_mark
-        << YAML::EndMap;
-    out << YAML::Key << "security" << YAML::Value << YAML::BeginMap;
-    out << YAML::Key << "curve_secret_key_file" << YAML::Value << c.security.curve_secret_key_file;
-    out << YAML::Key << "authorized_keys_file" << YAML::Value << c.security.authorized_keys_file;
-    out << YAML::Key << "allow_plaintext" << YAML::Value << c.security.allow_plaintext
-        << YAML::EndMap;
-    out << YAML::Key << "replay" << YAML::Value << YAML::BeginMap;
-    out << YAML::Key << "max_messages" << YAML::Value << c.replay.max_messages;
-    out << YAML::Key << "keep_seconds" << YAML::Value << c.replay.keep_seconds;
-    out << YAML::Key << "max_bytes" << YAML::Value << c.replay.max_bytes << YAML::EndMap;
+    std::string section; // the one open
+    for (const Key& k : table()) {
+        const std::string name = k.name;
+        const std::string s = section_of(name);
+        if (s != section) {
+            if (!section.empty()) out << YAML::EndMap;
+            if (!s.empty()) out << YAML::Key << s << YAML::Value << YAML::BeginMap;
+            section = s;
+        }
+        out << YAML::Key << (s.empty() ? name : name.substr(s.size() + 1)) << YAML::Value;
+        if (std::holds_alternative<StringField>(k.field))
+            out << value_text(k, c); // yaml-cpp quotes what needs it ("" for empty)
+        else
+            out << YAML::Flow << YAML::Node(value_text(k, c)); // numbers and booleans plain
+        out << YAML::Comment(k.doc);
+    }
+    if (!section.empty()) out << YAML::EndMap;
     out << YAML::EndMap;
     return std::string(out.c_str()) + "\n";
 }

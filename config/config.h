@@ -5,6 +5,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "engine/text/sampler.h"
 
@@ -77,12 +78,40 @@ struct DaemonConfig {
 // Parses YAML text; `name` is the file name used in messages.
 DaemonConfig parse_config(std::string_view text, const std::string& name);
 DaemonConfig load_config_file(const std::string& path);
-// The effective configuration as YAML that parse_config reads back.
+// The effective configuration as YAML that parse_config reads back, each key with its doc line
+// as a comment.
 std::string to_yaml(const DaemonConfig& config);
+
+// The key table (config.cpp) as the rest of woollyd sees it: one entry per key, in the order
+// to_yaml writes them. A reload applies `live` keys to the running pipeline; any other key
+// changed loads the model again beside the one serving.
+struct KeyInfo {
+    std::string name; // dotted path: "engine.context"
+    std::string doc;  // one line: what it is and its range
+    bool live = false;
+};
+const std::vector<KeyInfo>& keys();
+// The keys whose values differ between `a` and `b`, and that need a new runtime (not live).
+std::vector<std::string> runtime_keys_changed(const DaemonConfig& a, const DaemonConfig& b);
+// Sets one key from text, as a flag gives it (`source` names the flag in messages): the key's
+// own type and range checks. Throws ConfigError.
+void set_key(DaemonConfig& config, const std::string& key, const std::string& text,
+             const std::string& source);
+
 // Empty when `endpoint` is a usable tcp://HOST:PORT, ipc://PATH or inproc://NAME; else why not.
 std::string endpoint_problem(std::string_view endpoint);
-// Whether a (usable) endpoint reaches beyond this machine: tcp:// on any host but 127.0.0.0/8,
-// localhost and ::1 (a wildcard or an interface name included).
+// An endpoint as ZeroMQ binds it: a tcp:// host name resolved to its address (ZeroMQ reads a
+// name there as a network interface), IPv6 addresses in brackets with `ipv6` set (the socket
+// needs ZMQ_IPV6). Wildcards, addresses and names that do not resolve (interface names) stay
+// as they are; ipc:// and inproc:// too.
+struct BindAddress {
+    std::string endpoint;
+    bool ipv6 = false;
+};
+BindAddress bind_address(std::string_view endpoint);
+// Whether a (usable) endpoint reaches beyond this machine: tcp:// on any address but
+// 127.0.0.0/8 and ::1, after resolving a host name (localhost is loopback; a wildcard or an
+// interface name is not).
 bool leaves_machine(std::string_view endpoint);
 // Checks ranges and endpoints of a config built from flags; throws ConfigError.
 void validate(const DaemonConfig& config, const std::string& name);

@@ -6,6 +6,7 @@
 // streams at once); SIGHUP rereads the config file.
 #include <pthread.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <csignal>
@@ -18,6 +19,7 @@
 #include "actors/actors.h"
 #include "actors/log.h"
 #include "actors/messages.h"
+#include "config/args.h"
 #include "config/bundled_model.h"
 #include "config/config.h"
 #include "engine/model/loader.h"
@@ -33,13 +35,22 @@ using Clock = std::chrono::steady_clock;
 const char* kUsage =
     "usage: woollyd [--config FILE] [--model FILE] [--requests ENDPOINT] [--tokens ENDPOINT]\n"
     "               [--threads N] [--log-level error|warning|info|debug] [--print-config]\n"
+    "               [--version]\n"
     "Serves generation over ZeroMQ: requests on a ROUTER socket (default tcp://127.0.0.1:5555),\n"
     "tokens on a PUB socket (default tcp://127.0.0.1:5556). See protocol/SPEC.md.\n"
     "Flags override the config file's keys. Exit codes: 0 clean shutdown, 1 start-up failure\n"
     "(model, sockets, memory), 2 bad configuration or flags.\n"
+    "The sockets are bound before the model loads: a bad or busy endpoint fails at once, and\n"
+    "requests during the load are answered 'loading' with its progress.\n"
     "Signals: SIGTERM/SIGINT stop admitting and let running streams finish within\n"
     "shutdown_grace_seconds (a second signal ends them at once); SIGHUP rereads the config\n"
     "file. Under systemd (Type=notify) it reports readiness, status and watchdog pings.\n";
+
+// The flags that set a config key, each checked as the key is in the file.
+const std::pair<const char*, const char*> kKeyFlags[] = {
+    {"--model", "model"},   {"--requests", "requests"},   {"--tokens", "tokens"},
+    {"--threads", "threads"}, {"--log-level", "log_level"},
+};
 
 // The command line: a config file and the flags that override its keys, kept so that a
 // reload reads the file again and applies the same flags.
@@ -50,30 +61,11 @@ struct CommandLine {
 };
 
 config::DaemonConfig effective_config(const CommandLine& cl) {
-    using config::ConfigError;
     config::DaemonConfig config;
     if (!cl.config_path.empty()) config = config::load_config_file(cl.config_path);
     for (const auto& [flag, value] : cl.overrides) {
-        if (flag == "--model") {
-            config.model = value;
-        } else if (flag == "--requests") {
-            config.requests = value;
-        } else if (flag == "--tokens") {
-            config.tokens = value;
-        } else if (flag == "--log-level") {
-            if (!log::level_from_name(value))
-                throw ConfigError(
-                    "flag --log-level: expected error, warning, info or debug, got '" + value +
-                    "'");
-            config.log_level = value;
-        } else {
-            char* end = nullptr;
-            const long threads = std::strtol(value.c_str(), &end, 10);
-            if (value.empty() || *end || threads < 0 || threads > 256)
-                throw ConfigError("flag --threads: expected an integer from 0 to 256, got '" +
-                                  value + "'");
-            config.threads = threads;
-        }
+        for (const auto& [name, key] : kKeyFlags)
+            if (flag == name) config::set_key(config, key, value, "flag " + flag);
     }
     if (config.model.empty()) config.model = bundled_model_path();
     config::validate(config, "flags");
@@ -95,19 +87,6 @@ LoadOptions load_options(const config::DaemonConfig& config) {
     options.names = {"engine.context", "engine.max_sessions", "engine.kv_cache_type",
                      "engine.weight_cache_mib"};
     return options;
-}
-
-// Whether two configs need different runtimes (model, its memory, its threads).
-bool same_runtime(const config::DaemonConfig& a, const config::DaemonConfig& b) {
-    return a.model == b.model && a.threads == b.threads &&
-           a.engine.layer_executors == b.engine.layer_executors &&
-           a.engine.context == b.engine.context && a.engine.max_sessions == b.engine.max_sessions &&
-           a.engine.prompt_chunk == b.engine.prompt_chunk &&
-           a.engine.prefix_cache == b.engine.prefix_cache &&
-           a.engine.weight_cache_mib == b.engine.weight_cache_mib &&
-           a.engine.kv_cache_type == b.engine.kv_cache_type && a.engine.mmap == b.engine.mmap &&
-           a.engine.chat_template == b.engine.chat_template &&
-           a.engine.mlock == b.engine.mlock;
 }
 
 std::string utc_now() {
@@ -157,16 +136,37 @@ public:
         log::info("starting: config " +
                   (cl_.config_path.empty() ? std::string("(defaults)") : cl_.config_path) +
                   ", loading " + config.model);
+        // The sockets first: a bad or busy endpoint fails in milliseconds, not after the load,
+        // and clients hear `loading` while it runs.
+        try {
+            service_.emplace(system_, zmq_context_, live_, name);
+        } catch (const std::exception& e) {
+            log::error(e.what());
+            daemon::notify("STATUS=failed: " + std::string(e.what()));
+            return 1;
+        }
+        log::info("listening on requests " + config.requests + ", tokens " + config.tokens +
+                  " (answering 'loading' until the model is loaded)");
         daemon::notify("STATUS=loading " + name);
         start_loading(system_, self_, config);
         std::shared_ptr<Runtime> runtime;
         std::string failure;
         bool stop_requested = false; // a load cannot be interrupted: it stops once done
+        const bool terminal = isatty(STDERR_FILENO) == 1;
+        int shown = -1; // the percentage last printed on the terminal
         while (!runtime && failure.empty()) {
             self_->receive(
                 [&](progress_atom, double fraction) {
-                    daemon::notify("STATUS=loading " + name + " (" +
-                                   std::to_string(int(fraction * 100)) + " %)");
+                    const int percent = int(fraction * 100);
+                    daemon::notify("STATUS=loading " + name + " (" + std::to_string(percent) +
+                                   " %)");
+                    service_->loading(fraction);
+                    if (terminal && percent != shown) {
+                        std::fprintf(stderr, "\rwoollyd: loading %s: %d %%", name.c_str(),
+                                     percent);
+                        std::fflush(stderr);
+                        shown = percent;
+                    }
                 },
                 [&](loaded_atom, std::shared_ptr<Runtime>& r) { runtime = std::move(r); },
                 [&](failed_atom, std::string& why) { failure = std::move(why); },
@@ -174,29 +174,27 @@ public:
                     if (sig == SIGTERM || sig == SIGINT) {
                         log::info("stopping once the model is loaded (a load is not interrupted)");
                         daemon::notify("STOPPING=1\nSTATUS=stopping: the model is still loading");
+                        service_->refuse_while_loading();
                         stop_requested = true;
                     } else {
                         log::info("signal ignored while loading");
                     }
                 });
         }
+        if (shown >= 0) std::fputc('\n', stderr);
         if (stop_requested) {
+            service_.reset();
             log::info("stopped");
             return 0;
         }
         if (!runtime) {
+            service_.reset();
             log::error("cannot load the model: " + failure);
             daemon::notify("STATUS=failed: cannot load the model");
             return 1;
         }
         log_loaded(*runtime);
-        try {
-            service_.emplace(system_, zmq_context_, runtime, live_);
-        } catch (const std::exception& e) {
-            log::error(e.what());
-            daemon::notify("STATUS=failed: " + std::string(e.what()));
-            return 1;
-        }
+        service_->serve(runtime);
         const auto& hp = runtime->model->hparams();
         log::info("serving " + config.model + " (" + std::to_string(hp.n_layer) +
                   " layers, vocab " + std::to_string(hp.n_vocab) + ", context " +
@@ -217,6 +215,18 @@ private:
         log::info("loaded " + r.model_path + " in " + ms + " ms; memory planned " +
                   describe(r.memory_plan) + "; held " +
                   describe(memory_usage(*r.model, r.weight_cache.get(), r.kv->bytes(), 0)));
+        // Said once: sizes the model cannot use well are taken, not refused.
+        const int64_t trained = r.model->hparams().n_ctx_train;
+        const int64_t context = r.kv->n_ctx();
+        if (trained > 0 && context > trained)
+            log::warning("engine.context " + std::to_string(context) +
+                         " is beyond the model's trained context of " + std::to_string(trained) +
+                         " tokens: text past it is unlikely to make sense");
+        if (live_->config.limits.max_tokens >= context)
+            log::warning("limits.max_tokens " + std::to_string(live_->config.limits.max_tokens) +
+                         " is beyond the context of " + std::to_string(context) +
+                         " tokens per session: a stream ends at the context with "
+                         "finish_reason length");
     }
 
     // Between messages, at the watchdog's pace (or every 5 s without one): probe, ping, status.
@@ -351,11 +361,16 @@ private:
         pending_ = LiveConfig{std::move(next), live_->generation + 1, utc_now()};
         log::info("reloading " +
                   (cl_.config_path.empty() ? std::string("(no config file)") : cl_.config_path));
-        if (same_runtime(live_->config, pending_->config)) {
+        const std::vector<std::string> changed =
+            config::runtime_keys_changed(live_->config, pending_->config);
+        if (changed.empty()) {
             apply(nullptr);
             return;
         }
-        log::info("loading " + pending_->config.model + " beside the model being served");
+        std::string names;
+        for (const auto& key : changed) names += (names.empty() ? "" : ", ") + key;
+        log::info(names + " changed: loading " + pending_->config.model +
+                  " beside the model being served");
         daemon::notify("STATUS=reloading: loading " + base_name(pending_->config.model));
         start_loading(system_, self_, pending_->config);
     }
@@ -404,27 +419,28 @@ int main(int argc, char** argv) {
     CommandLine cl;
     config::DaemonConfig config;
     try {
-        for (int i = 1; i < argc; ++i) {
-            const std::string arg = argv[i];
-            if (arg == "--help" || arg == "-h") {
-                std::fputs(kUsage, stdout);
-                return 0;
-            }
-            if (arg == "--print-config") {
-                cl.print_config = true;
-                continue;
-            }
-            if (arg != "--config" && arg != "--model" && arg != "--requests" && arg != "--tokens" &&
-                arg != "--threads" && arg != "--log-level") {
-                throw ConfigError("unknown flag " + arg + " (see woollyd --help)");
-            }
-            if (i + 1 >= argc) throw ConfigError("flag " + arg + " needs a value");
-            if (arg == "--config")
-                cl.config_path = argv[++i];
-            else
-                cl.overrides.emplace_back(arg, argv[++i]);
+        std::set<std::string> value_flags = {"--config"};
+        for (const auto& [flag, key] : kKeyFlags) value_flags.insert(flag);
+        const Args args(argc, argv, 1, value_flags, {"--help", "-h", "--print-config", "--version"});
+        if (args.has("--help") || args.has("-h")) {
+            std::fputs(kUsage, stdout);
+            return 0;
         }
+        if (args.has("--version")) {
+            std::printf("woollyd %s (protocol woolly/1)\n", WOOLLY_VERSION);
+            return 0;
+        }
+        if (!args.positional().empty())
+            throw ConfigError("unexpected argument '" + args.positional()[0] +
+                              "' (see woollyd --help)");
+        cl.config_path = args.get("--config").value_or("");
+        cl.print_config = args.has("--print-config");
+        for (const auto& [flag, key] : kKeyFlags)
+            for (const std::string& value : args.all(flag)) cl.overrides.emplace_back(flag, value);
         config = effective_config(cl);
+    } catch (const Error& e) { // the command line's own: an unknown flag, a missing value
+        log::error(std::string("config error: ") + e.what() + " (see woollyd --help)");
+        return 2;
     } catch (const std::exception& e) {
         log::error(std::string("config error: ") + e.what());
         return 2;

@@ -6,6 +6,8 @@
 #include <cmath>
 #include <set>
 
+#include "engine/text/chat.h"
+
 namespace woolly::protocol {
 namespace {
 
@@ -135,6 +137,8 @@ const char* error_code_name(ErrorCode code) {
         return "shutting_down";
     case ErrorCode::Internal:
         return "internal";
+    case ErrorCode::Loading:
+        return "loading";
     }
     return "internal";
 }
@@ -199,7 +203,8 @@ std::variant<Request, RequestError> decode_request(std::string_view frame,
     if (*op == "generate") {
         if (auto e = check_known_fields(
                 object, {"op", "id", "prompt", "messages", "max_tokens", "temperature", "top_k",
-                         "top_p", "min_p", "repeat_penalty", "repeat_last_n", "seed", "stop"}))
+                         "top_p", "min_p", "repeat_penalty", "repeat_last_n", "seed", "stop",
+                         "chat_template"}))
             return *e;
         GenerateRequest r;
         r.id = f.stream_id("id", false);
@@ -214,6 +219,15 @@ std::variant<Request, RequestError> decode_request(std::string_view frame,
             else
                 r.messages = std::move(std::get<std::vector<ChatTurn>>(turns));
             r.chat = true;
+        }
+        if (auto name = f.string("chat_template")) {
+            if (!messages)
+                f.fail("'chat_template' goes with 'messages' (a prompt is not templated)");
+            else if (!chat_template_from_name(*name))
+                f.fail("'chat_template' is '" + *name + "' (expected one of: " +
+                       chat_template_names() + ")");
+            else
+                r.chat_template = *name;
         }
         // Asking for more tokens than the daemon allows is "too large"; a negative count or a
         // non-integer is a bad request (below).

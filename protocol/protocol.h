@@ -18,7 +18,16 @@ namespace woolly::protocol {
 inline constexpr const char* kVersion = "woolly/1";
 inline constexpr const char* kTopicPrefix = "tok.";
 
-enum class ErrorCode { BadRequest, TooLarge, Busy, NotFound, DuplicateId, ShuttingDown, Internal };
+enum class ErrorCode {
+    BadRequest,
+    TooLarge,
+    Busy,
+    NotFound,
+    DuplicateId,
+    ShuttingDown,
+    Internal,
+    Loading, // the daemon is up and its model is still loading
+};
 const char* error_code_name(ErrorCode code);
 
 // What decoding a request (or admitting it) refuses with: a code and a message for the client.
@@ -46,6 +55,7 @@ struct GenerateRequest {
     std::string prompt; // exactly one of prompt and messages is given
     std::vector<ChatTurn> messages;
     bool chat = false; // messages were given
+    std::string chat_template; // with messages: a template family instead of the model's own
     // The engine's parameters: the request's fields over DecodeLimits::defaults, checked by
     // GenerationParams::validate (the one range check).
     GenerationParams params;

@@ -2,6 +2,9 @@
 #include "config/config.h"
 #include "test_support.h"
 
+#include <fstream>
+#include <iterator>
+
 using namespace woolly::config;
 
 namespace {
@@ -158,9 +161,9 @@ TEST_CASE("the shipped config/woolly.yaml parses to the defaults, and print-conf
 
 TEST_CASE("bad configs are refused with the file, line, key and expectation") {
     CHECK(error_of("threads: 1\nengin:\n  x: 1\n") ==
-          "w.yaml:2: unknown key 'engin' (expected one of: log_level, model, requests, tokens, "
-          "shutdown_grace_seconds, threads, engine, limits, publisher, replay, sampling, "
-          "security)");
+          "w.yaml:2: unknown key 'engin' (expected one of: model, requests, tokens, threads, "
+          "log_level, shutdown_grace_seconds, engine, limits, sampling, publisher, security, "
+          "replay)");
     CHECK(error_of("engine:\n  layer_executors: two\n") ==
           "w.yaml:2: key 'engine.layer_executors': expected an integer, got 'two'");
     CHECK(error_of("engine:\n  colour: 1\n").find("w.yaml:2: unknown key 'engine.colour'") == 0);
@@ -183,4 +186,73 @@ TEST_CASE("endpoints") {
     CHECK_FALSE(endpoint_problem("tcp://127.0.0.1").empty());
     CHECK_FALSE(endpoint_problem("ipc://").empty());
     CHECK_FALSE(endpoint_problem("udp://x:1").empty());
+}
+
+TEST_CASE("one table of keys: every key has a doc line, is printed, and is in the shipped file") {
+    const std::string printed = to_yaml(DaemonConfig{});
+    std::ifstream in(std::string(WOOLLY_SOURCE_DIR) + "/config/woolly.yaml");
+    const std::string shipped((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    CHECK(keys().size() >= 30);
+    for (const KeyInfo& k : keys()) {
+        INFO(k.name);
+        CHECK(!k.doc.empty());
+        const std::string leaf = k.name.substr(k.name.rfind('.') + 1);
+        CHECK(printed.find(leaf + ": ") != std::string::npos);
+        CHECK(printed.find("# " + k.doc) != std::string::npos);
+        CHECK(shipped.find(leaf + ":") != std::string::npos);
+    }
+}
+
+TEST_CASE("the effective config prints numbers as they were written") {
+    const std::string printed = to_yaml(DaemonConfig{});
+    CHECK(printed.find("temperature: 0.8 ") != std::string::npos);
+    CHECK(printed.find("top_p: 0.95 ") != std::string::npos);
+    CHECK(printed.find("0.800000012") == std::string::npos);
+    const DaemonConfig c = parse_config("sampling:\n  temperature: 0.1\n", "w.yaml");
+    CHECK(to_yaml(c).find("temperature: 0.1 ") != std::string::npos);
+}
+
+TEST_CASE("a reload loads the model again exactly when a key that is not live changed") {
+    const DaemonConfig a;
+    DaemonConfig b;
+    b.limits.queue_depth = 3;
+    b.sampling.temperature = 0.2f;
+    b.requests = "ipc:///tmp/x";
+    CHECK(runtime_keys_changed(a, b).empty());
+    b.engine.context = 64;
+    b.engine.mlock = true;
+    CHECK(runtime_keys_changed(a, b) == std::vector<std::string>{"engine.context", "engine.mlock"});
+}
+
+TEST_CASE("flags set keys with the keys' own checks") {
+    DaemonConfig c;
+    set_key(c, "threads", "3", "flag --threads");
+    CHECK(c.threads == 3);
+    auto error = [&](const char* key, const char* text) {
+        try {
+            set_key(c, key, text, "flag --x");
+        } catch (const ConfigError& e) {
+            return std::string(e.what());
+        }
+        return std::string();
+    };
+    CHECK(error("threads", "many") == "flag --x: key 'threads': expected an integer, got 'many'");
+    CHECK(error("threads", "999").find("flag --x: key 'threads': 999 is out of range") == 0);
+    CHECK(error("log_level", "loud") ==
+          "flag --x: key 'log_level': 'loud' is not one of: error, warning, info, debug");
+}
+
+TEST_CASE("endpoints bind by address: names resolved, IPv6 in brackets") {
+    const BindAddress local = bind_address("tcp://localhost:5555");
+    CHECK((local.endpoint == "tcp://127.0.0.1:5555" || local.endpoint == "tcp://[::1]:5555"));
+    CHECK(local.ipv6 == (local.endpoint == "tcp://[::1]:5555"));
+    const BindAddress v6 = bind_address("tcp://[::1]:5555");
+    CHECK(v6.endpoint == "tcp://[::1]:5555");
+    CHECK(v6.ipv6);
+    CHECK(bind_address("tcp://127.0.0.1:5555").endpoint == "tcp://127.0.0.1:5555");
+    CHECK(!bind_address("tcp://127.0.0.1:5555").ipv6);
+    CHECK(bind_address("tcp://*:5555").endpoint == "tcp://*:5555");
+    CHECK(bind_address("tcp://no-such-interface-x:5555").endpoint ==
+          "tcp://no-such-interface-x:5555");
+    CHECK(bind_address("ipc:///tmp/w").endpoint == "ipc:///tmp/w");
 }

@@ -6,59 +6,28 @@ usage: test_daemon.py WOOLLYD WOOLLY SOURCE_DIR SHARED_DIR
 """
 import json
 import os
+import pty
+import re
 import signal
+import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-import traceback
 
 import zmq
 
 WOOLLYD, WOOLLY, SOURCE, SHARED = sys.argv[1:5]
 sys.path.insert(0, os.path.join(SOURCE, "tests", "clients"))
 from woolly_client import Client  # noqa: E402
+from woolly_harness import TMP, Woollyd, run_tests  # noqa: E402
 
 BUNDLED = os.path.join(SOURCE, "models", "stories260K.gguf")
-TMP = tempfile.mkdtemp(prefix="woolly-test-")
 
 
-class Daemon:
-    """A woollyd process with its own ipc endpoints and config."""
-    count = 0
-
-    def __init__(self, config_text="", probe_keys=None):
-        Daemon.count += 1
-        base = os.path.join(TMP, f"d{Daemon.count}")
-        self.requests, self.tokens = f"ipc://{base}-req", f"ipc://{base}-tok"
-        config = os.path.join(TMP, f"d{Daemon.count}.yaml")
-        with open(config, "w") as f:
-            f.write(config_text)
-        self.proc = subprocess.Popen([WOOLLYD, "--config", config, "--requests", self.requests,
-                                      "--tokens", self.tokens], stderr=subprocess.PIPE, text=True)
-        keys = {"server_key": probe_keys[0], "client_key": probe_keys[1]} if probe_keys else {}
-        self.client = Client(self.requests, self.tokens, timeout=20, **keys)
-        probe = Client(self.requests, self.tokens, timeout=0.5, **keys)
-        for _ in range(120):  # wait until it answers, or fail at once if it died
-            if self.proc.poll() is not None:
-                raise AssertionError(f"woollyd exited {self.proc.returncode}: {self.proc.stderr.read()}")
-            try:
-                if probe.call({"op": "status"})["ok"]:
-                    break
-            except TimeoutError:
-                pass
-        else:
-            raise AssertionError("woollyd did not answer within 60 s")
-
-    def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            _, err = self.proc.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            raise AssertionError("woollyd did not stop within 20 s of SIGTERM")
-        return self.proc.returncode, err
+def Daemon(config_text="", keys=None, **options):
+    """A woollyd for these tests (tests/clients/woolly_harness.py), its client's timeout 20 s."""
+    return Woollyd(WOOLLYD, config_text, keys=keys, client_timeout=20, **options)
 
 
 def woolly(*args, stdin=None):
@@ -240,10 +209,14 @@ def test_bad_requests_get_their_codes(d):
         nxt = send_raw(json.dumps(valid).encode())  # the next valid request is served
         assert code(nxt) == "ok", nxt
         wait_idle(d)  # so that slow builds (sanitizers) never fill the queue
-    first = send_raw(json.dumps({**valid, "id": "dup"}).encode())
+    # Only a running (or queued) stream's id is in use; once it finished, the id starts anew.
+    first = send_raw(json.dumps({**valid, "id": "dup", "max_tokens": 500}).encode())
     assert code(first) == "ok"
     second = send_raw(json.dumps({**valid, "id": "dup"}).encode())
     assert code(second) == "duplicate_id", second
+    assert "still running" in second["error"]["message"] or "still queued" in second["error"]["message"], second
+    assert code(send_raw(json.dumps({"op": "cancel", "id": "dup"}).encode())) == "ok"
+    wait_idle(d)
     # A multi-frame request over DEALER gets bad_request; a correct DEALER request is served.
     dealer = ctx.socket(zmq.DEALER)
     dealer.connect(d.requests)
@@ -300,14 +273,17 @@ def test_readme_client(d):
     path = os.path.join(SOURCE, "tests", "clients", "minimal_client.py")
     readme = open(os.path.join(SOURCE, "README.md")).read()
     assert open(path).read() in readme, "README.md's Python client differs from tests/clients/minimal_client.py"
-    out = subprocess.run([sys.executable, path, d.requests, d.tokens, "Once upon a time"],
-                         capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.startswith(", there was a little girl named Lily. She loved to play outside"), out.stdout
+    # Twice in a row: its fixed id 'readme' is free again once the first stream has finished.
+    for attempt in (1, 2):
+        out = subprocess.run([sys.executable, path, d.requests, d.tokens, "Once upon a time"],
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, (attempt, out.stderr)
+        assert out.stdout.startswith(", there was a little girl named Lily. She loved to play outside"), out.stdout
 
 
 def test_subscribe_command(d):
-    sub = subprocess.Popen([WOOLLY, "subscribe", "subcmd", "--tokens", d.tokens, "--requests", d.requests],
+    sub = subprocess.Popen([WOOLLY, "subscribe", "subcmd", "--timeout", "20", "--tokens", d.tokens,
+                            "--requests", d.requests],
                            stdout=subprocess.PIPE, text=True)
     time.sleep(0.4)
     assert d.client.call({"op": "generate", "id": "subcmd", "prompt": "Once upon a time", "max_tokens": 48,
@@ -321,6 +297,94 @@ def test_stop_strings_and_unknown_daemon(d):
     assert msgs[-1]["finish_reason"] == "stop" and text_of(msgs) == ", there was a little girl named "
     out = woolly("status", "--requests", f"ipc://{TMP}/nobody-here")
     assert out.returncode != 0 and "no reply" in out.stderr
+
+
+def test_subscribe_replays_a_finished_stream_and_knows_unknown_ids(d):
+    """subscribe ID: a finished stream from seq 0 (replay), an unknown id not_found at once,
+    SIGTERM/SIGINT quiet with 143/130, and --all's lines, one per stream."""
+    msgs = list(d.client.generate("Once upon a time", stream_id="over", max_tokens=20, temperature=0))
+    out = woolly("subscribe", "over", "--requests", d.requests, "--tokens", d.tokens)
+    assert out.returncode == 0 and out.stdout == text_of(msgs) + "\n", (out.stdout, out.stderr)
+    js = woolly("subscribe", "over", "--json", "--requests", d.requests, "--tokens", d.tokens)
+    assert [json.loads(l) for l in js.stdout.splitlines()] == msgs
+    started = time.monotonic()
+    out = woolly("subscribe", "nosuch", "--requests", d.requests, "--tokens", d.tokens)
+    assert out.returncode == 1 and "not_found" in out.stderr and time.monotonic() - started < 5, out.stderr
+    # Waiting for an id not admitted yet, then a signal: a quiet exit with 128 + the signal.
+    for sig, code in ((signal.SIGTERM, 143), (signal.SIGINT, 130)):
+        p = subprocess.Popen([WOOLLY, "subscribe", "later", "--timeout", "30", "--requests", d.requests,
+                              "--tokens", d.tokens], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(0.5)
+        p.send_signal(sig)
+        out, err = p.communicate(timeout=10)
+        assert p.returncode == code and err == "", (sig, p.returncode, err)
+    # --all runs until interrupted (exit 0); a stream's text is one line after its id.
+    p = subprocess.Popen([WOOLLY, "subscribe", "--all", "--requests", d.requests, "--tokens", d.tokens],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.5)
+    msgs = list(d.client.generate("Once upon a time", stream_id="allline", max_tokens=12, temperature=0))
+    time.sleep(0.3)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=10)
+    assert p.returncode == 0 and err == "", (p.returncode, err)
+    assert f"[allline] {text_of(msgs)} <length>\n" in out, out
+
+
+def test_a_finished_streams_id_starts_a_new_stream(d):
+    """Only a running or queued stream holds its id: a finished one's id starts anew, and its
+    replay then holds the new stream only."""
+    first = list(d.client.generate("Once upon a time", stream_id="again", max_tokens=10, temperature=0))
+    second = list(d.client.generate("Lily and Tom", stream_id="again", max_tokens=6, temperature=0))
+    check_gap_free(second)
+    assert len(second) == 7 and text_of(second) != text_of(first)
+    replay = d.client.call({"op": "replay", "id": "again", "from_seq": 0})
+    assert replay["ok"] and replay["messages"] == second, replay
+
+
+def test_clients_name_their_endpoints_and_fail_fast(d):
+    env = {**os.environ, "WOOLLY_REQUESTS": d.requests, "WOOLLY_TOKENS": d.tokens}
+    out = subprocess.run([WOOLLY, "status"], env=env, capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0 and json.loads(out.stdout)["protocol"] == "woolly/1", out.stderr
+    out = subprocess.run([WOOLLY, "generate", "-p", "Once upon a time", "-n", "8", "--temp", "0"], env=env,
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0 and out.stdout.startswith(", there was a little girl"), out.stderr
+    # Nobody there: one line naming the endpoint within a few seconds, exit 1.
+    nobody = f"ipc://{TMP}/nobody-here"
+    for command, limit in (("generate", 8), ("status", 4), ("cancel", 8)):
+        args = {"generate": ["-p", "hi"], "status": [], "cancel": ["x"]}[command]
+        started = time.monotonic()
+        out = woolly(command, *args, "--requests", nobody, "--tokens", nobody + "-tok")
+        took = time.monotonic() - started
+        assert out.returncode == 1 and out.stderr.count("\n") == 1, (command, out.stderr)
+        assert f"no reply from {nobody} within" in out.stderr and "is woollyd running there?" in out.stderr
+        assert took < limit, (command, took)
+
+
+def test_generate_and_chat_take_conversations(d):
+    """generate --messages and chat give woolly run --messages's replies (the bundled model has
+    no template of its own: --chat-template names one)."""
+    turns = [{"role": "user", "content": "Tell me a story"}]
+    path = os.path.join(TMP, "chat1.json")
+    with open(path, "w") as f:
+        json.dump(turns, f)
+    run = woolly("run", "--messages", path, "--chat-template", "zephyr", "-n", "16", "--temp", "0")
+    gen = woolly("generate", "--messages", path, "--chat-template", "zephyr", "-n", "16", "--temp", "0",
+                 "--requests", d.requests, "--tokens", d.tokens)
+    assert run.returncode == 0 and gen.returncode == 0, (run.stderr, gen.stderr)
+    assert gen.stdout == run.stdout, (gen.stdout, run.stdout)
+    bad = woolly("generate", "-p", "x", "--chat-template", "zephyr", "--requests", d.requests, "--tokens", d.tokens)
+    assert bad.returncode == 1 and "--chat-template goes with --messages" in bad.stderr, bad.stderr
+    # Two turns of chat: the second reply is run's for the whole conversation so far.
+    chat = subprocess.run([WOOLLY, "chat", "--chat-template", "zephyr", "-n", "16", "--temp", "0",
+                           "--requests", d.requests, "--tokens", d.tokens],
+                          input="Tell me a story\nAnd then?\n", capture_output=True, text=True, timeout=60)
+    assert chat.returncode == 0, chat.stderr
+    first_reply = run.stdout[:-1]
+    turns += [{"role": "assistant", "content": first_reply}, {"role": "user", "content": "And then?"}]
+    with open(path, "w") as f:
+        json.dump(turns, f)
+    run2 = woolly("run", "--messages", path, "--chat-template", "zephyr", "-n", "16", "--temp", "0")
+    assert chat.stdout == run.stdout + run2.stdout, (chat.stdout, run.stdout, run2.stdout)
 
 
 def run_tokens(prompt, n):
@@ -454,6 +518,120 @@ def standalone_tests():
     sub.close()
 
 
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def endpoint_tests():
+    """Endpoints bind like any server's, before the model loads."""
+    # localhost and [::1] are loopback, bound by address (ZeroMQ alone reads a name as an interface).
+    req, tok = free_port(), free_port()
+    flags = ["--requests", f"tcp://localhost:{req}"]
+    has_ipv6 = socket.has_ipv6 and os.path.exists("/proc/net/if_inet6")
+    flags += ["--tokens", f"tcp://[::1]:{tok}" if has_ipv6 else f"tcp://localhost:{tok}"]
+    if not has_ipv6:
+        print("note: no IPv6 on this machine; [::1] not tried")
+    d = Daemon(flags=flags)
+    try:
+        out = woolly("generate", "-p", "Once upon a time", "-n", "8", "--temp", "0", *flags)
+        assert out.returncode == 0 and out.stdout.startswith(", there was a little girl"), out.stderr
+    finally:
+        d.stop()
+    # A busy port fails at once, before the model is loaded.
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        started = time.monotonic()
+        out = subprocess.run([WOOLLYD, "--requests", f"tcp://127.0.0.1:{port}", "--tokens", f"ipc://{TMP}/busy-tok"],
+                             capture_output=True, text=True, timeout=30)
+        assert out.returncode == 1 and f"cannot bind requests endpoint tcp://127.0.0.1:{port}" in out.stderr, out.stderr
+        assert "loaded " not in out.stderr and time.monotonic() - started < 5, out.stderr
+
+
+def slow_model_tests():
+    """On a model slow enough to watch (tinyllama's shape, random weights): `loading` replies
+    while it loads, its progress on a terminal, a queued stream followed by subscribe, and a
+    generate whose Ctrl-C cancels its stream."""
+    model = os.path.join(TMP, "tinyllama-q4_0.gguf")
+    out = woolly("synth", "--shape", "tinyllama-1.1b", "--type", "q4_0", "-o", model)
+    assert out.returncode == 0, out.stderr
+    # Requests during the load are answered at once with `loading` and the progress.
+    d = Daemon("engine:\n  context: 256\n", model=model, ready=False)
+    try:
+        probe = d.new_client(timeout=5)
+        replies = []
+        while True:
+            reply = probe.call({"op": "status"})  # a TimeoutError here fails the test
+            replies.append(reply)
+            if reply["ok"]:
+                break
+            assert reply["error"]["code"] == "loading", reply
+            assert 0 <= reply["error"]["progress"] <= 1 and "tinyllama-q4_0.gguf" in reply["error"]["message"]
+        assert any(not r["ok"] for r in replies), "the model loaded before a request could see it loading"
+        d.wait_ready()
+        g = d.client.call({"op": "generate", "prompt": "x", "max_tokens": 1})
+        assert g["ok"], g
+    finally:
+        d.stop()
+    # On a terminal, woollyd shows the load's progress.
+    master, slave = pty.openpty()
+    shown = []
+    reader = threading.Thread(target=lambda: shown.append(read_all(master)), daemon=True)
+    reader.start()
+    d = Woollyd(WOOLLYD, "engine:\n  context: 256\n", model=model, stderr=slave)
+    os.close(slave)
+    code, _ = d.stop()
+    assert code == 0
+    reader.join(timeout=10)
+    text = shown[0] if shown else ""
+    assert re.search(r"\rwoollyd: loading tinyllama-q4_0\.gguf: \d+ %", text), text[:400]
+    # One session at a time: a second stream waits in the queue; subscribe waits for it too.
+    d = Daemon("engine:\n  context: 256\n  max_sessions: 1\n  weight_cache_mib: 0\n", model=model)
+    try:
+        done = list(d.client.generate("Once", stream_id="reused", max_tokens=2))
+        assert done[-1]["done"]
+        assert d.client.call({"op": "generate", "id": "busy1", "prompt": "Once", "max_tokens": 40})["ok"]
+        assert d.client.call({"op": "generate", "id": "queued1", "prompt": "Once", "max_tokens": 4})["ok"]
+        replay = d.client.call({"op": "replay", "id": "queued1"})
+        assert replay["ok"] and replay["messages"] == [] and not replay["finished"], replay
+        # A finished stream's id, taken again by a stream still queued: replay knows only the
+        # new one (nothing yet), never the finished stream's messages.
+        assert d.client.call({"op": "generate", "id": "reused", "prompt": "Once", "max_tokens": 3})["ok"]
+        replay = d.client.call({"op": "replay", "id": "reused"})
+        assert replay["ok"] and replay["messages"] == [] and not replay["finished"], replay
+        out = woolly("subscribe", "queued1", "--json", "--requests", d.requests, "--tokens", d.tokens)
+        lines = [json.loads(l) for l in out.stdout.splitlines()]
+        assert out.returncode == 0 and len(lines) == 5 and lines[-1]["done"], (out.stdout, out.stderr)
+        # Ctrl-C on generate: exit 130, nothing on stderr, and the daemon stops the stream.
+        p = subprocess.Popen([WOOLLY, "generate", "--id", "stopme", "-p", "Once", "-n", "200",
+                              "--requests", d.requests, "--tokens", d.tokens],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        first = p.stdout.read(1)  # a token has arrived
+        p.send_signal(signal.SIGINT)
+        rest, err = p.communicate(timeout=30)
+        assert first and p.returncode == 130 and err == b"", (p.returncode, err)
+        end = list(d.client.follow(d.client.subscribe("stopme"), "stopme"))[-1]
+        assert end["finish_reason"] == "cancelled" and end["usage"]["completion_tokens"] < 200, end
+    finally:
+        d.stop()
+
+
+def read_all(fd):
+    chunks = []
+    while True:
+        try:
+            data = os.read(fd, 65536)
+        except OSError:  # the other end closed
+            break
+        if not data:
+            break
+        chunks.append(data)
+    return b"".join(chunks).decode(errors="replace")
+
+
 def test_messages_go_through_the_models_chat_template(d):
     # The bundled model has no chat template: a conversation is refused, saying what to do.
     turn = [{"role": "user", "content": "hi"}]
@@ -528,7 +706,8 @@ def test_curve_lets_in_only_listed_clients(d):
         f.write(f"# who may connect\n{public['client']} my laptop\n\n")
     config = (f"security:\n  curve_secret_key_file: {keys}/server.key\n"
               f"  authorized_keys_file: {authorized}\n")
-    c = Daemon(config, probe_keys=(os.path.join(keys, "server.pub"), os.path.join(keys, "client.key")))
+    c = Daemon(config, keys={"server_key": os.path.join(keys, "server.pub"),
+                             "client_key": os.path.join(keys, "client.key")})
     try:
         listed = Client(c.requests, c.tokens, timeout=20, server_key=os.path.join(keys, "server.pub"),
                         client_key=os.path.join(keys, "client.key"))
@@ -552,17 +731,12 @@ def test_curve_lets_in_only_listed_clients(d):
         # authorized_keys is read again on reload: the stranger is let in.
         with open(authorized, "a") as f:
             f.write(public["stranger"] + "\n")
-        c.proc.send_signal(signal.SIGHUP)
-        welcome = Client(c.requests, c.tokens, timeout=2, server_key=os.path.join(keys, "server.pub"),
+        seen = len(c.notes.messages)
+        c.signal(signal.SIGHUP)
+        c.wait_ready(start=seen)  # READY=1 again once the reload is applied
+        welcome = Client(c.requests, c.tokens, timeout=5, server_key=os.path.join(keys, "server.pub"),
                          client_key=os.path.join(keys, "stranger.key"))
-        for _ in range(20):
-            try:
-                assert welcome.call({"op": "status"})["ok"]
-                break
-            except TimeoutError:
-                pass
-        else:
-            raise AssertionError("the stranger was not let in after the reload")
+        assert welcome.call({"op": "status"})["ok"], "the stranger was not let in after the reload"
         for s in spies:
             s.close()
     finally:
@@ -588,27 +762,13 @@ def main():
     d = Daemon("limits:\n  queue_depth: 8\nengine:\n  max_sessions: 4\n")
     tests = [v for k, v in globals().items()
              if k.startswith("test_") and k != "test_batched_streams_match_run"]
-    passed = failed = 0
-    for test in tests:
-        try:
-            test(d)
-            print(f"PASS {test.__name__}", flush=True)
-            passed += 1
-        except Exception:
-            print(f"FAIL {test.__name__}\n{traceback.format_exc()}", flush=True)
-            failed += 1
+    passed, failed = run_tests(tests, d)
     code, err = d.stop()
     if code != 0:
         print(f"FAIL woollyd exited {code}: {err}")
         failed += 1
-    for test in (standalone_tests, test_batched_streams_match_run):
-        try:
-            test()
-            print(f"PASS {test.__name__}", flush=True)
-            passed += 1
-        except Exception:
-            print(f"FAIL {test.__name__}\n{traceback.format_exc()}", flush=True)
-            failed += 1
+    more = run_tests([standalone_tests, endpoint_tests, slow_model_tests, test_batched_streams_match_run])
+    passed, failed = passed + more[0], failed + more[1]
     print(f"{passed} passed, {failed} failed")
     return 0 if failed == 0 else 1
 

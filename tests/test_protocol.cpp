@@ -112,3 +112,26 @@ TEST_CASE("stream ids and messages follow the spec") {
     CHECK(encode_error({ErrorCode::Busy, "full"}) ==
           R"({"error":{"code":"busy","message":"full"},"ok":false})");
 }
+
+TEST_CASE("a conversation may name its chat template; only with messages, only a known family") {
+    auto r = decode_request(
+        R"({"op":"generate","messages":[{"role":"user","content":"hi"}],"chat_template":"zephyr"})",
+        {});
+    REQUIRE(std::holds_alternative<Request>(r));
+    const auto& g = std::get<GenerateRequest>(std::get<Request>(r));
+    CHECK(g.chat);
+    CHECK(g.chat_template == "zephyr");
+    auto message = [](std::string_view frame) {
+        auto result = decode_request(frame, {});
+        auto* e = std::get_if<RequestError>(&result);
+        return e ? e->message : std::string();
+    };
+    CHECK(message(R"({"op":"generate","prompt":"hi","chat_template":"zephyr"})") ==
+          "'chat_template' goes with 'messages' (a prompt is not templated)");
+    CHECK(message(R"({"op":"generate","messages":[{"role":"user","content":"hi"}],)"
+                  R"("chat_template":"klingon"})")
+              .find("'chat_template' is 'klingon' (expected one of: ") == 0);
+    CHECK(code_of(R"({"op":"generate","messages":[{"role":"user","content":"hi"}],)"
+                  R"("chat_template":5})") == "bad_request");
+    CHECK(std::string(error_code_name(ErrorCode::Loading)) == "loading");
+}

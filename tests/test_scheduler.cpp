@@ -152,8 +152,6 @@ TEST_CASE("the scheduler admits, queues, starts as slots free up, and refuses pa
     REQUIRE(t.started.count(c) == 1);
     CHECK(t.started.at(c).slot == a_slot);
     CHECK(t.started.at(c).reused == 0);
-    // An id that finished is not reused while replay may know it.
-    CHECK(f.admit("a", {1}).error == int32_t(protocol::ErrorCode::DuplicateId));
     // b ends; e begins with b's tokens and gets b's slot with its prefix.
     f.ended(b, {1, 2, 3, 4, 7});
     CHECK(f.admit("e", {1, 2, 3, 4, 8, 8}).ok());
@@ -161,6 +159,12 @@ TEST_CASE("the scheduler admits, queues, starts as slots free up, and refuses pa
     const uint64_t e = t.opened.at("e");
     REQUIRE(t.started.count(e) == 1);
     CHECK(t.started.at(e).reused == 4);
+    // A finished stream's id is free: a new stream takes it (c and e, running, keep theirs).
+    CHECK(f.admit("e", {1}).error == int32_t(protocol::ErrorCode::DuplicateId));
+    CHECK(f.admit("a", {5}).ok());
+    const uint64_t a2 = f.told().opened.at("a");
+    CHECK(a2 != a);
+    CHECK(f.admit("a", {5}).error == int32_t(protocol::ErrorCode::DuplicateId)); // queued
 }
 
 TEST_CASE("the scheduler cancels running and queued streams through their owner, once") {

@@ -10,99 +10,22 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
-import threading
 import time
-import traceback
 
 WOOLLYD, WOOLLY, SOURCE = sys.argv[1:4]
 sys.path.insert(0, os.path.join(SOURCE, "tests", "clients"))
 from woolly_client import Client  # noqa: E402
+from woolly_harness import TMP, WAIT, Woollyd, run_tests  # noqa: E402
 
-TMP = tempfile.mkdtemp(prefix="woolly-service-")
 BUNDLED = os.path.join(SOURCE, "models", "stories260K.gguf")
-WAIT = 60  # seconds any one expected event may take to arrive, at most
 
 
-class Notifications:
-    """A NOTIFY_SOCKET: every datagram woollyd sends, in order."""
-
-    def __init__(self, name):
-        self.path = os.path.join(TMP, name + ".notify")
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(self.path)
-        self.messages = []
-        self.cond = threading.Condition()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self):
-        while True:
-            data = self.sock.recv(65536).decode()
-            with self.cond:
-                self.messages.append(dict(line.split("=", 1) for line in data.split("\n") if "=" in line))
-                self.cond.notify_all()
-
-    def wait_for(self, predicate, start=0, what="a notification"):
-        """Index of the first message from `start` on that satisfies predicate."""
-        deadline = time.monotonic() + WAIT
-        with self.cond:
-            while True:
-                for i in range(start, len(self.messages)):
-                    if predicate(self.messages[i]):
-                        return i
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise AssertionError(f"no {what} within {WAIT} s; got {self.messages[start:]}")
-                self.cond.wait(left)
-
-
-class Service:
-    """woollyd started as the unit starts it, with a config file we can rewrite and reload."""
-    count = 0
-    running = []  # killed at the end, whatever a failed test left behind
-
-    def __init__(self, config_text, watchdog_usec=None, hooks=False, journal=False):
-        Service.count += 1
-        self.name = f"s{Service.count}"
-        self.config = os.path.join(TMP, self.name + ".yaml")
-        self.requests = f"ipc://{TMP}/{self.name}-req"
-        self.tokens = f"ipc://{TMP}/{self.name}-tok"
-        self.write(config_text)
-        self.notes = Notifications(self.name)
-        env = {k: v for k, v in os.environ.items() if k not in ("WATCHDOG_USEC", "WATCHDOG_PID")}
-        env["NOTIFY_SOCKET"] = self.notes.path
-        if watchdog_usec:
-            env["WATCHDOG_USEC"] = str(watchdog_usec)
-        if hooks:
-            env["WOOLLY_TEST_HOOKS"] = "1"
-        self.log = open(os.path.join(TMP, self.name + ".log"), "w+")
-        if journal:  # stderr is "the journal": JOURNAL_STREAM names its device and inode
-            st = os.fstat(self.log.fileno())
-            env["JOURNAL_STREAM"] = f"{st.st_dev}:{st.st_ino}"
-        self.proc = subprocess.Popen([WOOLLYD, "--config", self.config], stderr=self.log, env=env)
-        Service.running.append(self.proc)
-        self.notes.wait_for(lambda m: m.get("READY") == "1", what="READY=1")
-        self.client = Client(self.requests, self.tokens, timeout=WAIT)
-
-    def write(self, text, requests=None):
-        with open(self.config, "w") as f:
-            f.write(f"requests: {requests or self.requests}\ntokens: {self.tokens}\n{text}")
-
-    def signal(self, sig):
-        self.proc.send_signal(sig)
-
-    def wait(self):
-        code = self.proc.wait(timeout=WAIT)
-        self.log.seek(0)
-        return code, self.log.read()
-
-    def log_text(self):
-        self.log.flush()
-        with open(self.log.name) as f:
-            return f.read()
+def Service(config_text, **options):
+    """woollyd started as the unit starts it (tests/clients/woolly_harness.py): READY=1 on our
+    NOTIFY_SOCKET, a config file we can rewrite (write) and reload."""
+    return Woollyd(WOOLLYD, config_text, **options)
 
 
 def status(s, client=None):
@@ -302,20 +225,8 @@ def test_sigterm_delivers_every_message_before_exit():
 
 
 def main():
-    passed = failed = 0
     only = os.environ.get("WOOLLY_TEST_ONLY", "")  # a part of a test's name: run only those
-    for name, test in [(k, v) for k, v in globals().items() if k.startswith("test_") and only in k]:
-        try:
-            test()
-            print(f"PASS {name}", flush=True)
-            passed += 1
-        except Exception:
-            print(f"FAIL {name}\n{traceback.format_exc()}", flush=True)
-            failed += 1
-    for proc in Service.running:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    passed, failed = run_tests([v for k, v in globals().items() if k.startswith("test_") and only in k])
     print(f"{passed} passed, {failed} failed")
     if failed:
         print(f"logs and configs kept in {TMP}")

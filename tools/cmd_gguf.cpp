@@ -9,11 +9,12 @@ namespace woolly::cli {
 
 int gguf_command(int argc, char** argv) {
     Args args(argc, argv, 2, {}, {"--help", "-h"});
-    if (args.has("--help") || args.has("-h") || args.positional().size() != 1) {
+    const bool help = args.has("--help") || args.has("-h");
+    if (help || args.positional().size() != 1) {
         std::fputs("usage: woolly gguf MODEL\nPrints the metadata and the tensor table "
                    "(name, type, shape, offset, size).\n",
-                   args.positional().size() == 1 ? stdout : stderr);
-        return args.positional().size() == 1 ? 0 : 2;
+                   help ? stdout : stderr);
+        return help ? 0 : 2;
     }
     auto file = GgufFile::open(args.positional()[0]);
     std::printf(

@@ -165,6 +165,7 @@ int run_command(int argc, char** argv) {
     const bool interactive = args.has("--chat");
     if (interactive && args.get("-p", "--prompt"))
         throw Error("--chat reads its turns from stdin: give no -p");
+    if (interactive && json) throw Error("--json does not go with --chat (a conversation prints text)");
     const std::string prompt = messages_path || interactive ? std::string() : read_prompt(args);
 
     const std::string model_path = args.get("-m", "--model").value_or(default_model_path());
@@ -180,12 +181,23 @@ int run_command(int argc, char** argv) {
                                         .c_str()
                                   : "");
     }
+    const int64_t trained = model.hparams().n_ctx_train;
+    if (n_ctx > 0 && trained > 0 && n_ctx > trained)
+        std::fprintf(stderr,
+                     "woolly run: -c %lld is beyond the model's trained context of %lld tokens: "
+                     "text past it is unlikely to make sense\n",
+                     (long long)n_ctx, (long long)trained);
     Vocab vocab(model.gguf());
     ThreadPool pool{loaded.memory.threads};
     LlamaContext context(model, n_ctx, &pool, kDefaultPromptBatch, loaded.cache.get(),
                          loaded.memory.kv_type);
     params.max_tokens =
         n_predict < 0 ? int32_t(context.n_ctx()) : int32_t(std::min<int64_t>(n_predict, INT32_MAX));
+    if (n_predict >= context.n_ctx())
+        std::fprintf(stderr,
+                     "woolly run: -n %lld is beyond the context of %lld tokens: generation ends "
+                     "at the context (finish: length)\n",
+                     (long long)n_predict, (long long)context.n_ctx());
 
     std::optional<ChatFormat> format; // a conversation, through the model's chat template
     if (messages_path || interactive)

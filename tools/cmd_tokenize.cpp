@@ -7,6 +7,7 @@
 #include "cli_args.h"
 #include "commands.h"
 #include "engine/gguf/gguf.h"
+#include "engine/text/utf8.h"
 #include "engine/text/vocab.h"
 
 namespace woolly::cli {
@@ -22,6 +23,8 @@ int tokenize_command(int argc, char** argv) {
                    stdout);
         return 0;
     }
+    if (!args.positional().empty())
+        throw Error("unexpected argument '" + args.positional()[0] + "' (the model is -m FILE)");
     const std::string model_path = args.get("-m", "--model").value_or(default_model_path());
     auto file = GgufFile::open(model_path);
     Vocab vocab(*file);
@@ -47,6 +50,12 @@ int tokenize_command(int argc, char** argv) {
         throw Error("give --file FILE or -p TEXT");
     }
 
+    for (size_t i = 0; i < texts.size(); ++i)
+        if (!is_valid_utf8(texts[i]))
+            throw Error(texts.size() == 1 ? std::string("the text is not valid UTF-8")
+                                          : "string " + std::to_string(i + 1) + " of " +
+                                                std::to_string(texts.size()) +
+                                                " is not valid UTF-8");
     std::string line;
     for (const auto& text : texts) {
         line.clear();

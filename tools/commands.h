@@ -15,6 +15,7 @@ int gguf_command(int argc, char** argv);      // woolly gguf
 int synth_command(int argc, char** argv);     // woolly synth
 int bench_command(int argc, char** argv);     // woolly bench
 int generate_command(int argc, char** argv);  // woolly generate (a woollyd client)
+int chat_command(int argc, char** argv);      // woolly chat
 int subscribe_command(int argc, char** argv); // woolly subscribe
 int cancel_command(int argc, char** argv);    // woolly cancel
 int status_command(int argc, char** argv);    // woolly status

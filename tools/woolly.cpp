@@ -19,13 +19,15 @@ const char* kUsage = "usage: woolly COMMAND [options]\n"
                      "  bench     measure prompt and generation speed (llama-bench's method)\n"
                      "\n"
                      "clients of woollyd (protocol/SPEC.md):\n"
-                     "  generate  send a prompt and print its stream as it arrives\n"
+                     "  generate  send a prompt (or a conversation) and print its stream\n"
+                     "  chat      a conversation with the daemon, a line a turn\n"
                      "  subscribe print one stream, or all of them, as they arrive\n"
                      "  cancel    end a stream\n"
                      "  status    print the daemon's status\n"
                      "  keygen    write a CurveZMQ key pair (NAME.key, NAME.pub)\n"
                      "\n"
-                     "`woolly COMMAND --help` describes a command's options.\n";
+                     "`woolly COMMAND --help` describes a command's options; `woolly --version`\n"
+                     "prints the version.\n";
 
 } // namespace
 
@@ -35,6 +37,10 @@ int main(int argc, char** argv) {
         return argc < 2 ? 2 : 0;
     }
     const std::string command = argv[1];
+    if (command == "--version") {
+        std::printf("woolly %s (protocol woolly/1)\n", WOOLLY_VERSION);
+        return 0;
+    }
     try {
         if (command == "run") return woolly::cli::run_command(argc, argv);
         if (command == "tokenize") return woolly::cli::tokenize_command(argc, argv);
@@ -45,6 +51,7 @@ int main(int argc, char** argv) {
         if (command == "synth") return woolly::cli::synth_command(argc, argv);
         if (command == "bench") return woolly::cli::bench_command(argc, argv);
         if (command == "generate") return woolly::cli::generate_command(argc, argv);
+        if (command == "chat") return woolly::cli::chat_command(argc, argv);
         if (command == "subscribe") return woolly::cli::subscribe_command(argc, argv);
         if (command == "cancel") return woolly::cli::cancel_command(argc, argv);
         if (command == "status") return woolly::cli::status_command(argc, argv);
