@@ -112,8 +112,9 @@ public:
     void loading(double fraction);
     // Stopped while loading: requests get `shutting_down` until the daemon exits.
     void refuse_while_loading();
-    // The model is loaded: its pipeline serves the requests from now on.
-    void serve(std::shared_ptr<Runtime> runtime);
+    // The model is loaded: its pipeline serves the requests from now on. Returns once the
+    // ingress has it, so that no request after READY=1 is answered `loading`.
+    void serve(caf::scoped_actor& self, std::shared_ptr<Runtime> runtime);
     ~Service();
     Service(const Service&) = delete;
     Service& operator=(const Service&) = delete;

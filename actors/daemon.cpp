@@ -81,11 +81,12 @@ void Service::refuse_while_loading() {
     wake_ingress();
 }
 
-void Service::serve(std::shared_ptr<Runtime> runtime) {
+void Service::serve(caf::scoped_actor& self, std::shared_ptr<Runtime> runtime) {
     pipelines_.push_back(spawn_pipeline(std::move(runtime)));
-    caf::anon_send(ingress_, serve_atom::value, pipelines_.back().tokenizer,
-                   pipelines_.back().scheduler);
+    auto answer = self->request(ingress_, caf::infinite, serve_atom::value,
+                                pipelines_.back().tokenizer, pipelines_.back().scheduler);
     wake_ingress();
+    answer.receive([](bool) {}, [](caf::error&) {});
 }
 
 Service::~Service() {

@@ -519,9 +519,10 @@ void ingress_actor(caf::blocking_actor* self, std::shared_ptr<zmq::socket_t> soc
                 retiring.erase(std::remove(retiring.begin(), retiring.end(), old), retiring.end());
             },
             // The model is loaded: requests go to its pipeline from now on.
-            [&](serve_atom, caf::actor first_tokenizer, caf::actor first_scheduler) {
+            [&](serve_atom, caf::actor first_tokenizer, caf::actor first_scheduler) -> bool {
                 tokenizer = first_tokenizer;
                 scheduler = first_scheduler;
+                return true;
             },
             [&](progress_atom, double fraction) { load_progress = fraction; },
             [&](drain_atom) { stopping = true; });

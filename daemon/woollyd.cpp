@@ -194,7 +194,7 @@ public:
             return 1;
         }
         log_loaded(*runtime);
-        service_->serve(runtime);
+        service_->serve(self_, runtime);
         const auto& hp = runtime->model->hparams();
         log::info("serving " + config.model + " (" + std::to_string(hp.n_layer) +
                   " layers, vocab " + std::to_string(hp.n_vocab) + ", context " +

@@ -385,6 +385,13 @@ def test_generate_and_chat_take_conversations(d):
         json.dump(turns, f)
     run2 = woolly("run", "--messages", path, "--chat-template", "zephyr", "-n", "16", "--temp", "0")
     assert chat.stdout == run.stdout + run2.stdout, (chat.stdout, run.stdout, run2.stdout)
+    # Ctrl-C at the prompt ends it quietly with 130, as at any other moment.
+    p = subprocess.Popen([WOOLLY, "chat", "--requests", d.requests, "--tokens", d.tokens],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert p.stderr.read(2) == "> "  # waiting for a line
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=10)
+    assert p.returncode == 130 and err == "", (p.returncode, err)
 
 
 def run_tokens(prompt, n):

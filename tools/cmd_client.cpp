@@ -531,7 +531,10 @@ int chat_command(int argc, char** argv) {
         while (true) {
             std::fputs("> ", stderr);
             std::fflush(stderr);
-            if (!std::getline(std::cin, line)) break;
+            if (!std::getline(std::cin, line)) {
+                if (g_signal) throw Interrupted{}; // the read was interrupted, not at its end
+                break;
+            }
             if (!is_valid_utf8(line)) {
                 std::fputs("woolly chat: that line is not valid UTF-8; say it again\n", stderr);
                 continue;
