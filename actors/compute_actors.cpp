@@ -76,8 +76,8 @@ caf::behavior tokenizer_actor(caf::event_based_actor*, std::shared_ptr<Runtime> 
             std::optional<ChatFormat> named;
             if (!chat.chat_template.empty()) {
                 try {
-                    named = chat_format(runtime->model->gguf(), *runtime->vocab,
-                                        chat.chat_template);
+                    named =
+                        chat_format(runtime->model->gguf(), *runtime->vocab, chat.chat_template);
                 } catch (const std::exception& e) {
                     out.error = e.what();
                     out.bad_request = true;

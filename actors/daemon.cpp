@@ -67,8 +67,8 @@ Service::Service(caf::actor_system& system, zmq::context_t& zmq_context,
     auto wake = wake_pair(zmq_context, "ingress", this, ingress_wake_);
     publisher_ =
         system.spawn<caf::detached>(publisher_actor, &zmq_context, pub, live, server.secret_key);
-    ingress_ = system.spawn<caf::detached>(ingress_actor, router, wake, live, publisher_,
-                                           loading_model);
+    ingress_ =
+        system.spawn<caf::detached>(ingress_actor, router, wake, live, publisher_, loading_model);
 }
 
 void Service::loading(double fraction) {

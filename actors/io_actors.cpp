@@ -222,8 +222,7 @@ void publisher_actor(caf::blocking_actor* self, zmq::context_t* context,
             const bool started = balance > 0; // this renew's stream has begun (maybe ended)
             if (--balance == 0) starts_minus_renews.erase(id);
             if (started) return true;
-            if (auto it = streams.find(id); it != streams.end() && it->second.done)
-                drop_stream(it);
+            if (auto it = streams.find(id); it != streams.end() && it->second.done) drop_stream(it);
             return true;
         },
         // A reloaded config: replay settings for what comes next, the endpoint, and a new

@@ -190,10 +190,10 @@ caf::behavior scheduler_actor(caf::event_based_actor* self, std::shared_ptr<Runt
             } else if (st->by_id.count(setup.id)) {
                 // Only a running or queued stream holds its id; a finished one's is taken again
                 // (the publisher replaces its replay buffer: renew_atom).
-                return refuse({ErrorCode::DuplicateId,
-                               "stream id '" + setup.id + "' is in use by a stream still " +
-                                   (st->sessions.at(st->by_id.at(setup.id)).running ? "running"
-                                                                                   : "queued")});
+                return refuse(
+                    {ErrorCode::DuplicateId,
+                     "stream id '" + setup.id + "' is in use by a stream still " +
+                         (st->sessions.at(st->by_id.at(setup.id)).running ? "running" : "queued")});
             } else {
                 st->finished_ids.erase(setup.id);
             }

@@ -13,8 +13,8 @@
 
 #include <algorithm>
 #include <cfloat>
-#include <cstring>
 #include <charconv>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 #include <variant>
@@ -54,6 +54,8 @@ void check_chat_template(const DaemonConfig& c) {
 
 #define WOOLLY_FIELD(path) +[](DaemonConfig& c) { return &c.path; }
 
+// A key to a line or two, as the table it is.
+// clang-format off
 const std::vector<Key>& table() {
     static const std::vector<Key> keys = {
         {.name = "model", .field = WOOLLY_FIELD(model),
@@ -135,6 +137,7 @@ const std::vector<Key>& table() {
     };
     return keys;
 }
+// clang-format on
 
 #undef WOOLLY_FIELD
 
@@ -340,8 +343,7 @@ BindAddress bind_address(std::string_view e) {
     char text[INET6_ADDRSTRLEN] = {};
     const sockaddr_storage& a = addresses.front();
     if (a.ss_family == AF_INET6) {
-        inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6&>(a).sin6_addr, text,
-                  sizeof text);
+        inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6&>(a).sin6_addr, text, sizeof text);
         out.endpoint = "tcp://[" + std::string(text) + "]:" + port;
         out.ipv6 = true;
     } else {

@@ -1,9 +1,10 @@
-// woollyd.cpp — the Woolly daemon's supervisor: reads the config, loads the model, serves, and
-// answers systemd and signals. Its main thread is one CAF scoped actor that hears everything as
-// a message: signals (forwarded by a thread that only waits for them), the loader's progress
-// and result, and pipelines that drained; between messages it probes the pipeline for the
-// watchdog. Signals: SIGTERM/SIGINT drain within shutdown_grace_seconds (a second one ends
-// streams at once); SIGHUP rereads the config file.
+// woollyd.cpp — the Woolly daemon's supervisor: reads the config, binds the sockets, loads the
+// model (requests meanwhile answered `loading`), serves, and answers systemd and signals. Its
+// main thread is one CAF scoped actor that hears everything as a message: signals (forwarded by
+// a thread that only waits for them), the loader's progress and result, and pipelines that
+// drained; between messages it probes the pipeline for the watchdog. Signals: SIGTERM/SIGINT
+// drain within shutdown_grace_seconds (a second one ends streams at once); SIGHUP rereads the
+// config file.
 #include <pthread.h>
 #include <signal.h>
 #include <unistd.h>
@@ -48,7 +49,7 @@ const char* kUsage =
 
 // The flags that set a config key, each checked as the key is in the file.
 const std::pair<const char*, const char*> kKeyFlags[] = {
-    {"--model", "model"},   {"--requests", "requests"},   {"--tokens", "tokens"},
+    {"--model", "model"},     {"--requests", "requests"},   {"--tokens", "tokens"},
     {"--threads", "threads"}, {"--log-level", "log_level"},
 };
 
@@ -162,8 +163,7 @@ public:
                                    " %)");
                     service_->loading(fraction);
                     if (terminal && percent != shown) {
-                        std::fprintf(stderr, "\rwoollyd: loading %s: %d %%", name.c_str(),
-                                     percent);
+                        std::fprintf(stderr, "\rwoollyd: loading %s: %d %%", name.c_str(), percent);
                         std::fflush(stderr);
                         shown = percent;
                     }
@@ -421,7 +421,8 @@ int main(int argc, char** argv) {
     try {
         std::set<std::string> value_flags = {"--config"};
         for (const auto& [flag, key] : kKeyFlags) value_flags.insert(flag);
-        const Args args(argc, argv, 1, value_flags, {"--help", "-h", "--print-config", "--version"});
+        const Args args(argc, argv, 1, value_flags,
+                        {"--help", "-h", "--print-config", "--version"});
         if (args.has("--help") || args.has("-h")) {
             std::fputs(kUsage, stdout);
             return 0;

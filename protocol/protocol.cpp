@@ -201,10 +201,10 @@ std::variant<Request, RequestError> decode_request(std::string_view frame,
     if (!op) return bad("'op' is required (generate, cancel, status or replay)");
 
     if (*op == "generate") {
-        if (auto e = check_known_fields(
-                object, {"op", "id", "prompt", "messages", "max_tokens", "temperature", "top_k",
-                         "top_p", "min_p", "repeat_penalty", "repeat_last_n", "seed", "stop",
-                         "chat_template"}))
+        if (auto e = check_known_fields(object,
+                                        {"op", "id", "prompt", "messages", "max_tokens",
+                                         "temperature", "top_k", "top_p", "min_p", "repeat_penalty",
+                                         "repeat_last_n", "seed", "stop", "chat_template"}))
             return *e;
         GenerateRequest r;
         r.id = f.stream_id("id", false);
@@ -224,8 +224,8 @@ std::variant<Request, RequestError> decode_request(std::string_view frame,
             if (!messages)
                 f.fail("'chat_template' goes with 'messages' (a prompt is not templated)");
             else if (!chat_template_from_name(*name))
-                f.fail("'chat_template' is '" + *name + "' (expected one of: " +
-                       chat_template_names() + ")");
+                f.fail("'chat_template' is '" + *name +
+                       "' (expected one of: " + chat_template_names() + ")");
             else
                 r.chat_template = *name;
         }

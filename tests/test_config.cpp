@@ -191,7 +191,8 @@ TEST_CASE("endpoints") {
 TEST_CASE("one table of keys: every key has a doc line, is printed, and is in the shipped file") {
     const std::string printed = to_yaml(DaemonConfig{});
     std::ifstream in(std::string(WOOLLY_SOURCE_DIR) + "/config/woolly.yaml");
-    const std::string shipped((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const std::string shipped((std::istreambuf_iterator<char>(in)),
+                              std::istreambuf_iterator<char>());
     CHECK(keys().size() >= 30);
     for (const KeyInfo& k : keys()) {
         INFO(k.name);

@@ -12,7 +12,6 @@
 #include <iterator>
 #include <nlohmann/json.hpp>
 #include <random>
-#include <thread>
 #include <unistd.h>
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
@@ -397,9 +396,9 @@ json generation_fields(const Args& args) {
 }
 
 const std::set<std::string> kGenerationFlags = {
-    "-n",     "--n-predict", "--temp",  "--top-k",           "--top-p",   "--min-p",
-    "--repeat-penalty",      "--repeat-last-n",              "--seed",    "--stop",
-    "--timeout",             "--chat-template",              "--messages"};
+    "-n",        "--n-predict",      "--temp",          "--top-k", "--top-p",
+    "--min-p",   "--repeat-penalty", "--repeat-last-n", "--seed",  "--stop",
+    "--timeout", "--chat-template",  "--messages"};
 
 const char* kGenerationHelp =
     "  -n N, --temp T, --top-k K, --top-p P, --min-p M, --repeat-penalty R,\n"
@@ -418,8 +417,8 @@ json messages_json(const std::vector<ChatMessage>& messages) {
 
 // Sends a generate request and follows its stream; on SIGINT/SIGTERM once admitted, the stream
 // is cancelled before the command ends. Returns the exit code.
-int generate_and_follow(zmq::context_t& ctx, const Args& args, const ClientKeys& keys,
-                        json request, bool as_json, double timeout_s, const char* command,
+int generate_and_follow(zmq::context_t& ctx, const Args& args, const ClientKeys& keys, json request,
+                        bool as_json, double timeout_s, const char* command,
                         std::string* text = nullptr) {
     const std::string id = request["id"];
     zmq::socket_t sub = subscriber(ctx, args, keys, id); // subscribe first, then ask
@@ -544,8 +543,8 @@ int chat_command(int argc, char** argv) {
             request["messages"] = messages_json(messages);
             request["id"] = random_id();
             std::string reply;
-            if (int code = generate_and_follow(ctx, args, keys, request, false, timeout, "chat",
-                                               &reply))
+            if (int code =
+                    generate_and_follow(ctx, args, keys, request, false, timeout, "chat", &reply))
                 return code;
             messages.push_back({"assistant", reply});
         }

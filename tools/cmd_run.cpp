@@ -165,7 +165,8 @@ int run_command(int argc, char** argv) {
     const bool interactive = args.has("--chat");
     if (interactive && args.get("-p", "--prompt"))
         throw Error("--chat reads its turns from stdin: give no -p");
-    if (interactive && json) throw Error("--json does not go with --chat (a conversation prints text)");
+    if (interactive && json)
+        throw Error("--json does not go with --chat (a conversation prints text)");
     const std::string prompt = messages_path || interactive ? std::string() : read_prompt(args);
 
     const std::string model_path = args.get("-m", "--model").value_or(default_model_path());

@@ -52,10 +52,10 @@ int tokenize_command(int argc, char** argv) {
 
     for (size_t i = 0; i < texts.size(); ++i)
         if (!is_valid_utf8(texts[i]))
-            throw Error(texts.size() == 1 ? std::string("the text is not valid UTF-8")
-                                          : "string " + std::to_string(i + 1) + " of " +
-                                                std::to_string(texts.size()) +
-                                                " is not valid UTF-8");
+            throw Error(texts.size() == 1
+                            ? std::string("the text is not valid UTF-8")
+                            : "string " + std::to_string(i + 1) + " of " +
+                                  std::to_string(texts.size()) + " is not valid UTF-8");
     std::string line;
     for (const auto& text : texts) {
         line.clear();
