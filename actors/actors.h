@@ -85,8 +85,9 @@ using AuthorizedKeys = std::shared_ptr<const std::set<std::string>>;
 void zap_actor(caf::blocking_actor* self, std::shared_ptr<zmq::socket_t> socket,
                std::shared_ptr<zmq::socket_t> wake, AuthorizedKeys keys);
 // scheduler: admission, the queue, starting sessions as slots free up, cancel, status, shutdown.
+// Each admission tells `publisher` (renew_atom, id) first: the id starts a new stream.
 caf::behavior scheduler_actor(caf::event_based_actor* self, std::shared_ptr<Runtime> runtime,
-                              std::shared_ptr<const LiveConfig> live);
+                              std::shared_ptr<const LiveConfig> live, caf::actor publisher);
 // ingress: owns the ROUTER socket; decodes requests and replies. It waits on the ROUTER and
 // `wake` (an inproc PULL socket) at once: a message to it must be followed by a poke on wake.
 // Until (serve_atom, tokenizer, scheduler) every request is answered `loading`, with the

@@ -100,7 +100,7 @@ Service::Pipeline Service::spawn_pipeline(std::shared_ptr<Runtime> runtime) {
     p.runtime = runtime;
     p.tokenizer = system_.spawn<caf::detached>(tokenizer_actor, runtime);
     p.cache = system_.spawn<caf::detached>(cache_actor, runtime, config.engine.prefix_cache);
-    p.scheduler = system_.spawn<caf::detached>(scheduler_actor, runtime, live_);
+    p.scheduler = system_.spawn<caf::detached>(scheduler_actor, runtime, live_, publisher_);
     // Executors own contiguous, near-equal ranges of layers; spawn the last first so that each
     // knows the one after it (and the last, which owns the streams).
     const int64_t n_layer = runtime->model->hparams().n_layer;

@@ -134,9 +134,6 @@ void publisher_actor(caf::blocking_actor* self, zmq::context_t* context,
         for (const std::string& m : it->second.messages) held -= m.size();
         return streams.erase(it);
     };
-    // Per id, first messages (seq 0) seen minus renew_atoms heard: each admission makes one of
-    // each, in either order. Ids not in it are even.
-    std::map<std::string, int> starts_minus_renews;
     std::string endpoint = live->config.tokens;
     int high_water_mark = int(live->config.publisher.high_water_mark);
     bool running = true;
@@ -178,10 +175,6 @@ void publisher_actor(caf::blocking_actor* self, zmq::context_t* context,
                 socket->send(zmq::buffer(topic),
                              zmq::send_flags::sndmore | zmq::send_flags::dontwait);
                 socket->send(zmq::buffer(m.json), zmq::send_flags::dontwait);
-                if (m.seq == 0) { // a stream begins: what this id held is a finished stream's
-                    if (auto old = streams.find(m.id); old != streams.end()) drop_stream(old);
-                    if (++starts_minus_renews[m.id] == 0) starts_minus_renews.erase(m.id);
-                }
                 ReplayBuffer& buffer = streams[m.id];
                 if (buffer.messages.empty()) buffer.first_seq = m.seq;
                 held += m.json.size();
@@ -214,16 +207,10 @@ void publisher_actor(caf::blocking_actor* self, zmq::context_t* context,
                                         {"first_available_seq", b.first_seq},
                                         {"finished", b.done}});
         },
-        // A stream was admitted under `id` (answered before the client hears of the admission):
-        // a finished stream's buffer under that id goes, unless the new stream's own messages
-        // replaced it already. After it, replay never answers with the earlier stream.
-        [&](renew_atom, const std::string& id) -> bool {
-            int& balance = starts_minus_renews[id];
-            const bool started = balance > 0; // this renew's stream has begun (maybe ended)
-            if (--balance == 0) starts_minus_renews.erase(id);
-            if (started) return true;
+        // The scheduler admitted a stream under `id`, before any of its messages can come: a
+        // finished stream's buffer under that id goes, so replay never answers with it.
+        [&](renew_atom, const std::string& id) {
             if (auto it = streams.find(id); it != streams.end() && it->second.done) drop_stream(it);
-            return true;
         },
         // A reloaded config: replay settings for what comes next, the endpoint, and a new
         // high-water mark (a new socket, see reopen).
@@ -374,15 +361,7 @@ void ingress_actor(caf::blocking_actor* self, std::shared_ptr<zmq::socket_t> soc
     auto not_serving = [&]() -> std::string {
         if (stopping)
             return error_reply(protocol::ErrorCode::ShuttingDown, "the daemon is shutting down");
-        char percent[16];
-        std::snprintf(percent, sizeof percent, "%.0f %%", load_progress * 100);
-        nlohmann::json reply = {
-            {"ok", false},
-            {"error",
-             {{"code", protocol::error_code_name(protocol::ErrorCode::Loading)},
-              {"message", "the model is loading (" + loading_model + ", " + percent + ")"},
-              {"progress", load_progress}}}};
-        return reply.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+        return protocol::encode_loading(loading_model, load_progress);
     };
 
     auto handle = [&](std::string_view frame) -> std::string {
@@ -433,12 +412,8 @@ void ingress_actor(caf::blocking_actor* self, std::shared_ptr<zmq::socket_t> soc
                            ": " +
                            (g->chat ? std::to_string(g->messages.size()) + " messages"
                                     : nlohmann::json(g->prompt).dump()));
-            auto admitted = ask(As<answer>{}, scheduler, admit_atom::value, std::move(setup));
-            // The id may be a finished stream's: its replay buffer goes before the client hears
-            // of the new stream, so that no replay answers with the earlier one.
-            if (admitted.index() == 0 && std::get<0>(admitted).ok())
-                ask(As<bool>{}, publisher, renew_atom::value, std::get<0>(admitted).id);
-            return reply_of(admitted, [](const answer& a) { return encode_answer(a, true); });
+            return reply_of(ask(As<answer>{}, scheduler, admit_atom::value, std::move(setup)),
+                            [](const answer& a) { return encode_answer(a, true); });
         }
         if (auto* c = std::get_if<protocol::CancelRequest>(&request)) {
             // The stream may run on a model a reload replaced: its scheduler knows it.

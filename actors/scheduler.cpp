@@ -37,6 +37,7 @@ struct State {
     config::DaemonConfig config; // live->config
     caf::actor owner; // the last executor, which owns the running streams
     caf::actor cache;
+    caf::actor publisher; // told when an id starts a new stream (renew_atom)
     std::map<uint64_t, Session> sessions;
     std::map<std::string, uint64_t> by_id;
     // Finished streams' ids, as long as replay keeps them: ids the daemon chooses avoid them, and
@@ -62,8 +63,9 @@ struct State {
 } // namespace
 
 caf::behavior scheduler_actor(caf::event_based_actor* self, std::shared_ptr<Runtime> runtime,
-                              std::shared_ptr<const LiveConfig> live) {
+                              std::shared_ptr<const LiveConfig> live, caf::actor publisher) {
     auto st = std::make_shared<State>();
+    st->publisher = publisher;
     st->runtime = runtime;
     st->live = live;
     st->config = live->config;
@@ -161,7 +163,7 @@ caf::behavior scheduler_actor(caf::event_based_actor* self, std::shared_ptr<Runt
     self->attach_functor([st] {
         st->start_waiting = nullptr;
         st->forget = nullptr;
-        st->owner = st->cache = nullptr;
+        st->owner = st->cache = st->publisher = nullptr;
     });
 
     return {
@@ -188,8 +190,7 @@ caf::behavior scheduler_actor(caf::event_based_actor* self, std::shared_ptr<Runt
                     setup.id += std::to_string(n++);
                 } while (st->by_id.count(setup.id) || st->finished_ids.count(setup.id));
             } else if (st->by_id.count(setup.id)) {
-                // Only a running or queued stream holds its id; a finished one's is taken again
-                // (the publisher replaces its replay buffer: renew_atom).
+                // Only a running or queued stream holds its id; a finished one's is taken again.
                 return refuse(
                     {ErrorCode::DuplicateId,
                      "stream id '" + setup.id + "' is in use by a stream still " +
@@ -208,6 +209,10 @@ caf::behavior scheduler_actor(caf::event_based_actor* self, std::shared_ptr<Runt
             log::info("admitted " + id + ": " + std::to_string(setup.prompt_tokens.size()) +
                       " prompt tokens, max_tokens " + std::to_string(setup.params.max_tokens));
             st->sessions[key].prompt = setup.prompt_tokens;
+            // The publisher forgets a finished stream of this id before anything of the new one
+            // can reach it: the owner publishes only after open_atom, sent after this, and the
+            // ingress hears of the admission after this too.
+            self->send(st->publisher, renew_atom::value, id);
             self->send(st->owner, open_atom::value, key, std::move(setup));
             st->sessions[key].id = id;
             st->by_id[id] = key;

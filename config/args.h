@@ -49,6 +49,12 @@ public:
     }
 
     bool has(const std::string& flag) const { return values_.count(flag) != 0; }
+    // Throws Error naming the first positional argument past the `allowed` first ones, with
+    // `hint` after it (" (the model is -m FILE)").
+    void refuse_extra(size_t allowed = 0, const std::string& hint = "") const {
+        if (positional_.size() > allowed)
+            throw Error("unexpected argument '" + positional_[allowed] + "'" + hint);
+    }
     const std::vector<std::string>& positional() const { return positional_; }
 
     std::optional<std::string> get(const std::string& a, const std::string& b = "") const {

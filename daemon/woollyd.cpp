@@ -55,19 +55,22 @@ const std::pair<const char*, const char*> kKeyFlags[] = {
 
 // The command line: a config file and the flags that override its keys, kept so that a
 // reload reads the file again and applies the same flags.
+struct Override {
+    const char* flag; // as given: "--threads"
+    const char* key;  // the config key it sets: "threads"
+    std::string value;
+};
 struct CommandLine {
     std::string config_path;
-    std::vector<std::pair<std::string, std::string>> overrides;
+    std::vector<Override> overrides; // in kKeyFlags' order, each flag's values as given
     bool print_config = false;
 };
 
 config::DaemonConfig effective_config(const CommandLine& cl) {
     config::DaemonConfig config;
     if (!cl.config_path.empty()) config = config::load_config_file(cl.config_path);
-    for (const auto& [flag, value] : cl.overrides) {
-        for (const auto& [name, key] : kKeyFlags)
-            if (flag == name) config::set_key(config, key, value, "flag " + flag);
-    }
+    for (const Override& o : cl.overrides)
+        config::set_key(config, o.key, o.value, std::string("flag ") + o.flag);
     if (config.model.empty()) config.model = bundled_model_path();
     config::validate(config, "flags");
     return config;
@@ -154,18 +157,21 @@ public:
         std::string failure;
         bool stop_requested = false; // a load cannot be interrupted: it stops once done
         const bool terminal = isatty(STDERR_FILENO) == 1;
-        int shown = -1; // the percentage last printed on the terminal
+        int shown = -1; // the whole percentage last reported
         while (!runtime && failure.empty()) {
             self_->receive(
                 [&](progress_atom, double fraction) {
+                    // The loader reports every step; systemd, the ingress and the terminal hear
+                    // of each new whole percentage only.
                     const int percent = int(fraction * 100);
+                    if (percent == shown) return;
+                    shown = percent;
                     daemon::notify("STATUS=loading " + name + " (" + std::to_string(percent) +
                                    " %)");
                     service_->loading(fraction);
-                    if (terminal && percent != shown) {
+                    if (terminal) {
                         std::fprintf(stderr, "\rwoollyd: loading %s: %d %%", name.c_str(), percent);
                         std::fflush(stderr);
-                        shown = percent;
                     }
                 },
                 [&](loaded_atom, std::shared_ptr<Runtime>& r) { runtime = std::move(r); },
@@ -181,7 +187,7 @@ public:
                     }
                 });
         }
-        if (shown >= 0) std::fputc('\n', stderr);
+        if (terminal && shown >= 0) std::fputc('\n', stderr);
         if (stop_requested) {
             service_.reset();
             log::info("stopped");
@@ -431,13 +437,12 @@ int main(int argc, char** argv) {
             std::printf("woollyd %s (protocol woolly/1)\n", WOOLLY_VERSION);
             return 0;
         }
-        if (!args.positional().empty())
-            throw ConfigError("unexpected argument '" + args.positional()[0] +
-                              "' (see woollyd --help)");
+        args.refuse_extra(); // the catch below adds " (see woollyd --help)"
         cl.config_path = args.get("--config").value_or("");
         cl.print_config = args.has("--print-config");
         for (const auto& [flag, key] : kKeyFlags)
-            for (const std::string& value : args.all(flag)) cl.overrides.emplace_back(flag, value);
+            for (const std::string& value : args.all(flag))
+                cl.overrides.push_back({flag, key, value});
         config = effective_config(cl);
     } catch (const Error& e) { // the command line's own: an unknown flag, a missing value
         log::error(std::string("config error: ") + e.what() + " (see woollyd --help)");

@@ -4,6 +4,7 @@
 #include <cfloat>
 #include <charconv>
 #include <cmath>
+#include <cstdio>
 #include <set>
 
 #include "engine/text/chat.h"
@@ -309,6 +310,17 @@ std::variant<Request, RequestError> decode_request(std::string_view frame,
 std::string encode_error(const RequestError& error) {
     return json{{"ok", false},
                 {"error", {{"code", error_code_name(error.code)}, {"message", error.message}}}}
+        .dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+std::string encode_loading(std::string_view model, double progress) {
+    char percent[16];
+    std::snprintf(percent, sizeof percent, "%.0f %%", progress * 100);
+    return json{{"ok", false},
+                {"error",
+                 {{"code", error_code_name(ErrorCode::Loading)},
+                  {"message", "the model is loading (" + std::string(model) + ", " + percent + ")"},
+                  {"progress", progress}}}}
         .dump(-1, ' ', false, json::error_handler_t::replace);
 }
 

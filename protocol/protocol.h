@@ -88,6 +88,9 @@ std::string topic_for(std::string_view id);
 void write_topic(std::string& out, std::string_view id);
 
 std::string encode_error(const RequestError& error);
+// The `loading` error while the model `model` loads: the message names it and the percentage,
+// and the error object carries `progress` (0 to 1).
+std::string encode_loading(std::string_view model, double progress);
 std::string encode_ok(nlohmann::json fields); // {"ok":true, ...fields}
 
 struct Usage {

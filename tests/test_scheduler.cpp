@@ -59,8 +59,9 @@ struct Fixture {
         live->config.limits.queue_depth = queue_depth;
         owner = sys.spawn(recorder, owner_log);
         cache = sys.spawn(cache_actor, runtime, prefix_cache);
+        // The owner's recorder stands in for the publisher too (renew_atom).
         scheduler = sys.spawn(scheduler_actor, runtime,
-                              std::shared_ptr<const LiveConfig>(std::move(live)));
+                              std::shared_ptr<const LiveConfig>(std::move(live)), owner);
         self->send(scheduler, wire_atom::value, owner, cache);
         sched.run();
     }
@@ -106,12 +107,18 @@ struct Fixture {
         std::map<std::string, uint64_t> opened;
         std::map<uint64_t, SlotTable::Grant> started;
         std::map<uint64_t, std::string> finish; // reason
+        std::vector<std::string> renewed;       // ids told to the publisher, in order
+        std::vector<std::string> order;         // "renew ID" and "open ID", as sent
     };
     Told told() {
         Told t;
         for (caf::message& m : *owner_log) {
-            if (m.match_elements<open_atom, uint64_t, stream_setup>()) {
+            if (m.match_elements<renew_atom, std::string>()) {
+                t.renewed.push_back(m.get_as<std::string>(1));
+                t.order.push_back("renew " + m.get_as<std::string>(1));
+            } else if (m.match_elements<open_atom, uint64_t, stream_setup>()) {
                 t.opened[m.get_as<stream_setup>(2).id] = m.get_as<uint64_t>(1);
+                t.order.push_back("open " + m.get_as<stream_setup>(2).id);
             } else if (m.match_elements<start_atom, uint64_t, SlotTable::Grant>()) {
                 t.started[m.get_as<uint64_t>(1)] = m.get_as<SlotTable::Grant>(2);
             } else if (m.match_elements<finish_atom, uint64_t, std::string, std::string>()) {
@@ -162,8 +169,11 @@ TEST_CASE("the scheduler admits, queues, starts as slots free up, and refuses pa
     // A finished stream's id is free: a new stream takes it (c and e, running, keep theirs).
     CHECK(f.admit("e", {1}).error == int32_t(protocol::ErrorCode::DuplicateId));
     CHECK(f.admit("a", {5}).ok());
-    const uint64_t a2 = f.told().opened.at("a");
+    const auto reused = f.told();
+    const uint64_t a2 = reused.opened.at("a");
     CHECK(a2 != a);
+    // The publisher hears of the new stream before its owner can publish anything of it.
+    CHECK(reused.order == std::vector<std::string>{"renew a", "open a"});
     CHECK(f.admit("a", {5}).error == int32_t(protocol::ErrorCode::DuplicateId)); // queued
 }
 

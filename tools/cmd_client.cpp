@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <iostream>
 #include <iterator>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <unistd.h>
@@ -135,8 +136,6 @@ public:
         : ctx_(ctx), endpoint_(std::move(endpoint)), timeout_s_(timeout_s), keys_(keys) {
         connect();
     }
-
-    const std::string& endpoint() const { return endpoint_; }
 
     json call(const json& request) {
         // A REQ socket with no peer (the daemon gone) would wait in send: sndtimeo bounds it
@@ -481,8 +480,7 @@ int generate_command(int argc, char** argv) {
             kGenerationHelp, kEndpointsHelp);
         return 0;
     }
-    if (!args.positional().empty())
-        throw Error("unexpected argument '" + args.positional()[0] + "'");
+    args.refuse_extra();
     return client_main([&] {
         json request = generation_fields(args);
         const auto messages = args.get("--messages");
@@ -517,8 +515,7 @@ int chat_command(int argc, char** argv) {
             kGenerationHelp, kEndpointsHelp);
         return 0;
     }
-    if (!args.positional().empty())
-        throw Error("unexpected argument '" + args.positional()[0] + "'");
+    args.refuse_extra();
     return client_main([&] {
         const json fields = generation_fields(args);
         std::vector<ChatMessage> messages;
@@ -570,8 +567,7 @@ int subscribe_command(int argc, char** argv) {
             kEndpointsHelp);
         return help ? 0 : 2;
     }
-    if (args.positional().size() > 1)
-        throw Error("unexpected argument '" + args.positional()[1] + "'");
+    args.refuse_extra(1);
     const bool all = args.has("--all");
     const bool as_json = args.has("--json");
     const double wait_unknown = args.has("--timeout") ? timeout_from(args, 0) : 0.0;
@@ -604,6 +600,8 @@ int subscribe_command(int argc, char** argv) {
                                  stream_id.c_str(), (unsigned long long)it->second,
                                  (unsigned long long)seq - 1);
                 it->second = seq + 1;
+                const bool done = m->value("done", false);
+                if (done) next_seq.erase(it);
                 if (as_json) {
                     print_message(*m, true);
                     continue;
@@ -614,10 +612,9 @@ int subscribe_command(int argc, char** argv) {
                     open_line = stream_id;
                 }
                 std::fputs(m->value("text", std::string()).c_str(), stdout);
-                if (m->value("done", false)) {
+                if (done) {
                     std::printf(" <%s>\n", m->value("finish_reason", std::string()).c_str());
                     open_line.clear();
-                    next_seq.erase(stream_id);
                 }
                 std::fflush(stdout);
             }
@@ -655,8 +652,7 @@ int status_command(int argc, char** argv) {
                     kEndpointsHelp);
         return 0;
     }
-    if (!args.positional().empty())
-        throw Error("unexpected argument '" + args.positional()[0] + "'");
+    args.refuse_extra();
     return client_main([&] {
         zmq::context_t ctx;
         const ClientKeys keys = ClientKeys::from(args);

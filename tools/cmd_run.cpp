@@ -134,8 +134,7 @@ int run_command(int argc, char** argv) {
         std::fputs(kRunUsage, stdout);
         return 0;
     }
-    if (!args.positional().empty())
-        throw Error("unexpected argument '" + args.positional()[0] + "'");
+    args.refuse_extra();
 
     GenerationParams params;
     SamplingParams& s = params.sampling;

@@ -48,8 +48,7 @@ int template_command(int argc, char** argv) {
             chat_template_names().c_str());
         return 0;
     }
-    if (!args.positional().empty())
-        throw Error("unexpected argument '" + args.positional()[0] + "'");
+    args.refuse_extra();
     const auto messages_path = args.get("--messages");
     if (!messages_path) throw Error("--messages FILE.json is required");
     const std::vector<ChatMessage> messages = read_chat_messages(*messages_path);

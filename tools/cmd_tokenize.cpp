@@ -23,8 +23,7 @@ int tokenize_command(int argc, char** argv) {
                    stdout);
         return 0;
     }
-    if (!args.positional().empty())
-        throw Error("unexpected argument '" + args.positional()[0] + "' (the model is -m FILE)");
+    args.refuse_extra(0, " (the model is -m FILE)");
     const std::string model_path = args.get("-m", "--model").value_or(default_model_path());
     auto file = GgufFile::open(model_path);
     Vocab vocab(*file);
