@@ -16,6 +16,7 @@
 
 #include "config/config.h"
 #include "messages.h"
+#include "metrics.h"
 #include "runtime.h"
 
 namespace woolly::actors {
@@ -53,6 +54,7 @@ struct ExecutorSetup {
     int64_t max_sessions = 1;    // sessions in a step at most
     caf::actor publisher;        // (the last) where messages go
     caf::actor scheduler;        // (the last) who hears when a stream has ended
+    std::shared_ptr<Metrics> metrics; // (the last) counts tokens, finishes and their timing
 };
 // layer executor: runs layers [first, last) of each step (a batch of every running session's
 // next token and a chunk of any prompt; engine/serve/batch.h) on its compute threads, and
@@ -98,15 +100,16 @@ void ingress_actor(caf::blocking_actor* self, std::shared_ptr<zmq::socket_t> soc
                    caf::actor publisher, std::string loading_model);
 
 // woollyd's actors, as its supervisor (the main thread, daemon/woollyd.cpp) drives them: the
-// ingress and the publisher, which own the sockets, and one pipeline (tokenizer, cache,
+// ingresses (ZeroMQ, HTTP) and the publisher, which own the sockets, and one pipeline (tokenizer, cache,
 // scheduler, layer executors) per loaded model: the current one, which new requests
 // go to, and those a reload replaced, which finish their streams and are then retired. Called
 // from the supervisor's thread only; `self` is its scoped actor, which hears drained_atom.
 class Service {
 public:
-    // Binds both sockets (throws std::runtime_error naming the endpoint when one cannot be
-    // bound: a bad or busy endpoint is an error at start-up, before the model loads), then
-    // spawns the ingress and the publisher. Until serve(), requests are answered `loading`.
+    // Binds both sockets and the HTTP listener (throws std::runtime_error naming the endpoint
+    // when one cannot be bound: a bad or busy endpoint is an error at start-up, before the
+    // model loads), then spawns the ingresses and the publisher. Until serve(), requests are
+    // answered `loading`.
     Service(caf::actor_system& system, zmq::context_t& zmq_context,
             std::shared_ptr<const LiveConfig> live, const std::string& loading_model);
     // The load's progress, for the ingress's `loading` replies.
@@ -156,7 +159,9 @@ private:
 
     caf::actor_system& system_;
     std::shared_ptr<const LiveConfig> live_;
+    std::shared_ptr<Metrics> metrics_; // the daemon's, across reloads
     caf::actor publisher_, ingress_;
+    caf::actor http_; // the HTTP ingress (bound or not, as http.listen says)
     std::unique_ptr<zmq::socket_t> ingress_wake_; // PUSH end, this (the supervisor's) thread's
     caf::actor zap_;                              // with CURVE only
     std::unique_ptr<zmq::socket_t> zap_wake_;     // PUSH end, as ingress_wake_

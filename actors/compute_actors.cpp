@@ -15,6 +15,7 @@
 #include "engine/text/generation.h"
 #include "log.h"
 #include "messages.h"
+#include "metrics.h"
 #include "protocol/protocol.h"
 
 namespace woolly::actors {
@@ -68,6 +69,21 @@ caf::behavior tokenizer_actor(caf::event_based_actor*, std::shared_ptr<Runtime> 
                 out.error = e.what(); // the prompt does not fit the context
             }
             return out;
+        },
+        // Text as the tokenizer splits it, without the context check (POST /tokenize):
+        // `add_special` adds BOS as the model asks.
+        [=](tokenize_atom, const std::string& text, bool add_special) -> token_list {
+            token_list out;
+            out.tokens = runtime->vocab->tokenize(text, add_special);
+            for (int32_t t : out.tokens) out.pieces.emplace_back(runtime->vocab->piece(t));
+            return out;
+        },
+        // Token ids (checked against the vocabulary by the caller) back to their bytes.
+        [=](detokenize_atom, const std::vector<int32_t>& tokens) -> std::string {
+            std::string text;
+            for (int32_t t : tokens)
+                if (t >= 0 && t < runtime->vocab->size()) text += runtime->vocab->piece(t);
+            return text;
         },
         // A conversation: the model's chat template, then its tokens (special tokens parsed).
         // A request may name a template family instead (`chat_template`).
@@ -139,6 +155,9 @@ struct StreamInfo {
     Clock::time_point admitted;
     Clock::time_point first_token;
     bool has_first = false;
+    Clock::time_point last_token;
+    int64_t cached_tokens = 0; // of the prompt, from the prefix cache
+    uint8_t source = 0;        // Source
     std::string end_reason; // asked to end (cancel, shutdown) while a step of it ran
     std::string end_error;
 };
@@ -170,6 +189,7 @@ struct Executor {
     // The last executor only:
     std::unique_ptr<Streams> streams;
     caf::actor first_executor, publisher, scheduler;
+    std::shared_ptr<Metrics> metrics;
 
     // Runs this executor's layers on the step; false (and `why`) when they could not run.
     bool run(Step& step, std::string& why) {
@@ -194,6 +214,8 @@ struct Executor {
         usage.prompt_tokens = s.prompt_tokens;
         usage.completion_tokens = sequence ? sequence->stream->n_generated() : 0;
         usage.ttft_ms = s.has_first ? ms_between(s.admitted, s.first_token) : 0.0;
+        usage.cached_tokens = s.cached_tokens;
+        metrics->count_finish(s.source, reason);
         const double gen_ms = s.has_first ? ms_between(s.first_token, now) : 0.0;
         usage.tokens_per_second = gen_ms > 0 && usage.completion_tokens > 1
                                       ? double(usage.completion_tokens - 1) * 1000.0 / gen_ms
@@ -234,11 +256,18 @@ struct Executor {
             if (it == streams->info.end()) continue;
             StreamInfo& s = it->second;
             if (e.kind == BatchEvent::Kind::Token) {
+                const auto now = Clock::now();
                 if (!s.has_first) {
-                    s.first_token = Clock::now();
+                    s.first_token = now;
                     s.has_first = true;
+                    metrics->ttft.observe(std::chrono::duration<double>(now - s.admitted).count());
+                } else {
+                    metrics->token_gap.observe(
+                        std::chrono::duration<double>(now - s.last_token).count());
                 }
+                s.last_token = now;
                 runtime->tokens_generated.fetch_add(1, std::memory_order_relaxed);
+                metrics->generated_tokens.fetch_add(1, std::memory_order_relaxed);
                 outgoing message{s.id, s.seq++, std::string(), false};
                 protocol::write_token_message(message.json, s.id, message.seq, e.token.id,
                                               e.token.text);
@@ -321,6 +350,7 @@ caf::behavior executor_actor(caf::event_based_actor* self, std::shared_ptr<Runti
     ex->streams->events.reserve(size_t(2 * setup.max_sessions));
     ex->publisher = setup.publisher;
     ex->scheduler = setup.scheduler;
+    ex->metrics = setup.metrics;
     ex->first_executor = caf::actor_cast<caf::actor>(self); // until wire_atom names another
     return {
         [=](wire_atom, caf::actor first) { ex->first_executor = first; },
@@ -344,6 +374,10 @@ caf::behavior executor_actor(caf::event_based_actor* self, std::shared_ptr<Runti
             s.id = setup.id;
             s.admitted = Clock::now();
             s.prompt_tokens = int64_t(setup.prompt_tokens.size());
+            s.source = setup.source % kSources;
+            ex->metrics->admitted[s.source].fetch_add(1, std::memory_order_relaxed);
+            ex->metrics->prompt_tokens.fetch_add(uint64_t(s.prompt_tokens),
+                                                 std::memory_order_relaxed);
             try { // parameters and size were checked by the ingress and the tokenizer
                 ex->streams->batcher.open(key, std::move(setup.prompt_tokens), setup.params);
             } catch (const std::exception& e) {
@@ -355,6 +389,8 @@ caf::behavior executor_actor(caf::event_based_actor* self, std::shared_ptr<Runti
         [=](start_atom, uint64_t key, const SlotTable::Grant& grant) {
             try {
                 ex->streams->batcher.start(key, grant.slot, grant.reused);
+                if (auto it = ex->streams->info.find(key); it != ex->streams->info.end())
+                    it->second.cached_tokens = grant.reused;
             } catch (const std::exception& e) {
                 ex->finish(key, "error", e.what());
                 ex->send_out();

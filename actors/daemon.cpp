@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "actors.h"
+#include "http/ingress.h"
 #include "engine/runtime/thread_pool.h"
 #include "log.h"
 #include "messages.h"
@@ -26,7 +27,7 @@ static std::shared_ptr<zmq::socket_t> wake_pair(zmq::context_t& context, const s
 
 Service::Service(caf::actor_system& system, zmq::context_t& zmq_context,
                  std::shared_ptr<const LiveConfig> live, const std::string& loading_model)
-    : system_(system), live_(live) {
+    : system_(system), live_(live), metrics_(std::make_shared<Metrics>()) {
     const config::DaemonConfig& config = live->config;
     // CurveZMQ: the keys read (a bad file stops the start-up with its reason), and the ZAP
     // handler bound before either socket is, so no handshake finds it missing.
@@ -69,22 +70,39 @@ Service::Service(caf::actor_system& system, zmq::context_t& zmq_context,
         system.spawn<caf::detached>(publisher_actor, &zmq_context, pub, live, server.secret_key);
     ingress_ =
         system.spawn<caf::detached>(ingress_actor, router, wake, live, publisher_, loading_model);
+    http_ = system.spawn<caf::detached>(http_ingress_actor, live, publisher_, metrics_,
+                                        loading_model);
+    std::string why;
+    caf::scoped_actor self{system};
+    self->request(http_, std::chrono::seconds(30), listen_atom::value)
+        .receive([&](std::string& r) { why = std::move(r); },
+                 [&](caf::error& e) { why = system.render(e); });
+    if (!why.empty()) {
+        stop();
+        throw std::runtime_error("http: " + why);
+    }
 }
 
 void Service::loading(double fraction) {
+    caf::anon_send(http_, progress_atom::value, fraction);
     caf::anon_send(ingress_, progress_atom::value, fraction);
     wake_ingress();
 }
 
 void Service::refuse_while_loading() {
+    caf::anon_send(http_, drain_atom::value);
     caf::anon_send(ingress_, drain_atom::value);
     wake_ingress();
 }
 
 void Service::serve(caf::scoped_actor& self, std::shared_ptr<Runtime> runtime) {
     pipelines_.push_back(spawn_pipeline(std::move(runtime)));
-    auto answer = self->request(ingress_, caf::infinite, serve_atom::value,
-                                pipelines_.back().tokenizer, pipelines_.back().scheduler);
+    const Pipeline& p = pipelines_.back();
+    self->request(http_, caf::infinite, serve_atom::value, p.tokenizer, p.scheduler,
+                  config::model_id(live_->config), p.runtime->vocab->size())
+        .receive([](bool) {}, [](caf::error&) {});
+    auto answer =
+        self->request(ingress_, caf::infinite, serve_atom::value, p.tokenizer, p.scheduler);
     wake_ingress();
     answer.receive([](bool) {}, [](caf::error&) {});
 }
@@ -125,6 +143,7 @@ Service::Pipeline Service::spawn_pipeline(std::shared_ptr<Runtime> runtime) {
         setup.max_sessions = config.engine.max_sessions;
         setup.publisher = publisher_;
         setup.scheduler = p.scheduler;
+        setup.metrics = metrics_;
         p.executors[size_t(i)] = system_.spawn<caf::detached>(executor_actor, runtime, setup);
         next = p.executors[size_t(i)];
         if (!last_executor) last_executor = next;
@@ -142,6 +161,7 @@ std::optional<health> Service::probe(caf::scoped_actor& self, std::chrono::milli
 }
 
 void Service::drain(caf::scoped_actor& self) {
+    self->send(http_, drain_atom::value);
     for (const Pipeline& p : pipelines_) self->send(p.scheduler, drain_atom::value, p.tag);
 }
 
@@ -201,6 +221,17 @@ std::string Service::reconfigure(caf::scoped_actor& self, std::shared_ptr<const 
         if (fresh) stop_pipeline(*fresh);
         return why;
     }
+    if (std::string why = ask(http_, reconfig_atom::value, live, target.tokenizer,
+                              target.scheduler, config::model_id(live->config),
+                              target.runtime->vocab->size());
+        !why.empty()) {
+        live_ = before;
+        const Pipeline& current = pipelines_.back();
+        ask(ingress_, reconfig_atom::value, before, current.tokenizer, current.scheduler);
+        ask(publisher_, reconfig_atom::value, before);
+        if (fresh) stop_pipeline(*fresh);
+        return "http: " + why;
+    }
     if (keys) {
         caf::anon_send(zap_, reconfig_atom::value, keys);
         wake_zap();
@@ -224,6 +255,7 @@ void Service::retire(uint64_t tag) {
     if (it == pipelines_.end()) return;
     caf::anon_send(ingress_, retire_atom::value, it->scheduler);
     wake_ingress();
+    caf::anon_send(http_, retire_atom::value, it->scheduler);
     log::info("the model of the previous configuration finished its streams and is unloaded");
     stop_pipeline(*it);
     pipelines_.erase(it);
@@ -251,10 +283,12 @@ void Service::stop() {
     caf::scoped_actor self{system_};
     caf::anon_send(ingress_, shutdown_atom::value);
     wake_ingress();
+    if (http_) caf::anon_send_exit(http_, caf::exit_reason::user_shutdown);
     for (const Pipeline& p : pipelines_)
         self->request(p.executors.back(), std::chrono::seconds(10), flush_atom::value)
             .receive([](bool) {}, [](caf::error&) {});
     std::vector<caf::actor> all{ingress_, publisher_};
+    if (http_) all.push_back(http_);
     if (zap_) {
         caf::anon_send(zap_, shutdown_atom::value);
         wake_zap();

@@ -5,6 +5,7 @@
 #include <deque>
 #include <map>
 #include <random>
+#include <set>
 
 #include "actors.h"
 #include "engine/error.h"
@@ -166,9 +167,19 @@ void publisher_actor(caf::blocking_actor* self, zmq::context_t* context,
         }
     };
     std::string topic; // the frame being sent, its memory kept from one message to the next
+    // Actors in this process that follow streams (the HTTP ingress), by stream id: each gets
+    // the stream's messages as they are published, until its last.
+    std::map<std::string, std::set<caf::actor>> watchers;
+    std::map<caf::actor, outgoing_batch> forwards; // a batch's messages for each watcher
     self->receive_while(running)(
         [&](publish_atom, outgoing_batch& batch) {
             for (outgoing& m : batch) {
+                if (!watchers.empty()) {
+                    if (auto w = watchers.find(m.id); w != watchers.end()) {
+                        for (const caf::actor& a : w->second) forwards[a].push_back(m);
+                        if (m.done) watchers.erase(w);
+                    }
+                }
                 protocol::write_topic(topic, m.id);
                 // PUB never blocks: past the high-water mark a subscriber misses messages, and
                 // the gap in seq tells it to ask for a replay.
@@ -190,6 +201,30 @@ void publisher_actor(caf::blocking_actor* self, zmq::context_t* context,
                 }
                 trim(buffer);
             }
+            for (auto& [watcher, messages] : forwards)
+                self->send(watcher, publish_atom::value, std::move(messages));
+            forwards.clear();
+        },
+        // The sender follows stream `id`: the answer is what is kept of it (empty: nothing
+        // published yet), and every message published after it follows, up to the last.
+        [&](watch_atom, const std::string& id) -> outgoing_batch {
+            outgoing_batch kept;
+            auto it = streams.find(id);
+            if (it != streams.end()) {
+                const ReplayBuffer& b = it->second;
+                for (size_t i = 0; i < b.messages.size(); ++i)
+                    kept.push_back({id, b.first_seq + i, b.messages[i],
+                                    b.done && i + 1 == b.messages.size()});
+                if (b.done) return kept;
+            }
+            watchers[id].insert(caf::actor_cast<caf::actor>(self->current_sender()));
+            return kept;
+        },
+        [&](unwatch_atom, const std::string& id) {
+            auto it = watchers.find(id);
+            if (it == watchers.end()) return;
+            it->second.erase(caf::actor_cast<caf::actor>(self->current_sender()));
+            if (it->second.empty()) watchers.erase(it);
         },
         // The stream's kept messages from from_seq on, as the reply frame; empty when the
         // publisher has none of it (unknown, expired, or not started).

@@ -19,6 +19,7 @@ void register_message_types(caf::actor_system_config& cfg) {
     cfg.add_message_type<health>("woolly.health");
     cfg.add_message_type<answer>("woolly.answer");
     cfg.add_message_type<status_report>("woolly.status_report");
+    cfg.add_message_type<token_list>("woolly.token_list");
 }
 
 } // namespace woolly::actors

@@ -56,6 +56,13 @@ using stall_atom = caf::atom_constant<caf::atom("stall")>; // test hook: wedge t
 using flush_atom = caf::atom_constant<caf::atom("flush")>; // answered once all before is sent
 using renew_atom = caf::atom_constant<caf::atom("renew")>; // an id taken again: drop its past
 using serve_atom = caf::atom_constant<caf::atom("serve")>; // the ingress: the model is loaded
+// The HTTP ingress: a request from the I/O thread, a client gone, a stream followed.
+using http_atom = caf::atom_constant<caf::atom("http")>;
+using closed_atom = caf::atom_constant<caf::atom("closed")>;
+using watch_atom = caf::atom_constant<caf::atom("watch")>;
+using unwatch_atom = caf::atom_constant<caf::atom("unwatch")>;
+using listen_atom = caf::atom_constant<caf::atom("listen")>;
+using detokenize_atom = caf::atom_constant<caf::atom("detok")>;
 
 // The scheduler's answer to a health probe: it is alive, and what it holds.
 struct health {
@@ -75,7 +82,7 @@ namespace woolly {
 // The engine's types that travel between actors.
 template <class Inspector> typename Inspector::result_type inspect(Inspector& f, SamplingParams& x) {
     return f(caf::meta::type_name("sampling_params"), x.temperature, x.top_k, x.top_p, x.min_p,
-             x.repeat_penalty, x.repeat_last_n, x.seed);
+             x.repeat_penalty, x.repeat_last_n, x.presence_penalty, x.frequency_penalty, x.seed);
 }
 
 template <class Inspector>
@@ -120,16 +127,32 @@ template <class Inspector> typename Inspector::result_type inspect(Inspector& f,
 
 namespace woolly::actors {
 
+// Where a request came in (the metrics count by it).
+enum class Source : uint8_t { zmq = 0, http = 1 };
+inline constexpr int kSources = 2;
+
 // One stream as admitted: its id, the engine's parameters (the request's, or the daemon's
-// defaults; checked by the ingress), and the prompt's tokens.
+// defaults; checked by the ingress), the prompt's tokens, and its ingress.
 struct stream_setup {
     std::string id;
     GenerationParams params;
     std::vector<int32_t> prompt_tokens;
+    uint8_t source = uint8_t(Source::zmq);
 };
 
 template <class Inspector> typename Inspector::result_type inspect(Inspector& f, stream_setup& x) {
-    return f(caf::meta::type_name("stream_setup"), x.id, x.params, x.prompt_tokens);
+    return f(caf::meta::type_name("stream_setup"), x.id, x.params, x.prompt_tokens, x.source);
+}
+
+// Text as the tokenizer splits it (POST /tokenize): the ids, and each one's text (lossy
+// UTF-8 where a token is part of a character).
+struct token_list {
+    std::vector<int32_t> tokens;
+    std::vector<std::string> pieces;
+};
+
+template <class Inspector> typename Inspector::result_type inspect(Inspector& f, token_list& x) {
+    return f(caf::meta::type_name("token_list"), x.tokens, x.pieces);
 }
 
 // A message for the publisher: the stream's topic is made from id; `done` marks its last.

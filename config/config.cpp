@@ -60,6 +60,8 @@ const std::vector<Key>& table() {
     static const std::vector<Key> keys = {
         {.name = "model", .field = WOOLLY_FIELD(model),
          .doc = "the GGUF file to serve; empty: the bundled model (stories260K)"},
+        {.name = "model_name", .field = WOOLLY_FIELD(model_name), .live = true,
+         .doc = "the model's id in the HTTP API (/v1/models); empty: the file's name"},
         {.name = "requests", .field = WOOLLY_FIELD(requests), .live = true,
          .doc = "ZeroMQ ROUTER endpoint for requests: tcp://HOST:PORT, ipc://PATH or inproc://NAME"},
         {.name = "tokens", .field = WOOLLY_FIELD(tokens), .live = true,
@@ -127,6 +129,27 @@ const std::vector<Key>& table() {
          .doc = "CurveZMQ: the client public keys let in, one per line"},
         {.name = "security.allow_plaintext", .field = WOOLLY_FIELD(security.allow_plaintext),
          .live = true, .doc = "true: serve tcp:// beyond loopback without client authentication"},
+        {.name = "http.listen", .field = WOOLLY_FIELD(http.listen), .live = true,
+         .doc = "the OpenAI-compatible HTTP API, HOST:PORT; empty: off"},
+        {.name = "http.api_keys_file", .field = WOOLLY_FIELD(http.api_keys_file), .live = true,
+         .doc = "API keys, one per line, asked as Authorization: Bearer KEY; empty: none asked"},
+        {.name = "http.tls_cert_file", .field = WOOLLY_FIELD(http.tls_cert_file), .live = true,
+         .doc = "HTTPS: the certificate chain (PEM); with http.tls_key_file"},
+        {.name = "http.tls_key_file", .field = WOOLLY_FIELD(http.tls_key_file), .live = true,
+         .doc = "HTTPS: the private key (PEM, unencrypted)"},
+        {.name = "http.max_body_bytes", .field = WOOLLY_FIELD(http.max_body_bytes), .min = 64,
+         .max = 1 << 30, .live = true, .doc = "a request body, at most; past it: 413"},
+        {.name = "http.max_header_bytes", .field = WOOLLY_FIELD(http.max_header_bytes),
+         .min = 1024, .max = 1 << 20, .live = true,
+         .doc = "the request line and headers, at most; past it: 431"},
+        {.name = "http.idle_timeout_seconds", .field = WOOLLY_FIELD(http.idle_timeout_seconds),
+         .min = 1, .max = 86400, .live = true,
+         .doc = "a keep-alive connection waiting for its next request is closed after this"},
+        {.name = "http.read_timeout_seconds", .field = WOOLLY_FIELD(http.read_timeout_seconds),
+         .min = 1, .max = 3600, .live = true,
+         .doc = "a request must arrive whole within this of its first byte; else closed"},
+        {.name = "http.max_connections", .field = WOOLLY_FIELD(http.max_connections), .min = 1,
+         .max = 1 << 20, .live = true, .doc = "connections open at once; past it: 503 and closed"},
         {.name = "replay.max_messages", .field = WOOLLY_FIELD(replay.max_messages), .min = 1,
          .max = 1 << 24, .live = true, .doc = "the most recent messages of a stream kept"},
         {.name = "replay.keep_seconds", .field = WOOLLY_FIELD(replay.keep_seconds), .min = 0,
@@ -362,6 +385,26 @@ bool leaves_machine(std::string_view e) {
     return false;
 }
 
+std::string http_listen_problem(std::string_view listen) {
+    if (listen.substr(0, 6) == "tcp://" || listen.find("://") != std::string_view::npos)
+        return "expected HOST:PORT without a scheme";
+    return endpoint_problem("tcp://" + std::string(listen)).empty() &&
+                   listen.substr(listen.rfind(':') + 1) != "*"
+               ? ""
+               : "expected HOST:PORT, the port 1 to 65535 (an IPv6 address in brackets)";
+}
+
+std::pair<std::string, std::string> http_host_and_port(std::string_view listen) {
+    return host_and_port("tcp://" + std::string(listen));
+}
+
+std::string model_id(const DaemonConfig& c) {
+    if (!c.model_name.empty()) return c.model_name;
+    std::string name = c.model.substr(c.model.rfind('/') + 1);
+    if (name.size() > 5 && name.substr(name.size() - 5) == ".gguf") name.resize(name.size() - 5);
+    return name;
+}
+
 SamplingParams sampling_params(const DaemonConfig& c) {
     SamplingParams p;
     p.temperature = c.sampling.temperature;
@@ -396,6 +439,20 @@ void validate(const DaemonConfig& c, const std::string& name) {
         throw ConfigError(name + ": keys 'security.curve_secret_key_file' and "
                                  "'security.authorized_keys_file' go together (CurveZMQ needs "
                                  "the server's key and the clients' keys)");
+    if (!c.http.listen.empty()) {
+        if (auto problem = http_listen_problem(c.http.listen); !problem.empty())
+            throw ConfigError(name + ": key 'http.listen': bad address '" + c.http.listen + "' (" +
+                              problem + ")");
+        if (leaves_machine("tcp://" + c.http.listen) && !c.security.allow_plaintext &&
+            c.http.api_keys_file.empty())
+            throw ConfigError(name + ": key 'http.listen': " + c.http.listen +
+                              " is reachable from other machines without API keys: set "
+                              "http.api_keys_file, listen on a loopback address, or set "
+                              "security.allow_plaintext: true to serve anyone who connects");
+    }
+    if (c.http.tls_cert_file.empty() != c.http.tls_key_file.empty())
+        throw ConfigError(name + ": keys 'http.tls_cert_file' and 'http.tls_key_file' go "
+                                 "together (TLS needs the certificate and its key)");
     if (c.limits.default_max_tokens > c.limits.max_tokens)
         throw ConfigError(name + ": key 'limits.default_max_tokens' exceeds 'limits.max_tokens'");
 }

@@ -19,6 +19,7 @@ public:
 
 struct DaemonConfig {
     std::string model;                             // GGUF file; empty: the bundled model
+    std::string model_name; // its id in the HTTP API; empty: the file's name without .gguf
     std::string requests = "tcp://127.0.0.1:5555"; // ROUTER endpoint (bind)
     std::string tokens = "tcp://127.0.0.1:5556";   // PUB endpoint (bind)
     int64_t threads = 0; // compute threads per layer executor; 0: physical cores / executors
@@ -67,6 +68,21 @@ struct DaemonConfig {
         bool allow_plaintext = false;
         bool curve() const { return !curve_secret_key_file.empty(); }
     } security;
+    // The OpenAI-compatible HTTP API (protocol/SPEC.md, "HTTP"), beside woolly/1.
+    struct {
+        std::string listen = "127.0.0.1:8080"; // HOST:PORT; empty: no HTTP
+        // API keys, one per line: requests need `Authorization: Bearer KEY` (not /health).
+        std::string api_keys_file;
+        // TLS: both set, or neither (PEM files; the key unencrypted).
+        std::string tls_cert_file;
+        std::string tls_key_file;
+        int64_t max_body_bytes = 1 << 20;   // a request body, at most (413 past it)
+        int64_t max_header_bytes = 16384;   // the request line and headers, at most (431)
+        int64_t idle_timeout_seconds = 60;  // a keep-alive connection with no request
+        int64_t read_timeout_seconds = 30;  // a request, from its first byte to its last
+        int64_t max_connections = 4096;     // open at once; past it new ones get 503
+        bool tls() const { return !tls_cert_file.empty(); }
+    } http;
     struct {
         int64_t max_messages = 4096;  // per stream, the most recent kept for replay
         int64_t keep_seconds = 300;   // how long a finished stream stays replayable
@@ -113,6 +129,13 @@ BindAddress bind_address(std::string_view endpoint);
 // 127.0.0.0/8 and ::1, after resolving a host name (localhost is loopback; a wildcard or an
 // interface name is not).
 bool leaves_machine(std::string_view endpoint);
+// Empty when `listen` is a usable HTTP HOST:PORT (a name, an IPv4 address or an IPv6 one in
+// brackets, and a port 1 to 65535); else why not.
+std::string http_listen_problem(std::string_view listen);
+// The host (without brackets) and port of a usable `listen`.
+std::pair<std::string, std::string> http_host_and_port(std::string_view listen);
+// The model's id in the HTTP API: model_name, or the file's name without ".gguf".
+std::string model_id(const DaemonConfig& config);
 // Checks ranges and endpoints of a config built from flags; throws ConfigError.
 void validate(const DaemonConfig& config, const std::string& name);
 // The sampling section as the engine's parameters (the defaults of a request that does not say);

@@ -35,10 +35,11 @@ using Clock = std::chrono::steady_clock;
 
 const char* kUsage =
     "usage: woollyd [--config FILE] [--model FILE] [--requests ENDPOINT] [--tokens ENDPOINT]\n"
-    "               [--threads N] [--log-level error|warning|info|debug] [--print-config]\n"
-    "               [--version]\n"
+    "               [--http HOST:PORT] [--threads N] [--log-level error|warning|info|debug]\n"
+    "               [--print-config] [--version]\n"
     "Serves generation over ZeroMQ: requests on a ROUTER socket (default tcp://127.0.0.1:5555),\n"
-    "tokens on a PUB socket (default tcp://127.0.0.1:5556). See protocol/SPEC.md.\n"
+    "tokens on a PUB socket (default tcp://127.0.0.1:5556); and over HTTP, OpenAI's API\n"
+    "(default 127.0.0.1:8080; --http '' turns it off). See protocol/SPEC.md.\n"
     "Flags override the config file's keys. Exit codes: 0 clean shutdown, 1 start-up failure\n"
     "(model, sockets, memory), 2 bad configuration or flags.\n"
     "The sockets are bound before the model loads: a bad or busy endpoint fails at once, and\n"
@@ -50,7 +51,7 @@ const char* kUsage =
 // The flags that set a config key, each checked as the key is in the file.
 const std::pair<const char*, const char*> kKeyFlags[] = {
     {"--model", "model"},     {"--requests", "requests"},   {"--tokens", "tokens"},
-    {"--threads", "threads"}, {"--log-level", "log_level"},
+    {"--http", "http.listen"}, {"--threads", "threads"}, {"--log-level", "log_level"},
 };
 
 // The command line: a config file and the flags that override its keys, kept so that a
@@ -150,6 +151,10 @@ public:
             return 1;
         }
         log::info("listening on requests " + config.requests + ", tokens " + config.tokens +
+                  (config.http.listen.empty()
+                       ? std::string()
+                       : ", http " + std::string(config.http.tls() ? "https://" : "http://") +
+                             config.http.listen) +
                   " (answering 'loading' until the model is loaded)");
         daemon::notify("STATUS=loading " + name);
         start_loading(system_, self_, config);

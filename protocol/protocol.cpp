@@ -8,6 +8,7 @@
 #include <set>
 
 #include "engine/text/chat.h"
+#include "fields.h"
 
 namespace woolly::protocol {
 namespace {
@@ -18,72 +19,19 @@ RequestError bad(std::string message) {
     return {ErrorCode::BadRequest, std::move(message)};
 }
 
-// Field readers: each returns an error message when the value has the wrong type or range.
-struct Fields {
-    const json& object;
-    std::optional<RequestError> error;
+using detail::Fields;
 
-    const json* get(const char* name) {
-        auto it = object.find(name);
-        return it == object.end() ? nullptr : &*it;
+// The id of a stream, `[A-Za-z0-9_-]{1,64}`.
+std::string stream_id(Fields& f, const char* name, bool required) {
+    auto id = f.string(name);
+    if (!id) {
+        if (required && !f.error) f.fail(std::string("'") + name + "' is required", name);
+        return "";
     }
-    void fail(std::string message) {
-        if (!error) error = bad(std::move(message));
-    }
-    std::optional<int64_t> integer(const char* name, int64_t min, int64_t max) {
-        const json* v = get(name);
-        if (!v) return std::nullopt;
-        if (!v->is_number_integer()) {
-            fail(std::string("'") + name + "' must be an integer");
-            return std::nullopt;
-        }
-        if (v->is_number_unsigned() && v->get<uint64_t>() > uint64_t(INT64_MAX)) {
-            fail(std::string("'") + name + "' is out of range");
-            return std::nullopt;
-        }
-        const int64_t value = v->get<int64_t>();
-        if (value < min || value > max) {
-            fail(std::string("'") + name + "' must be between " + std::to_string(min) + " and " +
-                 std::to_string(max) + ", got " + std::to_string(value));
-            return std::nullopt;
-        }
-        return value;
-    }
-    // A number a float holds (its range is the engine's to check).
-    std::optional<double> number(const char* name) {
-        const json* v = get(name);
-        if (!v) return std::nullopt;
-        if (!v->is_number()) {
-            fail(std::string("'") + name + "' must be a number");
-            return std::nullopt;
-        }
-        const double value = v->get<double>();
-        if (!std::isfinite(value) || std::fabs(value) > double(FLT_MAX)) {
-            fail(std::string("'") + name + "' is out of range");
-            return std::nullopt;
-        }
-        return value;
-    }
-    std::optional<std::string> string(const char* name) {
-        const json* v = get(name);
-        if (!v) return std::nullopt;
-        if (!v->is_string()) {
-            fail(std::string("'") + name + "' must be a string");
-            return std::nullopt;
-        }
-        return v->get<std::string>();
-    }
-    std::string stream_id(const char* name, bool required) {
-        auto id = string(name);
-        if (!id) {
-            if (required && !error) fail(std::string("'") + name + "' is required");
-            return "";
-        }
-        if (!is_valid_stream_id(*id))
-            fail(std::string("'") + name + "' must match [A-Za-z0-9_-]{1,64}");
-        return *id;
-    }
-};
+    if (!is_valid_stream_id(*id))
+        f.fail(std::string("'") + name + "' must match [A-Za-z0-9_-]{1,64}", name);
+    return *id;
+}
 
 std::optional<RequestError> check_known_fields(const json& object, std::set<std::string> allowed) {
     for (const auto& [key, value] : object.items()) {
@@ -172,43 +120,23 @@ std::variant<Request, RequestError> decode_request(std::string_view frame,
                                                      std::to_string(limits.max_request_bytes)};
     }
     json object;
-    // nlohmann keeps the last of two equal keys; a request that says a field twice is refused
-    // instead, so that no two readers of it can disagree on what it asked.
-    std::vector<std::set<std::string>> keys; // of each object being parsed, innermost last
-    std::string duplicate;
-    auto check_keys = [&](int, json::parse_event_t event, json& parsed) {
-        if (event == json::parse_event_t::object_start) {
-            keys.emplace_back();
-        } else if (event == json::parse_event_t::object_end) {
-            keys.pop_back();
-        } else if (event == json::parse_event_t::key && !keys.empty() &&
-                   !keys.back().insert(parsed.get<std::string>()).second && duplicate.empty()) {
-            duplicate = parsed.get<std::string>();
-        }
-        return true;
-    };
-    try {
-        object = json::parse(frame, check_keys);
-    } catch (const json::exception& e) {
-        // parse_error, and out_of_range for a number too large for a double (1E999): either
-        // way the frame is not a request the daemon can read.
-        return bad(std::string("request is not valid JSON (") + e.what() + ")");
-    }
-    if (!duplicate.empty()) return bad("field '" + duplicate + "' appears more than once");
+    if (std::string why = detail::parse_strict(frame, object, "request"); !why.empty())
+        return bad(why);
     if (!object.is_object()) return bad("request must be a JSON object");
-    Fields f{object, std::nullopt};
+    Fields f{object, std::nullopt, {}};
     const auto op = f.string("op");
-    if (f.error) return *f.error;
+    if (f.error) return bad(*f.error);
     if (!op) return bad("'op' is required (generate, cancel, status or replay)");
 
     if (*op == "generate") {
         if (auto e = check_known_fields(object,
                                         {"op", "id", "prompt", "messages", "max_tokens",
                                          "temperature", "top_k", "top_p", "min_p", "repeat_penalty",
-                                         "repeat_last_n", "seed", "stop", "chat_template"}))
+                                         "repeat_last_n", "presence_penalty", "frequency_penalty",
+                                         "seed", "stop", "chat_template"}))
             return *e;
         GenerateRequest r;
-        r.id = f.stream_id("id", false);
+        r.id = stream_id(f, "id", false);
         auto prompt = f.string("prompt");
         const json* messages = f.get("messages");
         if (!f.error && prompt.has_value() == (messages != nullptr))
@@ -241,55 +169,18 @@ std::variant<Request, RequestError> decode_request(std::string_view frame,
         // Types here; ranges are the engine's (GenerationParams::validate), checked once below.
         GenerationParams& p = r.params = limits.defaults;
         if (auto v = f.integer("max_tokens", 0, limits.max_tokens)) p.max_tokens = int32_t(*v);
-        if (auto v = f.number("temperature")) p.sampling.temperature = float(*v);
-        if (auto v = f.integer("top_k", INT32_MIN, INT32_MAX)) p.sampling.top_k = int32_t(*v);
-        if (auto v = f.number("top_p")) p.sampling.top_p = float(*v);
-        if (auto v = f.number("min_p")) p.sampling.min_p = float(*v);
-        if (auto v = f.number("repeat_penalty")) p.sampling.repeat_penalty = float(*v);
-        if (auto v = f.integer("repeat_last_n", INT32_MIN, INT32_MAX))
-            p.sampling.repeat_last_n = int32_t(*v);
-        if (const json* seed = f.get("seed")) {
-            if (seed->is_number_unsigned()) {
-                p.sampling.seed = seed->get<uint64_t>();
-                r.seed_given = true;
-            } else {
-                f.fail("'seed' must be a non-negative integer");
-            }
-        }
-        if (const json* stop = f.get("stop")) {
-            p.stop.clear();
-            if (!stop->is_array()) {
-                f.fail("'stop' must be an array of strings");
-            } else if (stop->size() > limits.max_stop_strings) {
-                f.fail("'stop' has more than " + std::to_string(limits.max_stop_strings) +
-                       " strings");
-            } else {
-                for (const json& s : *stop) {
-                    if (!s.is_string() || s.get_ref<const std::string&>().empty() ||
-                        s.get_ref<const std::string&>().size() > limits.max_stop_bytes) {
-                        f.fail("each 'stop' entry must be a string of 1 to " +
-                               std::to_string(limits.max_stop_bytes) + " bytes");
-                        break;
-                    }
-                    p.stop.push_back(s.get<std::string>());
-                }
-            }
-        }
-        if (!f.error) {
-            try {
-                p.validate();
-            } catch (const std::exception& e) {
-                f.fail(e.what());
-            }
-        }
-        if (f.error) return *f.error;
+        f.sampling(p.sampling);
+        r.seed_given = f.seed("seed", p.sampling.seed);
+        f.stop("stop", p.stop, limits.max_stop_strings, limits.max_stop_bytes, false);
+        f.validate(p);
+        if (f.error) return bad(*f.error);
         if (prompt) r.prompt = std::move(*prompt);
         return Request{std::move(r)};
     }
     if (*op == "cancel") {
         if (auto e = check_known_fields(object, {"op", "id"})) return *e;
-        CancelRequest r{f.stream_id("id", true)};
-        if (f.error) return *f.error;
+        CancelRequest r{stream_id(f, "id", true)};
+        if (f.error) return bad(*f.error);
         return Request{std::move(r)};
     }
     if (*op == "status") {
@@ -299,9 +190,9 @@ std::variant<Request, RequestError> decode_request(std::string_view frame,
     if (*op == "replay") {
         if (auto e = check_known_fields(object, {"op", "id", "from_seq"})) return *e;
         ReplayRequest r;
-        r.id = f.stream_id("id", true);
+        r.id = stream_id(f, "id", true);
         r.from_seq = uint64_t(f.integer("from_seq", 0, INT64_MAX).value_or(0));
-        if (f.error) return *f.error;
+        if (f.error) return bad(*f.error);
         return Request{std::move(r)};
     }
     return bad("unknown op '" + *op + "' (expected generate, cancel, status or replay)");
@@ -385,6 +276,7 @@ json done_message(std::string_view id, uint64_t seq, std::string_view finish_rea
                     {"usage",
                      {{"prompt_tokens", usage.prompt_tokens},
                       {"completion_tokens", usage.completion_tokens},
+                      {"cached_tokens", usage.cached_tokens},
                       {"ttft_ms", usage.ttft_ms},
                       {"tokens_per_second", usage.tokens_per_second}}}};
     if (!text.empty()) message["text"] = text;

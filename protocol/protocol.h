@@ -98,6 +98,7 @@ struct Usage {
     int64_t completion_tokens = 0;
     double ttft_ms = 0.0;
     double tokens_per_second = 0.0;
+    int64_t cached_tokens = 0; // prompt tokens the prefix cache held (not computed again)
 };
 
 // Stream messages (the second frame; the first is topic_for(id)).

@@ -60,13 +60,19 @@ done
 exec_start=$(sed -n 's/^ExecStart=//p' "$root/usr/lib/systemd/system/woollyd.service")
 [ "$exec_start" = "/usr/bin/woollyd --config /etc/woolly/woolly.yaml" ] || fail "ExecStart is $exec_start"
 cmd=$(echo "$exec_start" | sed "s|/usr/bin/|$root/usr/bin/|; s|/etc/woolly/|$root/etc/woolly/|")
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 $cmd --model "$root/usr/share/woolly/models/stories260K.gguf" \
-    --requests "ipc://$tmp/req" --tokens "ipc://$tmp/tok" 2>"$tmp/log" &
+    --requests "ipc://$tmp/req" --tokens "ipc://$tmp/tok" --http "127.0.0.1:$port" 2>"$tmp/log" &
 daemon=$!
 text=$(echo "Once upon a time" | "$root/usr/bin/woolly" generate --requests "ipc://$tmp/req" \
        --tokens "ipc://$tmp/tok" -n 12 --temp 0 --timeout 60)
 echo "generated:$text"
 echo "$text" | grep -q "there was a little girl" || fail "the installed daemon's stream: $text"
+# Its HTTP API, as the README's quick start uses it.
+reply=$(curl -sS "http://127.0.0.1:$port/v1/completions" \
+        -d '{"prompt": "Once upon a time", "max_tokens": 12, "temperature": 0}')
+echo "http:$reply"
+echo "$reply" | grep -q '"text":", there was a little girl named Lily. She"' || fail "the installed daemon's HTTP reply: $reply"
 kill -TERM $daemon
 wait $daemon || fail "woollyd exited $? on SIGTERM: $(cat "$tmp/log")"
 daemon=

@@ -20,11 +20,15 @@ void SamplingParams::validate() const {
         bad("repeat_penalty must be in (0, 100]");
     if (repeat_last_n < 0 || repeat_last_n > 1 << 20)
         bad("repeat_last_n must be between 0 and 1048576");
+    if (!std::isfinite(presence_penalty) || presence_penalty < -2.0f || presence_penalty > 2.0f)
+        bad("presence_penalty must be between -2 and 2 (0 turns it off)");
+    if (!std::isfinite(frequency_penalty) || frequency_penalty < -2.0f || frequency_penalty > 2.0f)
+        bad("frequency_penalty must be between -2 and 2 (0 turns it off)");
 }
 
 Sampler::Sampler(const SamplingParams& params, int32_t n_vocab)
     : params_(params), n_vocab_(n_vocab), candidates_(size_t(n_vocab)),
-      recent_(size_t(std::max(params.repeat_last_n, 0))), penalized_(size_t(n_vocab)),
+      recent_(size_t(std::max(params.repeat_last_n, 0))), seen_(size_t(n_vocab)),
       rng_(params.seed) {
     params_.validate();
 }
@@ -46,7 +50,9 @@ TokenId Sampler::sample(const float* logits) {
     n_candidates_ = size_t(n_vocab_);
     sorted_ = false;
 
-    if (params_.repeat_penalty != 1.0f) apply_repeat_penalty();
+    if (params_.repeat_penalty != 1.0f || params_.frequency_penalty != 0.0f ||
+        params_.presence_penalty != 0.0f)
+        apply_penalties();
     if (params_.temperature <= 0.0f) {
         const auto best = std::max_element(
             candidates_.begin(), candidates_.begin() + std::ptrdiff_t(n_candidates_),
@@ -60,18 +66,23 @@ TokenId Sampler::sample(const float* logits) {
     return draw();
 }
 
-// Logits of recently seen tokens are pushed away from being chosen again: divided by the
-// penalty when positive, multiplied when negative (llama.cpp's rule).
-void Sampler::apply_repeat_penalty() {
+// Logits of recently seen tokens are pushed away from being chosen again (llama.cpp's
+// penalties): divided by the repeat penalty when positive, multiplied when negative, and then
+// lowered by frequency_penalty for each time the token was seen and by presence_penalty once.
+void Sampler::apply_penalties() {
     for (size_t i = 0; i < recent_count_; ++i) {
         const TokenId t = recent_[i];
-        if (t < 0 || t >= n_vocab_ || penalized_[size_t(t)]) continue;
-        penalized_[size_t(t)] = 1;
+        if (t >= 0 && t < n_vocab_) ++seen_[size_t(t)];
+    }
+    for (size_t i = 0; i < recent_count_; ++i) {
+        const TokenId t = recent_[i];
+        if (t < 0 || t >= n_vocab_ || seen_[size_t(t)] == 0) continue;
+        const uint32_t count = seen_[size_t(t)];
+        seen_[size_t(t)] = 0; // once per token
         float& logit = candidates_[size_t(t)].logit;
         logit = logit > 0.0f ? logit / params_.repeat_penalty : logit * params_.repeat_penalty;
+        logit -= float(count) * params_.frequency_penalty + params_.presence_penalty;
     }
-    for (size_t i = 0; i < recent_count_; ++i)
-        if (recent_[i] >= 0 && recent_[i] < n_vocab_) penalized_[size_t(recent_[i])] = 0;
 }
 
 void Sampler::top_k(int32_t k) {

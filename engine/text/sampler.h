@@ -15,7 +15,9 @@ struct SamplingParams {
     float top_p = 0.95f;         // >= 1: off
     float min_p = 0.05f;         // <= 0: off
     float repeat_penalty = 1.0f; // 1: off
-    int32_t repeat_last_n = 64;  // how many recent tokens the penalty looks at
+    int32_t repeat_last_n = 64;  // how many recent tokens the penalties look at
+    float presence_penalty = 0;  // subtracted once from a recent token's logit; 0: off
+    float frequency_penalty = 0; // subtracted per occurrence among the recent tokens; 0: off
     uint64_t seed = 0xffffffff;  // same seed, same tokens
 
     // Throws Error naming the parameter and its allowed range.
@@ -28,7 +30,7 @@ struct Candidate {
     float p;
 };
 
-// The chain, in llama.cpp's order: repetition penalty -> top-k -> top-p -> min-p ->
+// The chain, in llama.cpp's order: penalties (repetition, frequency, presence) -> top-k -> top-p -> min-p ->
 // temperature -> draw from the distribution (or argmax when greedy). All buffers are sized at
 // construction; sample() allocates nothing.
 class Sampler {
@@ -43,7 +45,7 @@ public:
     const SamplingParams& params() const { return params_; }
 
 private:
-    void apply_repeat_penalty();
+    void apply_penalties();
     void top_k(int32_t k);
     void top_p(float p);
     void min_p(float p);
@@ -58,7 +60,7 @@ private:
     std::vector<TokenId> recent_; // ring buffer of the last repeat_last_n tokens
     size_t recent_next_ = 0;
     size_t recent_count_ = 0;
-    std::vector<uint8_t> penalized_; // [n_vocab] marks, so a token is penalized once
+    std::vector<uint32_t> seen_; // [n_vocab] counts in the window, zero between calls
     std::mt19937_64 rng_;
 };
 

@@ -64,17 +64,28 @@ class Notifications:
                 self.cond.wait(min(left, 0.2) if alive is not None else left)
 
 
+def free_port():
+    """A TCP port on loopback that nothing listens on now (the kernel's choice)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 class Woollyd:
     """One woollyd. `config` is YAML text; the harness adds the endpoints (and `model` when
     given) on top. `flags` are more command-line flags; `env` more environment. Its stderr goes
-    to a log file (log_text()), or to `stderr` (a file descriptor) when given."""
+    to a log file (log_text()), or to `stderr` (a file descriptor) when given. HTTP is off
+    unless `http` is given: then it listens on a free loopback port (self.http_port), and
+    `http` (when a string) is more keys of the http section, each line indented by two."""
     count = 0
     running = []  # killed at exit, whatever a failed test left behind
 
     def __init__(self, woollyd, config="", model=None, name=None, flags=(), env=None,
                  watchdog_usec=None, hooks=False, journal=False, keys=None, client_timeout=WAIT,
-                 ready=True, wait=WAIT, stderr=None):
+                 ready=True, wait=WAIT, stderr=None, http=None):
         Woollyd.count += 1
+        self.http = http
+        self.http_port = free_port() if http is not None else None
         self.woollyd = woollyd
         self.name = name or f"w{Woollyd.count}-{os.getpid()}"
         self.requests = f"ipc://{TMP}/{self.name}-req"
@@ -106,6 +117,12 @@ class Woollyd:
     def write(self, text, requests=None):
         """Writes the config file (for a reload): the endpoints, the model, then `text`."""
         head = f"requests: {requests or self.requests}\ntokens: {self.tokens}\n"
+        if self.http_port is None:
+            head += 'http:\n  listen: ""\n'
+        else:
+            head += f"http:\n  listen: 127.0.0.1:{self.http_port}\n"
+            if isinstance(self.http, str):
+                head += self.http
         if self.model:
             head += f"model: {self.model}\n"
         with open(self.config, "w") as f:

@@ -1,0 +1,361 @@
+// openai.cpp — OpenAI's request and response bodies for the HTTP API, read strictly.
+#include "openai.h"
+
+#include <map>
+
+#include "fields.h"
+
+namespace woolly::protocol::openai {
+namespace {
+
+using nlohmann::json;
+using detail::Fields;
+
+Error invalid(std::string message, std::string param = "", std::string code = "") {
+    return Error{400, std::move(message), "invalid_request_error", std::move(param),
+                 std::move(code)};
+}
+
+std::string dump(const json& j) {
+    return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+// Fields of OpenAI's API that Woolly does not serve, each with why: refused by name rather
+// than ignored, so that no client believes it got what it asked for.
+const std::map<std::string, std::string>& refused_fields(Endpoint endpoint) {
+    static const std::string later = " is not supported yet (structured output and tool calls "
+                                     "are not served by this version)";
+    static const std::map<std::string, std::string> chat = {
+        {"response_format", "'response_format'" + later},
+        {"tools", "'tools'" + later},
+        {"tool_choice", "'tool_choice'" + later},
+        {"parallel_tool_calls", "'parallel_tool_calls'" + later},
+        {"functions", "'functions'" + later},
+        {"function_call", "'function_call'" + later},
+        {"logprobs", "'logprobs' is not supported: the engine does not report log-probabilities "
+                     "yet"},
+        {"top_logprobs", "'top_logprobs' is not supported: the engine does not report "
+                         "log-probabilities yet"},
+        {"logit_bias", "'logit_bias' is not supported"},
+        {"audio", "'audio' is not supported: text only"},
+        {"modalities", "'modalities' is not supported: text only"},
+        {"prediction", "'prediction' is not supported"},
+        {"service_tier", "'service_tier' is not supported"},
+        {"store", "'store' is not supported: nothing is stored"},
+        {"metadata", "'metadata' is not supported: nothing is stored"},
+        {"reasoning_effort", "'reasoning_effort' is not supported"},
+        {"web_search_options", "'web_search_options' is not supported"},
+    };
+    static const std::map<std::string, std::string> completion = {
+        {"echo", "'echo' is not supported"},
+        {"suffix", "'suffix' is not supported (no fill-in-the-middle)"},
+        {"best_of", "'best_of' is not supported: one completion per request"},
+        {"logprobs", "'logprobs' is not supported: the engine does not report log-probabilities "
+                     "yet"},
+        {"logit_bias", "'logit_bias' is not supported"},
+    };
+    return endpoint == Endpoint::Chat ? chat : completion;
+}
+
+// A message's content: a string, or an array of text parts (joined).
+std::variant<std::string, Error> content_text(const json& content, const std::string& where) {
+    if (content.is_string()) return content.get<std::string>();
+    if (!content.is_array())
+        return invalid(where + " must be a string or an array of text parts", where);
+    std::string text;
+    for (size_t j = 0; j < content.size(); ++j) {
+        const json& part = content[j];
+        const std::string at = where + "[" + std::to_string(j) + "]";
+        if (!part.is_object()) return invalid(at + " must be an object", at);
+        const auto type = part.find("type");
+        if (type == part.end() || !type->is_string())
+            return invalid(at + ".type must be a string", at + ".type");
+        if (*type != "text")
+            return invalid(at + ".type is '" + type->get<std::string>() +
+                               "': only text parts are supported",
+                           at + ".type");
+        for (auto it = part.begin(); it != part.end(); ++it)
+            if (it.key() != "type" && it.key() != "text")
+                return invalid(at + " has unknown field '" + it.key() + "'",
+                               at + "." + it.key());
+        const auto t = part.find("text");
+        if (t == part.end() || !t->is_string())
+            return invalid(at + ".text must be a string", at + ".text");
+        text += t->get<std::string>();
+    }
+    return text;
+}
+
+std::variant<std::vector<ChatTurn>, Error> chat_turns(const json* messages) {
+    if (!messages) return invalid("'messages' is required", "messages");
+    if (!messages->is_array() || messages->empty())
+        return invalid("'messages' must be a non-empty array of messages", "messages");
+    std::vector<ChatTurn> turns;
+    for (size_t i = 0; i < messages->size(); ++i) {
+        const json& m = (*messages)[i];
+        const std::string where = "messages[" + std::to_string(i) + "]";
+        if (!m.is_object()) return invalid(where + " must be an object", where);
+        for (auto it = m.begin(); it != m.end(); ++it)
+            if (it.key() != "role" && it.key() != "content")
+                return invalid(where + "." + it.key() + " is not supported (a message has " +
+                                   "'role' and 'content')",
+                               where + "." + it.key());
+        const auto role = m.find("role");
+        if (role == m.end() || !role->is_string())
+            return invalid(where + ".role must be a string", where + ".role");
+        std::string r = role->get<std::string>();
+        if (r == "developer") r = "system"; // OpenAI's newer name for the system turn
+        if (r == "tool")
+            return invalid(where + ".role 'tool' is not supported yet (tool calls are not "
+                                   "served by this version)",
+                           where + ".role");
+        if (r != "system" && r != "user" && r != "assistant")
+            return invalid(where + ".role is '" + r +
+                               "' (expected system, developer, user or assistant)",
+                           where + ".role");
+        const auto content = m.find("content");
+        if (content == m.end() || content->is_null())
+            return invalid(where + ".content is required", where + ".content");
+        auto text = content_text(*content, where + ".content");
+        if (auto* e = std::get_if<Error>(&text)) return *e;
+        turns.push_back({r, std::move(std::get<std::string>(text))});
+    }
+    return turns;
+}
+
+json usage_json(const Totals& t) {
+    return {{"prompt_tokens", t.prompt_tokens},
+            {"completion_tokens", t.completion_tokens},
+            {"total_tokens", t.prompt_tokens + t.completion_tokens},
+            {"prompt_tokens_details", {{"cached_tokens", t.cached_tokens}}}};
+}
+
+json head_json(const Head& h, bool chunk) {
+    const char* object = h.endpoint == Endpoint::Chat
+                             ? (chunk ? "chat.completion.chunk" : "chat.completion")
+                             : "text_completion";
+    return {{"id", h.id}, {"object", object}, {"created", h.created}, {"model", h.model}};
+}
+
+json finish_json(std::string_view finish) {
+    return finish.empty() ? json(nullptr) : json(finish);
+}
+
+} // namespace
+
+std::string encode_error(const Error& e) {
+    return dump({{"error",
+                  {{"message", e.message},
+                   {"type", e.type},
+                   {"param", e.param.empty() ? json(nullptr) : json(e.param)},
+                   {"code", e.code.empty() ? json(nullptr) : json(e.code)}}}});
+}
+
+Error error_from(ErrorCode code, std::string message) {
+    switch (code) {
+    case ErrorCode::Busy:
+        return {429, std::move(message), "rate_limit_error", "", "busy"};
+    case ErrorCode::ShuttingDown:
+        return {503, std::move(message), "server_error", "", "shutting_down"};
+    case ErrorCode::Loading:
+        return {503, std::move(message), "server_error", "", "loading"};
+    case ErrorCode::Internal:
+        return {500, std::move(message), "server_error", "", "internal"};
+    case ErrorCode::NotFound:
+        return {404, std::move(message), "invalid_request_error", "", "not_found"};
+    case ErrorCode::TooLarge:
+        return {400, std::move(message), "invalid_request_error", "", "context_length_exceeded"};
+    case ErrorCode::BadRequest:
+    case ErrorCode::DuplicateId:
+        break;
+    }
+    return {400, std::move(message), "invalid_request_error", "", error_code_name(code)};
+}
+
+std::variant<CompletionRequest, Error> decode_completion(std::string_view body, Endpoint endpoint,
+                                                         const DecodeLimits& limits) {
+    json object;
+    if (std::string why = detail::parse_strict(body, object, "the body"); !why.empty())
+        return invalid(why);
+    if (!object.is_object()) return invalid("the body must be a JSON object");
+    const bool chat = endpoint == Endpoint::Chat;
+    static const std::set<std::string> common = {
+        "model",       "max_tokens",       "temperature",       "top_p",
+        "seed",        "stop",             "stream",            "stream_options",
+        "presence_penalty", "frequency_penalty", "user",       "n",
+        "top_k",       "min_p",            "repeat_penalty",    "repeat_last_n"};
+    const auto& refused = refused_fields(endpoint);
+    for (auto it = object.begin(); it != object.end(); ++it) {
+        const std::string& key = it.key();
+        if (common.count(key)) continue;
+        if (chat && (key == "messages" || key == "max_completion_tokens")) continue;
+        if (!chat && key == "prompt") continue;
+        // false and null ask for nothing Woolly lacks (`logprobs: false`, `tools: null`).
+        if (auto r = refused.find(key); r != refused.end()) {
+            if (it->is_null() || (it->is_boolean() && !it->get<bool>())) continue;
+            return invalid(r->second, key, "unsupported_parameter");
+        }
+        if (!chat && key == "messages")
+            return invalid("'messages' belongs to /v1/chat/completions; this endpoint takes "
+                           "'prompt'",
+                           key);
+        if (chat && key == "prompt")
+            return invalid("'prompt' belongs to /v1/completions; this endpoint takes 'messages'",
+                           key);
+        return invalid("unknown field '" + key + "'", key, "unknown_parameter");
+    }
+    Fields f{object, std::nullopt, {}};
+    CompletionRequest r;
+    r.endpoint = endpoint;
+    if (auto model = f.string("model")) r.model = *model;
+    if (chat) {
+        auto turns = chat_turns(f.get("messages"));
+        if (auto* e = std::get_if<Error>(&turns)) return *e;
+        r.messages = std::move(std::get<std::vector<ChatTurn>>(turns));
+    } else {
+        const json* prompt = f.get("prompt");
+        if (!prompt) return invalid("'prompt' is required", "prompt");
+        if (prompt->is_array())
+            return invalid("'prompt' as an array (several prompts, or token ids) is not "
+                           "supported: give one string",
+                           "prompt");
+        if (!prompt->is_string()) return invalid("'prompt' must be a string", "prompt");
+        r.prompt = prompt->get<std::string>();
+    }
+    if (auto n = f.integer("n", 1, INT32_MAX); n && *n != 1)
+        return invalid("'n' must be 1: one choice per request", "n");
+    // max_tokens (and chat's newer max_completion_tokens): above the daemon's cap is refused.
+    GenerationParams& p = r.params = limits.defaults;
+    std::optional<int64_t> max_tokens;
+    for (const char* name : {"max_tokens", "max_completion_tokens"}) {
+        const json* v = f.get(name);
+        if (!v || v->is_null()) continue;
+        if (v->is_number_unsigned() && v->get<uint64_t>() > uint64_t(limits.max_tokens))
+            return invalid(std::string("'") + name + "' exceeds the limit of " +
+                               std::to_string(limits.max_tokens),
+                           name);
+        auto value = f.integer(name, 1, limits.max_tokens);
+        if (value && max_tokens && *value != *max_tokens)
+            return invalid("'max_tokens' and 'max_completion_tokens' differ", name);
+        if (value) max_tokens = value;
+    }
+    if (max_tokens) p.max_tokens = int32_t(*max_tokens);
+    f.sampling(p.sampling);
+    r.seed_given = f.seed("seed", p.sampling.seed);
+    if (const json* stop = f.get("stop"); stop && !stop->is_null())
+        f.stop("stop", p.stop, limits.max_stop_strings, limits.max_stop_bytes, true);
+    if (auto v = f.get("user"); v && !v->is_string()) f.fail("'user' must be a string", "user");
+    if (auto stream = f.boolean("stream")) r.stream = *stream;
+    if (const json* options = f.get("stream_options"); options && !options->is_null() && !f.error) {
+        if (!r.stream)
+            return invalid("'stream_options' goes with 'stream': true", "stream_options");
+        if (!options->is_object())
+            return invalid("'stream_options' must be an object", "stream_options");
+        for (auto it = options->begin(); it != options->end(); ++it)
+            if (it.key() != "include_usage")
+                return invalid("stream_options." + it.key() + " is not supported",
+                               "stream_options." + it.key());
+        if (auto usage = options->find("include_usage"); usage != options->end()) {
+            if (!usage->is_boolean())
+                return invalid("stream_options.include_usage must be true or false",
+                               "stream_options.include_usage");
+            r.include_usage = usage->get<bool>();
+        }
+    }
+    f.validate(p);
+    if (f.error) return invalid(*f.error, f.param);
+    return r;
+}
+
+const char* finish_reason(std::string_view reason) {
+    if (reason == "stop" || reason == "eos") return "stop";
+    if (reason == "length") return "length";
+    if (reason == "cancelled") return "cancelled";
+    return "error";
+}
+
+std::string encode_response(const Head& head, std::string_view text, std::string_view finish,
+                            const Totals& totals) {
+    json choice = {{"index", 0}, {"logprobs", nullptr}, {"finish_reason", finish_json(finish)}};
+    if (head.endpoint == Endpoint::Chat)
+        choice["message"] = {{"role", "assistant"}, {"content", text}};
+    else
+        choice["text"] = text;
+    json out = head_json(head, false);
+    out["choices"] = json::array({std::move(choice)});
+    out["usage"] = usage_json(totals);
+    return dump(out);
+}
+
+std::string encode_chunk(const Head& head, std::string_view text, bool role,
+                         std::string_view finish) {
+    json choice = {{"index", 0}, {"logprobs", nullptr}, {"finish_reason", finish_json(finish)}};
+    if (head.endpoint == Endpoint::Chat) {
+        json delta = json::object();
+        if (role) delta["role"] = "assistant";
+        if (!text.empty() || (role && finish.empty())) delta["content"] = text;
+        choice["delta"] = std::move(delta);
+    } else {
+        choice["text"] = text;
+    }
+    json out = head_json(head, true);
+    out["choices"] = json::array({std::move(choice)});
+    return dump(out);
+}
+
+std::string encode_usage_chunk(const Head& head, const Totals& totals) {
+    json out = head_json(head, true);
+    out["choices"] = json::array();
+    out["usage"] = usage_json(totals);
+    return dump(out);
+}
+
+json model_object(const std::string& id, int64_t created) {
+    return {{"id", id}, {"object", "model"}, {"created", created}, {"owned_by", "woolly"}};
+}
+
+std::variant<TokenizeRequest, Error> decode_tokenize(std::string_view body) {
+    json object;
+    if (std::string why = detail::parse_strict(body, object, "the body"); !why.empty())
+        return invalid(why);
+    if (!object.is_object()) return invalid("the body must be a JSON object");
+    if (const std::string* key =
+            detail::unknown_field(object, {"content", "add_special", "with_pieces"}))
+        return invalid("unknown field '" + *key + "' (expected content, add_special, with_pieces)",
+                       *key);
+    Fields f{object, std::nullopt, {}};
+    TokenizeRequest r;
+    auto content = f.string("content");
+    if (!content && !f.error) f.fail("'content' is required", "content");
+    if (auto v = f.boolean("add_special")) r.add_special = *v;
+    if (auto v = f.boolean("with_pieces")) r.with_pieces = *v;
+    if (f.error) return invalid(*f.error, f.param);
+    r.content = std::move(*content);
+    return r;
+}
+
+std::variant<std::vector<int32_t>, Error> decode_detokenize(std::string_view body,
+                                                             int32_t n_vocab) {
+    json object;
+    if (std::string why = detail::parse_strict(body, object, "the body"); !why.empty())
+        return invalid(why);
+    if (!object.is_object()) return invalid("the body must be a JSON object");
+    if (const std::string* key = detail::unknown_field(object, {"tokens"}))
+        return invalid("unknown field '" + *key + "' (expected tokens)", *key);
+    const auto tokens = object.find("tokens");
+    if (tokens == object.end()) return invalid("'tokens' is required", "tokens");
+    if (!tokens->is_array()) return invalid("'tokens' must be an array of token ids", "tokens");
+    std::vector<int32_t> out;
+    out.reserve(tokens->size());
+    for (size_t i = 0; i < tokens->size(); ++i) {
+        const json& t = (*tokens)[i];
+        if (!t.is_number_unsigned() || t.get<uint64_t>() >= uint64_t(n_vocab))
+            return invalid("tokens[" + std::to_string(i) + "] must be a token id, 0 to " +
+                               std::to_string(n_vocab - 1),
+                           "tokens");
+        out.push_back(int32_t(t.get<uint64_t>()));
+    }
+    return out;
+}
+
+} // namespace woolly::protocol::openai

@@ -1,0 +1,89 @@
+// openai.h — the HTTP API's bodies (SPEC.md, "HTTP"): OpenAI's chat and text completion
+// requests read as strictly as woolly/1's (an unsupported field is refused by name), their
+// responses, stream chunks and error objects, and llama-server's /tokenize and /detokenize.
+// No sockets here: bodies in, bodies out.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "protocol.h"
+
+namespace woolly::protocol::openai {
+
+// OpenAI's error object, {"error": {"message", "type", "param", "code"}}, and its HTTP status.
+struct Error {
+    int status = 400;
+    std::string message;
+    std::string type = "invalid_request_error";
+    std::string param; // empty: null
+    std::string code;  // empty: null
+};
+std::string encode_error(const Error& error);
+// The error for a woolly/1 refusal (the scheduler's or the tokenizer's): busy is 429,
+// shutting_down and loading 503, internal 500, the rest 400.
+Error error_from(ErrorCode code, std::string message);
+
+enum class Endpoint { Chat, Completion };
+
+struct CompletionRequest {
+    Endpoint endpoint = Endpoint::Chat;
+    std::string model;              // as asked; empty: not given
+    std::vector<ChatTurn> messages; // Chat
+    std::string prompt;             // Completion
+    GenerationParams params;        // the request's fields over the daemon's defaults, checked
+    bool seed_given = false;
+    bool stream = false;
+    bool include_usage = false; // stream_options.include_usage
+};
+
+// Decodes a POST /v1/chat/completions or /v1/completions body.
+std::variant<CompletionRequest, Error> decode_completion(std::string_view body, Endpoint endpoint,
+                                                         const DecodeLimits& limits);
+
+// What the response says of the request, besides the text.
+struct Head {
+    std::string id;    // chatcmpl-... or cmpl-...
+    int64_t created = 0; // Unix seconds
+    std::string model;
+    Endpoint endpoint = Endpoint::Chat;
+};
+
+struct Totals {
+    int64_t prompt_tokens = 0, completion_tokens = 0, cached_tokens = 0;
+};
+
+// woolly/1's finish_reason as OpenAI's: stop and eos are "stop", length "length", cancelled
+// "cancelled". shutdown and error are not finish reasons here: they end the response with an
+// error (see SPEC.md).
+const char* finish_reason(std::string_view woolly_reason);
+
+// A whole (non-streamed) response.
+std::string encode_response(const Head& head, std::string_view text, std::string_view finish,
+                            const Totals& totals);
+// One SSE chunk's JSON: `text` as the delta's content (Chat: `role` too, for the first chunk),
+// `finish` empty while the stream goes on.
+std::string encode_chunk(const Head& head, std::string_view text, bool role,
+                         std::string_view finish);
+// The usage chunk (include_usage): no choices, the totals.
+std::string encode_usage_chunk(const Head& head, const Totals& totals);
+
+// GET /v1/models and /v1/models/{id}.
+nlohmann::json model_object(const std::string& id, int64_t created);
+
+// POST /tokenize: {"content": TEXT, "add_special": BOOL (false), "with_pieces": BOOL (false)}.
+struct TokenizeRequest {
+    std::string content;
+    bool add_special = false;
+    bool with_pieces = false;
+};
+std::variant<TokenizeRequest, Error> decode_tokenize(std::string_view body);
+// POST /detokenize: {"tokens": [ID, ...]}, each 0 to n_vocab - 1.
+std::variant<std::vector<int32_t>, Error> decode_detokenize(std::string_view body, int32_t n_vocab);
+
+} // namespace woolly::protocol::openai
