@@ -213,7 +213,7 @@ caf::behavior http_ingress_actor(caf::event_based_actor* self,
                                          m.contains("error")
                                              ? m["error"].value("message", std::string("error"))
                                              : std::string("error"));
-            if (!l.events) return respond_error(*l.exchange, e);
+            if (!l.events) return respond_error(*l.exchange, e, {{"X-Woolly-Stream-Id", l.stream}});
             l.exchange->event(openai::encode_error(e));
             l.exchange->event("[DONE]");
             l.exchange->close_events();
@@ -221,8 +221,9 @@ caf::behavior http_ingress_actor(caf::event_based_actor* self,
         }
         const char* fr = openai::finish_reason(reason);
         if (!l.events) {
-            respond_json(*l.exchange, 200,
-                         json::parse(openai::encode_response(l.head, l.text + tail, fr, totals)));
+            l.exchange->respond(200, "application/json",
+                                openai::encode_response(l.head, l.text + tail, fr, totals),
+                                {{"X-Woolly-Stream-Id", l.stream}});
             return;
         }
         if (!tail.empty()) l.exchange->event(openai::encode_chunk(l.head, tail, !l.role_sent, ""));

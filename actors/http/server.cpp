@@ -215,7 +215,8 @@ private:
             });
     }
 
-    // The request, whole, within the read timeout and the size limits.
+    // The request, whole, within the read timeout (past it the connection is closed) and the
+    // size limits.
     void read_request() {
         parser_.emplace();
         parser_->header_limit(uint32_t(std::min<size_t>(limits_.max_header_bytes, UINT32_MAX)));
@@ -244,12 +245,8 @@ private:
             } else if (ec == bhttp::error::body_limit) {
                 status = 413;
                 why = "the body exceeds " + std::to_string(limits_.max_body_bytes) + " bytes";
-            } else if (ec == beast::error::timeout) {
-                status = 408;
-                why = "the request did not arrive within " +
-                      std::to_string(limits_.read_timeout.count()) + " s";
-            } else if (ec == net::error::operation_aborted) {
-                return close();
+            } else if (ec == beast::error::timeout || ec == net::error::operation_aborted) {
+                return close(); // the stream closed the socket at the deadline: nothing to say
             }
             keep_alive_ = false;
             exchange_ = 0;
@@ -274,6 +271,7 @@ private:
         exchange_ = next_exchange++;
         events_ = ending_ = false;
         lowest().expires_never(); // the answer may take as long as a generation
+        hold_ = this->shared_from_this(); // alive until answered, with no read pending
         auto exchange = std::make_shared<ExchangeImpl>(
             exchange_, server_->ioc.get_executor(),
             std::weak_ptr<Sink>(std::static_pointer_cast<Sink>(this->shared_from_this())));
@@ -338,6 +336,7 @@ private:
 
     // The answer is out: the next request, or the end of the connection.
     void finished() {
+        auto self = std::move(hold_);
         exchange_ = 0;
         events_ = ending_ = false;
         if (!keep_alive_) return shutdown();
@@ -368,6 +367,7 @@ private:
     void close() {
         if (closed_) return;
         closed_ = true;
+        hold_.reset();
         idle_.cancel();
         beast::error_code ignored;
         lowest().socket().shutdown(tcp::socket::shutdown_both, ignored);
@@ -377,6 +377,7 @@ private:
     Stream stream_;
     std::shared_ptr<Server::Impl> server_;
     net::steady_timer idle_; // the wait for a next request that began during an answer
+    std::shared_ptr<Connection> hold_; // itself, while an answer is pending
     Limits limits_;
     beast::flat_buffer buffer_;
     std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
