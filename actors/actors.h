@@ -100,10 +100,10 @@ void ingress_actor(caf::blocking_actor* self, std::shared_ptr<zmq::socket_t> soc
                    caf::actor publisher, std::string loading_model);
 
 // woollyd's actors, as its supervisor (the main thread, daemon/woollyd.cpp) drives them: the
-// ingresses (ZeroMQ, HTTP) and the publisher, which own the sockets, and one pipeline (tokenizer, cache,
-// scheduler, layer executors) per loaded model: the current one, which new requests
-// go to, and those a reload replaced, which finish their streams and are then retired. Called
-// from the supervisor's thread only; `self` is its scoped actor, which hears drained_atom.
+// ingresses (ZeroMQ, HTTP) and the publisher, which own the sockets, and one pipeline (tokenizer,
+// cache, scheduler, layer executors) per loaded model: the current one, which new requests go to,
+// and those a reload replaced, which finish their streams and are then retired. Called from the
+// supervisor's thread only; `self` is its scoped actor, which hears drained_atom.
 class Service {
 public:
     // Binds both sockets and the HTTP listener (throws std::runtime_error naming the endpoint

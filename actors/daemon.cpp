@@ -3,8 +3,8 @@
 #include <algorithm>
 
 #include "actors.h"
-#include "http/ingress.h"
 #include "engine/runtime/thread_pool.h"
+#include "http/ingress.h"
 #include "log.h"
 #include "messages.h"
 #include "protocol/curve.h"
@@ -70,8 +70,8 @@ Service::Service(caf::actor_system& system, zmq::context_t& zmq_context,
         system.spawn<caf::detached>(publisher_actor, &zmq_context, pub, live, server.secret_key);
     ingress_ =
         system.spawn<caf::detached>(ingress_actor, router, wake, live, publisher_, loading_model);
-    http_ = system.spawn<caf::detached>(http_ingress_actor, live, publisher_, metrics_,
-                                        loading_model);
+    http_ =
+        system.spawn<caf::detached>(http_ingress_actor, live, publisher_, metrics_, loading_model);
     std::string why;
     caf::scoped_actor self{system};
     self->request(http_, std::chrono::seconds(30), listen_atom::value)
@@ -221,9 +221,8 @@ std::string Service::reconfigure(caf::scoped_actor& self, std::shared_ptr<const 
         if (fresh) stop_pipeline(*fresh);
         return why;
     }
-    if (std::string why = ask(http_, reconfig_atom::value, live, target.tokenizer,
-                              target.scheduler, config::model_id(live->config),
-                              target.runtime->vocab->size());
+    if (std::string why = ask(http_, reconfig_atom::value, live, target.tokenizer, target.scheduler,
+                              config::model_id(live->config), target.runtime->vocab->size());
         !why.empty()) {
         live_ = before;
         const Pipeline& current = pipelines_.back();

@@ -213,8 +213,8 @@ void publisher_actor(caf::blocking_actor* self, zmq::context_t* context,
             if (it != streams.end()) {
                 const ReplayBuffer& b = it->second;
                 for (size_t i = 0; i < b.messages.size(); ++i)
-                    kept.push_back({id, b.first_seq + i, b.messages[i],
-                                    b.done && i + 1 == b.messages.size()});
+                    kept.push_back(
+                        {id, b.first_seq + i, b.messages[i], b.done && i + 1 == b.messages.size()});
                 if (b.done) return kept;
             }
             watchers[id].insert(caf::actor_cast<caf::actor>(self->current_sender()));

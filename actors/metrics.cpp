@@ -79,8 +79,8 @@ std::string render_metrics(const Metrics& m, const status_report* s) {
           m.prompt_tokens.load());
     w.one("woolly_generated_tokens_total", "counter", "Tokens generated and published.",
           m.generated_tokens.load());
-    w.histogram("woolly_time_to_first_token_seconds",
-                "From admission to a stream's first token.", m.ttft);
+    w.histogram("woolly_time_to_first_token_seconds", "From admission to a stream's first token.",
+                m.ttft);
     w.histogram("woolly_inter_token_seconds", "Between two tokens of one stream.", m.token_gap);
     w.one("woolly_model_loaded", "gauge", "1 once the model serves, 0 while it loads.",
           uint64_t(s ? 1 : 0));
@@ -88,8 +88,8 @@ std::string render_metrics(const Metrics& m, const status_report* s) {
     w.one("woolly_streams_running", "gauge", "Streams generating now.", uint64_t(s->running));
     w.one("woolly_streams_queued", "gauge", "Streams admitted and waiting for a slot.",
           uint64_t(s->queued));
-    w.one("woolly_prefix_cache_hits_total", "counter",
-          "Streams started from a kept prompt prefix.", s->slots.hits);
+    w.one("woolly_prefix_cache_hits_total", "counter", "Streams started from a kept prompt prefix.",
+          s->slots.hits);
     w.one("woolly_prefix_cache_misses_total", "counter", "Streams started from nothing.",
           s->slots.misses);
     w.one("woolly_prefix_cache_reused_tokens_total", "counter",
@@ -106,8 +106,7 @@ std::string render_metrics(const Metrics& m, const status_report* s) {
          {std::pair{"file_resident", mem.file_resident}, std::pair{"weight_cache", mem.cache},
           std::pair{"kv", mem.kv}, std::pair{"scratch", mem.scratch}, std::pair{"rss", mem.rss}})
         w.sample("woolly_memory_bytes", std::string("part=\"") + part + "\"", uint64_t(bytes));
-    w.one("woolly_memory_planned_bytes", "gauge", "Memory the load planned for.",
-          s->planned_bytes);
+    w.one("woolly_memory_planned_bytes", "gauge", "Memory the load planned for.", s->planned_bytes);
     w.one("woolly_config_generation", "gauge", "1 at start-up, one more per reload that took.",
           s->config_generation);
     w.one("woolly_uptime_seconds", "gauge", "Since the model's pipeline started.", s->uptime_s);

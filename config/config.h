@@ -76,11 +76,11 @@ struct DaemonConfig {
         // TLS: both set, or neither (PEM files; the key unencrypted).
         std::string tls_cert_file;
         std::string tls_key_file;
-        int64_t max_body_bytes = 1 << 20;   // a request body, at most (413 past it)
-        int64_t max_header_bytes = 16384;   // the request line and headers, at most (431)
-        int64_t idle_timeout_seconds = 60;  // a keep-alive connection with no request
-        int64_t read_timeout_seconds = 30;  // a request, from its first byte to its last
-        int64_t max_connections = 4096;     // open at once; past it new ones get 503
+        int64_t max_body_bytes = 1 << 20;  // a request body, at most (413 past it)
+        int64_t max_header_bytes = 16384;  // the request line and headers, at most (431)
+        int64_t idle_timeout_seconds = 60; // a keep-alive connection with no request
+        int64_t read_timeout_seconds = 30; // a request, from its first byte to its last
+        int64_t max_connections = 4096;    // open at once; past it new ones get 503
         bool tls() const { return !tls_cert_file.empty(); }
     } http;
     struct {

@@ -7,6 +7,7 @@
 // config file.
 #include <pthread.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -50,8 +51,8 @@ const char* kUsage =
 
 // The flags that set a config key, each checked as the key is in the file.
 const std::pair<const char*, const char*> kKeyFlags[] = {
-    {"--model", "model"},     {"--requests", "requests"},   {"--tokens", "tokens"},
-    {"--http", "http.listen"}, {"--threads", "threads"}, {"--log-level", "log_level"},
+    {"--model", "model"},      {"--requests", "requests"}, {"--tokens", "tokens"},
+    {"--http", "http.listen"}, {"--threads", "threads"},   {"--log-level", "log_level"},
 };
 
 // The command line: a config file and the flags that override its keys, kept so that a
@@ -426,6 +427,12 @@ private:
 
 int main(int argc, char** argv) {
     using config::ConfigError;
+    // Every HTTP connection is a file descriptor: the soft limit (1024 by default) goes up to
+    // the hard one (systemd's is 524288).
+    if (rlimit files{}; getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+        files.rlim_cur = files.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &files);
+    }
     log::init_from_environment();
     CommandLine cl;
     config::DaemonConfig config;

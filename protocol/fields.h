@@ -130,8 +130,8 @@ struct Fields {
     }
     // Stop strings: an array of them (or, `one_string_too`, a single string), at most
     // `max_count`, each 1 to `max_bytes` bytes.
-    void stop(const char* name, std::vector<std::string>& out, size_t max_count,
-              size_t max_bytes, bool one_string_too) {
+    void stop(const char* name, std::vector<std::string>& out, size_t max_count, size_t max_bytes,
+              bool one_string_too) {
         const json* v = get(name);
         if (!v) return;
         out.clear();
@@ -176,8 +176,7 @@ struct Fields {
         if (auto v = number("top_p")) p.top_p = float(*v);
         if (auto v = number("min_p")) p.min_p = float(*v);
         if (auto v = number("repeat_penalty")) p.repeat_penalty = float(*v);
-        if (auto v = integer("repeat_last_n", INT32_MIN, INT32_MAX))
-            p.repeat_last_n = int32_t(*v);
+        if (auto v = integer("repeat_last_n", INT32_MIN, INT32_MAX)) p.repeat_last_n = int32_t(*v);
         if (auto v = number("presence_penalty")) p.presence_penalty = float(*v);
         if (auto v = number("frequency_penalty")) p.frequency_penalty = float(*v);
     }

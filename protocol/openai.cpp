@@ -8,8 +8,8 @@
 namespace woolly::protocol::openai {
 namespace {
 
-using nlohmann::json;
 using detail::Fields;
+using nlohmann::json;
 
 Error invalid(std::string message, std::string param = "", std::string code = "") {
     return Error{400, std::move(message), "invalid_request_error", std::move(param),
@@ -76,8 +76,7 @@ std::variant<std::string, Error> content_text(const json& content, const std::st
                            at + ".type");
         for (auto it = part.begin(); it != part.end(); ++it)
             if (it.key() != "type" && it.key() != "text")
-                return invalid(at + " has unknown field '" + it.key() + "'",
-                               at + "." + it.key());
+                return invalid(at + " has unknown field '" + it.key() + "'", at + "." + it.key());
         const auto t = part.find("text");
         if (t == part.end() || !t->is_string())
             return invalid(at + ".text must be a string", at + ".text");
@@ -179,11 +178,22 @@ std::variant<CompletionRequest, Error> decode_completion(std::string_view body, 
         return invalid(why);
     if (!object.is_object()) return invalid("the body must be a JSON object");
     const bool chat = endpoint == Endpoint::Chat;
-    static const std::set<std::string> common = {
-        "model",       "max_tokens",       "temperature",       "top_p",
-        "seed",        "stop",             "stream",            "stream_options",
-        "presence_penalty", "frequency_penalty", "user",       "n",
-        "top_k",       "min_p",            "repeat_penalty",    "repeat_last_n"};
+    static const std::set<std::string> common = {"model",
+                                                 "max_tokens",
+                                                 "temperature",
+                                                 "top_p",
+                                                 "seed",
+                                                 "stop",
+                                                 "stream",
+                                                 "stream_options",
+                                                 "presence_penalty",
+                                                 "frequency_penalty",
+                                                 "user",
+                                                 "n",
+                                                 "top_k",
+                                                 "min_p",
+                                                 "repeat_penalty",
+                                                 "repeat_last_n"};
     const auto& refused = refused_fields(endpoint);
     for (auto it = object.begin(); it != object.end(); ++it) {
         const std::string& key = it.key();
@@ -289,18 +299,35 @@ std::string encode_response(const Head& head, std::string_view text, std::string
 
 std::string encode_chunk(const Head& head, std::string_view text, bool role,
                          std::string_view finish) {
-    json choice = {{"index", 0}, {"logprobs", nullptr}, {"finish_reason", finish_json(finish)}};
+    // Written straight into the string (a chunk per token): the JSON nlohmann would write.
+    std::string out = "{\"id\":";
+    append_json_string(out, head.id);
+    out += head.endpoint == Endpoint::Chat ? ",\"object\":\"chat.completion.chunk\""
+                                           : ",\"object\":\"text_completion\"";
+    out += ",\"created\":" + std::to_string(head.created) + ",\"model\":";
+    append_json_string(out, head.model);
+    out += ",\"choices\":[{\"index\":0,";
     if (head.endpoint == Endpoint::Chat) {
-        json delta = json::object();
-        if (role) delta["role"] = "assistant";
-        if (!text.empty() || (role && finish.empty())) delta["content"] = text;
-        choice["delta"] = std::move(delta);
+        out += "\"delta\":{";
+        if (role) out += "\"role\":\"assistant\"";
+        if (!text.empty() || (role && finish.empty())) {
+            if (role) out += ',';
+            out += "\"content\":";
+            append_json_string(out, text);
+        }
+        out += "},";
     } else {
-        choice["text"] = text;
+        out += "\"text\":";
+        append_json_string(out, text);
+        out += ',';
     }
-    json out = head_json(head, true);
-    out["choices"] = json::array({std::move(choice)});
-    return dump(out);
+    out += "\"logprobs\":null,\"finish_reason\":";
+    if (finish.empty())
+        out += "null";
+    else
+        append_json_string(out, finish);
+    out += "}]}";
+    return out;
 }
 
 std::string encode_usage_chunk(const Head& head, const Totals& totals) {
@@ -335,7 +362,7 @@ std::variant<TokenizeRequest, Error> decode_tokenize(std::string_view body) {
 }
 
 std::variant<std::vector<int32_t>, Error> decode_detokenize(std::string_view body,
-                                                             int32_t n_vocab) {
+                                                            int32_t n_vocab) {
     json object;
     if (std::string why = detail::parse_strict(body, object, "the body"); !why.empty())
         return invalid(why);

@@ -48,7 +48,7 @@ std::variant<CompletionRequest, Error> decode_completion(std::string_view body, 
 
 // What the response says of the request, besides the text.
 struct Head {
-    std::string id;    // chatcmpl-... or cmpl-...
+    std::string id;      // chatcmpl-... or cmpl-...
     int64_t created = 0; // Unix seconds
     std::string model;
     Endpoint endpoint = Endpoint::Chat;

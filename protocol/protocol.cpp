@@ -129,11 +129,10 @@ std::variant<Request, RequestError> decode_request(std::string_view frame,
     if (!op) return bad("'op' is required (generate, cancel, status or replay)");
 
     if (*op == "generate") {
-        if (auto e = check_known_fields(object,
-                                        {"op", "id", "prompt", "messages", "max_tokens",
-                                         "temperature", "top_k", "top_p", "min_p", "repeat_penalty",
-                                         "repeat_last_n", "presence_penalty", "frequency_penalty",
-                                         "seed", "stop", "chat_template"}))
+        if (auto e = check_known_fields(
+                object, {"op", "id", "prompt", "messages", "max_tokens", "temperature", "top_k",
+                         "top_p", "min_p", "repeat_penalty", "repeat_last_n", "presence_penalty",
+                         "frequency_penalty", "seed", "stop", "chat_template"}))
             return *e;
         GenerateRequest r;
         r.id = stream_id(f, "id", false);
@@ -221,10 +220,6 @@ std::string encode_ok(json fields) {
     return reply.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
-namespace {
-
-// `text` as a JSON string, escaped as nlohmann::json::dump does: the two-character escapes
-// for \b \f \n \r \t, \u00xx for other control characters, UTF-8 as it is.
 void append_json_string(std::string& out, std::string_view text) {
     static const char hex[] = "0123456789abcdef";
     out += '"';
@@ -251,7 +246,78 @@ void append_json_string(std::string& out, std::string_view text) {
     out += '"';
 }
 
+namespace {
+
+// Reads a JSON string written by append_json_string at `at` (its opening quote), unescaped
+// into `out`; moves `at` past its closing quote. False for anything else.
+bool read_json_string(std::string_view in, size_t& at, std::string& out) {
+    if (at >= in.size() || in[at] != '"') return false;
+    out.clear();
+    for (size_t i = at + 1; i < in.size(); ++i) {
+        const char c = in[i];
+        if (c == '"') {
+            at = i + 1;
+            return true;
+        }
+        if (c != '\\') {
+            out += c;
+            continue;
+        }
+        if (++i >= in.size()) return false;
+        switch (in[i]) {
+        case '"':
+            out += '"';
+            break;
+        case '\\':
+            out += '\\';
+            break;
+        case 'b':
+            out += '\b';
+            break;
+        case 'f':
+            out += '\f';
+            break;
+        case 'n':
+            out += '\n';
+            break;
+        case 'r':
+            out += '\r';
+            break;
+        case 't':
+            out += '\t';
+            break;
+        case 'u': { // \u00xx only: what append_json_string writes
+            if (i + 4 >= in.size() || in[i + 1] != '0' || in[i + 2] != '0') return false;
+            unsigned value = 0;
+            auto [p, ec] = std::from_chars(in.data() + i + 3, in.data() + i + 5, value, 16);
+            if (ec != std::errc() || p != in.data() + i + 5) return false;
+            out += char(value);
+            i += 4;
+            break;
+        }
+        default:
+            return false;
+        }
+    }
+    return false;
+}
+
 } // namespace
+
+bool read_token_message(std::string_view in, uint64_t& seq, std::string& text) {
+    static constexpr std::string_view kId = "{\"id\":", kSeq = ",\"seq\":", kText = ",\"text\":";
+    if (in.substr(0, kId.size()) != kId) return false;
+    size_t at = kId.size();
+    if (!read_json_string(in, at, text)) return false; // the id, not kept
+    if (in.substr(at, kSeq.size()) != kSeq) return false;
+    at += kSeq.size();
+    auto [p, ec] = std::from_chars(in.data() + at, in.data() + in.size(), seq);
+    if (ec != std::errc()) return false;
+    at = size_t(p - in.data());
+    if (in.substr(at, kText.size()) != kText) return false;
+    at += kText.size();
+    return read_json_string(in, at, text) && in.substr(at, 9) == ",\"token\":" && in.back() == '}';
+}
 
 void write_token_message(std::string& out, std::string_view id, uint64_t seq, int32_t token,
                          std::string_view text) {

@@ -107,6 +107,13 @@ struct Usage {
 // write, without building a JSON value per token. `text` must be valid UTF-8.
 void write_token_message(std::string& out, std::string_view id, uint64_t seq, int32_t token,
                          std::string_view text);
+// The inverse of write_token_message, for a message it wrote: its seq and text. False for any
+// other message (a final one, or JSON written otherwise): read those with a JSON parser.
+bool read_token_message(std::string_view message, uint64_t& seq, std::string& text);
+// `text` as a JSON string appended to `out`, escaped as nlohmann::json::dump does: the
+// two-character escapes for \b \f \n \r \t, \u00xx for other control characters, UTF-8 as
+// it is.
+void append_json_string(std::string& out, std::string_view text);
 nlohmann::json done_message(std::string_view id, uint64_t seq, std::string_view finish_reason,
                             const Usage& usage, const RequestError* error = nullptr,
                             std::string_view text = {});

@@ -161,7 +161,8 @@ TEST_CASE("the shipped config/woolly.yaml parses to the defaults, and print-conf
 
 TEST_CASE("bad configs are refused with the file, line, key and expectation") {
     CHECK(error_of("threads: 1\nengin:\n  x: 1\n") ==
-          "w.yaml:2: unknown key 'engin' (expected one of: model, model_name, requests, tokens, threads, "
+          "w.yaml:2: unknown key 'engin' (expected one of: model, model_name, requests, tokens, "
+          "threads, "
           "log_level, shutdown_grace_seconds, engine, limits, sampling, publisher, security, http, "
           "replay)");
     CHECK(error_of("engine:\n  layer_executors: two\n") ==

@@ -681,8 +681,10 @@ def test_browser():
 
 
 if __name__ == "__main__":
-    sys.exit(run_tests([test_chat_matches_woolly_run, test_completions_and_stop,
+    passed, failed = run_tests([test_chat_matches_woolly_run, test_completions_and_stop,
                         test_refusals_name_the_field, test_malformed_and_slow_clients,
                         test_connections_at_most, test_api_keys_and_reload, test_listen_refusals,
                         test_tokenize_and_metrics, test_zeromq_and_http_follow_each_other,
-                        test_tls, test_slow_model, test_node_clients, test_browser]))
+                        test_tls, test_slow_model, test_node_clients, test_browser])
+    print(f"{passed} passed, {failed} failed")
+    sys.exit(1 if failed else 0)

@@ -135,3 +135,26 @@ TEST_CASE("a conversation may name its chat template; only with messages, only a
                   R"("chat_template":5})") == "bad_request");
     CHECK(std::string(error_code_name(ErrorCode::Loading)) == "loading");
 }
+
+TEST_CASE("a token message reads back as written; anything else is left to a JSON parser") {
+    std::string message, text;
+    uint64_t seq = 0;
+    for (const std::string& t :
+         {std::string(""), std::string("plain"), std::string("q\"b\\s/"), std::string("\b\f\n\r\t"),
+          std::string("\x01\x1f caf\xc3\xa9 \xe2\x82\xac"),
+          std::string("\"id\":\"x\",\"seq\":9")}) {
+        write_token_message(message, "s-1", 41, 7, t);
+        REQUIRE(read_token_message(message, seq, text));
+        CHECK(seq == 41);
+        CHECK(text == t);
+        // What nlohmann reads from the same bytes.
+        CHECK(nlohmann::json::parse(message)["text"] == t);
+    }
+    const std::string done = done_message("s", 3, "length", Usage{}).dump();
+    CHECK_FALSE(read_token_message(done, seq, text));
+    REQUIRE(read_token_message(R"({"id":"s","seq":1,"text":"\u0041","token":2})", seq, text));
+    CHECK(text == "A");
+    CHECK_FALSE(read_token_message(R"({"id":"s","seq":1,"text":"\u2603","token":2})", seq, text));
+    CHECK_FALSE(read_token_message(R"({"id":"s","seq":1,"text":"a")", seq, text));
+    CHECK_FALSE(read_token_message("", seq, text));
+}

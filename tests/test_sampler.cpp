@@ -92,12 +92,46 @@ TEST_CASE("the repetition penalty divides positive and multiplies negative logit
     CHECK(s.sample(logits.data()) == 0);
 }
 
+TEST_CASE("frequency and presence penalties subtract per occurrence and once (llama.cpp's rule)") {
+    // Greedy over three tokens; the window holds token 0 twice and token 1 once. With
+    // frequency 0.3 and presence 0.2: 1.5 - 2*0.3 - 0.2 = 0.7, 1.0 - 0.3 - 0.2 = 0.5, 0.6 stays.
+    SamplingParams p = plain(0.0f);
+    p.repeat_last_n = 3;
+    p.frequency_penalty = 0.3f;
+    p.presence_penalty = 0.2f;
+    Sampler s(p, 3);
+    const std::vector<float> logits = {1.5f, 1.0f, 0.6f};
+    s.accept(0);
+    s.accept(1);
+    s.accept(0);
+    CHECK(s.sample(logits.data()) == 0); // 0.7 > 0.6 > 0.5
+    p.frequency_penalty = 0.5f;          // 1.5 - 1.0 - 0.2 = 0.3, 1.0 - 0.5 - 0.2 = 0.3
+    Sampler t(p, 3);
+    t.accept(0);
+    t.accept(1);
+    t.accept(0);
+    CHECK(t.sample(logits.data()) == 2); // 0.6 is now the largest
+    // The same logits again: the counts are per call (nothing left over from the last one).
+    CHECK(t.sample(logits.data()) == 2);
+    p.presence_penalty = 0.0f;
+    p.frequency_penalty = -1.0f; // a negative penalty favours what was seen
+    Sampler u(p, 3);
+    u.accept(1);
+    CHECK(u.sample(logits.data()) == 1); // 1.0 + 1.0 = 2.0
+}
+
 TEST_CASE("bad sampling parameters are refused by name") {
     SamplingParams p = plain(1.0f);
     p.top_p = 0.0f;
     CHECK_THROWS_WITH_AS(p.validate(), doctest::Contains("top_p"), Error);
     p = plain(-1.0f);
     CHECK_THROWS_WITH_AS(p.validate(), doctest::Contains("temperature"), Error);
+    p = plain(1.0f);
+    p.presence_penalty = 2.5f;
+    CHECK_THROWS_WITH_AS(p.validate(), doctest::Contains("presence_penalty"), Error);
+    p = plain(1.0f);
+    p.frequency_penalty = -3.0f;
+    CHECK_THROWS_WITH_AS(p.validate(), doctest::Contains("frequency_penalty"), Error);
     p = plain(1.0f);
     p.repeat_last_n = -1;
     CHECK_THROWS_WITH_AS(p.validate(), doctest::Contains("repeat_last_n"), Error);

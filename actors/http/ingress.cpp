@@ -12,6 +12,7 @@
 #include <ctime>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <random>
 
 #include "actors/log.h"
@@ -59,15 +60,15 @@ struct Listener {
     std::string stream; // the woolly/1 stream's id
     openai::Head head;
     bool follow = false;
-    bool events = true;         // SSE; false: one response at the end
+    bool events = true; // SSE; false: one response at the end
     bool include_usage = false;
-    bool open = false;          // admitted (own) or found (follow): messages go out
+    bool open = false; // admitted (own) or found (follow): messages go out
     bool role_sent = false;
-    bool gone = false;          // the client left before its stream was admitted
+    bool gone = false; // the client left before its stream was admitted
     uint64_t next_seq = 0;
-    std::string text;           // the whole reply, without SSE
+    std::string text;                 // the whole reply, without SSE
     std::vector<std::string> pending; // messages that came before `open`
-    caf::actor scheduler;       // the one that admitted it (own streams)
+    caf::actor scheduler;             // the one that admitted it (own streams)
 };
 
 struct State {
@@ -233,25 +234,42 @@ caf::behavior http_ingress_actor(caf::event_based_actor* self,
         l.exchange->close_events();
     };
 
-    // One message of the listener's stream (woolly/1's JSON). True once it was the last.
-    auto deliver = [=](Listener& l, const json& m) -> bool {
-        const uint64_t seq = m.value("seq", uint64_t(0));
+    // One message of the listener's stream: a token's `text`, or (`m`) any other message as
+    // parsed JSON. True once it was the last.
+    auto deliver = [=](Listener& l, uint64_t seq, const std::string* text, const json* m) -> bool {
         if (seq < l.next_seq) return false; // seen already (the kept ones and a live one)
         l.next_seq = seq + 1;
-        if (m.value("done", false)) {
-            finish(l, m);
+        if (m && m->value("done", false)) {
+            finish(l, *m);
             return true;
         }
-        const auto text = m.find("text");
-        if (text == m.end() || !text->is_string()) return false;
-        const std::string& t = text->get_ref<const std::string&>();
+        if (m) {
+            const auto t = m->find("text");
+            if (t == m->end() || !t->is_string()) return false;
+            text = &t->get_ref<const std::string&>();
+        }
         if (!l.events) {
-            l.text += t;
-        } else if (!t.empty()) {
-            l.exchange->event(openai::encode_chunk(l.head, t, !l.role_sent, ""));
+            l.text += *text;
+        } else if (!text->empty()) {
+            l.exchange->event(openai::encode_chunk(l.head, *text, !l.role_sent, ""));
             l.role_sent = true;
         }
         return false;
+    };
+    // A published message as deliver takes it: token messages read without a JSON parser.
+    struct Read {
+        uint64_t seq = 0;
+        std::string text;
+        std::optional<json> message; // not a token message
+    };
+    auto read = [](const std::string& raw, Read& r) {
+        r.message.reset();
+        if (protocol::read_token_message(raw, r.seq, r.text)) return;
+        r.message = json::parse(raw);
+        r.seq = r.message->value("seq", uint64_t(0));
+    };
+    auto deliver_read = [=](Listener& l, const Read& r) {
+        return deliver(l, r.seq, &r.text, r.message ? &*r.message : nullptr);
     };
 
     // The listener's client may hear its stream now: what came before, then the rest live.
@@ -269,8 +287,12 @@ caf::behavior http_ingress_actor(caf::event_based_actor* self,
             }
         }
         bool ended = false;
-        for (const std::string& text : l.pending)
-            if (!ended) ended = deliver(l, json::parse(text));
+        Read r;
+        for (const std::string& raw : l.pending) {
+            if (ended) break;
+            read(raw, r);
+            ended = deliver_read(l, r);
+        }
         l.pending.clear();
         if (ended) forget(exchange);
     };
@@ -291,9 +313,10 @@ caf::behavior http_ingress_actor(caf::event_based_actor* self,
             return e.what();
         }
         if (!st->bound.empty() || !c.http.listen.empty())
-            log::info("http: " + (c.http.listen.empty() ? std::string("off")
-                                                         : (c.http.tls() ? "https://" : "http://") +
-                                                               c.http.listen) +
+            log::info("http: " +
+                      (c.http.listen.empty()
+                           ? std::string("off")
+                           : (c.http.tls() ? "https://" : "http://") + c.http.listen) +
                       (st->bound.empty() ? "" : " (was " + st->bound + ")"));
         st->bound = c.http.listen;
         st->bound_tls = tls;
@@ -349,10 +372,10 @@ caf::behavior http_ingress_actor(caf::event_based_actor* self,
             if (it->second.gone) return forget(key);
             if (!t.error.empty()) {
                 log::info("http: refused " + id + ": " + t.error);
-                respond_error(*ex, openai::error_from(t.bad_request
-                                                          ? protocol::ErrorCode::BadRequest
-                                                          : protocol::ErrorCode::TooLarge,
-                                                      t.error));
+                respond_error(*ex,
+                              openai::error_from(t.bad_request ? protocol::ErrorCode::BadRequest
+                                                               : protocol::ErrorCode::TooLarge,
+                                                 t.error));
                 return forget(key);
             }
             setup.prompt_tokens = std::move(t.tokens);
@@ -363,9 +386,8 @@ caf::behavior http_ingress_actor(caf::event_based_actor* self,
                         auto it = st->listeners.find(key);
                         if (it == st->listeners.end()) return;
                         if (!a.ok()) {
-                            respond_error(*ex,
-                                          openai::error_from(protocol::ErrorCode(a.error),
-                                                             a.message));
+                            respond_error(
+                                *ex, openai::error_from(protocol::ErrorCode(a.error), a.message));
                             return forget(key);
                         }
                         if (it->second.gone) { // left while being admitted
@@ -382,8 +404,8 @@ caf::behavior http_ingress_actor(caf::event_based_actor* self,
                     });
         };
         auto failed = [=](caf::error& e) {
-            respond_error(*ex, openai::error_from(protocol::ErrorCode::Internal,
-                                                  self->system().render(e)));
+            respond_error(
+                *ex, openai::error_from(protocol::ErrorCode::Internal, self->system().render(e)));
             forget(key);
         };
         if (chat) {
@@ -436,16 +458,17 @@ caf::behavior http_ingress_actor(caf::event_based_actor* self,
                                 if (st->listeners.count(key) == 0) return;
                                 if (*found || !st->listeners.at(key).pending.empty())
                                     return open(key, {{"X-Woolly-Stream-Id", id}});
-                                respond_error(*ex, {404, "no stream '" + id +
-                                                             "' (unknown, or finished and expired)",
+                                respond_error(*ex, {404,
+                                                    "no stream '" + id +
+                                                        "' (unknown, or finished and expired)",
                                                     "invalid_request_error", "id", "not_found"});
                                 forget(key);
                             },
                             [=](caf::error&) {
                                 if (++*asked < schedulers.size()) return;
-                                respond_error(*ex, openai::error_from(
-                                                       protocol::ErrorCode::Internal,
-                                                       "the scheduler did not answer"));
+                                respond_error(*ex,
+                                              openai::error_from(protocol::ErrorCode::Internal,
+                                                                 "the scheduler did not answer"));
                                 forget(key);
                             });
             });
@@ -457,8 +480,7 @@ caf::behavior http_ingress_actor(caf::event_based_actor* self,
         if (!serving()) return respond_error(*ex, not_serving());
         auto& r = std::get<openai::TokenizeRequest>(decoded);
         const bool pieces = r.with_pieces;
-        self->request(st->tokenizer, caf::infinite, tokenize_atom::value, r.content,
-                      r.add_special)
+        self->request(st->tokenizer, caf::infinite, tokenize_atom::value, r.content, r.add_special)
             .then([=](const token_list& t) {
                 json tokens = json::array();
                 for (size_t i = 0; i < t.tokens.size(); ++i) {
@@ -477,19 +499,22 @@ caf::behavior http_ingress_actor(caf::event_based_actor* self,
         if (auto* e = std::get_if<openai::Error>(&decoded)) return respond_error(*ex, *e);
         self->request(st->tokenizer, caf::infinite, detokenize_atom::value,
                       std::get<std::vector<int32_t>>(decoded))
-            .then([=](const std::string& text) { respond_json(*ex, 200, {{"content", text}}); });
+            .then([=](const std::string& text) {
+                respond_json(*ex, 200, {{"content", text}});
+            });
     };
 
     auto metrics_page = [=](std::shared_ptr<http::Exchange> ex) {
         const char* type = "text/plain; version=0.0.4; charset=utf-8";
         if (!st->scheduler) return ex->respond(200, type, render_metrics(*st->metrics, nullptr));
         self->request(st->scheduler, std::chrono::seconds(5), status_atom::value)
-            .then([=](const status_report& r) {
-                ex->respond(200, type, render_metrics(*st->metrics, &r));
-            },
-                  [=](caf::error&) {
-                      ex->respond(200, type, render_metrics(*st->metrics, nullptr));
-                  });
+            .then(
+                [=](const status_report& r) {
+                    ex->respond(200, type, render_metrics(*st->metrics, &r));
+                },
+                [=](caf::error&) {
+                    ex->respond(200, type, render_metrics(*st->metrics, nullptr));
+                });
     };
 
     auto route = [=](std::shared_ptr<http::Exchange> ex, http::Request& req) {
@@ -497,8 +522,9 @@ caf::behavior http_ingress_actor(caf::event_based_actor* self,
         const std::string& method = req.method;
         auto only = [&](const char* allowed) {
             if (method == allowed) return true;
-            respond_error(*ex, {405, "use " + std::string(allowed) + " for " + path,
-                                "invalid_request_error", "", "method_not_allowed"},
+            respond_error(*ex,
+                          {405, "use " + std::string(allowed) + " for " + path,
+                           "invalid_request_error", "", "method_not_allowed"},
                           {{"Allow", allowed}});
             return false;
         };
@@ -540,9 +566,9 @@ caf::behavior http_ingress_actor(caf::event_based_actor* self,
                 return respond_json(*ex, 200, {{"object", "list"}, {"data", {model}}});
             const std::string id = path.substr(11);
             if (id == st->model_id) return respond_json(*ex, 200, model);
-            return respond_error(*ex, {404, "no model '" + id + "' (this daemon serves '" +
-                                                st->model_id + "')",
-                                       "invalid_request_error", "model", "model_not_found"});
+            return respond_error(
+                *ex, {404, "no model '" + id + "' (this daemon serves '" + st->model_id + "')",
+                      "invalid_request_error", "model", "model_not_found"});
         }
         if (path.rfind("/v1/streams/", 0) == 0) {
             if (only("GET")) follow(ex, path.substr(12));
@@ -605,10 +631,11 @@ caf::behavior http_ingress_actor(caf::event_based_actor* self,
         },
         // Messages of watched streams, as published.
         [=](publish_atom, const outgoing_batch& batch) {
+            Read r;
             for (const outgoing& m : batch) {
                 auto [a, b] = st->by_stream.equal_range(m.id);
                 if (a == b) continue;
-                const json message = json::parse(m.json);
+                read(m.json, r);
                 std::vector<uint64_t> ended;
                 for (; a != b; ++a) {
                     Listener& l = st->listeners.at(a->second);
@@ -617,7 +644,7 @@ caf::behavior http_ingress_actor(caf::event_based_actor* self,
                         l.pending.push_back(m.json);
                         continue;
                     }
-                    if (deliver(l, message)) ended.push_back(a->second);
+                    if (deliver_read(l, r)) ended.push_back(a->second);
                 }
                 for (uint64_t key : ended) forget(key);
             }

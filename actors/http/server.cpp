@@ -71,15 +71,16 @@ class ExchangeImpl final : public Exchange {
 public:
     ExchangeImpl(uint64_t id, net::any_io_executor executor, std::weak_ptr<Sink> sink)
         : Exchange(id), executor_(std::move(executor)), sink_(std::move(sink)) {}
-    void respond(int status, std::string content_type, std::string body,
-                 Headers headers) override {
+    void respond(int status, std::string content_type, std::string body, Headers headers) override {
         post({Out::Kind::Respond, status, std::move(content_type), std::move(body),
               std::move(headers)});
     }
     void open_events(Headers headers) override {
         post({Out::Kind::Open, 200, "", "", std::move(headers)});
     }
-    void event(std::string data) override { post({Out::Kind::Event, 200, "", std::move(data), {}}); }
+    void event(std::string data) override {
+        post({Out::Kind::Event, 200, "", std::move(data), {}});
+    }
     void close_events() override { post({Out::Kind::Close, 200, "", "", {}}); }
 
 private:
@@ -205,14 +206,13 @@ private:
         if (buffer_.size() > 0) return read_request();
         lowest().expires_after(limits_.idle_timeout);
         reading_ = true;
-        stream_.async_read_some(
-            buffer_.prepare(4096),
-            [self = this->shared_from_this()](beast::error_code ec, size_t n) {
-                self->reading_ = false;
-                if (ec) return self->close();
-                self->buffer_.commit(n);
-                self->read_request();
-            });
+        stream_.async_read_some(buffer_.prepare(4096),
+                                [self = this->shared_from_this()](beast::error_code ec, size_t n) {
+                                    self->reading_ = false;
+                                    if (ec) return self->close();
+                                    self->buffer_.commit(n);
+                                    self->read_request();
+                                });
     }
 
     // The request, whole, within the read timeout (past it the connection is closed) and the
@@ -270,7 +270,7 @@ private:
         request.body = std::move(message.body());
         exchange_ = next_exchange++;
         events_ = ending_ = false;
-        lowest().expires_never(); // the answer may take as long as a generation
+        lowest().expires_never();         // the answer may take as long as a generation
         hold_ = this->shared_from_this(); // alive until answered, with no read pending
         auto exchange = std::make_shared<ExchangeImpl>(
             exchange_, server_->ioc.get_executor(),
@@ -285,19 +285,21 @@ private:
     void watch() {
         if (reading_ || buffer_.size() > 0) return;
         reading_ = true;
-        stream_.async_read_some(
-            buffer_.prepare(4096),
-            [self = this->shared_from_this()](beast::error_code ec, size_t n) {
-                self->reading_ = false;
-                if (ec) {
-                    if (self->exchange_ != 0 && !self->closed_) self->lost();
-                    else self->close();
-                    return;
-                }
-                self->buffer_.commit(n);
-                self->idle_.cancel();
-                if (self->exchange_ == 0 && !self->writing_) self->read_request();
-            });
+        stream_.async_read_some(buffer_.prepare(4096),
+                                [self = this->shared_from_this()](beast::error_code ec, size_t n) {
+                                    self->reading_ = false;
+                                    if (ec) {
+                                        if (self->exchange_ != 0 && !self->closed_)
+                                            self->lost();
+                                        else
+                                            self->close();
+                                        return;
+                                    }
+                                    self->buffer_.commit(n);
+                                    self->idle_.cancel();
+                                    if (self->exchange_ == 0 && !self->writing_)
+                                        self->read_request();
+                                });
     }
 
     // The client is gone with an answer pending: the exchange's owner hears of it.
@@ -313,6 +315,7 @@ private:
         if (!writing_) write_next();
     }
 
+    // Everything queued goes out in one write (a gather of the queued strings).
     void write_next() {
         if (closed_) return;
         if (out_.empty()) {
@@ -321,15 +324,20 @@ private:
             return;
         }
         writing_ = true;
-        net::async_write(stream_, net::buffer(out_.front()),
-                         [self = this->shared_from_this()](beast::error_code ec, size_t) {
+        gather_.clear();
+        for (const std::string& bytes : out_) gather_.push_back(net::buffer(bytes));
+        const size_t count = out_.size();
+        net::async_write(stream_, gather_,
+                         [self = this->shared_from_this(), count](beast::error_code ec, size_t) {
                              if (ec) {
                                  self->writing_ = false;
                                  if (self->exchange_ != 0) return self->lost();
                                  return self->close();
                              }
-                             self->queued_bytes_ -= self->out_.front().size();
-                             self->out_.pop_front();
+                             for (size_t i = 0; i < count; ++i) {
+                                 self->queued_bytes_ -= self->out_.front().size();
+                                 self->out_.pop_front();
+                             }
                              self->write_next();
                          });
     }
@@ -376,17 +384,18 @@ private:
 
     Stream stream_;
     std::shared_ptr<Server::Impl> server_;
-    net::steady_timer idle_; // the wait for a next request that began during an answer
+    net::steady_timer idle_;           // the wait for a next request that began during an answer
     std::shared_ptr<Connection> hold_; // itself, while an answer is pending
     Limits limits_;
     beast::flat_buffer buffer_;
     std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
-    std::deque<std::string> out_;
+    std::deque<std::string> out_;           // queued; a write is out for the first ones
+    std::vector<net::const_buffer> gather_; // the write out now
     size_t queued_bytes_ = 0;
     uint64_t exchange_ = 0; // the pending one; 0: none
     bool keep_alive_ = true;
-    bool events_ = false;  // an SSE answer is open
-    bool ending_ = false;  // the answer's last bytes are queued
+    bool events_ = false; // an SSE answer is open
+    bool ending_ = false; // the answer's last bytes are queued
     bool reading_ = false, writing_ = false, closed_ = false;
 
 public:
@@ -420,24 +429,29 @@ template <class Stream> void Server::Impl::start_connection(Stream&& stream, boo
 void Server::Impl::accept() {
     if (!acceptor) return;
     tcp::acceptor* current = acceptor.get();
-    current->async_accept([self = shared_from_this(),
-                                                  current](beast::error_code ec,
-                                                           tcp::socket socket) {
+    current->async_accept([self = shared_from_this(), current](beast::error_code ec,
+                                                               tcp::socket socket) {
         if (self->acceptor.get() != current) return; // replaced or closed meanwhile
         if (ec) {
             if (ec == net::error::operation_aborted) return;
-            return self->accept(); // EMFILE and the like: the next one may work
+            // EMFILE and the like: try again shortly rather than spin on the same error.
+            auto retry =
+                std::make_shared<net::steady_timer>(self->ioc, std::chrono::milliseconds(100));
+            retry->async_wait([self, retry, current](beast::error_code) {
+                if (self->acceptor.get() == current) self->accept();
+            });
+            return;
         }
         ++self->accepted;
         const Limits limits = self->current_limits();
         if (self->open >= limits.max_connections) {
             ++self->refused;
-            auto bytes = std::make_shared<std::string>(serialize(
-                503, "application/json",
-                "{\"error\":{\"message\":\"too many connections (http.max_connections " +
-                    std::to_string(limits.max_connections) +
-                    ")\",\"type\":\"server_error\",\"param\":null,\"code\":\"busy\"}}",
-                {{"Retry-After", "1"}}, false));
+            auto bytes = std::make_shared<std::string>(
+                serialize(503, "application/json",
+                          "{\"error\":{\"message\":\"too many connections (http.max_connections " +
+                              std::to_string(limits.max_connections) +
+                              ")\",\"type\":\"server_error\",\"param\":null,\"code\":\"busy\"}}",
+                          {{"Retry-After", "1"}}, false));
             auto s = std::make_shared<tcp::socket>(std::move(socket));
             net::async_write(*s, net::buffer(*bytes), [s, bytes](beast::error_code, size_t) {
                 beast::error_code ignored;
@@ -448,9 +462,8 @@ void Server::Impl::accept() {
         }
         beast::tcp_stream stream(std::move(socket));
         if (self->tls)
-            self->start_connection(beast::ssl_stream<beast::tcp_stream>(std::move(stream),
-                                                                        *self->tls),
-                                   true);
+            self->start_connection(
+                beast::ssl_stream<beast::tcp_stream>(std::move(stream), *self->tls), true);
         else
             self->start_connection(std::move(stream), false);
         self->accept();
@@ -471,8 +484,8 @@ Server::~Server() {
 
 uint16_t Server::listen(const std::string& host, const std::string& port,
                         const std::string& cert_file, const std::string& key_file) {
-    const std::string where = (host.find(':') != std::string::npos ? "[" + host + "]" : host) +
-                              ":" + port;
+    const std::string where =
+        (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" + port;
     std::shared_ptr<net::ssl::context> tls;
     if (!cert_file.empty()) {
         tls = std::make_shared<net::ssl::context>(net::ssl::context::tls_server);

@@ -27,8 +27,8 @@ struct Limits {
 };
 
 struct Request {
-    std::string method; // "GET", "POST", ...
-    std::string target; // the path and query as sent
+    std::string method;        // "GET", "POST", ...
+    std::string target;        // the path and query as sent
     std::string authorization; // the Authorization header's value
     std::string body;
 };
@@ -75,8 +75,8 @@ public:
     // not empty; a listener before stops once the new one is bound (connections stay). Throws
     // std::runtime_error naming the address (or the TLS file) when it cannot; then the
     // listener before stays. Returns the port bound (port "0": a free one).
-    uint16_t listen(const std::string& host, const std::string& port,
-                    const std::string& cert_file, const std::string& key_file);
+    uint16_t listen(const std::string& host, const std::string& port, const std::string& cert_file,
+                    const std::string& key_file);
     // No listener (connections stay until they end).
     void close_listener();
     // Limits for requests read from now on.

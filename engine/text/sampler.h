@@ -30,9 +30,9 @@ struct Candidate {
     float p;
 };
 
-// The chain, in llama.cpp's order: penalties (repetition, frequency, presence) -> top-k -> top-p -> min-p ->
-// temperature -> draw from the distribution (or argmax when greedy). All buffers are sized at
-// construction; sample() allocates nothing.
+// The chain, in llama.cpp's order: penalties (repetition, frequency, presence) -> top-k -> top-p ->
+// min-p -> temperature -> draw from the distribution (or argmax when greedy). All buffers are sized
+// at construction; sample() allocates nothing.
 class Sampler {
 public:
     Sampler(const SamplingParams& params, int32_t n_vocab);
