@@ -11,6 +11,7 @@
 #include <chrono>
 #include <ctime>
 #include <fstream>
+#include <pthread.h>
 #include <map>
 #include <optional>
 #include <random>
@@ -118,6 +119,7 @@ std::string path_of(const std::string& target) {
 caf::behavior http_ingress_actor(caf::event_based_actor* self,
                                  std::shared_ptr<const LiveConfig> live, caf::actor publisher,
                                  std::shared_ptr<Metrics> metrics, std::string loading_model) {
+    pthread_setname_np(pthread_self(), "woolly-http"); // its own thread (detached)
     auto st = std::make_shared<State>();
     st->live = live;
     st->publisher = publisher;

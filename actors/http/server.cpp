@@ -16,6 +16,7 @@
 #include <cstdio>
 #include <deque>
 #include <future>
+#include <pthread.h>
 #include <mutex>
 #include <optional>
 #include <sstream>
@@ -475,7 +476,10 @@ Server::Server(Handler handler, Closed closed, Limits limits) : impl_(std::make_
     impl_->closed = std::move(closed);
     impl_->limits = limits;
     impl_->work.emplace(impl_->ioc.get_executor());
-    impl_->thread = std::thread([impl = impl_] { impl->ioc.run(); });
+    impl_->thread = std::thread([impl = impl_] {
+        pthread_setname_np(pthread_self(), "woolly-http-io"); // as ps and /proc show it
+        impl->ioc.run();
+    });
 }
 
 Server::~Server() {
