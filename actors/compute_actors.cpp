@@ -271,6 +271,9 @@ struct Executor {
                 outgoing message{s.id, s.seq++, std::string(), false};
                 protocol::write_token_message(message.json, s.id, message.seq, e.token.id,
                                               e.token.text);
+                if (e.token.logprobs)
+                    protocol::append_logprobs(message.json, *e.token.logprobs, e.token.id,
+                                              *runtime->vocab);
                 streams->out.push_back(std::move(message));
             } else if (!s.end_reason.empty()) {
                 const std::string reason = s.end_reason, why = s.end_error;

@@ -87,7 +87,8 @@ template <class Inspector> typename Inspector::result_type inspect(Inspector& f,
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, GenerationParams& x) {
-    return f(caf::meta::type_name("generation_params"), x.max_tokens, x.sampling, x.stop);
+    return f(caf::meta::type_name("generation_params"), x.max_tokens, x.sampling, x.stop,
+             x.logprobs);
 }
 
 template <class Inspector> typename Inspector::result_type inspect(Inspector& f, StepSegment& x) {

@@ -32,10 +32,6 @@ const std::map<std::string, std::string>& refused_fields(Endpoint endpoint) {
         {"parallel_tool_calls", "'parallel_tool_calls'" + later},
         {"functions", "'functions'" + later},
         {"function_call", "'function_call'" + later},
-        {"logprobs", "'logprobs' is not supported: the engine does not report log-probabilities "
-                     "yet"},
-        {"top_logprobs", "'top_logprobs' is not supported: the engine does not report "
-                         "log-probabilities yet"},
         {"logit_bias", "'logit_bias' is not supported"},
         {"audio", "'audio' is not supported: text only"},
         {"modalities", "'modalities' is not supported: text only"},
@@ -50,8 +46,8 @@ const std::map<std::string, std::string>& refused_fields(Endpoint endpoint) {
         {"echo", "'echo' is not supported"},
         {"suffix", "'suffix' is not supported (no fill-in-the-middle)"},
         {"best_of", "'best_of' is not supported: one completion per request"},
-        {"logprobs", "'logprobs' is not supported: the engine does not report log-probabilities "
-                     "yet"},
+        {"logprobs", "'logprobs' is not supported on /v1/completions (its legacy shape); "
+                     "/v1/chat/completions reports log-probabilities"},
         {"logit_bias", "'logit_bias' is not supported"},
     };
     return endpoint == Endpoint::Chat ? chat : completion;
@@ -198,7 +194,9 @@ std::variant<CompletionRequest, Error> decode_completion(std::string_view body, 
     for (auto it = object.begin(); it != object.end(); ++it) {
         const std::string& key = it.key();
         if (common.count(key)) continue;
-        if (chat && (key == "messages" || key == "max_completion_tokens")) continue;
+        if (chat && (key == "messages" || key == "max_completion_tokens" || key == "logprobs" ||
+                     key == "top_logprobs"))
+            continue;
         if (!chat && key == "prompt") continue;
         // false and null ask for nothing Woolly lacks (`logprobs: false`, `tools: null`).
         if (auto r = refused.find(key); r != refused.end()) {
@@ -272,6 +270,16 @@ std::variant<CompletionRequest, Error> decode_completion(std::string_view body, 
             r.include_usage = usage->get<bool>();
         }
     }
+    if (chat) {
+        if (auto v = f.boolean("logprobs")) r.logprobs = *v;
+        if (const json* top = f.get("top_logprobs"); top && !top->is_null()) {
+            if (!r.logprobs && !f.error)
+                return invalid("'top_logprobs' goes with 'logprobs': true", "top_logprobs");
+            if (auto v = f.integer("top_logprobs", 0, TokenLogprobs::kMaxTop))
+                p.logprobs = int32_t(*v);
+        }
+        if (r.logprobs && p.logprobs < 0) p.logprobs = 0;
+    }
     f.validate(p);
     if (f.error) return invalid(*f.error, f.param);
     return r;
@@ -285,8 +293,9 @@ const char* finish_reason(std::string_view reason) {
 }
 
 std::string encode_response(const Head& head, std::string_view text, std::string_view finish,
-                            const Totals& totals) {
+                            const Totals& totals, const std::string* logprobs) {
     json choice = {{"index", 0}, {"logprobs", nullptr}, {"finish_reason", finish_json(finish)}};
+    if (logprobs) choice["logprobs"] = json::parse("{\"content\":[" + *logprobs + "]}");
     if (head.endpoint == Endpoint::Chat)
         choice["message"] = {{"role", "assistant"}, {"content", text}};
     else
@@ -298,7 +307,7 @@ std::string encode_response(const Head& head, std::string_view text, std::string
 }
 
 std::string encode_chunk(const Head& head, std::string_view text, bool role,
-                         std::string_view finish) {
+                         std::string_view finish, const std::string* logprobs) {
     // Written straight into the string (a chunk per token): the JSON nlohmann would write.
     std::string out = "{\"id\":";
     append_json_string(out, head.id);
@@ -321,7 +330,10 @@ std::string encode_chunk(const Head& head, std::string_view text, bool role,
         append_json_string(out, text);
         out += ',';
     }
-    out += "\"logprobs\":null,\"finish_reason\":";
+    if (logprobs)
+        out += "\"logprobs\":{\"content\":[" + *logprobs + "]},\"finish_reason\":";
+    else
+        out += "\"logprobs\":null,\"finish_reason\":";
     if (finish.empty())
         out += "null";
     else
@@ -334,6 +346,25 @@ std::string encode_usage_chunk(const Head& head, const Totals& totals) {
     json out = head_json(head, true);
     out["choices"] = json::array();
     out["usage"] = usage_json(totals);
+    return dump(out);
+}
+
+std::string logprob_entry(const json& m) {
+    auto entry = [](const json& bytes, const json& logprob) {
+        std::string text;
+        json list = json::array();
+        if (bytes.is_array())
+            for (const json& b : bytes) {
+                text += char(b.get<int>());
+                list.push_back(b);
+            }
+        return json{{"token", text}, {"logprob", logprob}, {"bytes", list}};
+    };
+    json out = entry(m.value("bytes", json::array()), m.value("logprob", 0.0));
+    json top = json::array();
+    for (const json& t : m.value("top_logprobs", json::array()))
+        top.push_back(entry(t.value("bytes", json::array()), t.value("logprob", 0.0)));
+    out["top_logprobs"] = std::move(top);
     return dump(out);
 }
 

@@ -40,6 +40,7 @@ struct CompletionRequest {
     bool seed_given = false;
     bool stream = false;
     bool include_usage = false; // stream_options.include_usage
+    bool logprobs = false;      // chat's logprobs (with params.logprobs = top_logprobs)
 };
 
 // Decodes a POST /v1/chat/completions or /v1/completions body.
@@ -63,13 +64,18 @@ struct Totals {
 // error (see SPEC.md).
 const char* finish_reason(std::string_view woolly_reason);
 
-// A whole (non-streamed) response.
+// A whole (non-streamed) response; `logprobs`, when given, is the JSON of the entries of
+// choices[0].logprobs.content, comma-separated (logprob_entry's).
 std::string encode_response(const Head& head, std::string_view text, std::string_view finish,
-                            const Totals& totals);
+                            const Totals& totals, const std::string* logprobs = nullptr);
 // One SSE chunk's JSON: `text` as the delta's content (Chat: `role` too, for the first chunk),
-// `finish` empty while the stream goes on.
+// `finish` empty while the stream goes on; `logprobs` as encode_response's.
 std::string encode_chunk(const Head& head, std::string_view text, bool role,
-                         std::string_view finish);
+                         std::string_view finish, const std::string* logprobs = nullptr);
+// OpenAI's logprobs entry of one woolly/1 token message that has them (SPEC.md, `logprobs`):
+// {"token", "logprob", "bytes", "top_logprobs": [{"token", "logprob", "bytes"}]}; a token's
+// text is its bytes as UTF-8 (U+FFFD where they are part of a character).
+std::string logprob_entry(const nlohmann::json& message);
 // The usage chunk (include_usage): no choices, the totals.
 std::string encode_usage_chunk(const Head& head, const Totals& totals);
 

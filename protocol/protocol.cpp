@@ -132,7 +132,7 @@ std::variant<Request, RequestError> decode_request(std::string_view frame,
         if (auto e = check_known_fields(
                 object, {"op", "id", "prompt", "messages", "max_tokens", "temperature", "top_k",
                          "top_p", "min_p", "repeat_penalty", "repeat_last_n", "presence_penalty",
-                         "frequency_penalty", "seed", "stop", "chat_template"}))
+                         "frequency_penalty", "seed", "stop", "chat_template", "logprobs"}))
             return *e;
         GenerateRequest r;
         r.id = stream_id(f, "id", false);
@@ -171,6 +171,7 @@ std::variant<Request, RequestError> decode_request(std::string_view frame,
         f.sampling(p.sampling);
         r.seed_given = f.seed("seed", p.sampling.seed);
         f.stop("stop", p.stop, limits.max_stop_strings, limits.max_stop_bytes, false);
+        if (auto v = f.integer("logprobs", 0, TokenLogprobs::kMaxTop)) p.logprobs = int32_t(*v);
         f.validate(p);
         if (f.error) return bad(*f.error);
         if (prompt) r.prompt = std::move(*prompt);
@@ -304,6 +305,42 @@ bool read_json_string(std::string_view in, size_t& at, std::string& out) {
 
 } // namespace
 
+void append_logprobs(std::string& out, const TokenLogprobs& lp, int32_t token, const Vocab& vocab) {
+    char number[32];
+    auto real = [&](float v) {
+        out.append(number, std::to_chars(number, number + sizeof number, v).ptr);
+    };
+    auto integer = [&](int64_t v) {
+        out.append(number, std::to_chars(number, number + sizeof number, v).ptr);
+    };
+    auto bytes = [&](int32_t id) {
+        out += '[';
+        const std::string_view piece = vocab.piece(id);
+        for (size_t i = 0; i < piece.size(); ++i) {
+            if (i) out += ',';
+            integer(static_cast<unsigned char>(piece[i]));
+        }
+        out += ']';
+    };
+    if (!out.empty() && out.back() == '}') out.pop_back();
+    out += ",\"logprob\":";
+    real(lp.logprob);
+    out += ",\"bytes\":";
+    bytes(token);
+    out += ",\"top_logprobs\":[";
+    for (int32_t i = 0; i < lp.n_top; ++i) {
+        if (i) out += ',';
+        out += "{\"token\":";
+        integer(lp.top_ids[size_t(i)]);
+        out += ",\"logprob\":";
+        real(lp.top_logprobs[size_t(i)]);
+        out += ",\"bytes\":";
+        bytes(lp.top_ids[size_t(i)]);
+        out += '}';
+    }
+    out += "]}";
+}
+
 bool read_token_message(std::string_view in, uint64_t& seq, std::string& text) {
     static constexpr std::string_view kId = "{\"id\":", kSeq = ",\"seq\":", kText = ",\"text\":";
     if (in.substr(0, kId.size()) != kId) return false;
@@ -316,7 +353,13 @@ bool read_token_message(std::string_view in, uint64_t& seq, std::string& text) {
     at = size_t(p - in.data());
     if (in.substr(at, kText.size()) != kText) return false;
     at += kText.size();
-    return read_json_string(in, at, text) && in.substr(at, 9) == ",\"token\":" && in.back() == '}';
+    if (!read_json_string(in, at, text) || in.substr(at, 9) != ",\"token\":") return false;
+    at += 9;
+    int32_t token = 0;
+    auto [end, bad] = std::from_chars(in.data() + at, in.data() + in.size(), token);
+    // Nothing after the token but the closing brace: a message with more fields (logprobs)
+    // is for a JSON parser.
+    return bad == std::errc() && end + 1 == in.data() + in.size() && *end == '}';
 }
 
 void write_token_message(std::string& out, std::string_view id, uint64_t seq, int32_t token,

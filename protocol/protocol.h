@@ -107,6 +107,11 @@ struct Usage {
 // write, without building a JSON value per token. `text` must be valid UTF-8.
 void write_token_message(std::string& out, std::string_view id, uint64_t seq, int32_t token,
                          std::string_view text);
+// Adds a token's log-probabilities to the token message `out` (write_token_message's):
+// "logprob", "bytes" (the token's bytes, which may be part of a character) and "top_logprobs":
+// [{"token", "logprob", "bytes"}, ...], most likely first.
+void append_logprobs(std::string& out, const TokenLogprobs& logprobs, int32_t token,
+                     const Vocab& vocab);
 // The inverse of write_token_message, for a message it wrote: its seq and text. False for any
 // other message (a final one, or JSON written otherwise): read those with a JSON parser.
 bool read_token_message(std::string_view message, uint64_t& seq, std::string& text);

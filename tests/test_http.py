@@ -202,6 +202,62 @@ def test_chat_matches_woolly_run():
         d.stop()
 
 
+def test_logprobs_match_llama_cpp():
+    """Log-probabilities are the softmax of llama.cpp's logits (../shared/golden), through
+    woolly/1 and, as OpenAI's logprobs, through /v1/chat/completions."""
+    import math
+    import struct
+    path = os.path.join(SOURCE, "..", "shared", "golden", "stories260K.logits")
+    if not os.path.exists(path):
+        print(f"skipped the logprobs oracle: {path} not found (../shared is absent)")
+        return
+    n_vocab = 512
+    raw = open(path, "rb").read()
+    rows = [struct.unpack_from(f"<{n_vocab}f", raw, 4 * n_vocab * i) for i in range(len(raw) // (4 * n_vocab))]
+    # The golden sequence: BOS, "Once upon a time" (rows 0-4), then its greedy continuation.
+    def log_softmax(row):
+        m = max(row)
+        lse = m + math.log(sum(math.exp(x - m) for x in row))
+        return [x - lse for x in row]
+    # test_golden holds the logits to llama.cpp's within 1e-3 (with an f32 KV cache, as the
+    # golden files were made); a log-probability is a logit less the log-sum-exp of all of
+    # them, so within twice that.
+    tol = 2e-3
+    d = Daemon(CHAT + "  kv_cache_type: f32\n")
+    try:
+        n = len(rows) - 5
+        msgs = [m for m in d.client.generate("Once upon a time", max_tokens=n, temperature=0,
+                                             logprobs=5) if "token" in m]
+        assert len(msgs) == n, len(msgs)
+        for k, m in enumerate(msgs):
+            want = log_softmax(rows[4 + k])
+            assert abs(m["logprob"] - want[m["token"]]) < tol, (k, m["logprob"], want[m["token"]])
+            top = sorted(range(n_vocab), key=lambda t: -want[t])[:5]
+            assert [t["token"] for t in m["top_logprobs"]] == top, (k, m["top_logprobs"], top)
+            for t in m["top_logprobs"]:
+                assert abs(t["logprob"] - want[t["token"]]) < tol, (k, t, want[t["token"]])
+        # The chat API: OpenAI's shape, the same figures as the stream's woolly/1 messages.
+        for stream in (False, True):
+            body = {"messages": CONVERSATION, "max_tokens": 8, "temperature": 0, "logprobs": True,
+                    "top_logprobs": 2, "stream": stream}
+            if stream:
+                status, headers, data = events(d, "/v1/chat/completions", body)
+                entries = [e for x in data[:-1] for c in [json.loads(x)] if c["choices"]
+                           and c["choices"][0]["logprobs"] for e in c["choices"][0]["logprobs"]["content"]]
+            else:
+                status, headers, got = post(d, "/v1/chat/completions", body)
+                entries = got["choices"][0]["logprobs"]["content"]
+            woolly1 = [m for m in replay_tokens(d, headers["x-woolly-stream-id"]) if "token" in m]
+            assert len(entries) == len(woolly1) == 8, (len(entries), len(woolly1))
+            for e, m in zip(entries, woolly1):
+                assert e["logprob"] == m["logprob"] and e["bytes"] == m["bytes"], (e, m)
+                assert e["token"] == bytes(m["bytes"]).decode(errors="replace"), e
+                assert [t["logprob"] for t in e["top_logprobs"]] == [t["logprob"] for t in m["top_logprobs"]]
+                assert len(e["top_logprobs"]) == 2
+    finally:
+        d.stop()
+
+
 def test_completions_and_stop():
     """/v1/completions: the prompt's greedy text as `woolly run -p` gives it; stop strings (a
     string or an array) end before them with finish_reason stop."""
@@ -251,7 +307,9 @@ def test_refusals_name_the_field():
             ("/v1/chat/completions", dict(chat, tools=[{"type": "function"}]), 400, "tools"),
             ("/v1/chat/completions", dict(chat, response_format={"type": "json_object"}), 400,
              "response_format"),
-            ("/v1/chat/completions", dict(chat, logprobs=True), 400, "logprobs"),
+            ("/v1/chat/completions", dict(chat, top_logprobs=2), 400, "top_logprobs"),
+            ("/v1/chat/completions", dict(chat, logprobs=True, top_logprobs=21), 400, "top_logprobs"),
+            ("/v1/completions", {"prompt": "x", "logprobs": 2}, 400, "logprobs"),
             ("/v1/chat/completions", dict(chat, logit_bias={"1": 5}), 400, "logit_bias"),
             ("/v1/chat/completions", dict(chat, frobnicate=1), 400, "frobnicate"),
             ("/v1/chat/completions", dict(chat, temperature="hot"), 400, "temperature"),
@@ -681,7 +739,8 @@ def test_browser():
 
 
 if __name__ == "__main__":
-    passed, failed = run_tests([test_chat_matches_woolly_run, test_completions_and_stop,
+    passed, failed = run_tests([test_chat_matches_woolly_run, test_logprobs_match_llama_cpp,
+                                test_completions_and_stop,
                         test_refusals_name_the_field, test_malformed_and_slow_clients,
                         test_connections_at_most, test_api_keys_and_reload, test_listen_refusals,
                         test_tokenize_and_metrics, test_zeromq_and_http_follow_each_other,

@@ -76,6 +76,13 @@ TEST_CASE("a chat request's fields are read as OpenAI names them") {
     CHECK(r.params.sampling.frequency_penalty == doctest::Approx(-0.5));
     CHECK(r.params.sampling.top_k == 5);
     CHECK(r.params.sampling.repeat_penalty == doctest::Approx(1.2));
+    CHECK_FALSE(r.logprobs);
+    CHECK(r.params.logprobs == -1);
+    const CompletionRequest l =
+        chat_ok({{"messages", kUser}, {"logprobs", true}, {"top_logprobs", 3}});
+    CHECK(l.logprobs);
+    CHECK(l.params.logprobs == 3);
+    CHECK(chat_ok({{"messages", kUser}, {"logprobs", true}}).params.logprobs == 0);
     // Unsaid: the daemon's defaults.
     const CompletionRequest d = chat_ok({{"messages", kUser}});
     CHECK(d.params.max_tokens == 100);
@@ -90,13 +97,19 @@ TEST_CASE("what Woolly does not serve is refused with the field named, never ign
         j[key] = std::move(value);
         return refused(j);
     };
-    for (const char* key : {"tools", "response_format", "tool_choice", "logprobs", "logit_bias"}) {
-        const Error e = with(key, key == std::string("logprobs") ? json(true) : json::object());
+    for (const char* key : {"tools", "response_format", "tool_choice", "logit_bias"}) {
+        const Error e = with(key, json::object());
         CHECK(e.status == 400);
         CHECK(e.param == key);
         CHECK(e.code == "unsupported_parameter");
     }
     CHECK(with("n", 2).param == "n");
+    CHECK(with("top_logprobs", 2).param == "top_logprobs"); // without logprobs: true
+    json lp = chat;
+    lp["logprobs"] = true;
+    lp["top_logprobs"] = 21;
+    CHECK(refused(lp).param == "top_logprobs");
+    CHECK(refused({{"prompt", "x"}, {"logprobs", 2}}, Endpoint::Completion).param == "logprobs");
     CHECK(with("frobnicate", 1).param == "frobnicate");
     CHECK(with("frobnicate", 1).code == "unknown_parameter");
     CHECK(with("temperature", "hot").param == "temperature");

@@ -157,4 +157,6 @@ TEST_CASE("a token message reads back as written; anything else is left to a JSO
     CHECK_FALSE(read_token_message(R"({"id":"s","seq":1,"text":"\u2603","token":2})", seq, text));
     CHECK_FALSE(read_token_message(R"({"id":"s","seq":1,"text":"a")", seq, text));
     CHECK_FALSE(read_token_message("", seq, text));
+    CHECK_FALSE(
+        read_token_message(R"({"id":"s","seq":1,"text":"a","token":2,"logprob":-1})", seq, text));
 }

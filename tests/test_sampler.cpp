@@ -120,6 +120,36 @@ TEST_CASE("frequency and presence penalties subtract per occurrence and once (ll
     CHECK(u.sample(logits.data()) == 1); // 1.0 + 1.0 = 2.0
 }
 
+TEST_CASE("log-probabilities are the log-softmax of the raw logits, the top ones in order") {
+    // p = 1/4, 1/4, 1/2, 0 (a logit far below): logprobs -ln 4, -ln 4, -ln 2.
+    const std::vector<float> logits = {0.0f, 0.0f, std::log(2.0f), -1000.0f};
+    TokenLogprobs lp;
+    log_softmax_top(logits.data(), 4, 1, 2, lp);
+    CHECK(lp.logprob == doctest::Approx(-std::log(4.0)).epsilon(1e-6));
+    REQUIRE(lp.n_top == 2);
+    CHECK(lp.top_ids[0] == 2);
+    CHECK(lp.top_logprobs[0] == doctest::Approx(-std::log(2.0)).epsilon(1e-6));
+    CHECK((lp.top_ids[1] == 0 || lp.top_ids[1] == 1));
+    log_softmax_top(logits.data(), 4, 3, 0, lp);
+    CHECK(lp.n_top == 0);
+    CHECK(lp.logprob == doctest::Approx(-1000.0 - std::log(4.0)).epsilon(1e-6));
+    // More asked than there are tokens: all of them, most likely first.
+    log_softmax_top(logits.data(), 4, 0, 20, lp);
+    REQUIRE(lp.n_top == 4);
+    CHECK(lp.top_ids[0] == 2);
+    CHECK(lp.top_ids[3] == 3);
+    // Awkward size: a vocabulary of 37 with the largest last.
+    std::vector<float> ramp(37);
+    for (size_t i = 0; i < ramp.size(); ++i) ramp[i] = float(i) * 0.25f;
+    log_softmax_top(ramp.data(), 37, 36, 3, lp);
+    CHECK(lp.top_ids[0] == 36);
+    CHECK(lp.top_ids[1] == 35);
+    CHECK(lp.top_ids[2] == 34);
+    double sum = 0;
+    for (float l : ramp) sum += std::exp(double(l) - 9.0);
+    CHECK(lp.logprob == doctest::Approx(9.0 - (9.0 + std::log(sum))).epsilon(1e-5));
+}
+
 TEST_CASE("bad sampling parameters are refused by name") {
     SamplingParams p = plain(1.0f);
     p.top_p = 0.0f;

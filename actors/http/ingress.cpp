@@ -11,9 +11,9 @@
 #include <chrono>
 #include <ctime>
 #include <fstream>
-#include <pthread.h>
 #include <map>
 #include <optional>
+#include <pthread.h>
 #include <random>
 
 #include "actors/log.h"
@@ -63,11 +63,13 @@ struct Listener {
     bool follow = false;
     bool events = true; // SSE; false: one response at the end
     bool include_usage = false;
-    bool open = false; // admitted (own) or found (follow): messages go out
+    bool logprobs = false; // each token's log-probabilities go with it
+    bool open = false;     // admitted (own) or found (follow): messages go out
     bool role_sent = false;
     bool gone = false; // the client left before its stream was admitted
     uint64_t next_seq = 0;
     std::string text;                 // the whole reply, without SSE
+    std::string logprob_entries;      // without SSE, with logprobs: the entries, comma-separated
     std::vector<std::string> pending; // messages that came before `open`
     caf::actor scheduler;             // the one that admitted it (own streams)
 };
@@ -225,7 +227,8 @@ caf::behavior http_ingress_actor(caf::event_based_actor* self,
         const char* fr = openai::finish_reason(reason);
         if (!l.events) {
             l.exchange->respond(200, "application/json",
-                                openai::encode_response(l.head, l.text + tail, fr, totals),
+                                openai::encode_response(l.head, l.text + tail, fr, totals,
+                                                        l.logprobs ? &l.logprob_entries : nullptr),
                                 {{"X-Woolly-Stream-Id", l.stream}});
             return;
         }
@@ -249,6 +252,18 @@ caf::behavior http_ingress_actor(caf::event_based_actor* self,
             const auto t = m->find("text");
             if (t == m->end() || !t->is_string()) return false;
             text = &t->get_ref<const std::string&>();
+        }
+        if (l.logprobs && m && m->contains("logprob")) { // a chunk for every token, its text or not
+            const std::string entry = openai::logprob_entry(*m);
+            if (!l.events) {
+                l.text += *text;
+                if (!l.logprob_entries.empty()) l.logprob_entries += ',';
+                l.logprob_entries += entry;
+            } else {
+                l.exchange->event(openai::encode_chunk(l.head, *text, !l.role_sent, "", &entry));
+                l.role_sent = true;
+            }
+            return false;
         }
         if (!l.events) {
             l.text += *text;
@@ -355,6 +370,7 @@ caf::behavior http_ingress_actor(caf::event_based_actor* self,
         l.head = {l.stream, int64_t(std::time(nullptr)), st->model_id, endpoint};
         l.events = r.stream;
         l.include_usage = r.include_usage;
+        l.logprobs = r.logprobs;
         l.scheduler = st->scheduler;
         const uint64_t key = ex->id();
         const std::string id = l.stream;

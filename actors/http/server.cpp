@@ -16,9 +16,9 @@
 #include <cstdio>
 #include <deque>
 #include <future>
-#include <pthread.h>
 #include <mutex>
 #include <optional>
+#include <pthread.h>
 #include <sstream>
 #include <stdexcept>
 #include <thread>

@@ -33,6 +33,8 @@ const char* finish_reason_name(FinishReason reason) {
 
 void GenerationParams::validate() const {
     if (max_tokens < 0) throw Error("max_tokens must be >= 0");
+    if (logprobs < -1 || logprobs > TokenLogprobs::kMaxTop)
+        throw Error("logprobs must be between 0 and 20 (the alternatives reported per token)");
     for (const auto& s : stop) {
         if (s.empty()) throw Error("stop strings must not be empty");
         if (!is_valid_utf8(s)) throw Error("stop strings must be valid UTF-8");
@@ -105,6 +107,10 @@ bool TokenStream::next(const float* logits, bool context_full, GeneratedToken& o
     out = {};
     if (finished()) return false;
     const TokenId token = sampler_.sample(logits);
+    if (params_.logprobs >= 0) {
+        log_softmax_top(logits, vocab_.size(), token, params_.logprobs, logprobs_);
+        out.logprobs = &logprobs_;
+    }
     if (vocab_.is_eog(token)) {
         finish(FinishReason::Eos);
         return false;

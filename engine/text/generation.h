@@ -22,6 +22,8 @@ struct GenerationParams {
     int32_t max_tokens = 128;
     SamplingParams sampling;
     std::vector<std::string> stop; // non-empty, valid UTF-8; the text ends before the first match
+    int32_t logprobs = -1;         // -1: none; 0 to 20: each token's log-probability and this many
+                                   // most likely tokens beside it
 
     // Throws Error naming the bad parameter.
     void validate() const;
@@ -30,6 +32,7 @@ struct GenerationParams {
 struct GeneratedToken {
     TokenId id = -1;
     std::string_view text; // whole UTF-8 characters newly safe to show; valid until the next call
+    const TokenLogprobs* logprobs = nullptr; // with GenerationParams::logprobs; as `text`
 };
 
 class TokenStream {
@@ -60,6 +63,7 @@ private:
     std::string held_;  // decoded text not yet shown (could begin a stop string)
     std::string shown_; // text returned by the current call
     std::string tail_;
+    TokenLogprobs logprobs_;
     int32_t n_generated_ = 0;
     FinishReason finish_ = FinishReason::None;
 };

@@ -26,6 +26,33 @@ void SamplingParams::validate() const {
         bad("frequency_penalty must be between -2 and 2 (0 turns it off)");
 }
 
+void log_softmax_top(const float* logits, int32_t n_vocab, TokenId chosen, int32_t top,
+                     TokenLogprobs& out) {
+    top = std::clamp(top, 0, TokenLogprobs::kMaxTop);
+    float max = logits[0];
+    for (int32_t i = 1; i < n_vocab; ++i) max = std::max(max, logits[i]);
+    double sum = 0;
+    for (int32_t i = 0; i < n_vocab; ++i) sum += std::exp(double(logits[i]) - double(max));
+    const double lse = double(max) + std::log(sum);
+    out.logprob = float(double(logits[chosen]) - lse);
+    // The `top` largest logits, kept sorted (descending) by insertion: top is at most 20.
+    out.n_top = 0;
+    for (int32_t i = 0; i < n_vocab && top > 0; ++i) {
+        const float l = logits[i];
+        if (out.n_top == top && l <= out.top_logprobs[size_t(top - 1)]) continue;
+        int32_t at = out.n_top < top ? out.n_top++ : top - 1;
+        while (at > 0 && out.top_logprobs[size_t(at - 1)] < l) {
+            out.top_logprobs[size_t(at)] = out.top_logprobs[size_t(at - 1)];
+            out.top_ids[size_t(at)] = out.top_ids[size_t(at - 1)];
+            --at;
+        }
+        out.top_logprobs[size_t(at)] = l;
+        out.top_ids[size_t(at)] = i;
+    }
+    for (int32_t i = 0; i < out.n_top; ++i)
+        out.top_logprobs[size_t(i)] = float(double(out.top_logprobs[size_t(i)]) - lse);
+}
+
 Sampler::Sampler(const SamplingParams& params, int32_t n_vocab)
     : params_(params), n_vocab_(n_vocab), candidates_(size_t(n_vocab)),
       recent_(size_t(std::max(params.repeat_last_n, 0))), seen_(size_t(n_vocab)),

@@ -1,6 +1,7 @@
 // sampler.h — picks the next token from logits through a chain of small steps.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <random>
 #include <vector>
@@ -23,6 +24,20 @@ struct SamplingParams {
     // Throws Error naming the parameter and its allowed range.
     void validate() const;
 };
+
+// A token's log-probability under the model's distribution (the softmax of the raw logits:
+// before penalties, truncation and temperature), and the most likely tokens' beside it.
+struct TokenLogprobs {
+    static constexpr int32_t kMaxTop = 20;
+    float logprob = 0;
+    int32_t n_top = 0; // of top_ids/top_logprobs, most likely first
+    std::array<TokenId, kMaxTop> top_ids{};
+    std::array<float, kMaxTop> top_logprobs{};
+};
+// Fills `out` for `chosen` from `logits` [n_vocab], with the `top` (0 to kMaxTop) most likely
+// tokens. Allocates nothing.
+void log_softmax_top(const float* logits, int32_t n_vocab, TokenId chosen, int32_t top,
+                     TokenLogprobs& out);
 
 struct Candidate {
     TokenId id;
