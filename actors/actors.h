@@ -17,6 +17,7 @@
 #include "config/config.h"
 #include "messages.h"
 #include "metrics.h"
+#include "protocol/protocol.h"
 #include "runtime.h"
 
 namespace woolly::actors {
@@ -64,6 +65,9 @@ struct ExecutorSetup {
 // when a stream ends.
 caf::behavior executor_actor(caf::event_based_actor* self, std::shared_ptr<Runtime> runtime,
                              ExecutorSetup setup);
+// What a request may ask, by the config's limits and sampling defaults (both ingresses'; the
+// body or frame at most `max_request_bytes`).
+protocol::DecodeLimits decode_limits(const config::DaemonConfig& config, int64_t max_request_bytes);
 // Binds (unbinds) `endpoint` as config::bind_address resolves it: a host name as its address,
 // IPv6 with ZMQ_IPV6 set. Throws zmq::error_t.
 void bind_endpoint(zmq::socket_t& socket, const std::string& endpoint);

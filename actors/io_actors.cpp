@@ -45,6 +45,15 @@ void read_mailbox(caf::blocking_actor* self, zmq::socket_t& wake, const bool& ru
 
 } // namespace
 
+protocol::DecodeLimits decode_limits(const config::DaemonConfig& c, int64_t max_request_bytes) {
+    protocol::DecodeLimits limits;
+    limits.max_request_bytes = size_t(max_request_bytes);
+    limits.max_tokens = c.limits.max_tokens;
+    limits.defaults.max_tokens = int32_t(c.limits.default_max_tokens);
+    limits.defaults.sampling = config::sampling_params(c);
+    return limits;
+}
+
 std::shared_ptr<zmq::socket_t> server_socket(zmq::context_t& context, zmq::socket_type type,
                                              const std::string& curve_secret) {
     auto socket = std::make_shared<zmq::socket_t>(context, type);
@@ -348,15 +357,7 @@ void ingress_actor(caf::blocking_actor* self, std::shared_ptr<zmq::socket_t> soc
     bool stopping = false; // stopped while loading: nothing will be served
     config::DaemonConfig config = live->config;
     std::string endpoint = config.requests;
-    auto decode_limits = [](const config::DaemonConfig& c) {
-        protocol::DecodeLimits limits;
-        limits.max_request_bytes = size_t(c.limits.max_request_bytes);
-        limits.max_tokens = c.limits.max_tokens;
-        limits.defaults.max_tokens = int32_t(c.limits.default_max_tokens);
-        limits.defaults.sampling = config::sampling_params(c);
-        return limits;
-    };
-    protocol::DecodeLimits limits = decode_limits(config);
+    protocol::DecodeLimits limits = decode_limits(config, config.limits.max_request_bytes);
     std::vector<caf::actor> retiring; // schedulers of replaced models, still finishing streams
     std::mt19937_64 seeds(std::random_device{}());
     bool running = true;
@@ -518,7 +519,7 @@ void ingress_actor(caf::blocking_actor* self, std::shared_ptr<zmq::socket_t> soc
                     !why.empty())
                     return why;
                 config = next->config;
-                limits = decode_limits(config);
+                limits = decode_limits(config, config.limits.max_request_bytes);
                 if (next_scheduler != scheduler) retiring.push_back(scheduler);
                 tokenizer = next_tokenizer;
                 scheduler = next_scheduler;

@@ -642,6 +642,17 @@ def test_slow_model():
                                  capture_output=True, text=True, timeout=120)
             lines = [l for l in out.stdout.split("\n") if l.startswith("data: ")]
             assert lines[-1] == "data: [DONE]" and len(lines) >= 3, out.stdout
+
+        # Stopping (SIGTERM) with a stream running: /health is 503 shutting_down, a new
+        # completion 503, while the running one finishes.
+        assert d.client.call({"op": "generate", "id": "last", **long})["ok"]
+        wait_until(lambda: d.status()["sessions"]["running"] == 1, "the last stream running")
+        d.signal(signal.SIGTERM)
+        status, _, text = wait_until(lambda: (lambda r: r if r[0] == 503 else None)(
+            request(d, "GET", "/health")), "/health 503 while stopping")
+        assert json.loads(text)["status"] == "shutting_down", text
+        status, _, got = post(d, "/v1/completions", {"prompt": "x", "max_tokens": 2})
+        assert status == 503 and got["error"]["code"] == "shutting_down", (status, got)
     finally:
         d.stop()
 

@@ -16,6 +16,7 @@
 #include <pthread.h>
 #include <random>
 
+#include "actors/actors.h"
 #include "actors/log.h"
 #include "actors/runtime.h"
 #include "chat_page.h"
@@ -101,15 +102,6 @@ http::Limits limits_of(const config::DaemonConfig& c) {
     l.read_timeout = std::chrono::seconds(c.http.read_timeout_seconds);
     l.max_connections = size_t(c.http.max_connections);
     return l;
-}
-
-protocol::DecodeLimits decode_limits(const config::DaemonConfig& c) {
-    protocol::DecodeLimits limits;
-    limits.max_request_bytes = size_t(c.http.max_body_bytes);
-    limits.max_tokens = c.limits.max_tokens;
-    limits.defaults.max_tokens = int32_t(c.limits.default_max_tokens);
-    limits.defaults.sampling = config::sampling_params(c);
-    return limits;
 }
 
 std::string path_of(const std::string& target) {
@@ -351,7 +343,8 @@ caf::behavior http_ingress_actor(caf::event_based_actor* self,
 
     auto completion = [=](std::shared_ptr<http::Exchange> ex, const std::string& body,
                           openai::Endpoint endpoint) {
-        auto decoded = openai::decode_completion(body, endpoint, decode_limits(st->live->config));
+        auto decoded = openai::decode_completion(
+            body, endpoint, decode_limits(st->live->config, st->live->config.http.max_body_bytes));
         if (auto* e = std::get_if<openai::Error>(&decoded)) {
             log::info("http: refused a completion: " + e->message);
             return respond_error(*ex, *e);
