@@ -1,6 +1,7 @@
 // vocab.cpp — the token tables from GGUF metadata, special tokens split out of the text before
 // the tokenizer sees it, pieces for output, and the end-of-generation set.
 #include "engine/text/vocab.h"
+#include "engine/text/token_trie.h"
 
 #include <algorithm>
 #include <cstdio>
@@ -143,6 +144,11 @@ Vocab::Vocab(const GgufFile& file) {
 }
 
 Vocab::~Vocab() = default;
+
+const TokenTrie& Vocab::trie() const {
+    std::call_once(trie_once_, [this] { trie_ = std::make_unique<TokenTrie>(*this); });
+    return *trie_;
+}
 
 TokenId Vocab::find(std::string_view text) const {
     auto it = token_to_id_.find(text);

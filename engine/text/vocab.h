@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -34,6 +35,7 @@ enum class VocabKind {
 };
 
 class Tokenizer;
+class TokenTrie;
 
 class Vocab {
 public:
@@ -64,6 +66,11 @@ public:
     // End of generation: EOS, the end-of-turn and end-of-message tokens.
     bool is_eog(TokenId id) const;
 
+    // The end-of-generation tokens, sorted.
+    const std::vector<TokenId>& eog_tokens() const { return eog_; }
+    // Every token's bytes in a trie, for grammars (built on first use; safe from any thread).
+    const TokenTrie& trie() const;
+
     // For the tokenizers: the token tables.
     TokenId find(std::string_view text) const;
     const std::string& text(TokenId id) const { return tokens_[size_t(id)]; }
@@ -86,6 +93,8 @@ private:
     bool add_eos_ = false;
     bool add_space_prefix_ = true;
     std::unique_ptr<Tokenizer> tokenizer_;
+    mutable std::once_flag trie_once_;
+    mutable std::unique_ptr<TokenTrie> trie_;
 };
 
 } // namespace woolly

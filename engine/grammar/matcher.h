@@ -1,0 +1,116 @@
+// matcher.h — running a byte grammar against tokens. The grammar's pushdown states are
+// determinised lazily: a state is a set of parse stacks, interned, with a row of byte
+// transitions filled in as they are first taken. The tokens allowed next come from one walk of
+// the vocabulary's trie (TokenTrie) that follows those transitions and skips every subtree whose
+// prefix the grammar refuses, so each trie edge costs a table lookup once the state is warm.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "engine/grammar/grammar.h"
+#include "engine/text/constraint.h"
+#include "engine/text/token_trie.h"
+
+namespace woolly::grammar {
+
+class Matcher final : public ConstraintState {
+public:
+    Matcher(std::shared_ptr<const Grammar> grammar, const TokenTrie& trie,
+            const std::vector<TokenId>& eog);
+
+    bool allows(TokenId token) override;
+    void accept(TokenId token) override;
+    const uint64_t* mask() override;
+    bool complete() const override { return states_[state_].accepting; }
+    bool closed() const override { return states_[state_].n_stacks == 0; }
+
+    // Bytes instead of tokens (tests, and checking text after the fact): false, with the state
+    // unchanged, when the grammar refuses them.
+    bool accept_bytes(std::string_view bytes);
+    // States made so far (they are dropped and remade past a bound).
+    size_t n_states() const { return states_.size(); }
+
+    static constexpr size_t kMaxStates = 1 << 14;
+
+private:
+    static constexpr uint32_t kBottom = UINT32_MAX;   // the parent of a root stack frame
+    static constexpr uint32_t kUnknown = UINT32_MAX;  // a transition not computed yet
+    static constexpr uint32_t kDead = 0;              // the state that matches nothing
+    static constexpr size_t kMaskSlots = 8;
+
+    struct Frame { // one frame of a parse stack: where to go on, and below what
+        uint32_t pos, count, parent;
+    };
+    struct FrameHash {
+        size_t operator()(const Frame& f) const {
+            uint64_t h = (uint64_t(f.pos) << 32 | f.count) * 0x9e3779b97f4a7c15ull;
+            return size_t(h ^ (uint64_t(f.parent) * 0xc2b2ae3d27d4eb4full));
+        }
+    };
+    struct FrameEq {
+        bool operator()(const Frame& a, const Frame& b) const {
+            return a.pos == b.pos && a.count == b.count && a.parent == b.parent;
+        }
+    };
+    struct State {
+        uint32_t first_stack = 0; // into stacks_of_states_
+        uint32_t n_stacks = 0;
+        uint32_t row = kUnknown;  // into rows_, once a transition is asked for
+        bool accepting = false;
+    };
+
+    void clear_tables();
+    uint32_t frame(uint32_t pos, uint32_t count, uint32_t parent);
+    void close(uint32_t pos, uint32_t count, uint32_t parent);
+    uint32_t intern_scratch();
+    uint32_t step(uint32_t state, uint8_t byte);
+    uint32_t walk(uint32_t state, std::string_view bytes);
+    void compact();
+
+    std::shared_ptr<const Grammar> grammar_;
+    const TokenTrie& trie_;
+    std::vector<TokenId> eog_;
+
+    std::vector<Frame> frames_;
+    std::unordered_map<Frame, uint32_t, FrameHash, FrameEq> frame_ids_;
+    std::vector<State> states_;
+    std::vector<uint32_t> stacks_of_states_;
+    std::unordered_map<std::string, uint32_t> state_ids_;
+    std::vector<uint32_t> rows_; // [256] per state that has a row
+    uint32_t state_ = kDead;
+
+    // Scratch for step(): the stacks of the state being made, the closure's work list, and
+    // which frames it has seen (visited_[frame] == epoch_).
+    std::vector<uint32_t> scratch_;
+    bool scratch_accepting_ = false;
+    std::vector<Frame> work_;
+    std::vector<uint32_t> visited_;
+    uint32_t epoch_ = 0;
+    std::string key_;
+
+    // The tokens allowed from a few recent states.
+    std::vector<uint64_t> masks_;        // [kMaskSlots][words]
+    std::vector<uint32_t> mask_states_;  // [kMaskSlots] which state each slot holds
+    size_t next_slot_ = 0;
+    size_t words_ = 0;
+    std::vector<uint32_t> walk_;         // [max_depth + 1] the trie walk's states by depth
+};
+
+// A compiled grammar as generation sees it.
+class GrammarConstraint final : public Constraint {
+public:
+    explicit GrammarConstraint(Grammar grammar)
+        : grammar_(std::make_shared<const Grammar>(std::move(grammar))) {}
+    std::unique_ptr<ConstraintState> start(const Vocab& vocab) const override;
+    const std::vector<std::string>& warnings() const override { return grammar_->warnings; }
+    const Grammar& grammar() const { return *grammar_; }
+
+private:
+    std::shared_ptr<const Grammar> grammar_;
+};
+
+} // namespace woolly::grammar
