@@ -227,6 +227,15 @@ struct Executor {
                       reason.c_str());
         log::info("finished " + s.id + line + (error_message.empty() ? "" : ": " + error_message));
         const std::string tail = sequence ? std::string(sequence->stream->tail()) : std::string();
+        // The grammar outlives the sequence, which remove() below takes away.
+        protocol::GrammarOutcome grammar;
+        const bool constrained = sequence && sequence->stream->constrained();
+        std::shared_ptr<const Constraint> constraint;
+        if (constrained) {
+            grammar.complete = sequence->stream->grammar_complete();
+            constraint = sequence->stream->params().constraint;
+            grammar.warnings = &constraint->warnings();
+        }
         // The scheduler hears first: a client that has seen the done message and then asks
         // about the stream (cancel) reaches the scheduler after ended_atom has.
         self->send(scheduler, ended_atom::value, key, streams->batcher.remove(key));
@@ -235,7 +244,7 @@ struct Executor {
         streams->out.push_back({s.id, s.seq,
                                 protocol::done_message(s.id, s.seq, reason, usage,
                                                        error_message.empty() ? nullptr : &error,
-                                                       tail)
+                                                       tail, constrained ? &grammar : nullptr)
                                     .dump(),
                                 true});
         streams->info.erase(it);

@@ -14,6 +14,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "engine/error.h"
+#include "engine/grammar/compile.h"
+#include "engine/grammar/matcher.h"
 #include "engine/text/generation.h"
 
 namespace woolly::protocol::detail {
@@ -179,6 +182,92 @@ struct Fields {
         if (auto v = integer("repeat_last_n", INT32_MIN, INT32_MAX)) p.repeat_last_n = int32_t(*v);
         if (auto v = number("presence_penalty")) p.presence_penalty = float(*v);
         if (auto v = number("frequency_penalty")) p.frequency_penalty = float(*v);
+    }
+    // The output's grammar into `out`: OpenAI's `response_format` ({"type": "text"},
+    // {"type": "json_object"}, or {"type": "json_schema", "json_schema": {"name", "schema",
+    // "strict"}}, strict false by default as OpenAI has it), and with `raw` woolly/1's own
+    // `grammar` (GBNF text) and `json_schema` (a schema, strict). At most one. Schemas are read
+    // from `ordered`, the same request with its keys in order (properties keep theirs).
+    void grammar(const nlohmann::ordered_json& ordered, bool raw,
+                 std::shared_ptr<const Constraint>& out) {
+        if (error) return;
+        const json* gbnf = raw ? get("grammar") : nullptr;
+        const json* schema = raw ? get("json_schema") : nullptr;
+        const json* format = get("response_format");
+        if (format && format->is_null()) format = nullptr;
+        if (int(gbnf != nullptr) + int(schema != nullptr) + int(format != nullptr) > 1)
+            return fail("give at most one of 'grammar', 'json_schema' and 'response_format'",
+                        "response_format");
+        using grammar::GrammarConstraint;
+        std::string field;
+        try {
+            if (gbnf) {
+                field = "grammar";
+                if (!gbnf->is_string())
+                    return fail("'grammar' must be GBNF text (a string)", field);
+                out = std::make_shared<GrammarConstraint>(
+                    grammar::parse_gbnf(gbnf->get<std::string>()));
+            } else if (schema) {
+                field = "json_schema";
+                if (!schema->is_object() && !schema->is_boolean())
+                    return fail("'json_schema' must be a JSON Schema (an object)", field);
+                out = std::make_shared<GrammarConstraint>(
+                    grammar::compile_json_schema(ordered.at("json_schema"), true));
+            } else if (format) {
+                field = "response_format";
+                if (!format->is_object())
+                    return fail("'response_format' must be an object with a 'type'", field);
+                const auto type = format->find("type");
+                if (type == format->end() || !type->is_string())
+                    return fail("'response_format' needs 'type' (text, json_object or json_schema)",
+                                field);
+                const std::string t = type->get<std::string>();
+                if (t == "text") {
+                    if (format->size() != 1)
+                        return fail("'response_format' text takes only 'type'", field);
+                } else if (t == "json_object") {
+                    if (format->size() != 1)
+                        return fail("'response_format' json_object takes only 'type'", field);
+                    out = std::make_shared<GrammarConstraint>(grammar::json_object_grammar());
+                } else if (t == "json_schema") {
+                    const auto spec = format->find("json_schema");
+                    if (format->size() != 2 || spec == format->end() || !spec->is_object())
+                        return fail("'response_format' json_schema needs 'json_schema': {\"name\", "
+                                    "\"schema\", \"strict\"}",
+                                    field);
+                    field = "response_format.json_schema";
+                    for (auto it = spec->begin(); it != spec->end(); ++it)
+                        if (it.key() != "name" && it.key() != "schema" && it.key() != "strict" &&
+                            it.key() != "description")
+                            return fail("'" + it.key() +
+                                            "' is not a field of json_schema (name, "
+                                            "description, schema, strict)",
+                                        field);
+                    const auto name = spec->find("name");
+                    if (name == spec->end() || !name->is_string() ||
+                        name->get<std::string>().empty())
+                        return fail("json_schema needs a 'name' (a string)", field + ".name");
+                    const auto strict = spec->find("strict");
+                    if (strict != spec->end() && !strict->is_boolean() && !strict->is_null())
+                        return fail("'strict' must be true or false", field + ".strict");
+                    const bool is_strict =
+                        strict != spec->end() && strict->is_boolean() && strict->get<bool>();
+                    const auto& body = ordered.at("response_format").at("json_schema");
+                    field += ".schema";
+                    if (!body.contains("schema"))
+                        out = std::make_shared<GrammarConstraint>(grammar::json_object_grammar());
+                    else
+                        out = std::make_shared<GrammarConstraint>(
+                            grammar::compile_json_schema(body.at("schema"), is_strict));
+                } else {
+                    return fail("'response_format' type is '" + t +
+                                    "' (expected text, json_object or json_schema)",
+                                field);
+                }
+            }
+        } catch (const Error& e) {
+            fail(e.what(), field);
+        }
     }
     // GenerationParams::validate, its complaint recorded; the field is the one its message
     // names first (its first word: "top_p must be in (0, 1]").

@@ -23,10 +23,9 @@ std::string dump(const json& j) {
 // Fields of OpenAI's API that Woolly does not serve, each with why: refused by name rather
 // than ignored, so that no client believes it got what it asked for.
 const std::map<std::string, std::string>& refused_fields(Endpoint endpoint) {
-    static const std::string later = " is not supported yet (structured output and tool calls "
-                                     "are not served by this version)";
+    static const std::string later = " is not supported yet (tool calls are not served by this "
+                                     "version)";
     static const std::map<std::string, std::string> chat = {
-        {"response_format", "'response_format'" + later},
         {"tools", "'tools'" + later},
         {"tool_choice", "'tool_choice'" + later},
         {"parallel_tool_calls", "'parallel_tool_calls'" + later},
@@ -189,7 +188,8 @@ std::variant<CompletionRequest, Error> decode_completion(std::string_view body, 
                                                  "top_k",
                                                  "min_p",
                                                  "repeat_penalty",
-                                                 "repeat_last_n"};
+                                                 "repeat_last_n",
+                                                 "response_format"};
     const auto& refused = refused_fields(endpoint);
     for (auto it = object.begin(); it != object.end(); ++it) {
         const std::string& key = it.key();
@@ -280,6 +280,8 @@ std::variant<CompletionRequest, Error> decode_completion(std::string_view body, 
         }
         if (r.logprobs && p.logprobs < 0) p.logprobs = 0;
     }
+    if (const json* format = f.get("response_format"); format && !format->is_null())
+        f.grammar(nlohmann::ordered_json::parse(body), false, p.constraint);
     f.validate(p);
     if (f.error) return invalid(*f.error, f.param);
     return r;

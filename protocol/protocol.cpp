@@ -129,10 +129,26 @@ std::variant<Request, RequestError> decode_request(std::string_view frame,
     if (!op) return bad("'op' is required (generate, cancel, status or replay)");
 
     if (*op == "generate") {
-        if (auto e = check_known_fields(
-                object, {"op", "id", "prompt", "messages", "max_tokens", "temperature", "top_k",
-                         "top_p", "min_p", "repeat_penalty", "repeat_last_n", "presence_penalty",
-                         "frequency_penalty", "seed", "stop", "chat_template", "logprobs"}))
+        if (auto e = check_known_fields(object, {"op",
+                                                 "id",
+                                                 "prompt",
+                                                 "messages",
+                                                 "max_tokens",
+                                                 "temperature",
+                                                 "top_k",
+                                                 "top_p",
+                                                 "min_p",
+                                                 "repeat_penalty",
+                                                 "repeat_last_n",
+                                                 "presence_penalty",
+                                                 "frequency_penalty",
+                                                 "seed",
+                                                 "stop",
+                                                 "chat_template",
+                                                 "logprobs",
+                                                 "grammar",
+                                                 "json_schema",
+                                                 "response_format"}))
             return *e;
         GenerateRequest r;
         r.id = stream_id(f, "id", false);
@@ -172,6 +188,12 @@ std::variant<Request, RequestError> decode_request(std::string_view frame,
         r.seed_given = f.seed("seed", p.sampling.seed);
         f.stop("stop", p.stop, limits.max_stop_strings, limits.max_stop_bytes, false);
         if (auto v = f.integer("logprobs", 0, TokenLogprobs::kMaxTop)) p.logprobs = int32_t(*v);
+        if (object.contains("json_schema") || object.contains("response_format")) {
+            // Read again with keys in order, for the schema's properties.
+            f.grammar(nlohmann::ordered_json::parse(frame), true, p.constraint);
+        } else {
+            f.grammar(nlohmann::ordered_json::object(), true, p.constraint);
+        }
         f.validate(p);
         if (f.error) return bad(*f.error);
         if (prompt) r.prompt = std::move(*prompt);
@@ -377,7 +399,8 @@ void write_token_message(std::string& out, std::string_view id, uint64_t seq, in
 }
 
 json done_message(std::string_view id, uint64_t seq, std::string_view finish_reason,
-                  const Usage& usage, const RequestError* error, std::string_view text) {
+                  const Usage& usage, const RequestError* error, std::string_view text,
+                  const GrammarOutcome* grammar) {
     json message = {{"id", id},
                     {"seq", seq},
                     {"done", true},
@@ -389,6 +412,11 @@ json done_message(std::string_view id, uint64_t seq, std::string_view finish_rea
                       {"ttft_ms", usage.ttft_ms},
                       {"tokens_per_second", usage.tokens_per_second}}}};
     if (!text.empty()) message["text"] = text;
+    if (grammar) {
+        message["grammar_complete"] = grammar->complete;
+        if (grammar->warnings && !grammar->warnings->empty())
+            message["warnings"] = *grammar->warnings;
+    }
     if (error)
         message["error"] = {{"code", error_code_name(error->code)}, {"message", error->message}};
     return message;

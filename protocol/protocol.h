@@ -119,8 +119,14 @@ bool read_token_message(std::string_view message, uint64_t& seq, std::string& te
 // two-character escapes for \b \f \n \r \t, \u00xx for other control characters, UTF-8 as
 // it is.
 void append_json_string(std::string& out, std::string_view text);
+// A constrained stream's end: whether its output completed the grammar, and what a relaxed
+// schema left unenforced.
+struct GrammarOutcome {
+    bool complete = false;
+    const std::vector<std::string>* warnings = nullptr;
+};
 nlohmann::json done_message(std::string_view id, uint64_t seq, std::string_view finish_reason,
                             const Usage& usage, const RequestError* error = nullptr,
-                            std::string_view text = {});
+                            std::string_view text = {}, const GrammarOutcome* grammar = nullptr);
 
 } // namespace woolly::protocol

@@ -305,7 +305,7 @@ def test_refusals_name_the_field():
         cases = [
             ("/v1/chat/completions", dict(chat, n=2), 400, "n"),
             ("/v1/chat/completions", dict(chat, tools=[{"type": "function"}]), 400, "tools"),
-            ("/v1/chat/completions", dict(chat, response_format={"type": "json_object"}), 400,
+            ("/v1/chat/completions", dict(chat, response_format={"type": "xml"}), 400,
              "response_format"),
             ("/v1/chat/completions", dict(chat, top_logprobs=2), 400, "top_logprobs"),
             ("/v1/chat/completions", dict(chat, logprobs=True, top_logprobs=21), 400, "top_logprobs"),

@@ -97,13 +97,35 @@ TEST_CASE("what Woolly does not serve is refused with the field named, never ign
         j[key] = std::move(value);
         return refused(j);
     };
-    for (const char* key : {"tools", "response_format", "tool_choice", "logit_bias"}) {
+    for (const char* key : {"tools", "tool_choice", "logit_bias"}) {
         const Error e = with(key, json::object());
         CHECK(e.status == 400);
         CHECK(e.param == key);
         CHECK(e.code == "unsupported_parameter");
     }
     CHECK(with("n", 2).param == "n");
+    // Structured output: a bad response_format, or a schema with a keyword it cannot enforce,
+    // names the field and, for the schema, the path inside it.
+    CHECK(with("response_format", json::object()).param == "response_format");
+    CHECK(with("response_format", {{"type", "xml"}}).param == "response_format");
+    const json bad_schema = {
+        {"type", "json_schema"},
+        {"json_schema",
+         {{"name", "x"},
+          {"strict", true},
+          {"schema", {{"type", "object"}, {"patternProperties", json::object()}}}}}};
+    const Error schema_error = with("response_format", bad_schema);
+    CHECK(schema_error.param == "response_format.json_schema.schema");
+    CHECK(schema_error.message.find("'#/patternProperties'") != std::string::npos);
+    json relaxed = bad_schema;
+    relaxed["json_schema"]["strict"] = false;
+    json ok = chat;
+    ok["response_format"] = relaxed;
+    auto decoded = decode_completion(ok.dump(), Endpoint::Chat, limits());
+    REQUIRE(std::holds_alternative<CompletionRequest>(decoded));
+    const auto& constraint = std::get<CompletionRequest>(decoded).params.constraint;
+    REQUIRE(constraint);
+    CHECK(constraint->warnings().size() == 1);
     CHECK(with("top_logprobs", 2).param == "top_logprobs"); // without logprobs: true
     json lp = chat;
     lp["logprobs"] = true;

@@ -23,7 +23,7 @@ Grammar parse_gbnf(std::string_view text);
 
 // The bounds a JSON grammar puts on what a schema leaves open, so that every value ends.
 struct JsonBounds {
-    uint32_t whitespace = 20;      // [ \t\n] between tokens, at most this many
+    uint32_t whitespace = 20;      // between tokens: "", " ", or "\n" and this many [ \t] at most
     uint32_t string_length = 256;  // characters, when the schema gives no maxLength
     uint32_t array_items = 32;     // when the schema gives no maxItems
     uint32_t extra_properties = 8; // additionalProperties not false: at most this many more

@@ -115,28 +115,51 @@ private:
             ++pos_;
             uint32_t cp = 0;
             switch (e) {
-            case 'x': cp = hex(2); break;
-            case 'u': cp = hex(4); break;
-            case 'U': cp = hex(8); break;
-            case 't': return '\t';
-            case 'r': return '\r';
-            case 'n': return '\n';
-            case '\\': return '\\';
-            case '"': return '"';
-            case '[': return '[';
-            case ']': return ']';
-            case '-': return '-';
-            case '^': return '^';
-            default: fail_at(start, std::string("unknown escape '\\") + e + "'");
+            case 'x':
+                cp = hex(2);
+                break;
+            case 'u':
+                cp = hex(4);
+                break;
+            case 'U':
+                cp = hex(8);
+                break;
+            case 't':
+                return '\t';
+            case 'r':
+                return '\r';
+            case 'n':
+                return '\n';
+            case '\\':
+                return '\\';
+            case '"':
+                return '"';
+            case '[':
+                return '[';
+            case ']':
+                return ']';
+            case '-':
+                return '-';
+            case '^':
+                return '^';
+            default:
+                fail_at(start, std::string("unknown escape '\\") + e + "'");
             }
             if (cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
                 fail_at(start, "escape is not a Unicode character");
             return cp;
         }
         const auto lead = uint8_t(peek());
-        const int len = lead < 0x80 ? 1 : lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : lead >= 0xc0 ? 2 : 0;
+        const int len = lead < 0x80    ? 1
+                        : lead >= 0xf0 ? 4
+                        : lead >= 0xe0 ? 3
+                        : lead >= 0xc0 ? 2
+                                       : 0;
         if (len == 0 || pos_ + size_t(len) > text_.size()) fail("invalid UTF-8");
-        uint32_t cp = len == 1 ? lead : len == 2 ? lead & 0x1f : len == 3 ? lead & 0x0f : lead & 0x07;
+        uint32_t cp = len == 1   ? lead
+                      : len == 2 ? lead & 0x1f
+                      : len == 3 ? lead & 0x0f
+                                 : lead & 0x07;
         for (int i = 1; i < len; ++i) {
             const auto c = uint8_t(text_[pos_ + size_t(i)]);
             if ((c & 0xc0) != 0x80) fail("invalid UTF-8");
@@ -198,12 +221,15 @@ private:
             ++pos_;
             item.push_back(Builder::rule(builder_.char_class({}, true)));
         } else if (c == '(') {
+            if (++depth_ > kMaxNesting)
+                fail("parentheses nested more than " + std::to_string(kMaxNesting) + " deep");
             ++pos_;
             skip_space(true);
             const uint32_t group = builder_.add_rule(current_ + "-group");
             parse_alternatives(group, true);
             if (peek() != ')') fail_at(start, "group is not closed with ')'");
             ++pos_;
+            --depth_;
             item.push_back(Builder::rule(group));
         } else if (is_word_char(c)) {
             const std::string name = parse_name();
@@ -240,18 +266,16 @@ private:
             return;
         }
         skip_space(nested);
-        const uint32_t body =
-            item.size() == 1 && item[0].kind == Symbol::Kind::Rule
-                ? item[0].index
-                : builder_.group(current_ + "-item", std::move(item));
+        const uint32_t body = item.size() == 1 && item[0].kind == Symbol::Kind::Rule
+                                  ? item[0].index
+                                  : builder_.group(current_ + "-item", std::move(item));
         seq.push_back(Builder::repeat(body, min, max));
     }
 
     void parse_alternatives(uint32_t rule, bool nested) {
         for (;;) {
             Builder::Seq seq;
-            while (!at_end() && peek() != '|' && peek() != ')' && peek() != '\n' &&
-                   peek() != '\r')
+            while (!at_end() && peek() != '|' && peek() != ')' && peek() != '\n' && peek() != '\r')
                 parse_item(seq, nested);
             builder_.add_alt(rule, std::move(seq));
             if (peek() != '|') return;
@@ -276,8 +300,10 @@ private:
             fail("expected the end of the line after the rule");
     }
 
+    static constexpr int kMaxNesting = 200;
     std::string_view text_;
     size_t pos_ = 0;
+    int depth_ = 0;
     Builder builder_;
     std::string current_;
     std::map<std::string, uint32_t> rules_;
@@ -287,6 +313,8 @@ private:
 
 } // namespace
 
-Grammar parse_gbnf(std::string_view text) { return Parser(text).parse(); }
+Grammar parse_gbnf(std::string_view text) {
+    return Parser(text).parse();
+}
 
 } // namespace woolly::grammar

@@ -3,7 +3,6 @@
 #include "engine/grammar/grammar.h"
 
 #include <algorithm>
-#include <functional>
 
 #include "engine/error.h"
 
@@ -92,7 +91,9 @@ uint32_t Builder::add_rule(std::string_view name) {
     return uint32_t(rules_.size() - 1);
 }
 
-void Builder::add_alt(uint32_t rule, Seq seq) { rules_[rule].push_back(std::move(seq)); }
+void Builder::add_alt(uint32_t rule, Seq seq) {
+    rules_[rule].push_back(std::move(seq));
+}
 
 Symbol Builder::bytes(const ByteSet& set) {
     for (size_t i = 0; i < byte_sets_.size(); ++i)
@@ -181,24 +182,54 @@ Grammar Builder::finish(uint32_t root) {
     std::vector<bool> nullable(n, false);
     auto symbol_nullable = [&](const Symbol& s) {
         switch (s.kind) {
-        case Symbol::Kind::Bytes: return false;
-        case Symbol::Kind::Rule: return bool(nullable[s.index]);
-        case Symbol::Kind::Repeat: return s.min == 0 || nullable[s.index];
-        case Symbol::Kind::End: return true;
+        case Symbol::Kind::Bytes:
+            return false;
+        case Symbol::Kind::Rule:
+            return bool(nullable[s.index]);
+        case Symbol::Kind::Repeat:
+            return s.min == 0 || nullable[s.index];
+        case Symbol::Kind::End:
+            return true;
         }
         return true;
     };
-    for (bool changed = true; changed;) {
-        changed = false;
-        for (size_t r = 0; r < n; ++r) {
-            if (nullable[r]) continue;
-            for (const Seq& alt : rules_[r]) {
-                if (std::all_of(alt.begin(), alt.end(), symbol_nullable)) {
-                    nullable[r] = true;
-                    changed = true;
-                    break;
+    // A work list over the rules' uses: each alternative counts the symbols that are not yet
+    // known to match nothing, and a rule found nullable counts down the alternatives that use
+    // it. Linear in the grammar's size.
+    struct Use {
+        uint32_t rule, alt;
+    };
+    std::vector<std::vector<Use>> uses(n);
+    std::vector<std::vector<uint32_t>> pending(n);
+    std::vector<uint32_t> found;
+    auto mark_nullable = [&](uint32_t r) {
+        if (!nullable[r]) {
+            nullable[r] = true;
+            found.push_back(r);
+        }
+    };
+    for (size_t r = 0; r < n; ++r) {
+        pending[r].assign(rules_[r].size(), 0);
+        for (size_t a = 0; a < rules_[r].size(); ++a) {
+            bool dead = false;
+            for (const Symbol& s : rules_[r][a]) {
+                if (s.kind == Symbol::Kind::Bytes) dead = true;
+                if (s.kind == Symbol::Kind::Rule || (s.kind == Symbol::Kind::Repeat && s.min > 0)) {
+                    uses[s.index].push_back({uint32_t(r), uint32_t(a)});
+                    ++pending[r][a];
                 }
             }
+            if (dead) pending[r][a] = UINT32_MAX; // never nullable
+            else if (pending[r][a] == 0) mark_nullable(uint32_t(r));
+        }
+    }
+    while (!found.empty()) {
+        const uint32_t s = found.back();
+        found.pop_back();
+        for (const Use& u : uses[s]) {
+            uint32_t& left = pending[u.rule][u.alt];
+            if (left == UINT32_MAX || left == 0) continue;
+            if (--left == 0) mark_nullable(u.rule);
         }
     }
     // Left corners: rule r can begin with rule s without reading a byte. A cycle is left
@@ -213,28 +244,35 @@ Grammar Builder::finish(uint32_t root) {
             }
         }
     }
+    // Depth-first search for a cycle, with its own stack (grammars may chain many rules).
     std::vector<uint8_t> mark(n, 0); // 0 new, 1 on the path, 2 done
-    std::vector<uint32_t> path;
-    std::function<void(uint32_t)> visit = [&](uint32_t r) {
-        mark[r] = 1;
-        path.push_back(r);
-        for (uint32_t s : corners[r]) {
+    std::vector<std::pair<uint32_t, size_t>> path; // rule, next corner to look at
+    for (size_t start = 0; start < n; ++start) {
+        if (mark[start] != 0) continue;
+        mark[start] = 1;
+        path.emplace_back(uint32_t(start), 0);
+        while (!path.empty()) {
+            auto& [r, next] = path.back();
+            if (next == corners[r].size()) {
+                mark[r] = 2;
+                path.pop_back();
+                continue;
+            }
+            const uint32_t s = corners[r][next++];
             if (mark[s] == 1) {
                 std::string cycle;
-                auto from = std::find(path.begin(), path.end(), s);
-                for (auto it = from; it != path.end(); ++it) cycle += names_[*it] + " -> ";
+                size_t from = 0;
+                while (path[from].first != s) ++from;
+                for (size_t i = from; i < path.size(); ++i) cycle += names_[path[i].first] + " -> ";
                 throw Error("grammar: rule '" + names_[s] + "' is left-recursive (" + cycle +
                             names_[s] + "); write the repetition with * or + instead");
             }
-            if (mark[s] == 0) visit(s);
+            if (mark[s] == 0) {
+                mark[s] = 1;
+                path.emplace_back(s, 0);
+            }
         }
-        path.pop_back();
-        mark[r] = 2;
-    };
-    // Iterative deepening is not needed: left-corner chains are as long as the rule count, and
-    // grammars are bounded in size by whoever builds them.
-    for (size_t r = 0; r < n; ++r)
-        if (mark[r] == 0) visit(uint32_t(r));
+    }
 
     Grammar g;
     g.byte_sets = byte_sets_;

@@ -22,9 +22,9 @@ using Seq = Builder::Seq;
 
 // Keywords that describe and never constrain.
 const std::set<std::string> kAnnotations = {
-    "title",    "description", "default",  "examples", "$schema", "$id",
-    "$comment", "deprecated",  "readOnly", "writeOnly", "$defs",  "definitions",
-    "$anchor",  "contentMediaType", "contentEncoding"};
+    "title", "description", "default",    "examples",         "$schema",
+    "$id",   "$comment",    "deprecated", "readOnly",         "writeOnly",
+    "$defs", "definitions", "$anchor",    "contentMediaType", "contentEncoding"};
 
 std::string pointer_escape(const std::string& key) {
     std::string out;
@@ -55,8 +55,8 @@ public:
 
     Grammar any_object() {
         const uint32_t top = b_.add_rule("root");
-        b_.add_alt(top, {Builder::rule(ws()), Builder::rule(generic_object(0)),
-                         Builder::rule(ws())});
+        b_.add_alt(top,
+                   {Builder::rule(ws()), Builder::rule(generic_object(0)), Builder::rule(ws())});
         return b_.finish(top);
     }
 
@@ -66,22 +66,22 @@ private:
                     "': " + why);
     }
     // A keyword that cannot be enforced: an error, or with strict false a warning.
-    void unenforced(const std::string& path, const std::string& keyword,
-                    const std::string& why) {
+    void unenforced(const std::string& path, const std::string& keyword, const std::string& why) {
         const std::string what = "'" + keyword + "' " + why;
         if (strict_) fail(path, what + " (set strict to false to generate without it)");
         warnings_.push_back("json_schema at '#" + path + "': " + what + "; not enforced");
     }
 
     // ---- Shared rules, made once ----
+    // Between tokens: nothing, one space, or a newline and an indent of at most
+    // bounds.whitespace spaces and tabs (llama.cpp's rule), so that a model cannot wander.
     uint32_t ws() {
         if (ws_ == kNone) {
-            ByteSet set;
-            set.set(' ');
-            set.set('\t');
-            set.set('\n');
-            const uint32_t one = b_.group("ws-char", {b_.bytes(set)});
-            ws_ = b_.group("ws", {Builder::repeat(one, 0, bounds_.whitespace)});
+            const uint32_t indent = b_.char_class({{' ', ' '}, {'\t', '\t'}}, false);
+            ws_ = b_.add_rule("ws");
+            b_.add_alt(ws_, {});
+            b_.add_alt(ws_, {b_.byte(' ')});
+            b_.add_alt(ws_, {b_.byte('\n'), Builder::repeat(indent, 0, bounds_.whitespace)});
         }
         return ws_;
     }
@@ -99,13 +99,18 @@ private:
         if (char_ != kNone) return char_;
         char_ = b_.add_rule("string-char");
         b_.add_alt(char_, {Builder::rule(plain_char())});
-        const uint32_t esc = b_.char_class({{'"', '"'}, {'\\', '\\'}, {'/', '/'}, {'b', 'b'},
-                                            {'f', 'f'}, {'n', 'n'}, {'r', 'r'}, {'t', 't'}},
+        const uint32_t esc = b_.char_class({{'"', '"'},
+                                            {'\\', '\\'},
+                                            {'/', '/'},
+                                            {'b', 'b'},
+                                            {'f', 'f'},
+                                            {'n', 'n'},
+                                            {'r', 'r'},
+                                            {'t', 't'}},
                                            false);
         b_.add_alt(char_, {b_.byte('\\'), Builder::rule(esc)});
-        const uint32_t not_d = b_.char_class({{'0', '9'}, {'a', 'c'}, {'A', 'C'}, {'e', 'f'},
-                                              {'E', 'F'}},
-                                             false);
+        const uint32_t not_d =
+            b_.char_class({{'0', '9'}, {'a', 'c'}, {'A', 'C'}, {'e', 'f'}, {'E', 'F'}}, false);
         const uint32_t low = b_.char_class({{'0', '7'}}, false);
         const uint32_t d = b_.char_class({{'d', 'd'}, {'D', 'D'}}, false);
         const uint32_t h = hex_digit();
@@ -117,16 +122,14 @@ private:
     }
     // A character that needs no escape: U+0020 and up but '"' and '\'.
     uint32_t plain_char() {
-        if (plain_ == kNone)
-            plain_ = b_.char_class({{0, 0x1f}, {'"', '"'}, {'\\', '\\'}}, true);
+        if (plain_ == kNone) plain_ = b_.char_class({{0, 0x1f}, {'"', '"'}, {'\\', '\\'}}, true);
         return plain_;
     }
     uint32_t string_rule(uint32_t min, uint32_t max) {
         const auto key = std::make_pair(min, max);
         if (auto it = strings_.find(key); it != strings_.end()) return it->second;
-        const uint32_t r = b_.group("string", {b_.byte('"'),
-                                               Builder::repeat(string_char(), min, max),
-                                               b_.byte('"')});
+        const uint32_t r = b_.group(
+            "string", {b_.byte('"'), Builder::repeat(string_char(), min, max), b_.byte('"')});
         strings_.emplace(key, r);
         return r;
     }
@@ -165,9 +168,9 @@ private:
         const uint32_t frac = b_.group(
             "fraction", {b_.byte('.'), Builder::repeat(digit(), 1, bounds_.fraction_digits)});
         const uint32_t sign = b_.char_class({{'+', '+'}, {'-', '-'}}, false);
-        const uint32_t exp = b_.group("exponent", {Builder::rule(b_.char_class({{'e', 'e'}, {'E', 'E'}}, false)),
-                                                   Builder::repeat(sign, 0, 1),
-                                                   Builder::repeat(digit(), 1, 3)});
+        const uint32_t exp =
+            b_.group("exponent", {Builder::rule(b_.char_class({{'e', 'e'}, {'E', 'E'}}, false)),
+                                  Builder::repeat(sign, 0, 1), Builder::repeat(digit(), 1, 3)});
         num_ = b_.group("number", {Builder::rule(integer()), Builder::repeat(frac, 0, 1),
                                    Builder::repeat(exp, 0, 1)});
         return num_;
@@ -191,23 +194,24 @@ private:
     }
     uint32_t generic_object(uint32_t depth) {
         const uint32_t value = depth < bounds_.depth ? generic(depth + 1) : generic(depth);
-        const uint32_t member = b_.group(
-            "member", {Builder::rule(string_rule(0, bounds_.key_length)), Builder::rule(ws()),
-                       b_.byte(':'), Builder::rule(ws()), Builder::rule(value),
-                       Builder::rule(ws())});
+        const uint32_t member =
+            b_.group("member", {Builder::rule(string_rule(0, bounds_.key_length)),
+                                Builder::rule(ws()), b_.byte(':'), Builder::rule(ws()),
+                                Builder::rule(value), Builder::rule(ws())});
         return bracketed('{', member, 0, bounds_.array_items, '}');
     }
     // open ws (item ws ("," ws item ws){min-1,max-1})? close
     uint32_t bracketed(char open, uint32_t item, uint32_t min, uint32_t max, char close) {
         const uint32_t r = b_.add_rule(open == '[' ? "array" : "object");
-        const uint32_t next = b_.group("next", {b_.byte(','), Builder::rule(ws()),
-                                                Builder::rule(item), Builder::rule(ws())});
-        if (min == 0) b_.add_alt(r, {b_.byte(uint8_t(open)), Builder::rule(ws()), b_.byte(uint8_t(close))});
+        const uint32_t next = b_.group(
+            "next", {b_.byte(','), Builder::rule(ws()), Builder::rule(item), Builder::rule(ws())});
+        if (min == 0)
+            b_.add_alt(r, {b_.byte(uint8_t(open)), Builder::rule(ws()), b_.byte(uint8_t(close))});
         if (max > 0)
-            b_.add_alt(r, {b_.byte(uint8_t(open)), Builder::rule(ws()), Builder::rule(item),
-                           Builder::rule(ws()),
-                           Builder::repeat(next, min > 0 ? min - 1 : 0, max - 1),
-                           b_.byte(uint8_t(close))});
+            b_.add_alt(r,
+                       {b_.byte(uint8_t(open)), Builder::rule(ws()), Builder::rule(item),
+                        Builder::rule(ws()), Builder::repeat(next, min > 0 ? min - 1 : 0, max - 1),
+                        b_.byte(uint8_t(close))});
         return r;
     }
     uint32_t list(uint32_t item, uint32_t min, uint32_t max) {
@@ -265,7 +269,8 @@ private:
             return schema(merge(resolve(target, path), merged, path), path);
         }
         if (auto all = s.find("allOf"); all != s.end()) {
-            if (!all->is_array() || all->empty()) fail(path + "/allOf", "must be a non-empty array");
+            if (!all->is_array() || all->empty())
+                fail(path + "/allOf", "must be a non-empty array");
             json merged = s;
             merged.erase("allOf");
             for (size_t i = 0; i < all->size(); ++i)
@@ -347,12 +352,24 @@ private:
     void check_keywords(const json& s, const std::string& path,
                         const std::vector<std::string>& types) {
         static const std::map<std::string, std::string> kKnown = {
-            {"type", ""},          {"properties", "object"}, {"required", "object"},
-            {"additionalProperties", "object"}, {"items", "array"}, {"prefixItems", "array"},
-            {"minItems", "array"}, {"maxItems", "array"},    {"minLength", "string"},
-            {"maxLength", "string"}, {"pattern", "string"},  {"format", "string"},
-            {"minimum", "number"}, {"maximum", "number"},    {"exclusiveMinimum", "number"},
-            {"exclusiveMaximum", "number"}, {"nullable", ""}, {"uniqueItems", "array"}};
+            {"type", ""},
+            {"properties", "object"},
+            {"required", "object"},
+            {"additionalProperties", "object"},
+            {"items", "array"},
+            {"prefixItems", "array"},
+            {"minItems", "array"},
+            {"maxItems", "array"},
+            {"minLength", "string"},
+            {"maxLength", "string"},
+            {"pattern", "string"},
+            {"format", "string"},
+            {"minimum", "number"},
+            {"maximum", "number"},
+            {"exclusiveMinimum", "number"},
+            {"exclusiveMaximum", "number"},
+            {"nullable", ""},
+            {"uniqueItems", "array"}};
         for (const auto& [k, v] : s.items()) {
             if (kAnnotations.count(k)) continue;
             if (!kKnown.count(k)) {
@@ -390,7 +407,8 @@ private:
             fail(path + "/" + key, std::string("'") + key + "' must be a non-negative integer");
         const uint64_t v = it->get<uint64_t>();
         if (v > kMaxRepeat)
-            fail(path + "/" + key, std::string("'") + key + "' above " + std::to_string(kMaxRepeat));
+            fail(path + "/" + key,
+                 std::string("'") + key + "' above " + std::to_string(kMaxRepeat));
         return uint32_t(v);
     }
 
@@ -414,8 +432,8 @@ private:
                 unenforced(path + "/maxLength", "minLength/maxLength",
                            "cannot be enforced together with 'pattern'");
             try {
-                const uint32_t body = compile_regex(b_, p->get<std::string>(),
-                                                    bounds_.string_length);
+                const uint32_t body =
+                    compile_regex(b_, p->get<std::string>(), bounds_.string_length);
                 return b_.group("pattern", {b_.byte('"'), Builder::rule(body), b_.byte('"')});
             } catch (const Error& e) {
                 fail(path + "/pattern", e.what());
@@ -478,7 +496,8 @@ private:
                 b_.add_alt(hour, {cls('0', '1'), Builder::rule(digit())});
                 b_.add_alt(hour, {b_.byte('2'), cls('0', '3')});
                 const uint32_t sixty = b_.group("minute", {cls('0', '5'), Builder::rule(digit())});
-                const uint32_t frac = b_.group("fraction", {b_.byte('.'), Builder::repeat(digit(), 1, 6)});
+                const uint32_t frac =
+                    b_.group("fraction", {b_.byte('.'), Builder::repeat(digit(), 1, 6)});
                 const uint32_t zone = b_.add_rule("zone");
                 b_.add_alt(zone, {b_.byte('Z')});
                 b_.add_alt(zone, {Builder::rule(b_.char_class({{'+', '+'}, {'-', '-'}}, false)),
@@ -512,6 +531,11 @@ private:
     void fixed_range(const std::string& lo, const std::string& hi, Seq prefix, uint32_t rule) {
         if (lo.empty()) {
             b_.add_alt(rule, std::move(prefix));
+            return;
+        }
+        if (lo == std::string(lo.size(), '0') && hi == std::string(hi.size(), '9')) {
+            for (size_t i = 0; i < lo.size(); ++i) prefix.push_back(Builder::rule(digit()));
+            b_.add_alt(rule, std::move(prefix)); // any digits: one alternative, not 10^n
             return;
         }
         const std::string nines(lo.size() - 1, '9'), zeros(lo.size() - 1, '0');
@@ -554,7 +578,8 @@ private:
             auto it = s.find(key);
             if (it == s.end()) return;
             if (it->is_boolean()) return; // draft 4's exclusive flags, read with their bound
-            if (!it->is_number()) fail(path + "/" + key, std::string("'") + key + "' must be a number");
+            if (!it->is_number())
+                fail(path + "/" + key, std::string("'") + key + "' must be a number");
             double v = it->get<double>();
             bool excl = exclusive;
             if (!exclusive) {
@@ -667,7 +692,8 @@ private:
                 b_.literal(seq, json(name).dump());
                 seq.insert(seq.end(), {Builder::rule(ws()), b_.byte(':'), Builder::rule(ws()),
                                        Builder::rule(value), Builder::rule(ws())});
-                props.push_back({name, b_.group("member", std::move(seq)), required.count(name) > 0});
+                props.push_back(
+                    {name, b_.group("member", std::move(seq)), required.count(name) > 0});
                 names.push_back(name);
             }
         }
@@ -675,9 +701,11 @@ private:
             if (std::find(names.begin(), names.end(), r) == names.end()) {
                 // A required name with no schema of its own takes additionalProperties' (any value
                 // unless false).
-                const json* extra = s.contains("additionalProperties") ? &s["additionalProperties"] : nullptr;
+                const json* extra =
+                    s.contains("additionalProperties") ? &s["additionalProperties"] : nullptr;
                 if (extra && extra->is_boolean() && !extra->get<bool>())
-                    fail(path + "/required", "'" + r + "' is required but additionalProperties is false");
+                    fail(path + "/required",
+                         "'" + r + "' is required but additionalProperties is false");
                 const uint32_t value = extra && !extra->is_boolean()
                                            ? schema(*extra, path + "/additionalProperties")
                                            : generic(1);
@@ -692,8 +720,10 @@ private:
         // More properties than those named: additionalProperties true or a schema. Absent, it
         // is taken as false (the schema's own properties are always enough to be valid).
         uint32_t extra_member = kNone;
-        if (auto a = s.find("additionalProperties"); a != s.end() && !(a->is_boolean() && !a->get<bool>())) {
-            const uint32_t value = a->is_boolean() ? generic(1) : schema(*a, path + "/additionalProperties");
+        if (auto a = s.find("additionalProperties");
+            a != s.end() && !(a->is_boolean() && !a->get<bool>())) {
+            const uint32_t value =
+                a->is_boolean() ? generic(1) : schema(*a, path + "/additionalProperties");
             extra_member = b_.group("extra", {Builder::rule(other_key(names)), Builder::rule(ws()),
                                               b_.byte(':'), Builder::rule(ws()),
                                               Builder::rule(value), Builder::rule(ws())});
@@ -705,8 +735,8 @@ private:
         std::vector<uint32_t> tail(n + 1), head(n + 1);
         tail[n] = b_.add_rule("object-tail");
         if (extra_member != kNone) {
-            const uint32_t next = b_.group("extra-next", {b_.byte(','), Builder::rule(ws()),
-                                                          Builder::rule(extra_member)});
+            const uint32_t next = b_.group(
+                "extra-next", {b_.byte(','), Builder::rule(ws()), Builder::rule(extra_member)});
             b_.add_alt(tail[n], {Builder::repeat(next, 0, extra_max)});
         } else {
             b_.add_alt(tail[n], {});
@@ -714,9 +744,10 @@ private:
         head[n] = b_.add_rule("object-head");
         b_.add_alt(head[n], {});
         if (extra_member != kNone && extra_max > 0) {
-            const uint32_t next = b_.group("extra-next", {b_.byte(','), Builder::rule(ws()),
-                                                          Builder::rule(extra_member)});
-            b_.add_alt(head[n], {Builder::rule(extra_member), Builder::repeat(next, 0, extra_max - 1)});
+            const uint32_t next = b_.group(
+                "extra-next", {b_.byte(','), Builder::rule(ws()), Builder::rule(extra_member)});
+            b_.add_alt(head[n],
+                       {Builder::rule(extra_member), Builder::repeat(next, 0, extra_max - 1)});
         }
         for (size_t i = n; i-- > 0;) {
             tail[i] = b_.add_rule("object-tail");
@@ -727,8 +758,8 @@ private:
             b_.add_alt(head[i], {Builder::rule(props[i].member), Builder::rule(tail[i + 1])});
             if (!props[i].required) b_.add_alt(head[i], {Builder::rule(head[i + 1])});
         }
-        return b_.group("object", {b_.byte('{'), Builder::rule(ws()), Builder::rule(head[0]),
-                                   b_.byte('}')});
+        return b_.group("object",
+                        {b_.byte('{'), Builder::rule(ws()), Builder::rule(head[0]), b_.byte('}')});
     }
 
     // ---- Arrays ----
@@ -753,7 +784,8 @@ private:
             item = generic(1);
         }
         if (item == kNone) max = std::min<uint32_t>(max, uint32_t(prefix.size()));
-        if (max < min) fail(path + "/minItems", "'minItems' needs more items than 'items: false' allows");
+        if (max < min)
+            fail(path + "/minItems", "'minItems' needs more items than 'items: false' allows");
         if (prefix.empty()) return list(item, min, max);
 
         // after[i]: i items written (i >= 1), the rest to come.
@@ -763,8 +795,8 @@ private:
         if (item != kNone && max > k) {
             const uint32_t next = b_.group("next", {b_.byte(','), Builder::rule(ws()),
                                                     Builder::rule(item), Builder::rule(ws())});
-            b_.add_alt(after[k], {Builder::repeat(next, min > k ? min - uint32_t(k) : 0,
-                                                  max - uint32_t(k))});
+            b_.add_alt(after[k],
+                       {Builder::repeat(next, min > k ? min - uint32_t(k) : 0, max - uint32_t(k))});
         } else {
             b_.add_alt(after[k], {});
         }
@@ -778,8 +810,9 @@ private:
         const uint32_t r = b_.add_rule("array");
         if (min == 0) b_.add_alt(r, {b_.byte('['), Builder::rule(ws()), b_.byte(']')});
         if (max > 0)
-            b_.add_alt(r, {b_.byte('['), Builder::rule(ws()), Builder::rule(prefix[0]),
-                           Builder::rule(ws()), Builder::rule(after[1 <= k ? 1 : k]), b_.byte(']')});
+            b_.add_alt(r,
+                       {b_.byte('['), Builder::rule(ws()), Builder::rule(prefix[0]),
+                        Builder::rule(ws()), Builder::rule(after[1 <= k ? 1 : k]), b_.byte(']')});
         return r;
     }
 
@@ -805,7 +838,8 @@ private:
             if (o == v) continue;
             if (k == "properties" && o.is_object() && v.is_object()) {
                 for (const auto& [name, sub] : v.items())
-                    o[name] = o.contains(name) ? merge(o[name], sub, path + "/properties/" + name) : sub;
+                    o[name] =
+                        o.contains(name) ? merge(o[name], sub, path + "/properties/" + name) : sub;
             } else if (k == "required" && o.is_array() && v.is_array()) {
                 for (const json& n : v)
                     if (std::find(o.begin(), o.end(), n) == o.end()) o.push_back(n);

@@ -71,7 +71,9 @@ void Matcher::close(uint32_t pos, uint32_t count, uint32_t parent) {
                 work_.push_back(up);
             }
             break;
-        case Symbol::Kind::Bytes: scratch_.push_back(id); break;
+        case Symbol::Kind::Bytes:
+            scratch_.push_back(id);
+            break;
         case Symbol::Kind::Rule: {
             // A rule at the end of its alternative returns straight to the parent (a tail call),
             // so right recursion keeps the stack flat.

@@ -37,9 +37,9 @@ public:
     static constexpr size_t kMaxStates = 1 << 14;
 
 private:
-    static constexpr uint32_t kBottom = UINT32_MAX;   // the parent of a root stack frame
-    static constexpr uint32_t kUnknown = UINT32_MAX;  // a transition not computed yet
-    static constexpr uint32_t kDead = 0;              // the state that matches nothing
+    static constexpr uint32_t kBottom = UINT32_MAX;  // the parent of a root stack frame
+    static constexpr uint32_t kUnknown = UINT32_MAX; // a transition not computed yet
+    static constexpr uint32_t kDead = 0;             // the state that matches nothing
     static constexpr size_t kMaskSlots = 8;
 
     struct Frame { // one frame of a parse stack: where to go on, and below what
@@ -59,7 +59,7 @@ private:
     struct State {
         uint32_t first_stack = 0; // into stacks_of_states_
         uint32_t n_stacks = 0;
-        uint32_t row = kUnknown;  // into rows_, once a transition is asked for
+        uint32_t row = kUnknown; // into rows_, once a transition is asked for
         bool accepting = false;
     };
 
@@ -93,11 +93,11 @@ private:
     std::string key_;
 
     // The tokens allowed from a few recent states.
-    std::vector<uint64_t> masks_;        // [kMaskSlots][words]
-    std::vector<uint32_t> mask_states_;  // [kMaskSlots] which state each slot holds
+    std::vector<uint64_t> masks_;       // [kMaskSlots][words]
+    std::vector<uint32_t> mask_states_; // [kMaskSlots] which state each slot holds
     size_t next_slot_ = 0;
     size_t words_ = 0;
-    std::vector<uint32_t> walk_;         // [max_depth + 1] the trie walk's states by depth
+    std::vector<uint32_t> walk_; // [max_depth + 1] the trie walk's states by depth
 };
 
 // A compiled grammar as generation sees it.

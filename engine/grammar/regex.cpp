@@ -77,14 +77,29 @@ private:
             static const char* kHex = "0123456789abcdef";
             std::string text;
             switch (c) {
-            case '"': text = "\\\""; break;
-            case '\\': text = "\\\\"; break;
-            case '\n': text = "\\n"; break;
-            case '\t': text = "\\t"; break;
-            case '\r': text = "\\r"; break;
-            case '\b': text = "\\b"; break;
-            case '\f': text = "\\f"; break;
-            default: text = std::string("\\u00") + kHex[c >> 4] + kHex[c & 15];
+            case '"':
+                text = "\\\"";
+                break;
+            case '\\':
+                text = "\\\\";
+                break;
+            case '\n':
+                text = "\\n";
+                break;
+            case '\t':
+                text = "\\t";
+                break;
+            case '\r':
+                text = "\\r";
+                break;
+            case '\b':
+                text = "\\b";
+                break;
+            case '\f':
+                text = "\\f";
+                break;
+            default:
+                text = std::string("\\u00") + kHex[c >> 4] + kHex[c & 15];
             }
             Seq seq;
             b_.literal(seq, text);
@@ -154,6 +169,7 @@ private:
         const size_t at = pos_;
         const char c = peek();
         if (c == '(') {
+            if (++depth_ > 200) fail(at, "groups nested more than 200 deep");
             ++pos_;
             if (peek() == '?') {
                 if (pos_ + 1 < limit_ && p_[pos_ + 1] == ':') {
@@ -165,6 +181,7 @@ private:
             const uint32_t r = alternatives();
             if (peek() != ')') fail(at, "group is not closed with ')'");
             ++pos_;
+            --depth_;
             return r;
         }
         if (c == '[') return json_chars(parse_class());
@@ -173,7 +190,8 @@ private:
             return json_chars({{0x20, 0x10ffff}});
         }
         if (c == '^' || c == '$') fail(at, "anchors are supported only at the ends");
-        if (c == '*' || c == '+' || c == '?' || c == '{') fail(at, "a quantifier with nothing before it");
+        if (c == '*' || c == '+' || c == '?' || c == '{')
+            fail(at, "a quantifier with nothing before it");
         if (c == '\\') {
             std::vector<CodeRange> set;
             escape(set, false);
@@ -195,8 +213,10 @@ private:
             uint32_t v = 0;
             for (int i = 0; i < n; ++i) {
                 const char h = peek();
-                int d = h >= '0' && h <= '9' ? h - '0' : h >= 'a' && h <= 'f' ? h - 'a' + 10
-                        : h >= 'A' && h <= 'F' ? h - 'A' + 10 : -1;
+                int d = h >= '0' && h <= '9'   ? h - '0'
+                        : h >= 'a' && h <= 'f' ? h - 'a' + 10
+                        : h >= 'A' && h <= 'F' ? h - 'A' + 10
+                                               : -1;
                 if (d < 0) fail(at, "bad hexadecimal escape");
                 v = v * 16 + uint32_t(d);
                 ++pos_;
@@ -218,26 +238,57 @@ private:
             return out;
         };
         switch (e) {
-        case 'd': set.insert(set.end(), digits.begin(), digits.end()); return;
-        case 'w': set.insert(set.end(), word.begin(), word.end()); return;
-        case 's': set.insert(set.end(), space.begin(), space.end()); return;
-        case 'D': for (auto r : complement(digits)) set.push_back(r); return;
-        case 'W': for (auto r : complement(word)) set.push_back(r); return;
-        case 'S': for (auto r : complement(space)) set.push_back(r); return;
-        case 'n': set.emplace_back('\n', '\n'); return;
-        case 't': set.emplace_back('\t', '\t'); return;
-        case 'r': set.emplace_back('\r', '\r'); return;
-        case 'f': set.emplace_back('\f', '\f'); return;
-        case 'v': set.emplace_back('\v', '\v'); return;
-        case 'x': { const uint32_t v = hex(2); set.emplace_back(v, v); return; }
-        case 'u': { const uint32_t v = hex(4); set.emplace_back(v, v); return; }
+        case 'd':
+            set.insert(set.end(), digits.begin(), digits.end());
+            return;
+        case 'w':
+            set.insert(set.end(), word.begin(), word.end());
+            return;
+        case 's':
+            set.insert(set.end(), space.begin(), space.end());
+            return;
+        case 'D':
+            for (auto r : complement(digits)) set.push_back(r);
+            return;
+        case 'W':
+            for (auto r : complement(word)) set.push_back(r);
+            return;
+        case 'S':
+            for (auto r : complement(space)) set.push_back(r);
+            return;
+        case 'n':
+            set.emplace_back('\n', '\n');
+            return;
+        case 't':
+            set.emplace_back('\t', '\t');
+            return;
+        case 'r':
+            set.emplace_back('\r', '\r');
+            return;
+        case 'f':
+            set.emplace_back('\f', '\f');
+            return;
+        case 'v':
+            set.emplace_back('\v', '\v');
+            return;
+        case 'x': {
+            const uint32_t v = hex(2);
+            set.emplace_back(v, v);
+            return;
+        }
+        case 'u': {
+            const uint32_t v = hex(4);
+            set.emplace_back(v, v);
+            return;
+        }
         case 'b':
             if (in_class) {
                 set.emplace_back('\b', '\b');
                 return;
             }
             fail(at, "word boundaries (\\b) are not supported");
-        default: break;
+        default:
+            break;
         }
         if (e >= '1' && e <= '9') fail(at, "backreferences are not supported");
         if ((e >= 'a' && e <= 'z') || (e >= 'A' && e <= 'Z') || (e >= '0' && e <= '9'))
@@ -308,6 +359,7 @@ private:
     uint32_t max_repeat_;
     size_t pos_ = 0;
     size_t limit_ = 0;
+    int depth_ = 0;
 };
 
 } // namespace

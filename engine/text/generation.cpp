@@ -74,12 +74,13 @@ void TokenStream::start(const std::vector<TokenId>& prompt_tokens) {
     tail_.clear();
     n_generated_ = 0;
     finish_ = FinishReason::None;
-    if (params_.max_tokens == 0) finish(FinishReason::Length);
+    if (params_.constraint) constraint_ = params_.constraint->start(vocab_);
+    if (params_.max_tokens == 0) finish(FinishReason::Length, true);
 }
 
-void TokenStream::finish(FinishReason reason) {
+void TokenStream::finish(FinishReason reason, bool keep_held) {
     finish_ = reason;
-    if (reason != FinishReason::Stop) {
+    if (keep_held) {
         std::string rest;
         utf8_.finish(rest);
         tail_ = held_ + rest;
@@ -106,17 +107,28 @@ size_t TokenStream::safe_prefix_length() const {
 bool TokenStream::next(const float* logits, bool context_full, GeneratedToken& out) {
     out = {};
     if (finished()) return false;
-    const TokenId token = sampler_.sample(logits);
+    TokenId token = sampler_.sample(logits);
+    // With a grammar, llama.cpp's order: the unconstrained choice stands when the grammar allows
+    // it (so greedy output is unchanged wherever it can be); otherwise the chain runs again over
+    // the allowed tokens alone, the mask applied before every other step.
+    if (constraint_ && !constraint_->allows(token)) {
+        token = sampler_.sample(logits, constraint_->mask());
+        if (token < 0) { // nothing can follow: the grammar allows no token here
+            finish(FinishReason::Stop, true);
+            return false;
+        }
+    }
     if (params_.logprobs >= 0) {
         log_softmax_top(logits, vocab_.size(), token, params_.logprobs, logprobs_);
         out.logprobs = &logprobs_;
     }
     if (vocab_.is_eog(token)) {
-        finish(FinishReason::Eos);
+        finish(FinishReason::Eos, true);
         return false;
     }
     sampler_.accept(token);
     ++n_generated_;
+    if (constraint_) constraint_->accept(token);
 
     shown_.clear();
     utf8_.push(vocab_.piece(token), held_);
@@ -124,12 +136,15 @@ bool TokenStream::next(const float* logits, bool context_full, GeneratedToken& o
     for (const auto& stop : params_.stop) stop_at = std::min(stop_at, held_.find(stop));
     if (stop_at != std::string::npos) {
         shown_.assign(held_, 0, stop_at);
-        finish(FinishReason::Stop);
+        finish(FinishReason::Stop, false);
     } else {
         const size_t safe = safe_prefix_length();
         shown_.assign(held_, 0, safe);
         held_.erase(0, safe);
-        if (n_generated_ >= params_.max_tokens || context_full) finish(FinishReason::Length);
+        if (constraint_ && constraint_->closed())
+            finish(FinishReason::Stop, true); // the grammar is complete; nothing may follow
+        else if (n_generated_ >= params_.max_tokens || context_full)
+            finish(FinishReason::Length, true);
     }
     out.id = token;
     out.text = shown_;

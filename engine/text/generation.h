@@ -5,11 +5,13 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "engine/model/context.h"
+#include "engine/text/constraint.h"
 #include "engine/text/sampler.h"
 #include "engine/text/vocab.h"
 
@@ -24,6 +26,8 @@ struct GenerationParams {
     std::vector<std::string> stop; // non-empty, valid UTF-8; the text ends before the first match
     int32_t logprobs = -1;         // -1: none; 0 to 20: each token's log-probability and this many
                                    // most likely tokens beside it
+    // A grammar the output must follow (null: none), shared by every stream that uses it.
+    std::shared_ptr<const Constraint> constraint;
 
     // Throws Error naming the bad parameter.
     void validate() const;
@@ -51,9 +55,14 @@ public:
     // Text held back at the end (a partial stop-string match that never completed).
     std::string_view tail() const { return tail_; }
     int32_t n_generated() const { return n_generated_; }
+    // With a grammar: whether the output so far completes it.
+    bool constrained() const { return constraint_ != nullptr; }
+    bool grammar_complete() const { return constraint_ && constraint_->complete(); }
+    const GenerationParams& params() const { return params_; }
 
 private:
-    void finish(FinishReason reason);
+    // Text held back goes to tail() unless a stop string ended the stream (`keep_held` false).
+    void finish(FinishReason reason, bool keep_held);
     size_t safe_prefix_length() const;
 
     const Vocab& vocab_;
@@ -64,6 +73,7 @@ private:
     std::string shown_; // text returned by the current call
     std::string tail_;
     TokenLogprobs logprobs_;
+    std::unique_ptr<ConstraintState> constraint_;
     int32_t n_generated_ = 0;
     FinishReason finish_ = FinishReason::None;
 };

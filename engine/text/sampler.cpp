@@ -72,8 +72,20 @@ void Sampler::accept(TokenId token) {
     recent_count_ = std::min(recent_count_ + 1, recent_.size());
 }
 
-TokenId Sampler::sample(const float* logits) {
-    for (int32_t i = 0; i < n_vocab_; ++i) candidates_[size_t(i)] = {i, logits[i], 0.0f};
+TokenId Sampler::sample(const float* logits, const uint64_t* allowed) {
+    if (allowed) {
+        // Disallowed tokens keep their slot (penalties index candidates by id) at -infinity,
+        // then drop out once the chain has sorted or searched.
+        bool any = false;
+        for (int32_t i = 0; i < n_vocab_; ++i) {
+            const bool ok = (allowed[i / 64] >> (i % 64)) & 1;
+            any |= ok;
+            candidates_[size_t(i)] = {i, ok ? logits[i] : -INFINITY, 0.0f};
+        }
+        if (!any) return -1;
+    } else {
+        for (int32_t i = 0; i < n_vocab_; ++i) candidates_[size_t(i)] = {i, logits[i], 0.0f};
+    }
     n_candidates_ = size_t(n_vocab_);
     sorted_ = false;
 
@@ -127,6 +139,8 @@ void Sampler::softmax() {
                   [](const Candidate& a, const Candidate& b) { return a.logit > b.logit; });
         sorted_ = true;
     }
+    // Tokens a grammar refused (at -infinity) are never drawn.
+    while (n_candidates_ > 1 && candidates_[n_candidates_ - 1].logit == -INFINITY) --n_candidates_;
     const float max_logit = candidates_[0].logit;
     double sum = 0.0;
     for (size_t i = 0; i < n_candidates_; ++i) {

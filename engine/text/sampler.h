@@ -52,7 +52,9 @@ class Sampler {
 public:
     Sampler(const SamplingParams& params, int32_t n_vocab);
 
-    TokenId sample(const float* logits);
+    // `allowed` (a bit per token id, or null for all): only those tokens are candidates, as if
+    // the others' logits were minus infinity before the chain. -1 when none is allowed.
+    TokenId sample(const float* logits, const uint64_t* allowed = nullptr);
     // Records a token of the context (prompt or generated) for the repetition penalty.
     void accept(TokenId token);
     void reset();
