@@ -82,6 +82,18 @@ std::vector<std::vector<std::pair<uint8_t, uint8_t>>> utf8_sequences(uint32_t lo
     return out;
 }
 
+std::vector<CodeRange> complement(std::vector<CodeRange> ranges, uint32_t from) {
+    std::sort(ranges.begin(), ranges.end());
+    std::vector<CodeRange> out;
+    uint32_t next = from;
+    for (const auto& [lo, hi] : ranges) {
+        if (lo > next) out.emplace_back(next, lo - 1);
+        next = std::max(next, hi + 1);
+    }
+    if (next <= kMaxCodePoint) out.emplace_back(next, kMaxCodePoint);
+    return out;
+}
+
 uint32_t Builder::add_rule(std::string_view name) {
     std::string unique(name);
     for (int n = 2; std::find(names_.begin(), names_.end(), unique) != names_.end(); ++n)
@@ -126,16 +138,7 @@ uint32_t Builder::char_class(std::vector<CodeRange> ranges, bool negated) {
         else
             merged.push_back(r);
     }
-    if (negated) {
-        std::vector<CodeRange> complement;
-        uint32_t next = 0;
-        for (const auto& [lo, hi] : merged) {
-            if (lo > next) complement.emplace_back(next, lo - 1);
-            next = hi + 1;
-        }
-        if (next <= kMaxCodePoint) complement.emplace_back(next, kMaxCodePoint);
-        merged = std::move(complement);
-    }
+    if (negated) merged = complement(std::move(merged));
     std::string key;
     for (const auto& [lo, hi] : merged) key += std::to_string(lo) + "-" + std::to_string(hi) + ",";
     for (const auto& [k, rule] : class_rules_)

@@ -81,6 +81,9 @@ private:
     std::vector<std::pair<std::string, uint32_t>> class_rules_; // key -> rule
 };
 
+// The code points from `from` to U+10FFFF that none of `ranges` holds (in any order).
+std::vector<CodeRange> complement(std::vector<CodeRange> ranges, uint32_t from = 0);
+
 // The UTF-8 byte-range sequences that together match exactly the code points lo..hi (surrogates
 // excluded); each sequence is one range per byte.
 std::vector<std::vector<std::pair<uint8_t, uint8_t>>> utf8_sequences(uint32_t lo, uint32_t hi);

@@ -188,7 +188,7 @@ private:
         if (depth < bounds_.depth) {
             b_.add_alt(r, {Builder::rule(generic_object(depth))});
             const uint32_t item = generic(depth + 1);
-            b_.add_alt(r, {Builder::rule(list(item, 0, bounds_.array_items))});
+            b_.add_alt(r, {Builder::rule(bracketed('[', item, 0, bounds_.array_items, ']'))});
         }
         return r;
     }
@@ -213,10 +213,6 @@ private:
                         Builder::rule(ws()), Builder::repeat(next, min > 0 ? min - 1 : 0, max - 1),
                         b_.byte(uint8_t(close))});
         return r;
-    }
-    uint32_t list(uint32_t item, uint32_t min, uint32_t max) {
-        // The item of a list needs its own trailing whitespace slot: bracketed() gives it.
-        return bracketed('[', item, min, max, ']');
     }
     uint32_t literal_rule(const std::string& name, const std::string& text) {
         Seq s;
@@ -335,7 +331,7 @@ private:
         if (auto n = s.find("nullable"); n != s.end() && n->is_boolean() && n->get<bool>())
             if (!types.empty() && std::find(types.begin(), types.end(), "null") == types.end())
                 types.push_back("null");
-        check_keywords(s, path, types);
+        check_keywords(s, path);
         if (types.empty()) return generic(0);
         if (types.size() == 1) return typed(s, types[0], path);
         const uint32_t r = b_.add_rule("types");
@@ -349,8 +345,7 @@ private:
         return s;
     }
 
-    void check_keywords(const json& s, const std::string& path,
-                        const std::vector<std::string>& types) {
+    void check_keywords(const json& s, const std::string& path) {
         static const std::map<std::string, std::string> kKnown = {
             {"type", ""},
             {"properties", "object"},
@@ -379,7 +374,6 @@ private:
             if (k == "uniqueItems" && v.is_boolean() && v.get<bool>())
                 unenforced(path + "/uniqueItems", k, "(true) cannot be enforced token by token");
         }
-        (void)types;
     }
 
     uint32_t typed(const json& s, const std::string& type, const std::string& path) {
@@ -786,7 +780,7 @@ private:
         if (item == kNone) max = std::min<uint32_t>(max, uint32_t(prefix.size()));
         if (max < min)
             fail(path + "/minItems", "'minItems' needs more items than 'items: false' allows");
-        if (prefix.empty()) return list(item, min, max);
+        if (prefix.empty()) return bracketed('[', item, min, max, ']');
 
         // after[i]: i items written (i >= 1), the rest to come.
         const size_t k = prefix.size();

@@ -226,17 +226,8 @@ private:
         const std::vector<CodeRange> digits{{'0', '9'}};
         const std::vector<CodeRange> word{{'0', '9'}, {'A', 'Z'}, {'_', '_'}, {'a', 'z'}};
         const std::vector<CodeRange> space{{'\t', '\r'}, {' ', ' '}};
-        auto complement = [](std::vector<CodeRange> r) {
-            std::sort(r.begin(), r.end());
-            std::vector<CodeRange> out;
-            uint32_t next = 0x20; // never control characters
-            for (const auto& [lo, hi] : r) {
-                if (lo > next) out.emplace_back(next, lo - 1);
-                next = std::max(next, hi + 1);
-            }
-            if (next <= 0x10ffff) out.emplace_back(next, 0x10ffff);
-            return out;
-        };
+        // The negated escapes never yield control characters.
+        auto others = [](const std::vector<CodeRange>& r) { return complement(r, 0x20); };
         switch (e) {
         case 'd':
             set.insert(set.end(), digits.begin(), digits.end());
@@ -248,13 +239,13 @@ private:
             set.insert(set.end(), space.begin(), space.end());
             return;
         case 'D':
-            for (auto r : complement(digits)) set.push_back(r);
+            for (auto r : others(digits)) set.push_back(r);
             return;
         case 'W':
-            for (auto r : complement(word)) set.push_back(r);
+            for (auto r : others(word)) set.push_back(r);
             return;
         case 'S':
-            for (auto r : complement(space)) set.push_back(r);
+            for (auto r : others(space)) set.push_back(r);
             return;
         case 'n':
             set.emplace_back('\n', '\n');
@@ -342,16 +333,8 @@ private:
         }
         if (peek() != ']') fail(at, "class is not closed with ']'");
         ++pos_;
-        if (!negated) return set;
-        std::sort(set.begin(), set.end());
-        std::vector<CodeRange> out;
-        uint32_t next = 0x20; // a negated class never yields control characters
-        for (const auto& [lo, hi] : set) {
-            if (lo > next) out.emplace_back(next, lo - 1);
-            next = std::max(next, hi + 1);
-        }
-        if (next <= 0x10ffff) out.emplace_back(next, 0x10ffff);
-        return out;
+        // A negated class never yields control characters.
+        return negated ? complement(std::move(set), 0x20) : set;
     }
 
     Builder& b_;
