@@ -293,3 +293,57 @@ TEST_CASE("the token mask is exactly the tokens allowed one by one (Llama 3's vo
         CHECK(allowed > 0);
     }
 }
+
+// One matcher carried along a long string, so that its masks come from states it has seen
+// (repetition counts made canonical, the short tokens' shortcut inside strings), against a fresh
+// matcher trying each token alone: mid-string, mid-character, mid-escape, near the length bound
+// and past a long key.
+TEST_CASE("masks reused across a long string stay exact (Llama 3's vocabulary)") {
+    const std::string path = test::shared_file("vocab/ggml-vocab-llama3.gguf");
+    WOOLLY_REQUIRE_SHARED(path);
+    if (!BpeTokenizer::available()) {
+        MESSAGE("skipped: Llama 3's BPE vocabulary needs PCRE2, which this build lacks");
+        return;
+    }
+    auto file = GgufFile::open(path);
+    Vocab vocab(*file);
+    const auto g = std::make_shared<const Grammar>(schema(R"({"type":"object","properties":{
+        "text":{"type":"string","maxLength":120},"tags":{"type":"array","maxItems":40,
+        "items":{"type":"string","minLength":30}}},"required":["text","tags"],
+        "additionalProperties":{"type":"integer"}})"));
+    Matcher m(g, vocab.trie(), vocab.eog_tokens());
+    std::string text;
+    auto check_here = [&] {
+        const uint64_t* mask = m.mask();
+        Matcher one(g, vocab.trie(), vocab.eog_tokens());
+        REQUIRE(one.accept_bytes(text));
+        int allowed = 0, mismatches = 0;
+        for (TokenId t = 0; t < vocab.size(); ++t) {
+            const bool in_mask = (mask[t / 64] >> (t % 64)) & 1;
+            allowed += in_mask;
+            mismatches += in_mask != one.allows(t);
+        }
+        INFO(text);
+        CHECK(mismatches == 0);
+        CHECK(allowed > 0);
+    };
+    auto feed = [&](const std::string& bytes, bool check_each) {
+        for (char c : bytes) {
+            REQUIRE(m.accept_bytes(std::string_view(&c, 1)));
+            text += c;
+            if (check_each) check_here();
+        }
+    };
+    feed("{\"text\": \"", false);
+    check_here();
+    feed("Once upon a time ", true); // counts that share one canonical state
+    feed("\xc3", true);              // inside a two-byte character
+    feed("\xa9 and \\", true);       // inside an escape
+    feed("u00e9", false);
+    feed(std::string(70, 'x'), false); // 95 characters: the bound (120) within a token
+    feed(std::string(20, 'y'), true);
+    feed("\", \"tags\": [\"", false);
+    feed("the minimum is thirty characters", true); // a lower bound met inside a token
+    feed("\"], \"", false);
+    feed(std::string(40, 'k'), true); // an extra key growing toward its bound
+}

@@ -278,6 +278,22 @@ Grammar Builder::finish(uint32_t root) {
     }
 
     Grammar g;
+    g.nullable.assign(nullable.begin(), nullable.end());
+    // Byte classes by refinement: each set splits every class it cuts in two.
+    uint32_t n_classes = 1;
+    for (const ByteSet& set : byte_sets_) {
+        std::array<int16_t, 512> split; // [class * 2 + in set] -> new class
+        split.fill(-1);
+        uint32_t next = 0;
+        for (int b = 0; b < 256; ++b) {
+            int16_t& c = split[size_t(g.byte_class[size_t(b)]) * 2 + (set.test(size_t(b)) ? 1 : 0)];
+            if (c < 0) c = int16_t(next++);
+            g.byte_class[size_t(b)] = uint8_t(c);
+        }
+        n_classes = next;
+    }
+    g.class_byte.assign(n_classes, 0);
+    for (int b = 255; b >= 0; --b) g.class_byte[g.byte_class[size_t(b)]] = uint8_t(b);
     g.byte_sets = byte_sets_;
     g.names = names_;
     g.alts.resize(n);

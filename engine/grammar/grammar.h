@@ -3,6 +3,7 @@
 // token that ends inside a character is judged by its bytes like any other.
 #pragma once
 
+#include <array>
 #include <bitset>
 #include <cstdint>
 #include <string>
@@ -40,6 +41,11 @@ struct Grammar {
     std::vector<std::string> names;          // [rule] for messages
     std::vector<ByteSet> byte_sets;
     uint32_t root = 0;
+    std::vector<uint8_t> nullable; // [rule] 1 when it can match the empty string
+    // Bytes no byte set tells apart share a class: byte_class[b] is b's, class_byte[c] one byte
+    // of class c.
+    std::array<uint8_t, 256> byte_class{};
+    std::vector<uint8_t> class_byte;
     std::vector<std::string> warnings; // what a relaxed (strict: false) schema left unenforced
 };
 

@@ -11,10 +11,19 @@ namespace woolly::grammar {
 Matcher::Matcher(std::shared_ptr<const Grammar> grammar, const TokenTrie& trie,
                  const std::vector<TokenId>& eog)
     : grammar_(std::move(grammar)), trie_(trie), eog_(eog) {
-    words_ = (size_t(trie_.n_vocab()) + 63) / 64;
-    masks_.resize(kMaskSlots * words_);
-    mask_states_.assign(kMaskSlots, kUnknown);
+    // One word more than the vocabulary needs: room for the spare bit at n_vocab.
+    words_ = size_t(trie_.n_vocab()) / 64 + 1;
+    for (MaskCache& c : caches_) {
+        c.masks.resize(kMaskSlots * words_);
+        c.states.assign(kMaskSlots, kUnknown);
+    }
+    mask_.resize(words_);
+    n_classes_ = grammar_->class_byte.size();
+    part_depth_[0] = trie_.short_tokens().max_depth;
+    part_depth_[1] = trie_.long_tokens().max_depth;
     walk_.resize(size_t(trie_.max_depth()) + 1);
+    rows_at_.resize(walk_.size());
+    free_.resize(walk_.size());
     frames_.reserve(1024);
     states_.reserve(256);
     clear_tables();
@@ -33,7 +42,9 @@ void Matcher::clear_tables() {
     state_ids_.clear();
     rows_.clear();
     visited_.clear();
-    std::fill(mask_states_.begin(), mask_states_.end(), kUnknown);
+    for (auto& c : canonical_frames_) c.clear();
+    for (MaskCache& c : caches_) std::fill(c.states.begin(), c.states.end(), kUnknown);
+    mask_state_ = kUnknown;
     states_.push_back(State{}); // kDead: no stacks, not accepting
     state_ids_.emplace(std::string(1, '\0'), kDead);
 }
@@ -119,13 +130,15 @@ uint32_t Matcher::intern_scratch() {
 
 uint32_t Matcher::step(uint32_t state, uint8_t byte) {
     if (state == kDead) return kDead;
+    const size_t cls = grammar_->byte_class[byte];
     if (states_[state].row != kUnknown) {
-        const uint32_t next = rows_[size_t(states_[state].row) * 256 + byte];
+        const uint32_t next = rows_[size_t(states_[state].row) * n_classes_ + cls];
         if (next != kUnknown) return next;
     } else {
-        states_[state].row = uint32_t(rows_.size() / 256);
-        rows_.resize(rows_.size() + 256, kUnknown);
+        states_[state].row = uint32_t(rows_.size() / n_classes_);
+        rows_.resize(rows_.size() + n_classes_, kUnknown);
     }
+    byte = grammar_->class_byte[cls];
     scratch_.clear();
     scratch_accepting_ = false;
     ++epoch_;
@@ -136,7 +149,7 @@ uint32_t Matcher::step(uint32_t state, uint8_t byte) {
         if (grammar_->byte_sets[sym.index].test(byte)) close(f.pos + 1, 0, f.parent);
     }
     const uint32_t next = intern_scratch();
-    rows_[size_t(states_[state].row) * 256 + byte] = next;
+    rows_[size_t(states_[state].row) * n_classes_ + cls] = next;
     return next;
 }
 
@@ -196,35 +209,150 @@ void Matcher::compact() {
     state_ = intern_scratch();
 }
 
-const uint64_t* Matcher::mask() {
+// A frame with the counts of it and its parents made canonical for `part`'s tokens: a
+// repetition whose body reads at least a byte counts up at most once per byte, so within D bytes
+// (the part's longest token) count c acts as `min` does when c >= min and max - c > D, and as 0
+// does when min - c > D. Other counts stay exact.
+uint32_t Matcher::canonical_frame(uint32_t id, size_t part) {
+    std::vector<uint32_t>& memo = canonical_frames_[part];
+    const uint32_t depth = part_depth_[part];
+    // The chain down to the first frame already known (or the bottom), then back up it.
+    std::vector<uint32_t>& chain = work_chain_;
+    chain.clear();
+    for (uint32_t f = id; f != kBottom && (f >= memo.size() || memo[f] == kUnknown);
+         f = frames_[f].parent)
+        chain.push_back(f);
+    for (size_t i = chain.size(); i-- > 0;) {
+        const Frame f = frames_[chain[i]];
+        const uint32_t parent = f.parent == kBottom ? kBottom : memo[f.parent];
+        uint32_t count = f.count;
+        const Symbol& s = grammar_->symbols[f.pos];
+        if (s.kind == Symbol::Kind::Repeat && !grammar_->nullable[s.index]) {
+            const bool far_from_max = s.max == kUnbounded || s.max - count > depth;
+            if (count >= s.min && far_from_max)
+                count = s.min;
+            else if (count < s.min && s.min - count > depth)
+                count = 0;
+        }
+        const uint32_t canon = frame(f.pos, count, parent);
+        if (memo.size() < frames_.size()) memo.resize(frames_.size(), kUnknown);
+        memo[chain[i]] = canon;
+    }
+    return id == kBottom ? kBottom : memo[id];
+}
+
+// The state whose stacks are `state`'s with canonical counts: for every token of `part` it
+// allows exactly what `state` allows, so its mask stands for both.
+uint32_t Matcher::canonical(uint32_t state, size_t part) {
+    if (states_[state].canonical[part] != kUnknown) return states_[state].canonical[part];
+    const State s = states_[state];
+    std::vector<uint32_t> stacks;
+    stacks.reserve(s.n_stacks);
+    for (uint32_t i = 0; i < s.n_stacks; ++i)
+        stacks.push_back(canonical_frame(stacks_of_states_[s.first_stack + i], part));
+    scratch_ = std::move(stacks);
+    scratch_accepting_ = s.accepting;
+    const uint32_t canon = intern_scratch();
+    states_[state].canonical[part] = canon;
+    states_[canon].canonical[part] = canon;
+    return canon;
+}
+
+// The tokens of one trie part allowed from the current state, from the cache or by a walk.
+const uint64_t* Matcher::part_mask(size_t part) {
+    const uint32_t from = canonical(state_, part);
+    MaskCache& cache = caches_[part];
     for (size_t i = 0; i < kMaskSlots; ++i)
-        if (mask_states_[i] == state_) return masks_.data() + i * words_;
-    const size_t slot = next_slot_;
-    next_slot_ = (next_slot_ + 1) % kMaskSlots;
-    uint64_t* out = masks_.data() + slot * words_;
+        if (cache.states[i] == from) return cache.masks.data() + i * words_;
+    const size_t slot = cache.next;
+    cache.next = (cache.next + 1) % kMaskSlots;
+    uint64_t* out = cache.masks.data() + slot * words_;
     std::memset(out, 0, words_ * sizeof(uint64_t));
 
-    const auto& nodes = trie_.nodes();
-    const TokenId* tokens = trie_.tokens();
-    walk_[0] = state_;
-    for (size_t i = 0; i < nodes.size();) {
+    const TokenTrie::Part& trie = part == 0 ? trie_.short_tokens() : trie_.long_tokens();
+    const TokenTrie::Node* nodes = trie.nodes.data();
+    const size_t n_nodes = trie.nodes.size();
+    const TokenId* tokens = trie.tokens.data();
+    // walk_[d]: the state after the first d bytes of the current path, rows_at_[d] where its
+    // row starts. Known transitions are read straight from the rows; only a missing one goes
+    // through step(). A node's token bit is set without a branch (a node without a token sets
+    // the spare bit past the vocabulary).
+    const uint8_t* classes = grammar_->byte_class.data();
+    const uint32_t* rows = rows_.data();
+    auto row_of = [&](uint32_t state) {
+        const uint32_t row = states_[state].row;
+        return row == kUnknown ? kUnknown : uint32_t(row * n_classes_);
+    };
+    // The ASCII bytes that leave `from` as it was: a subtree of nothing else, under a path of
+    // nothing else, is allowed whole (TokenTrie::Shortcut).
+    const TokenTrie::Shortcut* shortcut = nullptr;
+    if (part == 0) {
+        TokenTrie::AsciiSet loops;
+        for (uint32_t b = 0; b < 128; ++b) {
+            const uint32_t next = step(from, uint8_t(b));
+            if (next != kDead && canonical(next, 0) == from) loops.set(b);
+        }
+        if (loops.count() >= kShortcutBytes) shortcut = shortcut_for(loops);
+        rows = rows_.data();
+    }
+    const uint64_t* closed = shortcut ? shortcut->closed.data() : nullptr;
+    walk_[0] = from;
+    rows_at_[0] = row_of(from);
+    free_[0] = shortcut != nullptr;
+    for (size_t i = 0; i < n_nodes;) {
         const TokenTrie::Node& n = nodes[i];
-        const uint32_t s = step(walk_[n.depth - 1], n.byte);
+        const size_t d = n.depth;
+        if (free_[d - 1] && ((closed[i / 64] >> (i % 64)) & 1)) {
+            i = n.subtree_end;
+            continue;
+        }
+        const uint32_t r = rows_at_[d - 1];
+        uint32_t s = r == kUnknown ? kUnknown : rows[r + classes[n.byte]];
+        if (s == kUnknown) {
+            s = step(walk_[d - 1], n.byte);
+            rows = rows_.data();
+            rows_at_[d - 1] = row_of(walk_[d - 1]);
+        }
         if (s == kDead) {
             i = n.subtree_end;
             continue;
         }
-        walk_[n.depth] = s;
-        for (uint32_t k = 0; k < n.n_tokens; ++k) {
-            const auto t = uint32_t(tokens[n.first_token + k]);
-            out[t / 64] |= uint64_t(1) << (t % 64);
+        walk_[d] = s;
+        rows_at_[d] = row_of(s);
+        free_[d] = free_[d - 1] && n.byte < 128 && shortcut->set.test(n.byte);
+        out[n.token / 64] |= uint64_t(1) << (n.token % 64);
+        if (n.n_tokens > 1) {
+            for (uint32_t k = 1; k < n.n_tokens; ++k) {
+                const auto t = uint32_t(tokens[n.first_token + k]);
+                out[t / 64] |= uint64_t(1) << (t % 64);
+            }
         }
         ++i;
     }
-    if (complete())
-        for (TokenId t : eog_) out[size_t(t) / 64] |= uint64_t(1) << (size_t(t) % 64);
-    mask_states_[slot] = state_;
+    if (shortcut)
+        for (size_t w = 0; w < words_; ++w) out[w] |= shortcut->tokens[w];
+    cache.states[slot] = from;
     return out;
+}
+
+const TokenTrie::Shortcut* Matcher::shortcut_for(const TokenTrie::AsciiSet& set) {
+    for (const auto& s : shortcuts_)
+        if (s->set == set) return s.get();
+    shortcuts_.push_back(trie_.shortcut(set));
+    return shortcuts_.back().get();
+}
+
+const uint64_t* Matcher::mask() {
+    if (mask_state_ == state_) return mask_.data();
+    const uint64_t* a = part_mask(0);
+    const uint64_t* b = part_mask(1);
+    for (size_t w = 0; w < words_; ++w) mask_[w] = a[w] | b[w];
+    const size_t spare = size_t(trie_.n_vocab());
+    mask_[spare / 64] &= ~(uint64_t(1) << (spare % 64));
+    if (complete())
+        for (TokenId t : eog_) mask_[size_t(t) / 64] |= uint64_t(1) << (size_t(t) % 64);
+    mask_state_ = state_;
+    return mask_.data();
 }
 
 std::unique_ptr<ConstraintState> GrammarConstraint::start(const Vocab& vocab) const {

@@ -1,8 +1,11 @@
 // matcher.h — running a byte grammar against tokens. The grammar's pushdown states are
 // determinised lazily: a state is a set of parse stacks, interned, with a row of byte
-// transitions filled in as they are first taken. The tokens allowed next come from one walk of
-// the vocabulary's trie (TokenTrie) that follows those transitions and skips every subtree whose
-// prefix the grammar refuses, so each trie edge costs a table lookup once the state is warm.
+// transitions (one per byte class) filled in as they are first taken. The tokens allowed next
+// come from walks of the vocabulary's tries (TokenTrie) that follow those transitions and skip
+// every subtree whose prefix the grammar refuses, so each trie edge costs a table lookup once the
+// state is warm. A walk's answer is kept for the state's class: states whose repetition counts
+// differ only where no token can reach a bound (a long string's 3rd and 30th character) share
+// it, so inside a string the short tokens' mask is walked once, not once per token.
 #pragma once
 
 #include <memory>
@@ -40,7 +43,8 @@ private:
     static constexpr uint32_t kBottom = UINT32_MAX;  // the parent of a root stack frame
     static constexpr uint32_t kUnknown = UINT32_MAX; // a transition not computed yet
     static constexpr uint32_t kDead = 0;             // the state that matches nothing
-    static constexpr size_t kMaskSlots = 8;
+    static constexpr size_t kMaskSlots = 16;         // per trie part
+    static constexpr size_t kShortcutBytes = 32;     // fewer looping bytes: no shortcut
 
     struct Frame { // one frame of a parse stack: where to go on, and below what
         uint32_t pos, count, parent;
@@ -60,7 +64,14 @@ private:
         uint32_t first_stack = 0; // into stacks_of_states_
         uint32_t n_stacks = 0;
         uint32_t row = kUnknown; // into rows_, once a transition is asked for
+        uint32_t canonical[2] = {kUnknown, kUnknown}; // per trie part, see canonical()
         bool accepting = false;
+    };
+    // The masks of one trie part, for a few canonical states.
+    struct MaskCache {
+        std::vector<uint64_t> masks;  // [kMaskSlots][words]
+        std::vector<uint32_t> states; // [kMaskSlots] which state each slot holds
+        size_t next = 0;
     };
 
     void clear_tables();
@@ -70,6 +81,10 @@ private:
     uint32_t step(uint32_t state, uint8_t byte);
     uint32_t walk(uint32_t state, std::string_view bytes);
     void compact();
+    uint32_t canonical_frame(uint32_t id, size_t part);
+    uint32_t canonical(uint32_t state, size_t part);
+    const uint64_t* part_mask(size_t part);
+    const TokenTrie::Shortcut* shortcut_for(const TokenTrie::AsciiSet& set);
 
     std::shared_ptr<const Grammar> grammar_;
     const TokenTrie& trie_;
@@ -80,8 +95,12 @@ private:
     std::vector<State> states_;
     std::vector<uint32_t> stacks_of_states_;
     std::unordered_map<std::string, uint32_t> state_ids_;
-    std::vector<uint32_t> rows_; // [256] per state that has a row
+    std::vector<uint32_t> rows_; // [n_classes_] per state that has a row
+    size_t n_classes_ = 0;
     uint32_t state_ = kDead;
+    // [part][frame] the frame with its counts made canonical (kUnknown: not computed yet)
+    std::vector<uint32_t> canonical_frames_[2];
+    uint16_t part_depth_[2] = {0, 0};
 
     // Scratch for step(): the stacks of the state being made, the closure's work list, and
     // which frames it has seen (visited_[frame] == epoch_).
@@ -92,12 +111,18 @@ private:
     uint32_t epoch_ = 0;
     std::string key_;
 
-    // The tokens allowed from a few recent states.
-    std::vector<uint64_t> masks_;       // [kMaskSlots][words]
-    std::vector<uint32_t> mask_states_; // [kMaskSlots] which state each slot holds
-    size_t next_slot_ = 0;
+    // The tokens allowed: per trie part for a few canonical states, and both parts together
+    // (plus end-of-generation) for the current one.
+    MaskCache caches_[2];
+    std::vector<uint64_t> mask_; // [words]
+    uint32_t mask_state_ = kUnknown;
     size_t words_ = 0;
     std::vector<uint32_t> walk_; // [max_depth + 1] the trie walk's states by depth
+    std::vector<uint32_t> rows_at_; // [max_depth + 1] where each of those states' row starts
+    std::vector<uint8_t> free_;     // [max_depth + 1] the path so far is all shortcut bytes
+    std::vector<uint32_t> work_chain_;
+    std::vector<std::shared_ptr<const TokenTrie::Shortcut>>
+        shortcuts_; // canonical_frame()'s frames still to do
 };
 
 // A compiled grammar as generation sees it.
