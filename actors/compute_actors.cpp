@@ -259,7 +259,7 @@ struct Executor {
 
     // A step is back with logits: sample, publish, finish what ended.
     void complete(Step& step) {
-        streams->batcher.finish(step, streams->events);
+        streams->batcher.finish(step, streams->events, pool.get());
         for (const BatchEvent& e : streams->events) {
             auto it = streams->info.find(e.sequence);
             if (it == streams->info.end()) continue;

@@ -24,7 +24,8 @@ from woolly_client import WoollyError  # noqa: E402
 from woolly_harness import Woollyd, run_tests  # noqa: E402
 
 PROMPT = "Once upon a time, a little girl named Lily"
-CONFIG = "engine:\n  max_sessions: 8\n"
+# Two compute threads, so that a step's grammar masks are made on both (Batcher::finish).
+CONFIG = "threads: 2\nengine:\n  max_sessions: 8\n"
 
 
 def corpus():

@@ -120,9 +120,26 @@ bool Batcher::plan(Step& step) {
     return !step.segments.empty();
 }
 
-void Batcher::finish(const Step& step, std::vector<BatchEvent>& events) {
+void Batcher::finish(const Step& step, std::vector<BatchEvent>& events, ThreadPool* pool) {
     events.clear();
     const size_t n_vocab = size_t(vocab_.size());
+    // The unconstrained choices first; the masks for those a grammar refuses, on the pool.
+    masking_.clear();
+    for (const StepSegment& seg : step.segments) {
+        if (seg.logits_row < 0) continue;
+        auto it = sequences_.find(seg.sequence);
+        if (it == sequences_.end() || it->second.ending || !it->second.stream->constrained())
+            continue;
+        const float* logits = step.logits.data() + size_t(seg.logits_row) * n_vocab;
+        if (it->second.stream->propose(logits)) masking_.push_back(it->second.stream.get());
+    }
+    if (masking_.size() > 1 && pool) {
+        auto make = [this](int index, int count) {
+            for (size_t i = size_t(index); i < masking_.size(); i += size_t(count))
+                masking_[i]->prepare_mask();
+        };
+        pool->run(make);
+    }
     size_t token = 0;
     for (const StepSegment& seg : step.segments) {
         const TokenId* fed = step.tokens.data() + token;

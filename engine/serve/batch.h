@@ -13,6 +13,7 @@
 
 #include "engine/model/context.h"
 #include "engine/model/kv_cache.h"
+#include "engine/runtime/thread_pool.h"
 #include "engine/text/generation.h"
 
 namespace woolly {
@@ -86,7 +87,9 @@ public:
     // Takes a step back after run_step. Prompts advance; each segment's logits are sampled.
     // `events` (cleared first) says which sequences have a new token and which have finished;
     // a finished sequence stays (see sequence()) until remove().
-    void finish(const Step& step, std::vector<BatchEvent>& events);
+    // With a pool, the grammar masks the step's sequences need are made on its threads side by
+    // side (each sequence's grammar state is its own) before the tokens are drawn in order.
+    void finish(const Step& step, std::vector<BatchEvent>& events, ThreadPool* pool = nullptr);
     // A step that could not run: its sequences are finished (an error); they are added to
     // `events` as Finished.
     void fail(const Step& step, std::vector<BatchEvent>& events);
@@ -117,6 +120,7 @@ private:
     int64_t prompt_chunk_;
     uint64_t started_ = 0;
     std::map<uint64_t, Sequence> sequences_;
+    std::vector<TokenStream*> masking_; // finish(): the streams whose masks are made side by side
     std::vector<Sequence*> prompting_; // plan()'s list of sequences reading a prompt
 };
 

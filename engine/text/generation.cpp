@@ -104,10 +104,21 @@ size_t TokenStream::safe_prefix_length() const {
     return held_.size() - keep;
 }
 
+bool TokenStream::propose(const float* logits) {
+    if (finished()) return false;
+    proposed_ = sampler_.sample(logits);
+    return constraint_ && !constraint_->allows(proposed_);
+}
+
+void TokenStream::prepare_mask() {
+    if (constraint_ && !finished()) constraint_->mask();
+}
+
 bool TokenStream::next(const float* logits, bool context_full, GeneratedToken& out) {
     out = {};
     if (finished()) return false;
-    TokenId token = sampler_.sample(logits);
+    TokenId token = proposed_ >= 0 ? proposed_ : sampler_.sample(logits);
+    proposed_ = -1;
     // With a grammar, llama.cpp's order: the unconstrained choice stands when the grammar allows
     // it (so greedy output is unchanged wherever it can be); otherwise the chain runs again over
     // the allowed tokens alone, the mask applied before every other step.

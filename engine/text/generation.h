@@ -49,6 +49,12 @@ public:
     // (EOS, or max_tokens = 0); otherwise fills `out`, and finished() tells whether this was the
     // last token. `context_full` says the token could not be fed back.
     bool next(const float* logits, bool context_full, GeneratedToken& out);
+    // next() in two halves, so that a batch's grammar masks can be made side by side: propose()
+    // draws the unconstrained choice from `logits` and says whether the grammar refuses it (the
+    // mask is then needed); prepare_mask() makes that mask, touching nothing but this stream's
+    // grammar state. next() with the same logits then goes on from the proposal.
+    bool propose(const float* logits);
+    void prepare_mask();
 
     bool finished() const { return finish_ != FinishReason::None; }
     FinishReason finish_reason() const { return finish_; }
@@ -76,6 +82,7 @@ private:
     std::unique_ptr<ConstraintState> constraint_;
     int32_t n_generated_ = 0;
     FinishReason finish_ = FinishReason::None;
+    TokenId proposed_ = -1; // from propose(), for the next call of next()
 };
 
 class Generation {
