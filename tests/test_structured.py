@@ -6,6 +6,7 @@ same steps; greedy output is unchanged where the grammar allows it; bad grammars
 refused with where and why.
 
 usage: test_structured.py WOOLLYD WOOLLY SOURCE_DIR
+       test_structured.py --write-corpus DIR   (the schemas as files, for woolly bench)
 """
 import datetime
 import glob
@@ -18,7 +19,11 @@ import threading
 
 import jsonschema
 
-WOOLLYD, WOOLLY, SOURCE = sys.argv[1:4]
+if len(sys.argv) == 3 and sys.argv[1] == "--write-corpus":
+    WOOLLYD = WOOLLY = None
+    SOURCE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+else:
+    WOOLLYD, WOOLLY, SOURCE = sys.argv[1:4]
 sys.path.insert(0, os.path.join(SOURCE, "tests", "clients"))
 from woolly_client import WoollyError  # noqa: E402
 from woolly_harness import Woollyd, run_tests  # noqa: E402
@@ -286,5 +291,16 @@ def main():
     return 1 if failed else 0
 
 
+def write_corpus(directory):
+    os.makedirs(directory, exist_ok=True)
+    for i, (name, schema) in enumerate(corpus()):
+        stem = re.sub(r"[^A-Za-z0-9_.-]", "_", name.removesuffix(".json"))
+        with open(os.path.join(directory, f"{i:03d}-{stem}.json"), "w", encoding="utf-8") as f:
+            json.dump(schema, f, ensure_ascii=False)
+
+
 if __name__ == "__main__":
+    if WOOLLYD is None:
+        write_corpus(sys.argv[2])
+        sys.exit(0)
     sys.exit(main())

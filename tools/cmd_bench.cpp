@@ -62,11 +62,10 @@ std::string cache_text(const WeightCacheStats& c) {
 } // namespace
 
 int bench_command(int argc, char** argv) {
-    Args args(
-        argc, argv, 2,
-        {"-m", "--model", "-p", "-n", "-r", "-t", "--threads", "--weight-cache", "--cache-type",
-         "--parallel"},
-        {"--json", "--help", "-h", "--no-mmap", "--mlock"});
+    Args args(argc, argv, 2,
+              {"-m", "--model", "-p", "-n", "-r", "-t", "--threads", "--weight-cache",
+               "--cache-type", "--parallel", "--json-schema", "--grammar", "--vocab"},
+              {"--json", "--help", "-h", "--no-mmap", "--mlock"});
     if (args.has("--help") || args.has("-h")) {
         std::fputs(
             "usage: woolly bench [-m MODEL] [-p 128,512] [-n 32,128] [-r 5] [-t THREADS]\n"
@@ -80,10 +79,18 @@ int bench_command(int argc, char** argv) {
             "Memory: the process's peak RSS after each test, and what it holds by part.\n"
             "--parallel K: each tg test again with K sequences generating at once, one token\n"
             "of each per step read against the weights once (woollyd's continuous batching);\n"
-            "t/s is all K sequences' tokens together (tg32 x4).\n",
+            "t/s is all K sequences' tokens together (tg32 x4).\n"
+            "\n"
+            "woolly bench --json-schema FILE|DIR [--grammar FILE|DIR] [--vocab GGUF,...]\n"
+            "             [-m MODEL -n 64 -r 3 --parallel 8] [--json]\n"
+            "Structured output: each schema's (or GBNF grammar's) compile time; per vocabulary,\n"
+            "the time of each token's mask along a walk that draws tokens uniformly from those\n"
+            "allowed; with -m, greedy tokens/s with and without the grammars through woollyd's\n"
+            "batcher, one stream and --parallel K at once, in turn (ratio pair by pair).\n",
             stdout);
         return 0;
     }
+    if (args.get("--json-schema") || args.get("--grammar")) return bench_grammar_command(args);
     const std::string path = args.get("-m", "--model").value_or(default_model_path());
     const auto prompts = parse_list(args.get("-p").value_or("128"), "-p");
     const auto gens = parse_list(args.get("-n").value_or("32"), "-n");

@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "config/args.h"
 #include "engine/text/chat.h"
 
 namespace woolly::cli {
@@ -14,6 +15,7 @@ int logits_command(int argc, char** argv);    // woolly logits
 int gguf_command(int argc, char** argv);      // woolly gguf
 int synth_command(int argc, char** argv);     // woolly synth
 int bench_command(int argc, char** argv);     // woolly bench
+int bench_grammar_command(const woolly::Args& args); // woolly bench --json-schema|--grammar
 int generate_command(int argc, char** argv);  // woolly generate (a woollyd client)
 int chat_command(int argc, char** argv);      // woolly chat
 int subscribe_command(int argc, char** argv); // woolly subscribe
