@@ -7,15 +7,19 @@
 
 #include "actors.h"
 #include "engine/error.h"
+#include "engine/grammar/compile.h"
+#include "engine/grammar/matcher.h"
 #include "engine/model/context.h"
 #include "engine/runtime/thread_pool.h"
 #include "engine/serve/batch.h"
 #include "engine/serve/slots.h"
 #include "engine/text/chat.h"
 #include "engine/text/generation.h"
+#include "engine/text/tool_calls.h"
 #include "log.h"
 #include "messages.h"
 #include "metrics.h"
+#include "protocol/openai.h"
 #include "protocol/protocol.h"
 
 namespace woolly::actors {
@@ -58,6 +62,41 @@ caf::behavior loader_actor(caf::event_based_actor* self, std::string path, LoadO
         },
     };
 }
+
+namespace {
+
+// The grammar of the calls a reply to `chat` may make, in the family's syntax: none for
+// tool_choice none; the calls from the first token for required or a named function; from the
+// syntax's trigger on for auto. Throws Error when the family has no tool calls.
+std::shared_ptr<const Constraint> tool_call_constraint(const ChatFormat& format,
+                                                       const nlohmann::ordered_json& tools,
+                                                       const chat_prompt& chat) {
+    const ToolSyntax syntax = tool_syntax(format.family);
+    if (syntax == ToolSyntax::None)
+        throw Error("'tools': the " + std::string(chat_template_name(format.family)) +
+                    " chat template has no tool calls (these do: llama3.1, qwen3, mistral-nemo)");
+    const auto choice = protocol::openai::ToolChoice(chat.tool_choice);
+    if (choice == protocol::openai::ToolChoice::None) return nullptr;
+    std::vector<grammar::ToolSchema> schemas;
+    bool strict = true;
+    for (size_t i = 0; i < tools.size(); ++i) {
+        const auto& f = tools[i]["function"];
+        const std::string name = f["name"].get<std::string>();
+        if (choice == protocol::openai::ToolChoice::Named && name != chat.tool_name) continue;
+        strict = strict && f.value("strict", false);
+        schemas.push_back({name, f.contains("parameters") ? &f["parameters"] : nullptr,
+                           "tools[" + std::to_string(i) + "].function.parameters"});
+    }
+    // Relaxed unless every function asks for strict (OpenAI's default is not strict).
+    const bool one = choice == protocol::openai::ToolChoice::Named;
+    grammar::Grammar g =
+        grammar::compile_tool_calls(syntax, schemas, chat.parallel_tool_calls && !one, strict);
+    const bool required = choice != protocol::openai::ToolChoice::Auto;
+    return std::make_shared<grammar::ToolCallConstraint>(
+        std::move(g), std::string(tool_syntax_text(syntax).trigger), required);
+}
+
+} // namespace
 
 caf::behavior tokenizer_actor(caf::event_based_actor*, std::shared_ptr<Runtime> runtime) {
     return {
@@ -107,9 +146,16 @@ caf::behavior tokenizer_actor(caf::event_based_actor*, std::shared_ptr<Runtime> 
                 return out;
             }
             try {
-                out.tokens = tokenize_chat(*runtime->vocab, *format, chat.messages);
+                nlohmann::ordered_json tools;
+                if (!chat.tools.empty()) {
+                    tools = nlohmann::ordered_json::parse(chat.tools);
+                    out.constraint = tool_call_constraint(*format, tools, chat);
+                    out.tool_syntax = uint8_t(tool_syntax(format->family));
+                }
+                out.tokens = tokenize_chat(*runtime->vocab, *format, chat.messages,
+                                           chat.tools.empty() ? nullptr : &tools);
             } catch (const std::exception& e) {
-                out.error = e.what(); // the template refused the conversation
+                out.error = e.what(); // the template refused the conversation, or the tools
                 out.bad_request = true;
                 return out;
             }

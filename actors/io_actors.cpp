@@ -425,8 +425,7 @@ void ingress_actor(caf::blocking_actor* self, std::shared_ptr<zmq::socket_t> soc
             if (g->chat) { // the model's chat template makes the prompt
                 chat_prompt chat;
                 chat.chat_template = g->chat_template;
-                for (const auto& turn : g->messages)
-                    chat.messages.push_back({turn.role, turn.content});
+                for (const auto& turn : g->messages) chat.messages.push_back(turn);
                 self->request(tokenizer, caf::infinite, tokenize_atom::value, std::move(chat))
                     .receive(take, lost);
             } else {

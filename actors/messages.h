@@ -18,8 +18,11 @@
 namespace woolly {
 
 // A chat turn travels in messages between actors (found by argument-dependent lookup).
+template <class Inspector> typename Inspector::result_type inspect(Inspector& f, ToolCall& x) {
+    return f(caf::meta::type_name("tool_call"), x.id, x.name, x.arguments);
+}
 template <class Inspector> typename Inspector::result_type inspect(Inspector& f, ChatMessage& x) {
-    return f(caf::meta::type_name("chat_message"), x.role, x.content);
+    return f(caf::meta::type_name("chat_message"), x.role, x.content, x.tool_calls, x.tool_call_id);
 }
 
 } // namespace woolly
@@ -175,10 +178,17 @@ using outgoing_batch = std::vector<outgoing>;
 struct chat_prompt {
     std::vector<ChatMessage> messages;
     std::string chat_template; // a family name instead of the model's template; empty: its own
+    // The HTTP API's tools (protocol/openai.h): the array's JSON text (empty: none), and how
+    // they may be called (openai::ToolChoice's value; tool_name for a named one).
+    std::string tools;
+    uint8_t tool_choice = 0;
+    std::string tool_name;
+    bool parallel_tool_calls = true;
 };
 
 template <class Inspector> typename Inspector::result_type inspect(Inspector& f, chat_prompt& x) {
-    return f(caf::meta::type_name("chat_prompt"), x.messages, x.chat_template);
+    return f(caf::meta::type_name("chat_prompt"), x.messages, x.chat_template, x.tools,
+             x.tool_choice, x.tool_name, x.parallel_tool_calls);
 }
 
 // The scheduler's answer to admit and cancel: done (id: the stream's), or refused with a
@@ -228,10 +238,15 @@ struct tokenized {
     std::string error;
     bool bad_request = false; // the request's fault (a conversation the template refuses), not
                               // its size
+    // With tools: how the model writes its calls (ToolSyntax's value), and the grammar they
+    // follow (null with tool_choice none). The constraint is shared, not serialized: it goes
+    // only between actors of one process.
+    uint8_t tool_syntax = 0;
+    std::shared_ptr<const Constraint> constraint;
 };
 
 template <class Inspector> typename Inspector::result_type inspect(Inspector& f, tokenized& x) {
-    return f(caf::meta::type_name("tokenized"), x.tokens, x.error, x.bad_request);
+    return f(caf::meta::type_name("tokenized"), x.tokens, x.error, x.bad_request, x.tool_syntax);
 }
 
 void register_message_types(caf::actor_system_config& cfg);

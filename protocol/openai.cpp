@@ -1,8 +1,13 @@
 // openai.cpp — OpenAI's request and response bodies for the HTTP API, read strictly.
 #include "openai.h"
 
+#include <algorithm>
+#include <cctype>
 #include <map>
+#include <set>
 
+#include "engine/grammar/compile.h"
+#include "engine/text/tool_calls.h"
 #include "fields.h"
 
 namespace woolly::protocol::openai {
@@ -10,6 +15,8 @@ namespace {
 
 using detail::Fields;
 using nlohmann::json;
+
+constexpr size_t kMaxTools = 128;
 
 Error invalid(std::string message, std::string param = "", std::string code = "") {
     return Error{400, std::move(message), "invalid_request_error", std::move(param),
@@ -23,12 +30,9 @@ std::string dump(const json& j) {
 // Fields of OpenAI's API that Woolly does not serve, each with why: refused by name rather
 // than ignored, so that no client believes it got what it asked for.
 const std::map<std::string, std::string>& refused_fields(Endpoint endpoint) {
-    static const std::string later = " is not supported yet (tool calls are not served by this "
-                                     "version)";
+    static const std::string later = " is not supported (the deprecated form of function calls; "
+                                     "use 'tools' and 'tool_choice')";
     static const std::map<std::string, std::string> chat = {
-        {"tools", "'tools'" + later},
-        {"tool_choice", "'tool_choice'" + later},
-        {"parallel_tool_calls", "'parallel_tool_calls'" + later},
         {"functions", "'functions'" + later},
         {"function_call", "'function_call'" + later},
         {"logit_bias", "'logit_bias' is not supported"},
@@ -80,7 +84,46 @@ std::variant<std::string, Error> content_text(const json& content, const std::st
     return text;
 }
 
-std::variant<std::vector<ChatTurn>, Error> chat_turns(const json* messages) {
+// One entry of an assistant's tool_calls.
+std::variant<ToolCall, Error> tool_call_of(const json& c, const std::string& where) {
+    if (!c.is_object()) return invalid(where + " must be an object", where);
+    for (auto it = c.begin(); it != c.end(); ++it)
+        if (it.key() != "id" && it.key() != "type" && it.key() != "function")
+            return invalid(where + " has unknown field '" + it.key() + "'", where + "." + it.key());
+    ToolCall call;
+    const auto id = c.find("id");
+    if (id == c.end() || !id->is_string() || id->get_ref<const std::string&>().empty())
+        return invalid(where + ".id must be a non-empty string", where + ".id");
+    call.id = id->get<std::string>();
+    if (const auto type = c.find("type"); type != c.end() && *type != "function")
+        return invalid(where + ".type must be 'function'", where + ".type");
+    const auto f = c.find("function");
+    if (f == c.end() || !f->is_object())
+        return invalid(where + ".function must be an object with 'name' and 'arguments'",
+                       where + ".function");
+    for (auto it = f->begin(); it != f->end(); ++it)
+        if (it.key() != "name" && it.key() != "arguments" && it.key() != "parsed_arguments")
+            return invalid(where + ".function has unknown field '" + it.key() + "'",
+                           where + ".function." + it.key());
+    const auto name = f->find("name");
+    if (name == f->end() || !name->is_string())
+        return invalid(where + ".function.name must be a string", where + ".function.name");
+    call.name = name->get<std::string>();
+    const auto arguments = f->find("arguments");
+    if (arguments == f->end() || !arguments->is_string())
+        return invalid(where + ".function.arguments must be a string (a JSON object's text)",
+                       where + ".function.arguments");
+    call.arguments = arguments->get<std::string>();
+    json parsed;
+    if (!detail::parse_strict(call.arguments, parsed, "arguments").empty() || !parsed.is_object())
+        return invalid(where + ".function.arguments must be a JSON object's text",
+                       where + ".function.arguments");
+    return call;
+}
+
+} // namespace
+
+std::variant<std::vector<ChatTurn>, Error> decode_messages(const json* messages) {
     if (!messages) return invalid("'messages' is required", "messages");
     if (!messages->is_array() || messages->empty())
         return invalid("'messages' must be a non-empty array of messages", "messages");
@@ -89,32 +132,124 @@ std::variant<std::vector<ChatTurn>, Error> chat_turns(const json* messages) {
         const json& m = (*messages)[i];
         const std::string where = "messages[" + std::to_string(i) + "]";
         if (!m.is_object()) return invalid(where + " must be an object", where);
-        for (auto it = m.begin(); it != m.end(); ++it)
-            if (it.key() != "role" && it.key() != "content")
-                return invalid(where + "." + it.key() + " is not supported (a message has " +
-                                   "'role' and 'content')",
-                               where + "." + it.key());
         const auto role = m.find("role");
         if (role == m.end() || !role->is_string())
             return invalid(where + ".role must be a string", where + ".role");
         std::string r = role->get<std::string>();
         if (r == "developer") r = "system"; // OpenAI's newer name for the system turn
-        if (r == "tool")
-            return invalid(where + ".role 'tool' is not supported yet (tool calls are not "
-                                   "served by this version)",
-                           where + ".role");
-        if (r != "system" && r != "user" && r != "assistant")
+        if (r != "system" && r != "user" && r != "assistant" && r != "tool")
             return invalid(where + ".role is '" + r +
-                               "' (expected system, developer, user or assistant)",
+                               "' (expected system, developer, user, assistant or tool)",
                            where + ".role");
+        for (auto it = m.begin(); it != m.end(); ++it) {
+            const std::string& key = it.key();
+            if (key == "role" || key == "content" || (key == "tool_calls" && r == "assistant") ||
+                (key == "tool_call_id" && r == "tool"))
+                continue;
+            // What a response's message carries besides, so that clients (the OpenAI SDK's
+            // stream helper) can send a reply back as they got it: nothing the template uses.
+            if (r == "assistant" && (key == "refusal" || key == "parsed" || key == "annotations" ||
+                                     ((key == "function_call" || key == "audio") && it->is_null())))
+                continue;
+            return invalid(where + "." + key + " is not supported in a " + r + " message (" +
+                               (r == "assistant" ? "it has 'role', 'content' and 'tool_calls')"
+                                : r == "tool"    ? "it has 'role', 'content' and 'tool_call_id')"
+                                                 : "it has 'role' and 'content')"),
+                           where + "." + key);
+        }
+        ChatTurn turn;
+        turn.role = r;
+        if (const auto calls = m.find("tool_calls"); calls != m.end() && !calls->is_null()) {
+            if (!calls->is_array() || calls->empty())
+                return invalid(where + ".tool_calls must be a non-empty array",
+                               where + ".tool_calls");
+            for (size_t j = 0; j < calls->size(); ++j) {
+                auto call =
+                    tool_call_of((*calls)[j], where + ".tool_calls[" + std::to_string(j) + "]");
+                if (auto* e = std::get_if<Error>(&call)) return *e;
+                turn.tool_calls.push_back(std::move(std::get<ToolCall>(call)));
+            }
+        }
+        if (r == "tool") {
+            const auto id = m.find("tool_call_id");
+            if (id == m.end() || !id->is_string())
+                return invalid(where + ".tool_call_id must be a string (the call it answers)",
+                               where + ".tool_call_id");
+            turn.tool_call_id = id->get<std::string>();
+        }
         const auto content = m.find("content");
-        if (content == m.end() || content->is_null())
-            return invalid(where + ".content is required", where + ".content");
-        auto text = content_text(*content, where + ".content");
-        if (auto* e = std::get_if<Error>(&text)) return *e;
-        turns.push_back({r, std::move(std::get<std::string>(text))});
+        if (content == m.end() || content->is_null()) {
+            if (turn.tool_calls.empty())
+                return invalid(where + ".content is required", where + ".content");
+        } else {
+            auto text = content_text(*content, where + ".content");
+            if (auto* e = std::get_if<Error>(&text)) return *e;
+            turn.content = std::move(std::get<std::string>(text));
+        }
+        turns.push_back(std::move(turn));
     }
     return turns;
+}
+
+namespace {
+
+// The request's tools, checked: each a function with a name (OpenAI's [A-Za-z0-9_-]{1,64}, no
+// two alike), an optional description, parameters (an object schema, compiled here so that a
+// bad one is refused with its path) and strict.
+std::optional<Error> check_tools(const nlohmann::ordered_json& tools) {
+    if (!tools.is_array() || tools.empty())
+        return invalid("'tools' must be a non-empty array of functions", "tools");
+    if (tools.size() > kMaxTools)
+        return invalid("'tools' holds more than " + std::to_string(kMaxTools) + " functions",
+                       "tools");
+    std::set<std::string> names;
+    for (size_t i = 0; i < tools.size(); ++i) {
+        const auto& t = tools[i];
+        const std::string where = "tools[" + std::to_string(i) + "]";
+        if (!t.is_object()) return invalid(where + " must be an object", where);
+        for (auto it = t.begin(); it != t.end(); ++it)
+            if (it.key() != "type" && it.key() != "function")
+                return invalid(where + " has unknown field '" + it.key() + "'",
+                               where + "." + it.key());
+        if (!t.contains("type") || t["type"] != "function")
+            return invalid(where + ".type must be 'function'", where + ".type");
+        if (!t.contains("function") || !t["function"].is_object())
+            return invalid(where + ".function must be an object", where + ".function");
+        const auto& f = t["function"];
+        for (auto it = f.begin(); it != f.end(); ++it)
+            if (it.key() != "name" && it.key() != "description" && it.key() != "parameters" &&
+                it.key() != "strict")
+                return invalid(where + ".function has unknown field '" + it.key() +
+                                   "' (expected name, description, parameters, strict)",
+                               where + ".function." + it.key());
+        const std::string at = where + ".function";
+        if (!f.contains("name") || !f["name"].is_string())
+            return invalid(at + ".name must be a string", at + ".name");
+        const std::string name = f["name"].get<std::string>();
+        const bool name_ok =
+            !name.empty() && name.size() <= 64 && std::all_of(name.begin(), name.end(), [](char c) {
+                return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-';
+            });
+        if (!name_ok)
+            return invalid(at + ".name '" + name + "' must be 1 to 64 of a-z, A-Z, 0-9, _ and -",
+                           at + ".name");
+        if (!names.insert(name).second)
+            return invalid(at + ".name '" + name + "' is given twice", at + ".name");
+        if (f.contains("description") && !f["description"].is_string())
+            return invalid(at + ".description must be a string", at + ".description");
+        if (f.contains("strict") && !f["strict"].is_boolean())
+            return invalid(at + ".strict must be true or false", at + ".strict");
+        if (f.contains("parameters")) {
+            const bool strict = f.value("strict", false);
+            grammar::ToolSchema schema{name, &f["parameters"], at + ".parameters"};
+            try {
+                grammar::compile_tool_calls(ToolSyntax::Hermes, {schema}, false, strict);
+            } catch (const std::exception& e) {
+                return invalid(e.what(), at + ".parameters");
+            }
+        }
+    }
+    return std::nullopt;
 }
 
 json usage_json(const Totals& t) {
@@ -195,7 +330,8 @@ std::variant<CompletionRequest, Error> decode_completion(std::string_view body, 
         const std::string& key = it.key();
         if (common.count(key)) continue;
         if (chat && (key == "messages" || key == "max_completion_tokens" || key == "logprobs" ||
-                     key == "top_logprobs"))
+                     key == "top_logprobs" || key == "tools" || key == "tool_choice" ||
+                     key == "parallel_tool_calls"))
             continue;
         if (!chat && key == "prompt") continue;
         // false and null ask for nothing Woolly lacks (`logprobs: false`, `tools: null`).
@@ -217,7 +353,7 @@ std::variant<CompletionRequest, Error> decode_completion(std::string_view body, 
     r.endpoint = endpoint;
     if (auto model = f.string("model")) r.model = *model;
     if (chat) {
-        auto turns = chat_turns(f.get("messages"));
+        auto turns = decode_messages(f.get("messages"));
         if (auto* e = std::get_if<Error>(&turns)) return *e;
         r.messages = std::move(std::get<std::vector<ChatTurn>>(turns));
     } else {
@@ -280,8 +416,63 @@ std::variant<CompletionRequest, Error> decode_completion(std::string_view body, 
         }
         if (r.logprobs && p.logprobs < 0) p.logprobs = 0;
     }
-    if (const json* format = f.get("response_format"); format && !format->is_null())
-        f.grammar(nlohmann::ordered_json::parse(body), false, p.constraint);
+    const json* format = f.get("response_format");
+    const json* tools = chat ? f.get("tools") : nullptr;
+    const bool has_tools = tools && !tools->is_null();
+    // Schemas keep their properties' order: those parts are read again, in order.
+    nlohmann::ordered_json ordered;
+    if ((format && !format->is_null()) || has_tools) ordered = nlohmann::ordered_json::parse(body);
+    if (format && !format->is_null()) {
+        if (has_tools)
+            return invalid("'response_format' with 'tools' is not supported: ask for one of them",
+                           "response_format");
+        f.grammar(ordered, false, p.constraint);
+    }
+    if (chat) {
+        const json* choice = f.get("tool_choice");
+        const json* parallel = f.get("parallel_tool_calls");
+        if (!has_tools && choice && !choice->is_null())
+            return invalid("'tool_choice' goes with 'tools'", "tool_choice");
+        if (has_tools) {
+            if (auto e = check_tools(ordered["tools"])) return *e;
+            r.tools = ordered["tools"];
+            if (r.logprobs) return invalid("'logprobs' with 'tools' is not supported", "logprobs");
+        }
+        if (choice && !choice->is_null()) {
+            if (*choice == "none")
+                r.tool_choice = ToolChoice::None;
+            else if (*choice == "auto")
+                r.tool_choice = ToolChoice::Auto;
+            else if (*choice == "required")
+                r.tool_choice = ToolChoice::Required;
+            else if (choice->is_object() && choice->value("type", "") == "function" &&
+                     choice->contains("function") && (*choice)["function"].is_object() &&
+                     (*choice)["function"].contains("name") &&
+                     (*choice)["function"]["name"].is_string() && choice->size() == 2 &&
+                     (*choice)["function"].size() == 1) {
+                r.tool_choice = ToolChoice::Named;
+                r.tool_name = (*choice)["function"]["name"].get<std::string>();
+                bool known = false;
+                for (const auto& t : r.tools) known = known || t["function"]["name"] == r.tool_name;
+                if (!known)
+                    return invalid("tool_choice names '" + r.tool_name +
+                                       "', which is not among the tools",
+                                   "tool_choice");
+            } else {
+                return invalid("'tool_choice' must be 'none', 'auto', 'required' or "
+                               "{\"type\": \"function\", \"function\": {\"name\": NAME}}",
+                               "tool_choice");
+            }
+        }
+        if (parallel && !parallel->is_null()) {
+            if (!parallel->is_boolean())
+                return invalid("'parallel_tool_calls' must be true or false",
+                               "parallel_tool_calls");
+            if (!has_tools)
+                return invalid("'parallel_tool_calls' goes with 'tools'", "parallel_tool_calls");
+            r.parallel_tool_calls = parallel->get<bool>();
+        }
+    }
     f.validate(p);
     if (f.error) return invalid(*f.error, f.param);
     return r;
@@ -295,16 +486,43 @@ const char* finish_reason(std::string_view reason) {
 }
 
 std::string encode_response(const Head& head, std::string_view text, std::string_view finish,
-                            const Totals& totals, const std::string* logprobs) {
+                            const Totals& totals, const std::string* logprobs,
+                            const std::vector<ToolCall>* calls) {
     json choice = {{"index", 0}, {"logprobs", nullptr}, {"finish_reason", finish_json(finish)}};
     if (logprobs) choice["logprobs"] = json::parse("{\"content\":[" + *logprobs + "]}");
-    if (head.endpoint == Endpoint::Chat)
+    if (head.endpoint == Endpoint::Chat && calls && !calls->empty()) {
+        json list = json::array();
+        for (const ToolCall& c : *calls)
+            list.push_back({{"id", c.id},
+                            {"type", "function"},
+                            {"function", {{"name", c.name}, {"arguments", c.arguments}}}});
+        choice["message"] = {{"role", "assistant"},
+                             {"content", text.empty() ? json(nullptr) : json(text)},
+                             {"tool_calls", std::move(list)}};
+    } else if (head.endpoint == Endpoint::Chat)
         choice["message"] = {{"role", "assistant"}, {"content", text}};
     else
         choice["text"] = text;
     json out = head_json(head, false);
     out["choices"] = json::array({std::move(choice)});
     out["usage"] = usage_json(totals);
+    return dump(out);
+}
+
+std::string encode_tool_call_chunk(const Head& head, size_t index, const ToolCall& call) {
+    json entry = {{"index", index}};
+    if (!call.id.empty()) {
+        entry["id"] = call.id;
+        entry["type"] = "function";
+        entry["function"] = {{"name", call.name}, {"arguments", call.arguments}};
+    } else {
+        entry["function"] = {{"arguments", call.arguments}};
+    }
+    json out = head_json(head, true);
+    out["choices"] = json::array({{{"index", 0},
+                                   {"delta", {{"tool_calls", json::array({std::move(entry)})}}},
+                                   {"logprobs", nullptr},
+                                   {"finish_reason", nullptr}}});
     return dump(out);
 }
 

@@ -31,6 +31,10 @@ Error error_from(ErrorCode code, std::string message);
 
 enum class Endpoint { Chat, Completion };
 
+// tool_choice: none (the tools are described, never called), auto (the model decides), required
+// (at least one call), or one named function (exactly one call of it).
+enum class ToolChoice : uint8_t { None, Auto, Required, Named };
+
 struct CompletionRequest {
     Endpoint endpoint = Endpoint::Chat;
     std::string model;              // as asked; empty: not given
@@ -41,7 +45,19 @@ struct CompletionRequest {
     bool stream = false;
     bool include_usage = false; // stream_options.include_usage
     bool logprobs = false;      // chat's logprobs (with params.logprobs = top_logprobs)
+    // Chat: `tools` as given (null: none), each {"type": "function", "function": {"name",
+    // "description", "parameters", "strict"}}, checked and each schema compiled once.
+    nlohmann::ordered_json tools;
+    ToolChoice tool_choice = ToolChoice::Auto;
+    std::string tool_name; // ToolChoice::Named
+    bool parallel_tool_calls = true;
 };
+
+// OpenAI's messages, as /v1/chat/completions takes them (also `woolly template` and
+// `woolly run --messages`): system (or developer), user, assistant (content, and tool_calls
+// whose arguments are JSON objects' text) and tool (content, tool_call_id). Content is a string
+// or an array of text parts.
+std::variant<std::vector<ChatTurn>, Error> decode_messages(const nlohmann::json* messages);
 
 // Decodes a POST /v1/chat/completions or /v1/completions body.
 std::variant<CompletionRequest, Error> decode_completion(std::string_view body, Endpoint endpoint,
@@ -65,9 +81,11 @@ struct Totals {
 const char* finish_reason(std::string_view woolly_reason);
 
 // A whole (non-streamed) response; `logprobs`, when given, is the JSON of the entries of
-// choices[0].logprobs.content, comma-separated (logprob_entry's).
+// choices[0].logprobs.content, comma-separated (logprob_entry's). With `calls` (non-empty), the
+// message has tool_calls, and content null when `text` is empty.
 std::string encode_response(const Head& head, std::string_view text, std::string_view finish,
-                            const Totals& totals, const std::string* logprobs = nullptr);
+                            const Totals& totals, const std::string* logprobs = nullptr,
+                            const std::vector<ToolCall>* calls = nullptr);
 // One SSE chunk's JSON: `text` as the delta's content (Chat: `role` too, for the first chunk),
 // `finish` empty while the stream goes on; `logprobs` as encode_response's.
 std::string encode_chunk(const Head& head, std::string_view text, bool role,
@@ -76,6 +94,9 @@ std::string encode_chunk(const Head& head, std::string_view text, bool role,
 // {"token", "logprob", "bytes", "top_logprobs": [{"token", "logprob", "bytes"}]}; a token's
 // text is its bytes as UTF-8 (U+FFFD where they are part of a character).
 std::string logprob_entry(const nlohmann::json& message);
+// A chunk of a streamed tool call (chat): its first (`call` has id and name, the arguments
+// begun empty) or more of its arguments (id empty), at `index` among the reply's calls.
+std::string encode_tool_call_chunk(const Head& head, size_t index, const ToolCall& call);
 // The usage chunk (include_usage): no choices, the totals.
 std::string encode_usage_chunk(const Head& head, const Totals& totals);
 

@@ -65,7 +65,10 @@ std::variant<std::vector<ChatTurn>, std::string> decode_chat_turns(const json& v
         if (r != "system" && r != "user" && r != "assistant")
             return where + ".role is '" + r + "' (expected system, user or assistant)";
         if (content == m.end() || !content->is_string()) return where + ".content must be a string";
-        turns.push_back({r, content->get<std::string>()});
+        ChatTurn turn;
+        turn.role = r;
+        turn.content = content->get<std::string>();
+        turns.push_back(std::move(turn));
     }
     return turns;
 }

@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "engine/text/chat.h"
 #include "engine/text/generation.h"
 
 namespace woolly::protocol {
@@ -45,10 +46,9 @@ struct DecodeLimits {
 };
 
 // One turn of a conversation (the daemon applies the model's chat template to them).
-struct ChatTurn {
-    std::string role; // system, user or assistant
-    std::string content;
-};
+// A conversation's turn: woolly/1 takes system, user and assistant turns with content; the HTTP
+// API also assistant tool calls and tool results.
+using ChatTurn = ChatMessage;
 
 struct GenerateRequest {
     std::string id;     // empty: the daemon chooses one

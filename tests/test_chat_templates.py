@@ -9,6 +9,7 @@ conversation from an empty context.
 
 usage: test_chat_templates.py WOOLLY SOURCE_DIR SHARED_DIR
 """
+import datetime
 import json
 import os
 import subprocess
@@ -59,28 +60,85 @@ def gguf_metadata(path):
     return meta
 
 
-def render(template, messages, add_generation_prompt, bos, eos):
+def render(template, messages, add_generation_prompt, bos, eos, tools=None):
     env = jinja2.sandbox.ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
 
     def raise_exception(message):
         raise jinja2.exceptions.TemplateError(message)
 
     env.globals["raise_exception"] = raise_exception
+    env.globals["strftime_now"] = lambda fmt: datetime.datetime.now().strftime(fmt)  # transformers'
     env.filters["tojson"] = lambda x, indent=None: json.dumps(x, ensure_ascii=False, indent=indent)
-    return env.from_string(template).render(messages=messages, bos_token=bos, eos_token=eos,
-                                            add_generation_prompt=add_generation_prompt)
+    extra = {} if tools is None else {"tools": tools}
+    # Hugging Face's convention: a call's arguments reach the template as the object they hold.
+    jinja_messages = []
+    for m in messages:
+        m = dict(m)
+        if "tool_calls" in m:
+            m["tool_calls"] = [dict(c, function=dict(c["function"],
+                                                     arguments=json.loads(c["function"]["arguments"])))
+                               for c in m["tool_calls"]]
+            if m.get("content") is None:
+                m["content"] = ""
+        jinja_messages.append(m)
+    return env.from_string(template).render(messages=jinja_messages, bos_token=bos, eos_token=eos,
+                                            add_generation_prompt=add_generation_prompt, **extra)
 
 
-def woolly_template(model, messages, add_generation_prompt, name=None):
+def woolly_template(model, messages, add_generation_prompt, name=None, tools=None):
     path = os.path.join(TMP, "messages.json")
     with open(path, "w") as f:
         json.dump(messages, f, ensure_ascii=False)
     cmd = [WOOLLY, "template", "-m", model, "--messages", path]
+    if tools is not None:
+        tools_path = os.path.join(TMP, "tools.json")
+        with open(tools_path, "w") as f:
+            json.dump(tools, f, ensure_ascii=False)
+        cmd += ["--tools", tools_path]
     if not add_generation_prompt:
         cmd.append("--no-generation-prompt")
     if name:
         cmd += ["--chat-template", name]
     return subprocess.run(cmd, capture_output=True, timeout=60)
+
+
+TOOLS = [
+    {"type": "function", "function": {
+        "name": "get_weather", "description": "The weather in a city, now",
+        "parameters": {"type": "object", "properties": {
+            "city": {"type": "string", "description": "e.g. Paris"},
+            "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}},
+            "required": ["city"]}}},
+    {"type": "function", "function": {
+        "name": "add", "description": "Adds two numbers, exactly",
+        "parameters": {"type": "object", "properties": {"a": {"type": "number"}, "b": {"type": "number"}},
+                       "required": ["a", "b"], "additionalProperties": False}, "strict": True}},
+    {"type": "function", "function": {"name": "now", "description": "The time: \"naïve\" 日本"}},
+]
+
+
+def call(id, name, arguments):
+    return {"id": id, "type": "function", "function": {"name": name, "arguments": arguments}}
+
+
+TOOL_CONVERSATIONS = [
+    [{"role": "user", "content": "Weather in Paris?"}],
+    [{"role": "system", "content": "Use tools when they help."},
+     {"role": "user", "content": "Weather in Paris?"},
+     {"role": "assistant", "content": None, "tool_calls": [call("abc123XYZ", "get_weather", '{"city": "Paris", "unit": "celsius"}')]},
+     {"role": "tool", "tool_call_id": "abc123XYZ", "content": "{\"temp\": 18}"},
+     {"role": "assistant", "content": "It is 18 degrees."},
+     {"role": "user", "content": "And 2+3?"}],
+    [{"role": "user", "content": "Two things at once"},
+     {"role": "assistant", "content": "Both:", "tool_calls": [call("call00001", "add", '{"a":2,"b":3.5}'),
+                                                              call("call00002", "now", "{}")]},
+     {"role": "tool", "tool_call_id": "call00001", "content": "5.5"},
+     {"role": "tool", "tool_call_id": "call00002", "content": "noon"}],
+    [{"role": "user", "content": "hi"},
+     {"role": "assistant", "content": None, "tool_calls": [call("short", "now", "{}")]},
+     {"role": "tool", "tool_call_id": "short", "content": "noon"}],
+    [{"role": "system", "content": "only a system message"}],
+]
 
 
 CONVERSATIONS = [
@@ -115,21 +173,26 @@ def main():
         bos = texts[meta["tokenizer.ggml.bos_token_id"]]
         eos = texts[meta["tokenizer.ggml.eos_token_id"]]
         cases.append((family, model, meta["tokenizer.chat_template"], bos, eos, None))
-    for family in ("chatml", "llama2", "mistral-v1", "zephyr", "deepseek"):
+    for family in ("chatml", "llama2", "mistral-v1", "zephyr", "deepseek", "llama3.1", "mistral-nemo"):
         with open(os.path.join(SOURCE, "tests", "chat_templates", family + ".jinja")) as f:
             cases.append((family, BUNDLED, f.read(), "<s>", "</s>", family))
 
-    failures = compared = raised = 0
+    failures = compared = raised = with_tools = 0
+    tool_families = ("llama3.1", "qwen3", "mistral-nemo")
     for family, model, template, bos, eos, name in cases:
-        for conversation in CONVERSATIONS:
+        runs = [(c, None) for c in CONVERSATIONS]
+        if family in tool_families:
+            runs += [(c, TOOLS) for c in TOOL_CONVERSATIONS] + [(c, None) for c in TOOL_CONVERSATIONS]
+        for conversation, tools in runs:
             for add in (True, False):
                 try:
-                    want = render(template, conversation, add, bos, eos).encode()
+                    want = render(template, conversation, add, bos, eos, tools).encode()
                     error = None
                 except jinja2.exceptions.TemplateError as e:
                     want, error = None, str(e)
-                got = woolly_template(model, conversation, add, name)
-                label = f"{family} {json.dumps(conversation)[:60]}... generation prompt {add}"
+                got = woolly_template(model, conversation, add, name, tools)
+                with_tools += tools is not None
+                label = f"{family} {json.dumps(conversation)[:60]}... tools {tools is not None} generation prompt {add}"
                 if error is not None:
                     raised += 1
                     if got.returncode == 0 or error not in got.stderr.decode():
@@ -140,8 +203,8 @@ def main():
                 if got.returncode != 0 or got.stdout != want:
                     failures += 1
                     print(f"FAIL {label}:\n  jinja  {want!r}\n  woolly {got.stdout!r} {got.stderr.decode()!r}")
-    print(f"{compared} renderings compared byte for byte, {raised} raising cases, {failures} failures, "
-          f"{len(cases)} templates")
+    print(f"{compared} renderings compared byte for byte ({with_tools} with tools), {raised} raising "
+          f"cases, {failures} failures, {len(cases)} templates")
     failures += check_chat_mode()
     return 1 if failures or not cases else 0
 

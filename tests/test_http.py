@@ -304,7 +304,9 @@ def test_refusals_name_the_field():
         chat = {"messages": [{"role": "user", "content": "hi"}]}
         cases = [
             ("/v1/chat/completions", dict(chat, n=2), 400, "n"),
-            ("/v1/chat/completions", dict(chat, tools=[{"type": "function"}]), 400, "tools"),
+            ("/v1/chat/completions", dict(chat, tools=[{"type": "function"}]), 400,
+             "tools[0].function"),
+            ("/v1/chat/completions", dict(chat, functions=[{"name": "f"}]), 400, "functions"),
             ("/v1/chat/completions", dict(chat, response_format={"type": "xml"}), 400,
              "response_format"),
             ("/v1/chat/completions", dict(chat, top_logprobs=2), 400, "top_logprobs"),
@@ -322,7 +324,7 @@ def test_refusals_name_the_field():
              "stream_options"),
             ("/v1/chat/completions", {"messages": []}, 400, "messages"),
             ("/v1/chat/completions", {"messages": [{"role": "tool", "content": "x"}]}, 400,
-             "messages[0].role"),
+             "messages[0].tool_call_id"),
             ("/v1/chat/completions", {"messages": [{"role": "user", "content": [
                 {"type": "image_url", "image_url": {"url": "x"}}]}]}, 400,
              "messages[0].content[0].type"),

@@ -90,6 +90,79 @@ TEST_CASE("a chat request's fields are read as OpenAI names them") {
     CHECK_FALSE(d.stream);
 }
 
+// OpenAI's tools: what a request may give, and each mistake refused with the field named.
+TEST_CASE("tools, tool_choice and tool messages are read strictly") {
+    const json weather = {{"type", "function"},
+                          {"function",
+                           {{"name", "get_weather"},
+                            {"description", "Weather in a city"},
+                            {"parameters",
+                             {{"type", "object"},
+                              {"properties", {{"city", {{"type", "string"}}}}},
+                              {"required", {"city"}}}}}}};
+    const json conversation = {
+        {{"role", "user"}, {"content", "Weather in Paris?"}},
+        {{"role", "assistant"},
+         {"content", nullptr},
+         {"tool_calls",
+          {{{"id", "call_1"},
+            {"type", "function"},
+            {"function", {{"name", "get_weather"}, {"arguments", "{\"city\": \"Paris\"}"}}}}}}},
+        {{"role", "tool"}, {"tool_call_id", "call_1"}, {"content", "18 C"}}};
+    json ok = {{"messages", conversation},
+               {"tools", {weather}},
+               {"tool_choice", "required"},
+               {"parallel_tool_calls", false}};
+    auto decoded = decode_completion(ok.dump(), Endpoint::Chat, limits());
+    REQUIRE(std::holds_alternative<CompletionRequest>(decoded));
+    const auto& r = std::get<CompletionRequest>(decoded);
+    CHECK(r.tool_choice == ToolChoice::Required);
+    CHECK_FALSE(r.parallel_tool_calls);
+    REQUIRE(r.tools.size() == 1);
+    CHECK(r.tools[0]["function"]["name"] == "get_weather");
+    REQUIRE(r.messages.size() == 3);
+    REQUIRE(r.messages[1].tool_calls.size() == 1);
+    CHECK(r.messages[1].tool_calls[0].name == "get_weather");
+    CHECK(r.messages[1].tool_calls[0].arguments == "{\"city\": \"Paris\"}");
+    CHECK(r.messages[2].tool_call_id == "call_1");
+
+    auto with = [&](auto edit) {
+        json j = ok;
+        edit(j);
+        return refused(j);
+    };
+    CHECK(with([](json& j) { j["tools"] = json::array(); }).param == "tools");
+    CHECK(with([](json& j) { j["tools"][0]["function"]["name"] = "get weather"; }).param ==
+          "tools[0].function.name");
+    CHECK(with([&](json& j) { j["tools"].push_back(weather); }).param == "tools[1].function.name");
+    CHECK(with([](json& j) { j["tools"][0]["function"]["parameters"]["type"] = "array"; }).param ==
+          "tools[0].function.parameters");
+    const Error schema = with([](json& j) {
+        j["tools"][0]["function"]["strict"] = true;
+        j["tools"][0]["function"]["parameters"]["properties"]["city"]["not"] = json::object();
+    });
+    CHECK(schema.param == "tools[0].function.parameters");
+    CHECK(schema.message.find("'#/properties/city/not'") != std::string::npos);
+    CHECK(with([](json& j) { j["tool_choice"] = "sometimes"; }).param == "tool_choice");
+    CHECK(with([](json& j) {
+              j["tool_choice"] = {{"type", "function"}, {"function", {{"name", "get_time"}}}};
+          }).param == "tool_choice");
+    CHECK(with([](json& j) { j.erase("tools"); }).param == "tool_choice");
+    CHECK(with([](json& j) { j["parallel_tool_calls"] = 1; }).param == "parallel_tool_calls");
+    CHECK(with([](json& j) {
+              j["response_format"] = {{"type", "json_object"}};
+          }).param == "response_format");
+    CHECK(with([](json& j) {
+              j["messages"][1]["tool_calls"][0]["function"]["arguments"] = "{\"city\": ";
+          }).param == "messages[1].tool_calls[0].function.arguments");
+    CHECK(with([](json& j) { j["messages"][1]["tool_calls"][0].erase("id"); }).param ==
+          "messages[1].tool_calls[0].id");
+    CHECK(with([](json& j) { j["messages"][1].erase("tool_calls"); }).param ==
+          "messages[1].content");
+    CHECK(with([](json& j) { j["messages"][0]["tool_call_id"] = "x"; }).param ==
+          "messages[0].tool_call_id");
+}
+
 TEST_CASE("what Woolly does not serve is refused with the field named, never ignored") {
     const json chat = {{"messages", kUser}};
     auto with = [&](const char* key, json value) {
@@ -97,7 +170,7 @@ TEST_CASE("what Woolly does not serve is refused with the field named, never ign
         j[key] = std::move(value);
         return refused(j);
     };
-    for (const char* key : {"tools", "tool_choice", "logit_bias"}) {
+    for (const char* key : {"functions", "function_call", "logit_bias"}) {
         const Error e = with(key, json::object());
         CHECK(e.status == 400);
         CHECK(e.param == key);
@@ -149,7 +222,7 @@ TEST_CASE("what Woolly does not serve is refused with the field named, never ign
     CHECK(refused(both).param == "max_completion_tokens");
     CHECK(refused({{"messages", json::array()}}).param == "messages");
     CHECK(refused({{"messages", {{{"role", "tool"}, {"content", "x"}}}}}).param ==
-          "messages[0].role");
+          "messages[0].tool_call_id");
     CHECK(refused({{"messages", {{{"role", "user"}}}}}).param == "messages[0].content");
     CHECK(refused({{"messages", {{{"role", "user"}, {"content", "x"}, {"name", "n"}}}}}).param ==
           "messages[0].name");

@@ -4,6 +4,7 @@
 #include <fstream>
 #include <iterator>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "cli_args.h"
 #include "commands.h"
@@ -11,6 +12,7 @@
 #include "engine/gguf/gguf.h"
 #include "engine/text/chat.h"
 #include "engine/text/vocab.h"
+#include "protocol/openai.h"
 #include "protocol/protocol.h"
 
 namespace woolly::cli {
@@ -25,23 +27,42 @@ std::vector<ChatMessage> read_chat_messages(const std::string& path) {
     } catch (const nlohmann::json::exception& e) { // parse_error, out_of_range (1E999)
         throw Error(path + ": not valid JSON (" + e.what() + ")");
     }
-    auto turns = protocol::decode_chat_turns(value);
-    if (auto* why = std::get_if<std::string>(&turns)) throw Error(path + ": " + *why);
-    std::vector<ChatMessage> out;
-    for (auto& t : std::get<std::vector<protocol::ChatTurn>>(turns))
-        out.push_back({std::move(t.role), std::move(t.content)});
-    return out;
+    auto turns = protocol::openai::decode_messages(&value);
+    if (auto* e = std::get_if<protocol::openai::Error>(&turns))
+        throw Error(path + ": " + e->message);
+    return std::move(std::get<std::vector<ChatMessage>>(turns));
+}
+
+// The tools of --tools FILE: OpenAI's array of functions, as a request gives it.
+std::optional<nlohmann::ordered_json> read_tools(const std::optional<std::string>& path) {
+    if (!path) return std::nullopt;
+    std::ifstream in(*path, std::ios::binary);
+    if (!in) throw Error(*path + ": cannot open");
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    nlohmann::ordered_json tools;
+    try {
+        tools = nlohmann::ordered_json::parse(text);
+    } catch (const nlohmann::json::exception& e) {
+        throw Error(*path + ": not valid JSON (" + e.what() + ")");
+    }
+    if (!tools.is_array()) throw Error(*path + ": expected an array of tools");
+    for (const auto& t : tools)
+        if (!t.is_object() || !t.contains("function") || !t["function"].is_object())
+            throw Error(*path + ": each tool is {\"type\": \"function\", \"function\": {...}}");
+    return tools;
 }
 
 int template_command(int argc, char** argv) {
-    Args args(argc, argv, 2, {"-m", "--model", "--messages", "--chat-template"},
+    Args args(argc, argv, 2, {"-m", "--model", "--messages", "--chat-template", "--tools"},
               {"--help", "-h", "--no-generation-prompt"});
     if (args.has("--help") || args.has("-h")) {
         std::printf(
             "usage: woolly template [-m MODEL] --messages FILE.json [--chat-template NAME]\n"
-            "                       [--no-generation-prompt]\n"
+            "                       [--tools TOOLS.json] [--no-generation-prompt]\n"
             "Prints the prompt the model's chat template makes of the conversation in\n"
-            "FILE.json ([{\"role\": \"system|user|assistant\", \"content\": \"...\"}, ...]),\n"
+            "FILE.json (OpenAI's messages: [{\"role\": \"system|user|assistant|tool\",\n"
+            "\"content\": \"...\"}, ...], with tool_calls and tool_call_id), and the functions\n"
+            "of TOOLS.json (OpenAI's tools array) for the families that take them,\n"
             "exactly: nothing added, the assistant's opening turn included unless\n"
             "--no-generation-prompt. The family is found in tokenizer.chat_template;\n"
             "--chat-template names it instead: %s.\n",
@@ -55,8 +76,10 @@ int template_command(int argc, char** argv) {
     auto file = GgufFile::open(args.get("-m", "--model").value_or(default_model_path()));
     Vocab vocab(*file);
     const ChatFormat format = chat_format(*file, vocab, args.get("--chat-template").value_or(""));
-    const std::string text = apply_chat_template(
-        format.family, messages, !args.has("--no-generation-prompt"), format.tokens);
+    const auto tools = read_tools(args.get("--tools"));
+    const std::string text =
+        apply_chat_template(format.family, messages, !args.has("--no-generation-prompt"),
+                            format.tokens, tools ? &*tools : nullptr);
     std::fwrite(text.data(), 1, text.size(), stdout);
     return 0;
 }

@@ -20,6 +20,7 @@
 #include "actors/log.h"
 #include "actors/runtime.h"
 #include "chat_page.h"
+#include "engine/text/tool_calls.h"
 #include "protocol/openai.h"
 #include "protocol/protocol.h"
 
@@ -73,6 +74,11 @@ struct Listener {
     std::string logprob_entries;      // without SSE, with logprobs: the entries, comma-separated
     std::vector<std::string> pending; // messages that came before `open`
     caf::actor scheduler;             // the one that admitted it (own streams)
+    // With tools: the reply read as content and calls, and the calls so far.
+    std::optional<ToolCallParser> parser;
+    ToolSyntax syntax = ToolSyntax::None;
+    std::vector<ToolCall> calls;
+    std::vector<ToolCallParser::Event> parsed; // scratch
 };
 
 struct State {
@@ -163,6 +169,59 @@ caf::behavior http_ingress_actor(caf::event_based_actor* self,
     };
     auto serving = [=] { return st->scheduler && !st->stopping; };
 
+    // A tool call's id: Mistral's templates want 9 letters and digits, OpenAI's look like
+    // call_ and 24 more.
+    auto call_id = [=](ToolSyntax syntax) {
+        static const char alphabet[] =
+            "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+        const bool mistral = syntax == ToolSyntax::MistralNemo;
+        std::string id = mistral ? "" : "call_";
+        for (size_t i = 0; i < (mistral ? kMistralIdLength : 24); ++i)
+            id += alphabet[st->rng() % (sizeof alphabet - 1)];
+        return id;
+    };
+    // Text of the reply: content, or with tools what the parser makes of it (content, calls
+    // begun, more of their arguments), as chunks or kept for the one response.
+    auto reply_text = [=](Listener& l, std::string_view text, bool last) {
+        if (!l.parser) {
+            if (!l.events)
+                l.text += text;
+            else if (!text.empty()) {
+                l.exchange->event(openai::encode_chunk(l.head, text, !l.role_sent, ""));
+                l.role_sent = true;
+            }
+            return;
+        }
+        l.parsed.clear();
+        l.parser->push(text, l.parsed);
+        if (last) l.parser->finish(l.parsed);
+        for (ToolCallParser::Event& e : l.parsed) {
+            switch (e.kind) {
+            case ToolCallParser::Event::Kind::Content:
+                if (!l.events)
+                    l.text += e.text;
+                else if (!e.text.empty()) {
+                    l.exchange->event(openai::encode_chunk(l.head, e.text, !l.role_sent, ""));
+                    l.role_sent = true;
+                }
+                break;
+            case ToolCallParser::Event::Kind::Call:
+                l.calls.push_back({call_id(l.syntax), std::move(e.text), ""});
+                if (l.events)
+                    l.exchange->event(
+                        openai::encode_tool_call_chunk(l.head, e.index, l.calls.back()));
+                break;
+            case ToolCallParser::Event::Kind::Arguments:
+                if (e.index >= l.calls.size()) break;
+                l.calls[e.index].arguments += e.text;
+                if (l.events && !e.text.empty())
+                    l.exchange->event(
+                        openai::encode_tool_call_chunk(l.head, e.index, {"", "", e.text}));
+                break;
+            }
+        }
+    };
+
     // Bearer keys, compared as SHA-256 digests in constant time, every key each time.
     auto authorized = [=](const std::string& header) {
         if (st->keys.empty()) return true;
@@ -217,14 +276,17 @@ caf::behavior http_ingress_actor(caf::event_based_actor* self,
             return;
         }
         const char* fr = openai::finish_reason(reason);
+        reply_text(l, tail, true);
+        // A reply that made its calls and ended there says so (OpenAI's "tool_calls").
+        if (!l.calls.empty() && std::string_view(fr) == "stop") fr = "tool_calls";
         if (!l.events) {
             l.exchange->respond(200, "application/json",
-                                openai::encode_response(l.head, l.text + tail, fr, totals,
-                                                        l.logprobs ? &l.logprob_entries : nullptr),
+                                openai::encode_response(l.head, l.text, fr, totals,
+                                                        l.logprobs ? &l.logprob_entries : nullptr,
+                                                        &l.calls),
                                 {{"X-Woolly-Stream-Id", l.stream}});
             return;
         }
-        if (!tail.empty()) l.exchange->event(openai::encode_chunk(l.head, tail, !l.role_sent, ""));
         l.exchange->event(openai::encode_chunk(l.head, "", false, fr));
         if (l.include_usage) l.exchange->event(openai::encode_usage_chunk(l.head, totals));
         l.exchange->event("[DONE]");
@@ -257,12 +319,7 @@ caf::behavior http_ingress_actor(caf::event_based_actor* self,
             }
             return false;
         }
-        if (!l.events) {
-            l.text += *text;
-        } else if (!text->empty()) {
-            l.exchange->event(openai::encode_chunk(l.head, *text, !l.role_sent, ""));
-            l.role_sent = true;
-        }
+        reply_text(l, *text, false);
         return false;
     };
     // A published message as deliver takes it: token messages read without a JSON parser.
@@ -377,6 +434,7 @@ caf::behavior http_ingress_actor(caf::event_based_actor* self,
         setup.params = std::move(r.params);
         setup.source = uint8_t(Source::http);
         if (!r.seed_given) setup.params.sampling.seed = st->rng();
+        const openai::ToolChoice tool_choice = r.tool_choice;
         auto admit = [=, setup = std::move(setup)](tokenized& t) mutable {
             auto it = st->listeners.find(key);
             if (it == st->listeners.end()) return;
@@ -390,6 +448,11 @@ caf::behavior http_ingress_actor(caf::event_based_actor* self,
                 return forget(key);
             }
             setup.prompt_tokens = std::move(t.tokens);
+            if (t.tool_syntax != 0 && tool_choice != openai::ToolChoice::None) {
+                it->second.syntax = ToolSyntax(t.tool_syntax);
+                it->second.parser.emplace(it->second.syntax);
+                setup.params.constraint = t.constraint;
+            }
             caf::actor scheduler = it->second.scheduler;
             self->request(scheduler, caf::infinite, admit_atom::value, std::move(setup))
                 .then(
@@ -421,8 +484,13 @@ caf::behavior http_ingress_actor(caf::event_based_actor* self,
         };
         if (chat) {
             chat_prompt prompt;
-            for (auto& turn : r.messages)
-                prompt.messages.push_back({std::move(turn.role), std::move(turn.content)});
+            prompt.messages = std::move(r.messages);
+            if (!r.tools.is_null()) {
+                prompt.tools = r.tools.dump();
+                prompt.tool_choice = uint8_t(r.tool_choice);
+                prompt.tool_name = r.tool_name;
+                prompt.parallel_tool_calls = r.parallel_tool_calls;
+            }
             self->request(st->tokenizer, caf::infinite, tokenize_atom::value, std::move(prompt))
                 .then(admit, failed);
         } else {

@@ -4,11 +4,14 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <string_view>
+#include <vector>
 
 #include <nlohmann/json_fwd.hpp>
 
 #include "engine/grammar/grammar.h"
+#include "engine/text/tool_calls.h"
 
 namespace woolly::grammar {
 
@@ -39,6 +42,21 @@ struct JsonBounds {
 // Grammar::warnings.
 Grammar compile_json_schema(const nlohmann::ordered_json& schema, bool strict,
                             const JsonBounds& bounds = {});
+
+// A function a reply may call (compile_tool_calls): its name, its parameters' schema (null: it
+// takes none, so its arguments are {}), and where the schema came from, for errors
+// ("tools[0].function.parameters").
+struct ToolSchema {
+    std::string name;
+    const nlohmann::ordered_json* parameters = nullptr;
+    std::string where;
+};
+
+// The calls of a reply in `syntax`, from its trigger on: one call to one of `tools`, or with
+// `parallel` (and a syntax that has it) up to kMaxParallelCalls, each with arguments its
+// function's schema accepts.
+Grammar compile_tool_calls(ToolSyntax syntax, const std::vector<ToolSchema>& tools, bool parallel,
+                           bool strict, const JsonBounds& bounds = {});
 
 // Any JSON object (OpenAI's json_object response format).
 Grammar json_object_grammar(const JsonBounds& bounds = {});

@@ -12,6 +12,7 @@
 #include "engine/error.h"
 #include "engine/grammar/compile.h"
 #include "engine/grammar/regex.h"
+#include "engine/text/tool_calls.h"
 #include "engine/text/utf8.h"
 
 namespace woolly::grammar {
@@ -42,7 +43,16 @@ std::string pointer_escape(const std::string& key) {
 class SchemaCompiler {
 public:
     SchemaCompiler(const json& root, bool strict, const JsonBounds& bounds)
-        : root_(root), strict_(strict), bounds_(bounds) {}
+        : root_(root), strict_(strict), bounds_(bounds), b_(own_) {}
+    // A schema among others in one grammar (compile_tool_calls): its rules go into `builder`,
+    // and its errors name `where` (e.g. tools[0].function.parameters) instead of json_schema.
+    SchemaCompiler(const json& root, bool strict, const JsonBounds& bounds, Builder& builder,
+                   std::string where)
+        : root_(root), strict_(strict), bounds_(bounds), b_(builder), where_(std::move(where)) {}
+
+    // The rule of the root schema's values, for a grammar built around them.
+    uint32_t value_rule() { return schema(root_, ""); }
+    std::vector<std::string>& warnings() { return warnings_; }
 
     Grammar compile() {
         const uint32_t value = schema(root_, "");
@@ -62,14 +72,14 @@ public:
 
 private:
     [[noreturn]] void fail(const std::string& path, const std::string& why) const {
-        throw Error("json_schema at '" + (path.empty() ? std::string("#") : "#" + path) +
+        throw Error(where_ + " at '" + (path.empty() ? std::string("#") : "#" + path) +
                     "': " + why);
     }
     // A keyword that cannot be enforced: an error, or with strict false a warning.
     void unenforced(const std::string& path, const std::string& keyword, const std::string& why) {
         const std::string what = "'" + keyword + "' " + why;
         if (strict_) fail(path, what + " (set strict to false to generate without it)");
-        warnings_.push_back("json_schema at '#" + path + "': " + what + "; not enforced");
+        warnings_.push_back(where_ + " at '#" + path + "': " + what + "; not enforced");
     }
 
     // ---- Shared rules, made once ----
@@ -900,7 +910,9 @@ private:
     const json& root_;
     bool strict_;
     JsonBounds bounds_;
-    Builder b_;
+    Builder own_;
+    Builder& b_;
+    std::string where_ = "json_schema";
     std::vector<std::string> warnings_;
     std::map<std::string, uint32_t> refs_;
     std::map<std::pair<uint32_t, uint32_t>, uint32_t> strings_;
@@ -917,6 +929,64 @@ private:
 Grammar compile_json_schema(const nlohmann::ordered_json& schema, bool strict,
                             const JsonBounds& bounds) {
     return SchemaCompiler(schema, strict, bounds).compile();
+}
+
+Grammar compile_tool_calls(ToolSyntax syntax, const std::vector<ToolSchema>& tools, bool parallel,
+                           bool strict, const JsonBounds& bounds) {
+    const ToolSyntaxText& text = tool_syntax_text(syntax);
+    if (syntax == ToolSyntax::None) throw Error("tools: this chat template has no tool calls");
+    if (tools.empty()) throw Error("tools: no function to call");
+    static const nlohmann::ordered_json no_parameters = {
+        {"type", "object"},
+        {"properties", nlohmann::ordered_json::object()},
+        {"additionalProperties", false}};
+    Builder b;
+    std::vector<std::string> warnings;
+    const uint32_t first_call = b.add_rule("first-call");
+    const uint32_t later_call = b.add_rule("call");
+    const uint32_t id_char = b.char_class({{'0', '9'}, {'a', 'z'}, {'A', 'Z'}}, false);
+    for (const ToolSchema& tool : tools) {
+        const nlohmann::ordered_json& parameters =
+            tool.parameters ? *tool.parameters : no_parameters;
+        if (!parameters.is_object() ||
+            (parameters.contains("type") && parameters["type"] != "object"))
+            throw Error(tool.where + ": a function's parameters must be an object schema "
+                                     "({\"type\": \"object\", ...})");
+        SchemaCompiler schema(parameters, strict, bounds, b, tool.where);
+        const uint32_t arguments = schema.value_rule();
+        warnings.insert(warnings.end(), schema.warnings().begin(), schema.warnings().end());
+        Builder::Seq tail;
+        b.literal(tail, tool.name + "\"" + std::string(text.name_close));
+        tail.push_back(Builder::rule(arguments));
+        b.literal(tail, text.call_close);
+        if (text.id_after) {
+            tail.push_back(Builder::repeat(id_char, kMistralIdLength, kMistralIdLength));
+            b.literal(tail, "\"}");
+        }
+        Builder::Seq first, later;
+        b.literal(first, text.first_open);
+        first.insert(first.end(), tail.begin(), tail.end());
+        b.add_alt(first_call, std::move(first));
+        if (!text.open.empty()) {
+            b.literal(later, text.open);
+            later.insert(later.end(), tail.begin(), tail.end());
+            b.add_alt(later_call, std::move(later));
+        }
+    }
+    Builder::Seq root_seq{Builder::rule(first_call)};
+    if (parallel && text.parallel) {
+        Builder::Seq more;
+        b.literal(more, text.separator);
+        more.push_back(Builder::rule(later_call));
+        root_seq.push_back(Builder::repeat(b.group("more-calls", std::move(more)), 0,
+                                           uint32_t(kMaxParallelCalls - 1)));
+    }
+    b.literal(root_seq, text.end);
+    const uint32_t root = b.group("tool-calls", std::move(root_seq));
+    if (!b.has_alts(later_call)) b.add_alt(later_call, {b.bytes(ByteSet())}); // never taken
+    Grammar g = b.finish(root);
+    g.warnings = std::move(warnings);
+    return g;
 }
 
 Grammar json_object_grammar(const JsonBounds& bounds) {

@@ -359,4 +359,72 @@ std::unique_ptr<ConstraintState> GrammarConstraint::start(const Vocab& vocab) co
     return std::make_unique<Matcher>(grammar_, vocab.trie(), vocab.eog_tokens());
 }
 
+namespace {
+
+// A grammar that waits for its trigger: until the reply writes it, every token is allowed but
+// one that would complete the trigger with bytes the grammar refuses after it; from then on the
+// grammar's matcher, started from the trigger's first byte.
+class LazyMatcher final : public ConstraintState {
+public:
+    LazyMatcher(std::shared_ptr<const Grammar> grammar, const Vocab& vocab, std::string trigger)
+        : vocab_(vocab), matcher_(std::move(grammar), vocab.trie(), vocab.eog_tokens()),
+          trigger_(std::move(trigger)) {}
+
+    bool allows(TokenId token) override {
+        if (active_) return matcher_.allows(token);
+        if (vocab_.is_eog(token)) return true;
+        const size_t at = join(token);
+        return at == std::string::npos ||
+               matcher_.allows_bytes(std::string_view(joined_).substr(at));
+    }
+    void accept(TokenId token) override {
+        if (active_) return matcher_.accept(token);
+        if (vocab_.is_eog(token)) return;
+        const size_t at = join(token);
+        if (at == std::string::npos) {
+            const size_t keep = std::min(joined_.size(), trigger_.size() - 1);
+            tail_.assign(joined_, joined_.size() - keep, keep);
+            return;
+        }
+        if (!matcher_.accept_bytes(std::string_view(joined_).substr(at)))
+            throw Error("grammar: token " + std::to_string(token) + " is not allowed here");
+        active_ = true;
+    }
+    const uint64_t* mask() override {
+        if (active_) return matcher_.mask();
+        // Asked only when the model's own choice would begin a call the grammar refuses.
+        const auto n = size_t(vocab_.size());
+        mask_.assign((n + 63) / 64, 0);
+        for (TokenId t = 0; t < vocab_.size(); ++t)
+            if (allows(t)) mask_[size_t(t) / 64] |= uint64_t(1) << (size_t(t) % 64);
+        return mask_.data();
+    }
+    bool complete() const override { return !active_ || matcher_.complete(); }
+    bool closed() const override { return active_ && matcher_.closed(); }
+
+private:
+    // The last bytes before `token` and its own, and where the trigger begins in them.
+    size_t join(TokenId token) {
+        joined_.assign(tail_);
+        joined_.append(vocab_.piece(token));
+        return joined_.find(trigger_);
+    }
+
+    const Vocab& vocab_;
+    Matcher matcher_; // at the grammar's start until the trigger
+    std::string trigger_;
+    std::string tail_;   // the reply's last bytes, fewer than the trigger's
+    std::string joined_; // scratch for join()
+    std::vector<uint64_t> mask_;
+    bool active_ = false;
+};
+
+} // namespace
+
+std::unique_ptr<ConstraintState> ToolCallConstraint::start(const Vocab& vocab) const {
+    if (required_ || trigger_.empty())
+        return std::make_unique<Matcher>(grammar_, vocab.trie(), vocab.eog_tokens());
+    return std::make_unique<LazyMatcher>(grammar_, vocab, trigger_);
+}
+
 } // namespace woolly::grammar

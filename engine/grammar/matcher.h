@@ -34,6 +34,8 @@ public:
     // Bytes instead of tokens (tests, and checking text after the fact): false, with the state
     // unchanged, when the grammar refuses them.
     bool accept_bytes(std::string_view bytes);
+    // Whether the grammar takes `bytes` next (the state unchanged either way).
+    bool allows_bytes(std::string_view bytes) { return walk(state_, bytes) != kDead; }
     // States made so far (they are dropped and remade past a bound).
     size_t n_states() const { return states_.size(); }
 
@@ -136,6 +138,24 @@ public:
 
 private:
     std::shared_ptr<const Grammar> grammar_;
+};
+
+// Tool calls (compile_tool_calls) as a constraint. Required (tool_choice required or a named
+// function): the reply is the calls from its first token. Otherwise (auto) the reply is free
+// until it writes the syntax's trigger, and the calls' grammar holds from the trigger on (a lazy
+// grammar, as llama.cpp has), so that a call's arguments always parse.
+class ToolCallConstraint final : public Constraint {
+public:
+    ToolCallConstraint(Grammar grammar, std::string trigger, bool required)
+        : grammar_(std::make_shared<const Grammar>(std::move(grammar))),
+          trigger_(std::move(trigger)), required_(required) {}
+    std::unique_ptr<ConstraintState> start(const Vocab& vocab) const override;
+    const std::vector<std::string>& warnings() const override { return grammar_->warnings; }
+
+private:
+    std::shared_ptr<const Grammar> grammar_;
+    std::string trigger_;
+    bool required_;
 };
 
 } // namespace woolly::grammar

@@ -3,6 +3,9 @@
 #include "engine/text/chat.h"
 
 #include <algorithm>
+#include <ctime>
+
+#include <nlohmann/json.hpp>
 
 #include "engine/error.h"
 #include "engine/gguf/gguf.h"
@@ -17,12 +20,20 @@ struct Named {
     std::string_view name;
 };
 constexpr Named kNames[] = {
-    {ChatTemplate::Llama3, "llama3"},        {ChatTemplate::ChatMl, "chatml"},
-    {ChatTemplate::Qwen3, "qwen3"},          {ChatTemplate::Phi3, "phi3"},
-    {ChatTemplate::Gemma, "gemma"},          {ChatTemplate::Llama2, "llama2"},
-    {ChatTemplate::MistralV1, "mistral-v1"}, {ChatTemplate::Zephyr, "zephyr"},
+    {ChatTemplate::Llama3, "llama3"},
+    {ChatTemplate::Llama31, "llama3.1"},
+    {ChatTemplate::ChatMl, "chatml"},
+    {ChatTemplate::Qwen3, "qwen3"},
+    {ChatTemplate::Phi3, "phi3"},
+    {ChatTemplate::Gemma, "gemma"},
+    {ChatTemplate::Llama2, "llama2"},
+    {ChatTemplate::MistralV1, "mistral-v1"},
+    {ChatTemplate::Zephyr, "zephyr"},
     {ChatTemplate::DeepSeek, "deepseek"},
+    {ChatTemplate::MistralNemo, "mistral-nemo"},
 };
+
+using ojson = nlohmann::ordered_json;
 
 bool contains(std::string_view s, std::string_view what) {
     return s.find(what) != std::string_view::npos;
@@ -73,10 +84,34 @@ std::string chatml(const std::vector<ChatMessage>& m, bool add_generation_prompt
     return out;
 }
 
-std::string qwen3(const std::vector<ChatMessage>& m, bool add_generation_prompt) {
+// A call's arguments as the template sees them: the object its JSON text holds.
+ojson arguments_object(const ToolCall& call) {
+    try {
+        return ojson::parse(call.arguments);
+    } catch (const std::exception&) {
+        raise("the arguments of tool call '" + call.id + "' are not JSON");
+    }
+}
+
+std::string qwen3(const std::vector<ChatMessage>& m, bool add_generation_prompt,
+                  const ojson* tools) {
     std::string out;
-    if (!m.empty() && m[0].role == "system")
+    if (tools) {
+        out += "<|im_start|>system\n";
+        if (!m.empty() && m[0].role == "system") out += m[0].content + "\n\n";
+        out += "# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
+               "You are provided with function signatures within <tools></tools> XML tags:\n"
+               "<tools>";
+        for (const ojson& tool : *tools) {
+            out += '\n';
+            out += python_json(tool);
+        }
+        out += "\n</tools>\n\nFor each function call, return a json object with function name "
+               "and arguments within <tool_call></tool_call> XML tags:\n<tool_call>\n{\"name\": "
+               "<function-name>, \"arguments\": <args-json-object>}\n</tool_call><|im_end|>\n";
+    } else if (!m.empty() && m[0].role == "system") {
         out += "<|im_start|>system\n" + m[0].content + "<|im_end|>\n";
+    }
     // The last user turn that is not a tool's response (the template's last_query_index).
     size_t last_query = m.empty() ? 0 : m.size() - 1;
     for (size_t k = m.size(); k-- > 0;) {
@@ -113,10 +148,161 @@ std::string qwen3(const std::vector<ChatMessage>& m, bool add_generation_prompt)
             } else {
                 out += "<|im_start|>assistant\n" + content;
             }
+            for (size_t j = 0; j < msg.tool_calls.size(); ++j) {
+                if (j > 0 || !content.empty()) out += "\n";
+                out += "<tool_call>\n{\"name\": \"" + msg.tool_calls[j].name +
+                       "\", \"arguments\": " + python_json(arguments_object(msg.tool_calls[j])) +
+                       "}\n</tool_call>";
+            }
             out += "<|im_end|>\n";
+        } else if (msg.role == "tool") {
+            if (i == 0 || m[i - 1].role != "tool") out += "<|im_start|>user";
+            out += "\n<tool_response>\n" + msg.content + "\n</tool_response>";
+            if (i + 1 == m.size() || m[i + 1].role != "tool") out += "<|im_end|>\n";
         }
     }
     if (add_generation_prompt) out += "<|im_start|>assistant\n";
+    return out;
+}
+
+// Llama 3.1-3.3 Instruct (Meta's template, tools in the first user message as its default
+// tools_in_user_message has them; the date as transformers' strftime_now gives it).
+std::string llama31(const std::vector<ChatMessage>& all, bool add_generation_prompt,
+                    const ChatTokens& tok, const ojson* tools) {
+    char date[32];
+    const std::time_t now = std::time(nullptr);
+    std::tm local{};
+    localtime_r(&now, &local);
+    std::strftime(date, sizeof date, "%d %b %Y", &local);
+    std::vector<ChatMessage> m = all;
+    std::string system;
+    if (!m.empty() && m[0].role == "system") {
+        system = python_strip(m[0].content);
+        m.erase(m.begin());
+    }
+    std::string out = tok.bos + "<|start_header_id|>system<|end_header_id|>\n\n";
+    if (tools) out += "Environment: ipython\n";
+    out += "Cutting Knowledge Date: December 2023\nToday Date: " + std::string(date) + "\n\n";
+    out += system + "<|eot_id|>";
+    if (tools) {
+        if (m.empty())
+            raise("Cannot put tools in the first user message when there's no first user "
+                  "message!");
+        const std::string first = python_strip(m[0].content);
+        m.erase(m.begin());
+        out += "<|start_header_id|>user<|end_header_id|>\n\nGiven the following functions, "
+               "please respond with a JSON for a function call with its proper arguments that "
+               "best answers the given prompt.\n\nRespond in the format {\"name\": function "
+               "name, \"parameters\": dictionary of argument name and its value}.Do not use "
+               "variables.\n\n";
+        for (const ojson& t : *tools) out += python_json(t, 4) + "\n\n";
+        out += first + "<|eot_id|>";
+    }
+    for (const ChatMessage& msg : m) {
+        if (msg.role == "tool" || msg.role == "ipython") {
+            // A string is iterable to Jinja: the result goes in as JSON text.
+            out += "<|start_header_id|>ipython<|end_header_id|>\n\n" + python_json(msg.content) +
+                   "<|eot_id|>";
+        } else if (!msg.tool_calls.empty()) {
+            if (msg.tool_calls.size() != 1)
+                raise("This model only supports single tool-calls at once!");
+            const ToolCall& call = msg.tool_calls[0];
+            out += "<|start_header_id|>assistant<|end_header_id|>\n\n{\"name\": \"" + call.name +
+                   "\", \"parameters\": " + python_json(arguments_object(call)) + "}<|eot_id|>";
+        } else {
+            out += "<|start_header_id|>" + msg.role + "<|end_header_id|>\n\n" +
+                   python_strip(msg.content) + "<|eot_id|>";
+        }
+    }
+    if (add_generation_prompt) out += "<|start_header_id|>assistant<|end_header_id|>\n\n";
+    return out;
+}
+
+bool same_message(const ChatMessage& a, const ChatMessage& b) {
+    if (a.role != b.role || a.content != b.content || a.tool_call_id != b.tool_call_id ||
+        a.tool_calls.size() != b.tool_calls.size())
+        return false;
+    for (size_t i = 0; i < a.tool_calls.size(); ++i)
+        if (a.tool_calls[i].id != b.tool_calls[i].id ||
+            a.tool_calls[i].name != b.tool_calls[i].name ||
+            a.tool_calls[i].arguments != b.tool_calls[i].arguments)
+            return false;
+    return true;
+}
+
+// Mistral Nemo Instruct: the tools before the last user turn, calls with 9-character ids.
+std::string mistral_nemo(const std::vector<ChatMessage>& m, const ChatTokens& tok,
+                         const ojson* tools) {
+    std::optional<std::string> system;
+    size_t first = 0;
+    if (!m.empty() && m[0].role == "system") {
+        system = m[0].content;
+        first = 1;
+    }
+    const ChatMessage* last_user = nullptr;
+    size_t index = 0;
+    for (size_t i = first; i < m.size(); ++i) {
+        if (m[i].role == "user") last_user = &m[i];
+        if (m[i].role == "tool" || m[i].role == "tool_results" || !m[i].tool_calls.empty())
+            continue;
+        if ((m[i].role == "user") != (index % 2 == 0))
+            raise("After the optional system message, conversation roles must alternate "
+                  "user/assistant/user/assistant/...");
+        ++index;
+    }
+    auto check_id = [](const std::string& id) {
+        if (id.size() != 9) raise("Tool call IDs should be alphanumeric strings with length 9!");
+    };
+    std::string out = tok.bos;
+    for (size_t i = first; i < m.size(); ++i) {
+        const ChatMessage& msg = m[i];
+        if (msg.role == "user") {
+            if (tools && same_message(msg, *last_user)) {
+                out += "[AVAILABLE_TOOLS][";
+                for (size_t t = 0; t < tools->size(); ++t) {
+                    out += "{\"type\": \"function\", \"function\": {";
+                    const ojson& f = (*tools)[t].at("function");
+                    std::vector<std::string> items;
+                    for (auto it = f.begin(); it != f.end(); ++it) {
+                        if (it.key() == "return") continue;
+                        items.push_back(it.value().is_string()
+                                            ? "\"" + it.key() + "\": \"" +
+                                                  it.value().get<std::string>() + "\""
+                                            : "\"" + it.key() + "\": " + python_json(it.value()));
+                    }
+                    for (size_t k = 0; k < items.size(); ++k)
+                        out += items[k] + (k + 1 < items.size() ? ", " : "");
+                    out += "}}";
+                    out += t + 1 < tools->size() ? ", " : "]";
+                }
+                out += "[/AVAILABLE_TOOLS]";
+            }
+            if (i + 1 == m.size() && system)
+                out += "[INST]" + *system + "\n\n" + msg.content + "[/INST]";
+            else
+                out += "[INST]" + msg.content + "[/INST]";
+        } else if (!msg.tool_calls.empty()) {
+            out += "[TOOL_CALLS][";
+            for (size_t j = 0; j < msg.tool_calls.size(); ++j) {
+                const ToolCall& call = msg.tool_calls[j];
+                ojson function = {{"name", call.name}, {"arguments", arguments_object(call)}};
+                const std::string text = python_json(function);
+                out += text.substr(0, text.size() - 1);
+                check_id(call.id);
+                out += ", \"id\": \"" + call.id + "\"}";
+                out += j + 1 < msg.tool_calls.size() ? ", " : "]" + tok.eos;
+            }
+        } else if (msg.role == "assistant") {
+            out += msg.content + tok.eos;
+        } else if (msg.role == "tool" || msg.role == "tool_results") {
+            out += "[TOOL_RESULTS]{\"content\": " + msg.content + ", ";
+            check_id(msg.tool_call_id);
+            out += "\"call_id\": \"" + msg.tool_call_id + "\"}[/TOOL_RESULTS]";
+        } else {
+            raise("Only user and assistant roles are supported, with the exception of an "
+                  "initial optional system message!");
+        }
+    }
     return out;
 }
 
@@ -243,6 +429,62 @@ std::string python_strip(std::string_view s) {
     return std::string(s.substr(begin, end - begin));
 }
 
+namespace {
+
+void python_json_into(const ojson& v, int indent, int depth, std::string& out) {
+    auto newline = [&](int d) {
+        if (indent < 0) return;
+        out += '\n';
+        out.append(size_t(indent) * size_t(d), ' ');
+    };
+    const char* item_sep = indent < 0 ? ", " : ",";
+    if (v.is_object()) {
+        if (v.empty()) {
+            out += "{}";
+            return;
+        }
+        out += '{';
+        bool first = true;
+        for (auto it = v.begin(); it != v.end(); ++it) {
+            if (!first) out += item_sep;
+            first = false;
+            newline(depth + 1);
+            out += ojson(it.key()).dump(-1, ' ', false, ojson::error_handler_t::replace);
+            out += ": ";
+            python_json_into(it.value(), indent, depth + 1, out);
+        }
+        newline(depth);
+        out += '}';
+    } else if (v.is_array()) {
+        if (v.empty()) {
+            out += "[]";
+            return;
+        }
+        out += '[';
+        for (size_t i = 0; i < v.size(); ++i) {
+            if (i > 0) out += item_sep;
+            newline(depth + 1);
+            python_json_into(v[i], indent, depth + 1, out);
+        }
+        newline(depth);
+        out += ']';
+    } else {
+        out += v.dump(-1, ' ', false, ojson::error_handler_t::replace);
+    }
+}
+
+} // namespace
+
+std::string python_json(const ojson& value, int indent) {
+    std::string out;
+    python_json_into(value, indent, 0, out);
+    return out;
+}
+
+bool chat_template_takes_tools(ChatTemplate t) {
+    return t == ChatTemplate::Llama31 || t == ChatTemplate::Qwen3 || t == ChatTemplate::MistralNemo;
+}
+
 std::string_view chat_template_name(ChatTemplate t) {
     for (const Named& n : kNames)
         if (n.t == t) return n.name;
@@ -265,12 +507,15 @@ std::optional<ChatTemplate> detect_chat_template(std::string_view jinja) {
     if (contains(jinja, "<|im_start|>"))
         return contains(jinja, "</think>") ? ChatTemplate::Qwen3 : ChatTemplate::ChatMl;
     if (contains(jinja, "<|start_header_id|>") && contains(jinja, "<|end_header_id|>"))
-        return ChatTemplate::Llama3;
+        return contains(jinja, "Environment: ipython") ? ChatTemplate::Llama31
+                                                       : ChatTemplate::Llama3;
     if (contains(jinja, "<start_of_turn>")) return ChatTemplate::Gemma;
     if (contains(jinja, "<|assistant|>") && contains(jinja, "<|end|>")) return ChatTemplate::Phi3;
     if (contains(jinja, "<|user|>") && contains(jinja, "<|assistant|>") &&
         contains(jinja, "eos_token"))
         return ChatTemplate::Zephyr;
+    if (contains(jinja, "[AVAILABLE_TOOLS]") && contains(jinja, "[TOOL_CALLS]"))
+        return ChatTemplate::MistralNemo;
     if (contains(jinja, "[INST]"))
         return contains(jinja, "' [INST] ' + system_message") ? ChatTemplate::MistralV1
                                                               : ChatTemplate::Llama2;
@@ -308,27 +553,42 @@ ChatFormat chat_format(const GgufFile& file, const Vocab& vocab, std::string_vie
 }
 
 std::vector<int32_t> tokenize_chat(const Vocab& vocab, const ChatFormat& format,
-                                   const std::vector<ChatMessage>& messages) {
-    const std::string text = apply_chat_template(format.family, messages, true, format.tokens);
+                                   const std::vector<ChatMessage>& messages, const ojson* tools) {
+    const std::string text =
+        apply_chat_template(format.family, messages, true, format.tokens, tools);
     const bool has_bos = !format.tokens.bos.empty() && text.starts_with(format.tokens.bos);
     return vocab.tokenize(text, /*add_special=*/!has_bos, /*parse_special=*/true);
 }
 
 std::string apply_chat_template(ChatTemplate t, const std::vector<ChatMessage>& messages,
-                                bool add_generation_prompt, const ChatTokens& tokens) {
+                                bool add_generation_prompt, const ChatTokens& tokens,
+                                const ojson* tools) {
+    const bool tool_family = chat_template_takes_tools(t);
+    if (tools && !tool_family)
+        raise("the " + std::string(chat_template_name(t)) +
+              " template does not take tools (these do: llama3.1, qwen3, mistral-nemo)");
     for (size_t i = 0; i < messages.size(); ++i) {
-        const std::string& r = messages[i].role;
-        if (r != "system" && r != "user" && r != "assistant")
+        const ChatMessage& msg = messages[i];
+        const std::string& r = msg.role;
+        const bool tool_turn = r == "tool" || !msg.tool_calls.empty();
+        if (r != "system" && r != "user" && r != "assistant" && r != "tool")
             raise("message " + std::to_string(i) + " has role '" + r +
-                  "' (expected system, user or assistant)");
+                  "' (expected system, user, assistant or tool)");
+        if (tool_turn && !tool_family)
+            raise("message " + std::to_string(i) + " is a tool " +
+                  (r == "tool" ? "result" : "call") + ", which the " +
+                  std::string(chat_template_name(t)) +
+                  " template does not take (these do: llama3.1, qwen3, mistral-nemo)");
     }
     switch (t) {
     case ChatTemplate::Llama3:
         return llama3(messages, tokens);
+    case ChatTemplate::Llama31:
+        return llama31(messages, add_generation_prompt, tokens, tools);
     case ChatTemplate::ChatMl:
         return chatml(messages, add_generation_prompt);
     case ChatTemplate::Qwen3:
-        return qwen3(messages, add_generation_prompt);
+        return qwen3(messages, add_generation_prompt, tools);
     case ChatTemplate::Phi3:
         return phi3(messages, tokens);
     case ChatTemplate::Gemma:
@@ -337,6 +597,8 @@ std::string apply_chat_template(ChatTemplate t, const std::vector<ChatMessage>& 
         return llama2(messages, tokens);
     case ChatTemplate::MistralV1:
         return mistral_v1(messages, tokens);
+    case ChatTemplate::MistralNemo:
+        return mistral_nemo(messages, tokens, tools);
     case ChatTemplate::Zephyr:
         return zephyr(messages, add_generation_prompt, tokens);
     case ChatTemplate::DeepSeek:
