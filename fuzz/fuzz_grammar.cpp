@@ -1,7 +1,9 @@
 // fuzz_grammar.cpp — arbitrary text as a GBNF grammar or a JSON Schema (the first byte picks),
 // and when it compiles, the rest of the input's bytes and tokens run through its matcher (over
 // the bundled model's vocabulary): every input compiles or is refused with an Error; the matcher
-// never crashes, and its mask agrees with allows() for every token it is asked about.
+// never crashes, and its mask agrees with allows() for every token it is asked about. The input is
+// also a reply for each family's tool-call parser, given in pieces the input's bytes cut: the
+// parser never crashes, and what it reports as content is text of the reply, in order.
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -14,6 +16,7 @@
 #include "engine/grammar/compile.h"
 #include "engine/grammar/matcher.h"
 #include "engine/text/token_trie.h"
+#include "engine/text/tool_calls.h"
 #include "engine/text/vocab.h"
 
 namespace {
@@ -34,6 +37,21 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const size_t cut = input.find('\0');
     const std::string_view text = input.substr(0, cut);
     const std::string_view drive = cut == std::string_view::npos ? "" : input.substr(cut + 1);
+    for (ToolSyntax syntax : {ToolSyntax::Llama31, ToolSyntax::Hermes, ToolSyntax::MistralNemo}) {
+        ToolCallParser parser(syntax);
+        std::vector<ToolCallParser::Event> events;
+        const size_t piece = size_t(data[0] >> 4) + 1;
+        for (size_t at = 0; at < input.size(); at += piece)
+            parser.push(input.substr(at, piece), events);
+        parser.finish(events);
+        size_t from = 0; // content comes out as a subsequence of the input, in order
+        for (const auto& e : events) {
+            if (e.kind != ToolCallParser::Event::Kind::Content) continue;
+            const size_t found = input.find(e.text, from);
+            if (found == std::string_view::npos) __builtin_trap();
+            from = found + e.text.size();
+        }
+    }
     grammar::Grammar g;
     try {
         if (data[0] & 1) {
