@@ -85,8 +85,10 @@ int bench_command(int argc, char** argv) {
             "             [-m MODEL -n 64 -r 3 --parallel 8] [--json]\n"
             "Structured output: each schema's (or GBNF grammar's) compile time; per vocabulary,\n"
             "the time of each token's mask along a walk that draws tokens uniformly from those\n"
-            "allowed; with -m, greedy tokens/s with and without the grammars through woollyd's\n"
-            "batcher, one stream and --parallel K at once, in turn (ratio pair by pair).\n",
+            "allowed, and along the bundled model's constrained output for each grammar in the\n"
+            "vocabulary's own tokens; with -m, greedy tokens/s with and without the grammars\n"
+            "through woollyd's batcher, one stream and --parallel K at once, in turn (ratio\n"
+            "pair by pair).\n",
             stdout);
         return 0;
     }
