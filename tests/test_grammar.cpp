@@ -10,7 +10,7 @@
 #include "engine/text/token_trie.h"
 #include "engine/text/tokenizer.h"
 #include "engine/text/vocab.h"
-#include "test_support.h"
+#include "grammar_support.h"
 
 using namespace woolly;
 using namespace woolly::grammar;
@@ -18,18 +18,8 @@ using ojson = nlohmann::ordered_json;
 
 namespace {
 
-const Vocab& bundled_vocab() {
-    static auto file = GgufFile::open(test::bundled_model());
-    static Vocab vocab(*file);
-    return vocab;
-}
-
-// Whether the grammar accepts `text` whole (all bytes taken and the end reached).
-bool accepts(const Grammar& g, std::string_view text) {
-    Matcher m(std::make_shared<const Grammar>(g), bundled_vocab().trie(),
-              bundled_vocab().eog_tokens());
-    return m.accept_bytes(text) && m.complete();
-}
+using test::accepts;
+using test::bundled_vocab;
 
 std::string error_of(const std::function<void()>& f) {
     try {
@@ -280,14 +270,10 @@ TEST_CASE("the token mask is exactly the tokens allowed one by one (Llama 3's vo
         Matcher m(g, vocab.trie(), vocab.eog_tokens());
         REQUIRE(m.accept_bytes(prefix));
         const uint64_t* mask = m.mask();
-        int allowed = 0, mismatches = 0;
         Matcher one(g, vocab.trie(), vocab.eog_tokens());
         REQUIRE(one.accept_bytes(prefix));
-        for (TokenId t = 0; t < vocab.size(); ++t) {
-            const bool in_mask = (mask[t / 64] >> (t % 64)) & 1;
-            allowed += in_mask;
-            mismatches += in_mask != one.allows(t);
-        }
+        int allowed = 0;
+        const int mismatches = test::mask_mismatches(mask, one, vocab, allowed);
         INFO(prefix);
         CHECK(mismatches == 0);
         CHECK(allowed > 0);
@@ -317,12 +303,8 @@ TEST_CASE("masks reused across a long string stay exact (Llama 3's vocabulary)")
         const uint64_t* mask = m.mask();
         Matcher one(g, vocab.trie(), vocab.eog_tokens());
         REQUIRE(one.accept_bytes(text));
-        int allowed = 0, mismatches = 0;
-        for (TokenId t = 0; t < vocab.size(); ++t) {
-            const bool in_mask = (mask[t / 64] >> (t % 64)) & 1;
-            allowed += in_mask;
-            mismatches += in_mask != one.allows(t);
-        }
+        int allowed = 0;
+        const int mismatches = test::mask_mismatches(mask, one, vocab, allowed);
         INFO(text);
         CHECK(mismatches == 0);
         CHECK(allowed > 0);

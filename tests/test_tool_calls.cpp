@@ -11,7 +11,7 @@
 #include "engine/grammar/matcher.h"
 #include "engine/text/tool_calls.h"
 #include "engine/text/vocab.h"
-#include "test_support.h"
+#include "grammar_support.h"
 
 using namespace woolly;
 using namespace woolly::grammar;
@@ -19,11 +19,8 @@ using ojson = nlohmann::ordered_json;
 
 namespace {
 
-const Vocab& bundled_vocab() {
-    static auto file = GgufFile::open(test::bundled_model());
-    static Vocab vocab(*file);
-    return vocab;
-}
+using test::accepts;
+using test::bundled_vocab;
 
 const ojson kAddParameters = ojson::parse(R"({"type": "object", "properties": {
     "a": {"type": "integer"}, "b": {"type": "array", "items": {"type": "string"}}},
@@ -33,12 +30,6 @@ Grammar calls_grammar(ToolSyntax syntax, bool parallel) {
     return compile_tool_calls(syntax,
                               {{"add", &kAddParameters, "tools[0]"}, {"now", nullptr, "tools[1]"}},
                               parallel, true);
-}
-
-bool accepts(const Grammar& g, std::string_view text) {
-    Matcher m(std::make_shared<const Grammar>(g), bundled_vocab().trie(),
-              bundled_vocab().eog_tokens());
-    return m.accept_bytes(text) && m.complete();
 }
 
 struct Parsed {

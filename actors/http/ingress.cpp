@@ -182,28 +182,23 @@ caf::behavior http_ingress_actor(caf::event_based_actor* self,
     };
     // Text of the reply: content, or with tools what the parser makes of it (content, calls
     // begun, more of their arguments), as chunks or kept for the one response.
-    auto reply_text = [=](Listener& l, std::string_view text, bool last) {
-        if (!l.parser) {
-            if (!l.events)
-                l.text += text;
-            else if (!text.empty()) {
-                l.exchange->event(openai::encode_chunk(l.head, text, !l.role_sent, ""));
-                l.role_sent = true;
-            }
-            return;
+    auto content = [](Listener& l, std::string_view text) {
+        if (!l.events) {
+            l.text += text;
+        } else if (!text.empty()) {
+            l.exchange->event(openai::encode_chunk(l.head, text, !l.role_sent, ""));
+            l.role_sent = true;
         }
+    };
+    auto reply_text = [=](Listener& l, std::string_view text, bool last) {
+        if (!l.parser) return content(l, text);
         l.parsed.clear();
         l.parser->push(text, l.parsed);
         if (last) l.parser->finish(l.parsed);
         for (ToolCallParser::Event& e : l.parsed) {
             switch (e.kind) {
             case ToolCallParser::Event::Kind::Content:
-                if (!l.events)
-                    l.text += e.text;
-                else if (!e.text.empty()) {
-                    l.exchange->event(openai::encode_chunk(l.head, e.text, !l.role_sent, ""));
-                    l.role_sent = true;
-                }
+                content(l, e.text);
                 break;
             case ToolCallParser::Event::Kind::Call:
                 l.calls.push_back({call_id(l.syntax), std::move(e.text), ""});
