@@ -329,3 +329,122 @@ TEST_CASE("masks reused across a long string stay exact (Llama 3's vocabulary)")
     feed("\"], \"", false);
     feed(std::string(40, 'k'), true); // an extra key growing toward its bound
 }
+
+// Counted loops: a string near its maxLength allows the tokens of its characters up to the
+// characters left (and, past the bound, none of them), whichever trie part they are in; multi-byte
+// characters count once, a token that ends inside one counts it; a string under its minLength
+// loops on; a key that could still begin a named property leaves that letter out of the loop.
+// One matcher carried along, against a fresh matcher trying each token alone.
+TEST_CASE("counted loops near a string's bounds stay exact (Llama 3's vocabulary)") {
+    const std::string path = test::shared_file("vocab/ggml-vocab-llama3.gguf");
+    WOOLLY_REQUIRE_SHARED(path);
+    if (!BpeTokenizer::available()) {
+        MESSAGE("skipped: Llama 3's BPE vocabulary needs PCRE2, which this build lacks");
+        return;
+    }
+    auto file = GgufFile::open(path);
+    Vocab vocab(*file);
+    const auto g = std::make_shared<const Grammar>(schema(R"({"type":"object","properties":{
+        "text":{"type":"string","maxLength":70},"long":{"type":"string","minLength":50},
+        "alpha":{"type":"integer"}},"required":["text","long"],
+        "additionalProperties":{"type":"string","maxLength":5}})"));
+    Matcher m(g, vocab.trie(), vocab.eog_tokens());
+    std::string text;
+    auto check_here = [&] {
+        const uint64_t* mask = m.mask();
+        Matcher one(g, vocab.trie(), vocab.eog_tokens());
+        REQUIRE(one.accept_bytes(text));
+        int allowed = 0;
+        const int mismatches = test::mask_mismatches(mask, one, vocab, allowed);
+        INFO(text);
+        CHECK(mismatches == 0);
+        CHECK(allowed > 0);
+    };
+    auto feed = [&](const std::string& bytes) {
+        REQUIRE(m.accept_bytes(bytes));
+        text += bytes;
+    };
+    feed("{\"text\": \"");
+    check_here();
+    // 70 characters in all: 30 ASCII, then 2-, 3- and 4-byte ones, checked where 40, 33, 32, 17,
+    // 16, 9 and 1 are left, inside a character near the end, and at the bound.
+    feed(std::string(30, 'a'));
+    check_here();
+    for (int i = 0; i < 7; ++i) feed("\xc3\xa9"); // é
+    check_here();
+    feed("\xe6\x97\xa5"); // 日
+    check_here();
+    for (int i = 0; i < 15; ++i) feed(i % 2 ? "b" : "\xf0\x9d\x84\x9e"); // 𝄞
+    check_here();
+    feed("c");
+    check_here();
+    feed("1234567");
+    check_here();
+    feed("\xe6\x97");
+    check_here();
+    feed("\xa5");
+    check_here();
+    feed("\", \"long\": \"");
+    check_here();
+    for (int i = 0; i < 6; ++i) {
+        feed(std::string(9, 'x'));
+        check_here(); // 9, 18, ... 54 characters: under, near and past the minimum
+    }
+    feed("\", \"");
+    check_here(); // a key: "alpha" or any other
+    feed("al");
+    check_here();
+    feed("x\": \"");
+    for (int i = 0; i < 5; ++i) {
+        feed("\xc3\xa9");
+        check_here();
+    }
+
+    // Loops that are not a JSON string's: printable ASCII and one accented letter (the other
+    // multi-byte characters are refused), and four characters of any kind before one of a-m.
+    const auto p = std::make_shared<const Grammar>(schema(R"({"type":"object","properties":{
+        "p":{"type":"string","pattern":"^[ -~\u00e9]{0,40}$"},
+        "q":{"type":"string","pattern":"^.{4}[a-m]"}},"required":["p","q"]})"));
+    Matcher mp(p, vocab.trie(), vocab.eog_tokens());
+    std::string ptext;
+    auto check_p = [&](const std::string& bytes) {
+        REQUIRE(mp.accept_bytes(bytes));
+        ptext += bytes;
+        const uint64_t* mask = mp.mask();
+        Matcher one(p, vocab.trie(), vocab.eog_tokens());
+        REQUIRE(one.accept_bytes(ptext));
+        int allowed = 0;
+        const int mismatches = test::mask_mismatches(mask, one, vocab, allowed);
+        INFO(ptext);
+        CHECK(mismatches == 0);
+        CHECK(allowed > 0);
+    };
+    check_p("{\"p\": \"");
+    check_p("ab \xc3\xa9");
+    check_p(std::string(30, 'z'));
+    check_p("\", \"q\": \"");
+    check_p("x");
+    check_p("\xc3\xa9");
+}
+
+// The bundled model's 512 tokens are all short: the trie parts for longer tokens are empty.
+TEST_CASE("masks on a vocabulary of short tokens alone (the bundled model's)") {
+    const Vocab& vocab = test::bundled_vocab();
+    const auto g = std::make_shared<const Grammar>(
+        schema(R"({"type":"object","properties":{"s":{"type":"string","pattern":"ab+c"},
+        "t":{"type":"string","maxLength":20}},"required":["s","t"]})"));
+    Matcher m(g, vocab.trie(), vocab.eog_tokens());
+    std::string text;
+    for (const char* bytes :
+         {"{\"s\": \"", "xa", "bbb", "c and so on", "\", \"t\": \"", "Once upon a time"}) {
+        REQUIRE(m.accept_bytes(bytes));
+        text += bytes;
+        const uint64_t* mask = m.mask();
+        Matcher one(g, vocab.trie(), vocab.eog_tokens());
+        REQUIRE(one.accept_bytes(text));
+        int allowed = 0;
+        INFO(text);
+        CHECK(test::mask_mismatches(mask, one, vocab, allowed) == 0);
+        CHECK(allowed > 0);
+    }
+}

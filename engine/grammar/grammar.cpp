@@ -153,12 +153,19 @@ uint32_t Builder::char_class(std::vector<CodeRange> ranges, bool negated) {
                 for (unsigned b = seq[0].first; b <= seq[0].second; ++b) single.set(b);
                 continue;
             }
+            // Trailing continuation bytes that may be any (80..BF) go through one shared rule, so
+            // that every character needing k more such bytes is in the same state.
+            size_t tail = 0;
+            while (tail + 1 < seq.size() &&
+                   seq[seq.size() - 1 - tail] == std::make_pair(uint8_t(0x80), uint8_t(0xbf)))
+                ++tail;
             Seq alt;
-            for (const auto& [a, b] : seq) {
+            for (size_t i = 0; i + tail < seq.size(); ++i) {
                 ByteSet set;
-                for (unsigned x = a; x <= b; ++x) set.set(x);
+                for (unsigned x = seq[i].first; x <= seq[i].second; ++x) set.set(x);
                 alt.push_back(bytes(set));
             }
+            if (tail > 0) alt.push_back(Builder::rule(continuation_bytes(tail)));
             add_alt(rule, std::move(alt));
         }
     }
@@ -167,6 +174,18 @@ uint32_t Builder::char_class(std::vector<CodeRange> ranges, bool negated) {
     // keeps no alternative and finish() reports it.
     class_rules_.emplace_back(std::move(key), rule);
     return rule;
+}
+
+uint32_t Builder::continuation_bytes(size_t n) {
+    if (continuation_rules_.size() < n) continuation_rules_.resize(n, UINT32_MAX);
+    uint32_t& made = continuation_rules_[n - 1];
+    if (made != UINT32_MAX) return made;
+    ByteSet any;
+    for (unsigned x = 0x80; x <= 0xbf; ++x) any.set(x);
+    Seq seq{bytes(any)};
+    if (n > 1) seq.push_back(rule(continuation_bytes(n - 1)));
+    made = group("utf8-tail", std::move(seq));
+    return made;
 }
 
 uint32_t Builder::group(std::string_view name, Seq seq) {

@@ -85,6 +85,9 @@ private:
     std::vector<std::string> names_;
     std::vector<ByteSet> byte_sets_;
     std::vector<std::pair<std::string, uint32_t>> class_rules_; // key -> rule
+    std::vector<uint32_t> continuation_rules_; // [n - 1] the rule of n bytes 80..BF
+
+    uint32_t continuation_bytes(size_t n);
 };
 
 // The code points from `from` to U+10FFFF that none of `ranges` holds (in any order).

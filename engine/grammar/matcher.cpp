@@ -19,11 +19,33 @@ Matcher::Matcher(std::shared_ptr<const Grammar> grammar, const TokenTrie& trie,
     }
     mask_.resize(words_);
     n_classes_ = grammar_->class_byte.size();
-    part_depth_[0] = trie_.short_tokens().max_depth;
-    part_depth_[1] = trie_.long_tokens().max_depth;
+    for (size_t p = 0; p < kParts; ++p) part_depth_[p] = trie_.part(p).max_depth;
     walk_.resize(size_t(trie_.max_depth()) + 1);
     rows_at_.resize(walk_.size());
-    free_.resize(walk_.size());
+    // Unicode's table of well-formed byte sequences (3.9, table 3-7), less ASCII.
+    struct Row {
+        uint8_t lo[4], hi[4];
+        size_t n;
+    };
+    static constexpr Row kWellFormed[8] = {
+        {{0xc2, 0x80}, {0xdf, 0xbf}, 2},
+        {{0xe0, 0xa0, 0x80}, {0xe0, 0xbf, 0xbf}, 3},
+        {{0xe1, 0x80, 0x80}, {0xec, 0xbf, 0xbf}, 3},
+        {{0xed, 0x80, 0x80}, {0xed, 0x9f, 0xbf}, 3},
+        {{0xee, 0x80, 0x80}, {0xef, 0xbf, 0xbf}, 3},
+        {{0xf0, 0x90, 0x80, 0x80}, {0xf0, 0xbf, 0xbf, 0xbf}, 4},
+        {{0xf1, 0x80, 0x80, 0x80}, {0xf3, 0xbf, 0xbf, 0xbf}, 4},
+        {{0xf4, 0x80, 0x80, 0x80}, {0xf4, 0x8f, 0xbf, 0xbf}, 4},
+    };
+    for (size_t r = 0; r < 8; ++r)
+        for (size_t k = 0; k < kWellFormed[r].n; ++k) {
+            std::bitset<256> seen;
+            for (uint32_t b = kWellFormed[r].lo[k]; b <= kWellFormed[r].hi[k]; ++b)
+                if (!seen.test(grammar_->byte_class[b])) {
+                    seen.set(grammar_->byte_class[b]);
+                    utf8_bytes_[r][k].push_back(uint8_t(b));
+                }
+        }
     frames_.reserve(1024);
     states_.reserve(256);
     clear_tables();
@@ -269,7 +291,7 @@ const uint64_t* Matcher::part_mask(size_t part) {
     uint64_t* out = cache.masks.data() + slot * words_;
     std::memset(out, 0, words_ * sizeof(uint64_t));
 
-    const TokenTrie::Part& trie = part == 0 ? trie_.short_tokens() : trie_.long_tokens();
+    const TokenTrie::Part& trie = trie_.part(part);
     const TokenTrie::Node* nodes = trie.nodes.data();
     const size_t n_nodes = trie.nodes.size();
     const TokenId* tokens = trie.tokens.data();
@@ -283,26 +305,19 @@ const uint64_t* Matcher::part_mask(size_t part) {
         const uint32_t row = states_[state].row;
         return row == kUnknown ? kUnknown : uint32_t(row * n_classes_);
     };
-    // The ASCII bytes that leave `from` as it was: a subtree of nothing else, under a path of
-    // nothing else, is allowed whole (TokenTrie::Shortcut).
-    const TokenTrie::Shortcut* shortcut = nullptr;
-    if (part == 0) {
-        TokenTrie::AsciiSet loops;
-        for (uint32_t b = 0; b < 128; ++b) {
-            const uint32_t next = step(from, uint8_t(b));
-            if (next != kDead && canonical(next, 0) == from) loops.set(b);
-        }
-        if (loops.count() >= kShortcutBytes) shortcut = shortcut_for(loops);
-        rows = rows_.data();
-    }
-    const uint64_t* closed = shortcut ? shortcut->closed.data() : nullptr;
+    // A subtree whose paths are all the loop's characters (TokenTrie::Shortcut) is not walked:
+    // its tokens within the loop's budget are allowed together after the walk, and when the loop
+    // ends there, the longer ones are refused.
+    const Loop loop = loop_of(from, part);
+    rows = rows_.data();
+    const uint64_t* closed = loop.shortcut ? loop.shortcut->closed[part].data() : nullptr;
+    const uint32_t budget = loop.ends ? UINT32_MAX : loop.budget;
     walk_[0] = from;
     rows_at_[0] = row_of(from);
-    free_[0] = shortcut != nullptr;
     for (size_t i = 0; i < n_nodes;) {
         const TokenTrie::Node& n = nodes[i];
         const size_t d = n.depth;
-        if (free_[d - 1] && ((closed[i / 64] >> (i % 64)) & 1)) {
+        if (closed && n.subtree_chars <= budget && ((closed[i / 64] >> (i % 64)) & 1)) {
             i = n.subtree_end;
             continue;
         }
@@ -319,7 +334,6 @@ const uint64_t* Matcher::part_mask(size_t part) {
         }
         walk_[d] = s;
         rows_at_[d] = row_of(s);
-        free_[d] = free_[d - 1] && n.byte < 128 && shortcut->set.test(n.byte);
         out[n.token / 64] |= uint64_t(1) << (n.token % 64);
         if (n.n_tokens > 1) {
             for (uint32_t k = 1; k < n.n_tokens; ++k) {
@@ -329,24 +343,143 @@ const uint64_t* Matcher::part_mask(size_t part) {
         }
         ++i;
     }
-    if (shortcut)
-        for (size_t w = 0; w < words_; ++w) out[w] |= shortcut->tokens[w];
+    if (loop.shortcut && part == 0) {
+        const uint64_t* all =
+            loop.shortcut->first_upto[std::min<size_t>(loop.budget, TokenTrie::kPartBytes[0])]
+                .data();
+        for (size_t w = 0; w < words_; ++w) out[w] |= all[w];
+    } else if (loop.shortcut) {
+        for (const auto& [length, t] : loop.shortcut->tokens[part]) {
+            if (length > loop.budget) break;
+            out[size_t(t) / 64] |= uint64_t(1) << (size_t(t) % 64);
+        }
+    }
     cache.states[slot] = from;
     return out;
 }
 
-const TokenTrie::Shortcut* Matcher::shortcut_for(const TokenTrie::AsciiSet& set) {
+// Whether every well-formed multi-byte character takes `from` to a state that `lands` accepts
+// (cut short, to a live state).
+template <class Lands> bool Matcher::utf8_loops(uint32_t from, Lands lands) {
+    for (const auto& row : utf8_bytes_) {
+        uint32_t* now = utf8_states_[0];
+        uint32_t* next = utf8_states_[1];
+        size_t n_now = 1, n_next = 0;
+        now[0] = from;
+        for (const auto& bytes : row) {
+            if (bytes.empty()) break;
+            n_next = 0;
+            for (size_t i = 0; i < n_now; ++i)
+                for (uint8_t b : bytes) {
+                    const uint32_t s = step(now[i], b);
+                    if (s == kDead) return false;
+                    if (std::find(next, next + n_next, s) != next + n_next) continue;
+                    if (n_next == 64) return false; // more than a loop has
+                    next[n_next++] = s;
+                }
+            std::swap(now, next);
+            n_now = n_next;
+        }
+        for (size_t i = 0; i < n_now; ++i)
+            if (!lands(now[i])) return false;
+    }
+    return true;
+}
+
+// Where `from` loops on characters, for the tokens of `part`. Either the ASCII bytes after which
+// it is `from` again (canonically): a loop that takes any number of them. Or else the ASCII bytes
+// that lead to one state, the most bytes to any: a loop that counts (a string near its
+// maxLength), as far as that state and the ones after it take all those bytes to one state
+// again. Multi-byte characters join the loop when every one of them goes where its bytes go.
+Matcher::Loop Matcher::loop_of(uint32_t from, size_t part) {
+    const uint32_t depth = part_depth_[part];
+    uint32_t target[128];
+    TokenTrie::AsciiSet loops;
+    for (uint32_t b = 0; b < 128; ++b) {
+        target[b] = step(from, uint8_t(b));
+        if (target[b] != kDead && canonical(target[b], part) == from) loops.set(b);
+    }
+    if (loops.count() >= kShortcutBytes) {
+        const bool utf8 = utf8_loops(from, [&](uint32_t s) { return canonical(s, part) == from; });
+        return {shortcut_for(loops, utf8), depth};
+    }
+
+    uint32_t sorted[128];
+    std::copy(target, target + 128, sorted);
+    std::sort(sorted, sorted + 128);
+    uint32_t best = kDead, best_n = 0;
+    for (size_t i = 0, j = 0; i < 128; i = j) {
+        while (j < 128 && sorted[j] == sorted[i]) ++j;
+        if (sorted[i] != kDead && j - i > best_n) best = sorted[i], best_n = uint32_t(j - i);
+    }
+    if (best_n < kShortcutBytes) return {};
+    TokenTrie::AsciiSet set;
+    uint8_t reps[128]; // one byte of each class in the set
+    size_t n_reps = 0;
+    std::bitset<256> seen;
+    for (uint32_t b = 0; b < 128; ++b) {
+        if (target[b] != best) continue;
+        set.set(b);
+        const uint8_t cls = grammar_->byte_class[b];
+        if (!seen.test(cls)) seen.set(cls), reps[n_reps++] = uint8_t(b);
+    }
+    // It need go no further than the part's longest token of those characters.
+    const bool utf8 = part < kUtf8Parts && utf8_loops(from, [&](uint32_t s) { return s == best; });
+    const TokenTrie::Shortcut* shortcut = shortcut_for(set, utf8);
+    const auto& tokens = shortcut->tokens[part];
+    const uint32_t longest = part == 0 ? depth : tokens.empty() ? 1 : tokens.back().first;
+    uint32_t budget = 1;
+    for (uint32_t s = best; budget < longest; ++budget) {
+        const uint32_t next = step(s, reps[0]);
+        bool same = true;
+        for (size_t r = 1; r < n_reps && same; ++r) same = same_step(s, reps[0], reps[r]);
+        if (next == kDead && same) {
+            bool ends = true;
+            for (size_t k = 0; utf8 && ends && k < 8; ++k)
+                for (uint8_t b : utf8_bytes_[k][0]) ends = ends && step(s, b) == kDead;
+            return {shortcut, budget, ends};
+        }
+        if (next == kDead || !same ||
+            (utf8 && !utf8_loops(s, [&](uint32_t x) { return x == next; })))
+            break;
+        if (next == s) return {shortcut, longest}; // a repetition past its minimum: no end
+        s = next;
+    }
+    return {shortcut, budget};
+}
+
+// Whether bytes `a` and `b` take `state` to the same state: they do when every stack's next
+// byte set takes both or neither, without making the state they lead to.
+bool Matcher::same_step(uint32_t state, uint8_t a, uint8_t b) const {
+    const State& s = states_[state];
+    const size_t ca = grammar_->byte_class[a], cb = grammar_->byte_class[b];
+    if (ca == cb) return true;
+    if (s.row != kUnknown) {
+        const uint32_t* row = rows_.data() + size_t(s.row) * n_classes_;
+        if (row[ca] != kUnknown && row[cb] != kUnknown) return row[ca] == row[cb];
+    }
+    for (uint32_t i = 0; i < s.n_stacks; ++i) {
+        const Symbol& sym = grammar_->symbols[frames_[stacks_of_states_[s.first_stack + i]].pos];
+        const ByteSet& set = grammar_->byte_sets[sym.index];
+        if (set.test(a) != set.test(b)) return false;
+    }
+    return true;
+}
+
+const TokenTrie::Shortcut* Matcher::shortcut_for(const TokenTrie::AsciiSet& set, bool utf8) {
     for (const auto& s : shortcuts_)
-        if (s->set == set) return s.get();
-    shortcuts_.push_back(trie_.shortcut(set));
+        if (s->set == set && s->utf8 == utf8) return s.get();
+    shortcuts_.push_back(trie_.shortcut(set, utf8));
     return shortcuts_.back().get();
 }
 
 const uint64_t* Matcher::mask() {
     if (mask_state_ == state_) return mask_.data();
-    const uint64_t* a = part_mask(0);
-    const uint64_t* b = part_mask(1);
-    for (size_t w = 0; w < words_; ++w) mask_[w] = a[w] | b[w];
+    std::memcpy(mask_.data(), part_mask(0), words_ * sizeof(uint64_t));
+    for (size_t p = 1; p < kParts; ++p) {
+        const uint64_t* m = part_mask(p);
+        for (size_t w = 0; w < words_; ++w) mask_[w] |= m[w];
+    }
     const size_t spare = size_t(trie_.n_vocab());
     mask_[spare / 64] &= ~(uint64_t(1) << (spare % 64));
     if (complete())

@@ -5,7 +5,10 @@
 // every subtree whose prefix the grammar refuses, so each trie edge costs a table lookup once the
 // state is warm. A walk's answer is kept for the state's class: states whose repetition counts
 // differ only where no token can reach a bound (a long string's 3rd and 30th character) share
-// it, so inside a string the short tokens' mask is walked once, not once per token.
+// it, so inside a string the short tokens' mask is walked once, not once per token. Where a state
+// loops on characters (a string's), the walk skips the subtrees made of those characters alone
+// and allows their tokens together, as many characters deep as the loop goes (to the string's
+// maxLength).
 #pragma once
 
 #include <memory>
@@ -47,6 +50,10 @@ private:
     static constexpr uint32_t kDead = 0;             // the state that matches nothing
     static constexpr size_t kMaskSlots = 16;         // per trie part
     static constexpr size_t kShortcutBytes = 32;     // fewer looping bytes: no shortcut
+    static constexpr size_t kParts = TokenTrie::kParts;
+    // The parts whose counted loops follow multi-byte characters too; the longest tokens' follow
+    // ASCII alone, which keeps the states such a loop makes to one a character.
+    static constexpr size_t kUtf8Parts = 2;
 
     struct Frame { // one frame of a parse stack: where to go on, and below what
         uint32_t pos, count, parent;
@@ -66,7 +73,8 @@ private:
         uint32_t first_stack = 0; // into stacks_of_states_
         uint32_t n_stacks = 0;
         uint32_t row = kUnknown; // into rows_, once a transition is asked for
-        uint32_t canonical[2] = {kUnknown, kUnknown}; // per trie part, see canonical()
+        uint32_t canonical[kParts] = {kUnknown, kUnknown,
+                                      kUnknown}; // per trie part, see canonical()
         bool accepting = false;
     };
     // The masks of one trie part, for a few canonical states.
@@ -85,8 +93,18 @@ private:
     void compact();
     uint32_t canonical_frame(uint32_t id, size_t part);
     uint32_t canonical(uint32_t state, size_t part);
+    // Characters that keep a state in a loop (a JSON string's), and how many of them in a row it
+    // takes: the trie part's longest token when the loop does not end.
+    struct Loop {
+        const TokenTrie::Shortcut* shortcut = nullptr;
+        uint32_t budget = 0;
+        bool ends = false; // after `budget` of them, none is taken
+    };
+    Loop loop_of(uint32_t from, size_t part);
+    template <class Lands> bool utf8_loops(uint32_t from, Lands lands);
+    bool same_step(uint32_t state, uint8_t a, uint8_t b) const;
     const uint64_t* part_mask(size_t part);
-    const TokenTrie::Shortcut* shortcut_for(const TokenTrie::AsciiSet& set);
+    const TokenTrie::Shortcut* shortcut_for(const TokenTrie::AsciiSet& set, bool utf8);
 
     std::shared_ptr<const Grammar> grammar_;
     const TokenTrie& trie_;
@@ -101,8 +119,8 @@ private:
     size_t n_classes_ = 0;
     uint32_t state_ = kDead;
     // [part][frame] the frame with its counts made canonical (kUnknown: not computed yet)
-    std::vector<uint32_t> canonical_frames_[2];
-    uint16_t part_depth_[2] = {0, 0};
+    std::vector<uint32_t> canonical_frames_[kParts];
+    uint16_t part_depth_[kParts] = {};
 
     // Scratch for step(): the stacks of the state being made, the closure's work list, and
     // which frames it has seen (visited_[frame] == epoch_).
@@ -115,13 +133,16 @@ private:
 
     // The tokens allowed: per trie part for a few canonical states, and both parts together
     // (plus end-of-generation) for the current one.
-    MaskCache caches_[2];
+    MaskCache caches_[kParts];
     std::vector<uint64_t> mask_; // [words]
     uint32_t mask_state_ = kUnknown;
     size_t words_ = 0;
     std::vector<uint32_t> walk_; // [max_depth + 1] the trie walk's states by depth
     std::vector<uint32_t> rows_at_; // [max_depth + 1] where each of those states' row starts
-    std::vector<uint8_t> free_;     // [max_depth + 1] the path so far is all shortcut bytes
+    // The well-formed multi-byte UTF-8 characters as runs of byte ranges, each range as one byte
+    // of each of its byte classes: [kind of lead byte][byte of the character].
+    std::vector<uint8_t> utf8_bytes_[8][4];
+    uint32_t utf8_states_[2][64]; // scratch for utf8_loops()
     std::vector<uint32_t> work_chain_;
     std::vector<std::shared_ptr<const TokenTrie::Shortcut>>
         shortcuts_; // canonical_frame()'s frames still to do

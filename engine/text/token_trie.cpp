@@ -20,13 +20,14 @@ TokenTrie::TokenTrie(const Vocab& vocab) : n_vocab_(vocab.size()) {
     }
     offsets_[size_t(n_vocab_)] = uint32_t(bytes_.size());
 
-    std::vector<TokenId> short_order, long_order;
+    std::vector<TokenId> order[kParts];
     for (TokenId id = 0; id < n_vocab_; ++id) {
         if (!in_trie(id)) continue;
-        (bytes(id).size() <= kShortBytes ? short_order : long_order).push_back(id);
+        size_t p = 0;
+        while (bytes(id).size() > kPartBytes[p]) ++p;
+        order[p].push_back(id);
     }
-    build(short_, std::move(short_order));
-    build(long_, std::move(long_order));
+    for (size_t p = 0; p < kParts; ++p) build(parts_[p], std::move(order[p]));
 }
 
 void TokenTrie::build(Part& part, std::vector<TokenId> order) {
@@ -40,20 +41,32 @@ void TokenTrie::build(Part& part, std::vector<TokenId> order) {
     // Sorted bytes make the trie a walk: keep the path shared with the previous token, close the
     // nodes past it, and open new ones for the rest.
     std::vector<uint32_t> open; // node indices along the current path
+    std::vector<uint16_t> chars(kMaxTokenBytes + 1, 0); // [depth] characters begun on the path
+    // Closing the deepest open node: its subtree ends here, and its parent's begins as many
+    // characters.
+    auto close_node = [&] {
+        Node& n = nodes[open.back()];
+        n.subtree_end = uint32_t(nodes.size());
+        open.pop_back();
+        if (!open.empty()) {
+            uint16_t& up = nodes[open.back()].subtree_chars;
+            up = std::max(up, n.subtree_chars);
+        }
+    };
     std::string_view previous;
     for (size_t i = 0; i < order.size(); ++i) {
         const std::string_view b = bytes(order[i]);
         size_t common = 0;
         while (common < b.size() && common < previous.size() && b[common] == previous[common])
             ++common;
-        while (open.size() > common) {
-            nodes[open.back()].subtree_end = uint32_t(nodes.size());
-            open.pop_back();
-        }
+        while (open.size() > common) close_node();
         for (size_t d = common; d < b.size(); ++d) {
             Node n;
             n.byte = uint8_t(b[d]);
             n.depth = uint16_t(d + 1);
+            const bool begins = (uint8_t(b[d]) & 0xc0) != 0x80;
+            chars[d + 1] = uint16_t(chars[d] + begins);
+            n.subtree_chars = chars[d + 1];
             n.first_token = uint32_t(i);
             n.token = uint32_t(n_vocab_);
             open.push_back(uint32_t(nodes.size()));
@@ -70,38 +83,104 @@ void TokenTrie::build(Part& part, std::vector<TokenId> order) {
         part.max_depth = std::max(part.max_depth, uint16_t(b.size()));
         previous = b;
     }
-    while (!open.empty()) {
-        nodes[open.back()].subtree_end = uint32_t(nodes.size());
-        open.pop_back();
-    }
+    while (!open.empty()) close_node();
 }
 
-std::shared_ptr<const TokenTrie::Shortcut> TokenTrie::shortcut(const AsciiSet& set) const {
+namespace {
+
+// Where a path stands in UTF-8 after some bytes: how many continuation bytes the character it is
+// in still needs, and the range the next one must fall in (Unicode 3.9, table 3-7).
+struct Utf8Position {
+    uint8_t need = 0, lo = 0x80, hi = 0xbf;
+
+    // The position after `b`; false when `b` cannot come here.
+    bool take(uint8_t b, Utf8Position& next) const {
+        next = Utf8Position{};
+        if (need > 0) {
+            next.need = uint8_t(need - 1);
+            return b >= lo && b <= hi;
+        }
+        if (b < 0x80) return true;
+        if (b >= 0xc2 && b <= 0xdf)
+            next.need = 1;
+        else if (b >= 0xe0 && b <= 0xef)
+            next.need = 2;
+        else if (b >= 0xf0 && b <= 0xf4)
+            next.need = 3;
+        else
+            return false;
+        if (b == 0xe0) next.lo = 0xa0; // no overlong forms
+        if (b == 0xed) next.hi = 0x9f; // no surrogates
+        if (b == 0xf0) next.lo = 0x90;
+        if (b == 0xf4) next.hi = 0x8f; // nothing past U+10FFFF
+        return true;
+    }
+};
+
+} // namespace
+
+std::shared_ptr<const TokenTrie::Shortcut> TokenTrie::shortcut(const AsciiSet& set,
+                                                               bool utf8) const {
     std::lock_guard<std::mutex> lock(shortcuts_mutex_);
-    for (const auto& s : shortcuts_)
-        if (s->set == set) return s;
+    // Kept most recently used last.
+    for (size_t i = 0; i < shortcuts_.size(); ++i)
+        if (shortcuts_[i]->set == set && shortcuts_[i]->utf8 == utf8) {
+            std::rotate(shortcuts_.begin() + long(i), shortcuts_.begin() + long(i) + 1,
+                        shortcuts_.end());
+            return shortcuts_.back();
+        }
     auto made = std::make_shared<Shortcut>();
     made->set = set;
-    const auto& nodes = short_.nodes;
-    const size_t n = nodes.size();
-    made->closed.assign((n + 63) / 64, 0);
-    // From the last node back, so that a node's children are known when it is reached; the
-    // children are found by hopping from one subtree's end to the next.
-    for (size_t i = n; i-- > 0;) {
-        const Node& node = nodes[i];
-        bool all = node.byte < 128 && set.test(node.byte);
-        for (size_t c = i + 1; all && c < node.subtree_end; c = nodes[c].subtree_end)
-            all = (made->closed[c / 64] >> (c % 64)) & 1;
-        if (all) made->closed[i / 64] |= uint64_t(1) << (i % 64);
+    made->utf8 = utf8;
+    const size_t words = size_t(n_vocab_) / 64 + 1;
+    made->first_upto.assign(kPartBytes[0] + 1, std::vector<uint64_t>(words, 0));
+    for (size_t p = 0; p < kParts; ++p) {
+        const Part& part = parts_[p];
+        const auto& nodes = part.nodes;
+        const size_t n = nodes.size();
+        // Forward, depth-first: whether each node's path is all of the set, from its parent's
+        // (at[d]: the path's first d bytes) and its own byte; the tokens that end there with it.
+        struct Along {
+            Utf8Position utf8;
+            uint16_t chars = 0;
+            bool good = true;
+        };
+        std::vector<Along> at(size_t(part.max_depth) + 1);
+        std::vector<uint8_t> good(n);
+        for (size_t i = 0; i < n; ++i) {
+            const Node& node = nodes[i];
+            const Along& up = at[node.depth - 1];
+            Along& here = at[node.depth];
+            const bool begins = up.utf8.need == 0;
+            here.good = up.good && up.utf8.take(node.byte, here.utf8) &&
+                        (node.byte < 0x80 ? set.test(node.byte) : utf8);
+            here.chars = uint16_t(up.chars + begins);
+            good[i] = here.good;
+            if (!here.good) continue;
+            for (uint32_t k = 0; k < node.n_tokens; ++k) {
+                const TokenId id = part.tokens[node.first_token + k];
+                if (p == 0)
+                    made->first_upto[here.chars][size_t(id) / 64] |= uint64_t(1)
+                                                                     << (size_t(id) % 64);
+                else
+                    made->tokens[p].emplace_back(here.chars, id);
+            }
+        }
+        // Backward, so that a node's children are known when it is reached; the children are
+        // found by hopping from one subtree's end to the next.
+        std::vector<uint64_t>& closed = made->closed[p];
+        closed.assign((n + 63) / 64, 0);
+        for (size_t i = n; i-- > 0;) {
+            bool all = good[i];
+            for (size_t c = i + 1; all && c < nodes[i].subtree_end; c = nodes[c].subtree_end)
+                all = (closed[c / 64] >> (c % 64)) & 1;
+            if (all) closed[i / 64] |= uint64_t(1) << (i % 64);
+        }
     }
-    made->tokens.assign(size_t(n_vocab_) / 64 + 1, 0);
-    for (TokenId id : short_.tokens) {
-        bool all = true;
-        for (char c : bytes(id)) all = all && uint8_t(c) < 128 && set.test(uint8_t(c));
-        if (all) made->tokens[size_t(id) / 64] |= uint64_t(1) << (size_t(id) % 64);
-    }
-    constexpr size_t kKept = 8;
-    if (shortcuts_.size() == kKept) shortcuts_.erase(shortcuts_.begin());
+    for (size_t k = 1; k <= kPartBytes[0]; ++k)
+        for (size_t w = 0; w < words; ++w) made->first_upto[k][w] |= made->first_upto[k - 1][w];
+    for (auto& t : made->tokens) std::sort(t.begin(), t.end());
+    if (shortcuts_.size() == kKeptShortcuts) shortcuts_.erase(shortcuts_.begin());
     shortcuts_.push_back(made);
     return made;
 }
