@@ -215,11 +215,14 @@ int32_t argmax(const float* logits, int64_t n) {
 
 } // namespace
 
-// Llama 3 (rope frequency factors, tied embeddings), Qwen2 (Q/K/V biases, NeoX rope) and Phi-3
-// (fused QKV and gate-up, NeoX rope): llama.cpp's logits at every position, 400 tokens deep for
-// the first two, its prompt tokens, and its greedy tokens while the top-2 margin is clear.
-TEST_CASE("Llama 3, Qwen2 and Phi-3 match llama.cpp") {
-    const std::vector<std::string> names = {"llama3-F16", "qwen2-F16", "phi3-F16", "phi3-Q4_K_M"};
+// Llama 3 (rope frequency factors, tied embeddings), Qwen2 (Q/K/V biases, NeoX rope), Qwen3
+// (QK-norm, heads wider than embedding / heads; ik_llama.cpp's logits) and Phi-3 (fused QKV and
+// gate-up, NeoX rope): the llama.cpp family's logits at every position, 400 or 480 tokens deep
+// where the files have them, its prompt tokens, and its greedy tokens while the top-2 margin is
+// clear.
+TEST_CASE("Llama 3, Qwen2, Qwen3 and Phi-3 match llama.cpp") {
+    const std::vector<std::string> names = {"llama3-F16", "qwen2-F16", "qwen3-F16", "phi3-F16",
+                                            "phi3-Q4_K_M"};
     for (const std::string& name : names) {
         const std::string base = test::shared_file("golden/synth-" + name);
         WOOLLY_REQUIRE_SHARED(base + ".gguf");
@@ -295,7 +298,7 @@ TEST_CASE("Llama 3, Qwen2 and Phi-3 match llama.cpp") {
 
 // The prompt as llama.cpp tokenized it (BOS where the vocabulary adds one).
 TEST_CASE("the BPE and SentencePiece models' prompts tokenize as llama.cpp's did") {
-    for (const std::string name : {"llama3-F16", "qwen2-F16", "phi3-F16"}) {
+    for (const std::string name : {"llama3-F16", "qwen2-F16", "qwen3-F16", "phi3-F16"}) {
         const std::string base = test::shared_file("golden/synth-" + name);
         WOOLLY_REQUIRE_SHARED(base + ".gguf");
         auto file = GgufFile::open(base + ".gguf");

@@ -75,7 +75,8 @@ TEST_CASE("synthetic models of every type load, tokenize and decode") {
 }
 
 TEST_CASE("synthetic files of each architecture carry its layout and run") {
-    for (const char* name : {"test-tiny-llama3", "test-tiny-qwen2", "test-tiny-phi3"}) {
+    for (const char* name :
+         {"test-tiny-llama3", "test-tiny-qwen2", "test-tiny-qwen3", "test-tiny-phi3"}) {
         INFO(name);
         const std::string path = test::temp_path(std::string(name) + ".gguf");
         SynthOptions options;
@@ -89,6 +90,8 @@ TEST_CASE("synthetic files of each architecture carry its layout and run") {
         CHECK((model->output.data == model->token_embd.data) == shape.tied);
         CHECK(model->layers[0].bq.empty() != shape.qkv_bias);
         CHECK(model->rope_freqs.empty() != shape.rope_freqs);
+        CHECK(model->layers[0].q_norm.empty() != shape.qk_norm);
+        if (shape.head_dim) CHECK(model->hparams().head_dim == shape.head_dim);
         CHECK((model->gguf().find_tensor("blk.0.attn_qkv.weight") != nullptr) == shape.fused);
         // Fused matrices are row ranges of one tensor: q, k, v and gate, up follow each other.
         if (shape.fused) {

@@ -141,6 +141,8 @@ const std::vector<ModelShape>& model_shapes() {
          /*tied=*/true, false, false, /*rope_freqs=*/true},
         {"qwen2.5-0.5b", 896, 4864, 24, 14, 2, 32768, 151936, 1e-6f, "qwen2", 1000000.0f, "qwen2",
          /*tied=*/true, /*qkv_bias=*/true},
+        {"qwen3-0.6b", 1024, 3072, 28, 16, 8, 40960, 151936, 1e-6f, "qwen3", 1000000.0f, "qwen2",
+         /*tied=*/true, false, false, false, /*head_dim=*/128, /*qk_norm=*/true},
         {"phi-3-mini", 3072, 8192, 32, 32, 32, 4096, 32064, 1e-5f, "phi3", 10000.0f, "phi-3", false,
          false, /*fused=*/true},
         {"test-tiny", 64, 128, 2, 4, 2, 128, 320, 1e-5f},
@@ -150,6 +152,8 @@ const std::vector<ModelShape>& model_shapes() {
          /*tied=*/true, false, false, /*rope_freqs=*/true},
         {"test-tiny-qwen2", 64, 128, 2, 4, 2, 128, 320, 1e-6f, "qwen2", 1000000.0f, "none",
          /*tied=*/true, /*qkv_bias=*/true},
+        {"test-tiny-qwen3", 64, 128, 2, 4, 2, 128, 320, 1e-6f, "qwen3", 1000000.0f, "none",
+         /*tied=*/true, false, false, false, /*head_dim=*/32, /*qk_norm=*/true},
         {"test-tiny-phi3", 64, 128, 2, 4, 4, 128, 320, 1e-5f, "phi3", 10000.0f, "none", false,
          false, /*fused=*/true},
     };
@@ -172,7 +176,7 @@ std::string write_synthetic_model(const SynthOptions& options, const std::string
     }
     const uint32_t file_type = file_type_of(options.type);
     const ModelShape& s = *shape;
-    const int64_t head_dim = s.n_embd / s.n_head;
+    const int64_t head_dim = s.head_dim ? s.head_dim : s.n_embd / s.n_head;
 
     GgufWriter w;
     const std::string arch = s.arch;
@@ -190,6 +194,10 @@ std::string write_synthetic_model(const SynthOptions& options, const std::string
     w.add_u32(key("attention.head_count"), uint32_t(s.n_head));
     w.add_u32(key("attention.head_count_kv"), uint32_t(s.n_head_kv));
     w.add_f32(key("attention.layer_norm_rms_epsilon"), s.rms_eps);
+    if (s.head_dim) {
+        w.add_u32(key("attention.key_length"), uint32_t(head_dim));
+        w.add_u32(key("attention.value_length"), uint32_t(head_dim));
+    }
     w.add_u32(key("rope.dimension_count"), uint32_t(head_dim));
     w.add_f32(key("rope.freq_base"), s.rope_base);
     w.add_u32(key("vocab_size"), uint32_t(s.n_vocab));
@@ -264,6 +272,10 @@ std::string write_synthetic_model(const SynthOptions& options, const std::string
             bias(p + "attn_q.bias", n_q);
             bias(p + "attn_k.bias", n_kv);
             bias(p + "attn_v.bias", n_kv);
+        }
+        if (s.qk_norm) {
+            norm(p + "attn_q_norm.weight", head_dim);
+            norm(p + "attn_k_norm.weight", head_dim);
         }
         matrix(p + "attn_output.weight", n_q, s.n_embd, t);
         norm(p + "ffn_norm.weight", s.n_embd);

@@ -14,18 +14,20 @@ struct ModelShape {
     const char* name;
     int64_t n_embd, n_ff, n_layer, n_head, n_head_kv, n_ctx, n_vocab;
     float rms_eps;
-    const char* arch = "llama"; // general.architecture: llama, qwen2 or phi3
+    const char* arch = "llama"; // general.architecture: llama, qwen2, qwen3 or phi3
     float rope_base = 10000.0f;
     const char* vocab = "llama-spm"; // ../shared/vocab/ggml-vocab-<vocab>.gguf, copied if there
     bool tied = false;               // no output.weight: the embeddings serve as the output
     bool qkv_bias = false;           // Q, K and V biases (Qwen2)
     bool fused = false;              // attn_qkv and a gate-and-up ffn_up (Phi-3)
     bool rope_freqs = false;         // Llama 3.1's rope frequency factors (scale 32, context 8192)
+    int64_t head_dim = 0;            // attention.key_length when set; else n_embd / n_head
+    bool qk_norm = false;            // attn_q_norm and attn_k_norm (Qwen3)
 };
 
 // tinyllama-1.1b, llama-3b, llama-7b, stories-15m, one per architecture (llama-3.2-1b,
-// qwen2.5-0.5b, phi-3-mini), and for tests test-tiny (a few KB), test-tiny-k (rows of whole
-// 256-value blocks, for the k-quants) and test-tiny-{llama3,qwen2,phi3}.
+// qwen2.5-0.5b, qwen3-0.6b, phi-3-mini), and for tests test-tiny (a few KB), test-tiny-k (rows of
+// whole 256-value blocks, for the k-quants) and test-tiny-{llama3,qwen2,qwen3,phi3}.
 const std::vector<ModelShape>& model_shapes();
 const ModelShape* find_model_shape(const std::string& name);
 

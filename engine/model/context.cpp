@@ -221,7 +221,8 @@ void run_layers(const LlamaModel& model, int64_t first, int64_t last, const Batc
         const LlamaLayer& layer = model.layers[size_t(l)];
 
         // Attention block: x += wo · attention(rope(wq·n + bq), rope(wk·n + bk), wv·n + bv),
-        // n = rmsnorm(x); the biases only where the model has them. Keys and values go into
+        // n = rmsnorm(x); the biases only where the model has them, and where it has QK-norm,
+        // each head of wq·n and wk·n RMS-normed before rope. Keys and values go into
         // each segment's cache in its type, at the segment's positions.
         s.input_.set_rmsnorm(x, layer.attn_norm.data(), hp.rms_eps, n_embd, n, s.xb_.data(),
                              layer.wq.traits->vec_dot_type, s.pool_);
@@ -229,6 +230,18 @@ void run_layers(const LlamaModel& model, int64_t first, int64_t last, const Batc
                            {&layer.wk, s.key_.data(), bias(layer.bk)},
                            {&layer.wv, s.value_.data(), bias(layer.bv)}},
                           s.input_, s.pool_, s.cache_);
+        if (!layer.q_norm.empty()) { // Qwen3: each head's query and key RMS-normed first
+            for (int64_t t = 0; t < n; ++t) {
+                for (int64_t h = 0; h < hp.n_head; ++h) {
+                    float* q = row(s.q_, t, n_q) + h * hp.head_dim;
+                    rmsnorm(q, q, layer.q_norm.data(), hp.head_dim, hp.rms_eps);
+                }
+                for (int64_t h = 0; h < hp.n_head_kv; ++h) {
+                    float* k = row(s.key_, t, n_kv) + h * hp.head_dim;
+                    rmsnorm(k, k, layer.k_norm.data(), hp.head_dim, hp.rms_eps);
+                }
+            }
+        }
         for_each_token([&](const BatchSegment& seg, int64_t t, int64_t pos) {
             const float* angles = &s.rope_cache_[size_t(t * hp.n_rot)];
             rope(row(s.q_, t, n_q), hp.n_head, hp.head_dim, hp.n_rot, angles, neox);

@@ -12,9 +12,10 @@ namespace {
 
 // The architectures: each differs from Llama only in what its traits say.
 constexpr ArchTraits kArchs[] = {
-    {"llama", RopeStyle::Adjacent, false}, // Llama 2 and 3, Mistral
-    {"qwen2", RopeStyle::Neox, false},
-    {"phi3", RopeStyle::Neox, true},
+    {"llama", RopeStyle::Adjacent, false, false}, // Llama 2 and 3, Mistral
+    {"qwen2", RopeStyle::Neox, false, false},
+    {"qwen3", RopeStyle::Neox, false, true},
+    {"phi3", RopeStyle::Neox, true, false},
 };
 
 std::string shape_string(const std::vector<uint64_t>& dims) {
@@ -136,15 +137,29 @@ std::unique_ptr<LlamaModel> LlamaModel::from_gguf(std::shared_ptr<const GgufFile
     hp.n_head_kv = file->find(key("attention.head_count_kv"))
                        ? load.required_count(key("attention.head_count_kv"), 4096)
                        : hp.n_head;
-    if (hp.n_embd % hp.n_head != 0) {
-        throw Error(file->name() + ": embedding_length " + std::to_string(hp.n_embd) +
-                    " is not a multiple of head_count " + std::to_string(hp.n_head));
-    }
     if (hp.n_head % hp.n_head_kv != 0) {
         throw Error(file->name() + ": head_count " + std::to_string(hp.n_head) +
                     " is not a multiple of head_count_kv " + std::to_string(hp.n_head_kv));
     }
-    hp.head_dim = hp.n_embd / hp.n_head;
+    // A head's width: key_length where the file says it (Qwen3's heads are wider than
+    // embedding_length / head_count), else the embedding split evenly over the heads.
+    if (file->find(key("attention.key_length"))) {
+        hp.head_dim = load.required_count(key("attention.key_length"), 1 << 16);
+        const int64_t value_length = file->find(key("attention.value_length"))
+                                         ? load.required_count(key("attention.value_length"), 1 << 16)
+                                         : hp.head_dim;
+        if (value_length != hp.head_dim) {
+            throw Error(file->name() + ": " + key("attention.value_length") + " " +
+                        std::to_string(value_length) + " differs from key_length " +
+                        std::to_string(hp.head_dim) + ", which Woolly does not support yet");
+        }
+    } else {
+        if (hp.n_embd % hp.n_head != 0) {
+            throw Error(file->name() + ": embedding_length " + std::to_string(hp.n_embd) +
+                        " is not a multiple of head_count " + std::to_string(hp.n_head));
+        }
+        hp.head_dim = hp.n_embd / hp.n_head;
+    }
     hp.n_rot = file->find(key("rope.dimension_count"))
                    ? load.required_count(key("rope.dimension_count"), hp.head_dim)
                    : hp.head_dim;
@@ -205,6 +220,10 @@ std::unique_ptr<LlamaModel> LlamaModel::from_gguf(std::shared_ptr<const GgufFile
         l.bq = load.optional(p + "attn_q.bias", n_q);
         l.bk = load.optional(p + "attn_k.bias", n_kv);
         l.bv = load.optional(p + "attn_v.bias", n_kv);
+        if (arch->qk_norm) {
+            l.q_norm = load.norm(p + "attn_q_norm.weight", hp.head_dim);
+            l.k_norm = load.norm(p + "attn_k_norm.weight", hp.head_dim);
+        }
         l.wo = load.matrix(p + "attn_output.weight", n_q, hp.n_embd);
         l.ffn_norm = load.norm(p + "ffn_norm.weight", hp.n_embd);
         if (arch->fused_gate_up) { // the gate's rows, then the up projection's

@@ -1,4 +1,4 @@
-// model.h — a Llama-family model (Llama 2/3, Mistral, Qwen2, Phi-3): its architecture as data,
+// model.h — a Llama-family model (Llama 2/3, Mistral, Qwen2, Qwen3, Phi-3): its architecture as data,
 // hyper-parameters from GGUF metadata, and views of its weights.
 #pragma once
 
@@ -27,6 +27,7 @@ struct ArchTraits {
     const char* name; // general.architecture, and the prefix of its metadata keys
     RopeStyle rope;
     bool fused_gate_up; // ffn_up holds the gate's rows, then the up projection's (Phi-3)
+    bool qk_norm;       // each head's query and key are RMS-normed before rope (Qwen3)
 };
 // The traits of `name`; nullptr when Woolly does not have it.
 const ArchTraits* find_arch(std::string_view name);
@@ -43,7 +44,7 @@ struct LlamaHyperParams {
     int64_t n_ff = 0;                // feed_forward_length
     int64_t n_head = 0;              // attention.head_count
     int64_t n_head_kv = 0;           // attention.head_count_kv (GQA); = n_head when absent
-    int64_t head_dim = 0;            // n_embd / n_head
+    int64_t head_dim = 0;            // attention.key_length; = n_embd / n_head when absent
     int64_t n_rot = 0;               // rope.dimension_count; = head_dim when absent
     float rms_eps = 1e-5f;           // attention.layer_norm_rms_epsilon
     float rope_freq_base = 10000.0f; // rope.freq_base
@@ -62,6 +63,8 @@ struct LlamaLayer {
     NormWeights bq;        // [n_head * head_dim] or empty (Qwen2 has Q, K and V biases)
     NormWeights bk;        // [n_head_kv * head_dim] or empty
     NormWeights bv;        // [n_head_kv * head_dim] or empty
+    NormWeights q_norm;    // [head_dim] or empty (Qwen3: every query head RMS-normed by it)
+    NormWeights k_norm;    // [head_dim] or empty (every key head)
     WeightMatrix wo;       // [n_head * head_dim] -> [n_embd]
     NormWeights ffn_norm;  // [n_embd]
     WeightMatrix w_gate;   // [n_embd] -> [n_ff]   (w1)
