@@ -9,6 +9,7 @@
 #include "engine/text/generation.h"
 #include "engine/model/model.h"
 #include "engine/text/tokenizer.h"
+#include "engine/text/utf8.h"
 #include "engine/text/vocab.h"
 #include "test_support.h"
 
@@ -216,14 +217,33 @@ int32_t argmax(const float* logits, int64_t n) {
 } // namespace
 
 // Llama 3 (rope frequency factors, tied embeddings), Qwen2 (Q/K/V biases, NeoX rope), Qwen3
-// (QK-norm, heads wider than embedding / heads; ik_llama.cpp's logits) and Phi-3 (fused QKV and
-// gate-up, NeoX rope): the llama.cpp family's logits at every position, 400 or 480 tokens deep
-// where the files have them, its prompt tokens, and its greedy tokens while the top-2 margin is
-// clear.
-TEST_CASE("Llama 3, Qwen2, Qwen3 and Phi-3 match llama.cpp") {
-    const std::vector<std::string> names = {"llama3-F16", "qwen2-F16", "qwen3-F16", "phi3-F16",
-                                            "phi3-Q4_K_M"};
-    for (const std::string& name : names) {
+// (QK-norm, heads wider than embedding / heads; ik_llama.cpp's logits), Phi-3 (fused QKV and
+// gate-up, NeoX rope), and the mixtures of experts Qwen3-MoE (8 experts, 2 used; ik_llama.cpp's)
+// and Mixtral (llama with 4 experts, 2 used): the llama.cpp family's logits at every position,
+// 400 or 480 tokens deep where the files have them, its prompt tokens, and its greedy tokens
+// while the top-2 margin is clear.
+//
+// Qwen3-MoE's prompt rows are held to less: ik_llama.cpp made them with its batched expert
+// product, which rounds (it agrees with an exact forward pass only to 0.9998 at position 0, says
+// ../shared/golden/README.md); Woolly's rows, which Mixtral's exact oracle finds right to 1e-6,
+// differ from it by up to 0.01 (F16) and 0.022 (Q4_K_M) where that rounding moves a token's
+// routing, and there its argmax may differ; its greedy steps (after such a prompt) are counted,
+// not required. Its rows 480 deep, decoded a token at a time, agree to 0.99998 (F16); its Q4_K_M
+// file's k-quant experts (which ik multiplies with kernels of its own) to 0.996.
+TEST_CASE("Llama 3, Qwen2, Qwen3, Phi-3, Qwen3-MoE and Mixtral match llama.cpp") {
+    struct Oracle {
+        std::string name;
+        double row_bound = 0.99;   // each prompt row's cosine
+        double deep_bound = 0.998; // each deep row's
+        bool greedy = true;        // every clear greedy step must give the oracle's token
+    };
+    const std::vector<Oracle> oracles = {
+        {"llama3-F16"},      {"qwen2-F16"},
+        {"qwen3-F16"},       {"phi3-F16"},
+        {"phi3-Q4_K_M"},     {"mixtral-F16"},
+        {"mixtral-Q4_K_M"},  {"qwen3moe-F16", 0.98, 0.9999, false},
+        {"qwen3moe-Q4_K_M", 0.97, 0.99, false}};
+    for (const auto& [name, row_bound, deep_bound, greedy] : oracles) {
         const std::string base = test::shared_file("golden/synth-" + name);
         WOOLLY_REQUIRE_SHARED(base + ".gguf");
         auto model = LlamaModel::load(base + ".gguf");
@@ -241,12 +261,23 @@ TEST_CASE("Llama 3, Qwen2, Qwen3 and Phi-3 match llama.cpp") {
                     compare_row(context.decode(tokens[row]), &want[row * size_t(n_vocab)], n_vocab);
                 INFO(name << std::string(cached ? " cached" : "") << " position " << row
                           << " cosine " << cmp.cosine);
-                CHECK(cmp.cosine >= 0.99);
-                if (cmp.golden_margin >= 0.1) CHECK(cmp.argmax_agrees);
+                CHECK(cmp.cosine >= row_bound);
+                if (cmp.golden_margin >= 0.1 && row_bound >= 0.99) CHECK(cmp.argmax_agrees);
                 worst = std::min(worst, cmp.cosine);
             }
             MESSAGE(name << std::string(cached ? " (weight cache)" : "") << ": worst cosine "
                          << worst);
+        }
+
+        // The prompt in one batch gives the last row's logits bit for bit as one at a time (a
+        // mixture groups the batch's tokens by expert).
+        {
+            LlamaContext batch(*model, 512, nullptr, kDefaultPromptBatch, nullptr, TensorType::F32);
+            LlamaContext one(*model, 512, nullptr, kDefaultPromptBatch, nullptr, TensorType::F32);
+            const float* a = batch.decode_batch(tokens.data(), int64_t(tokens.size()));
+            const float* b = nullptr;
+            for (int32_t t : tokens) b = one.decode(t);
+            CHECK(std::memcmp(a, b, size_t(n_vocab) * sizeof(float)) == 0);
         }
 
         // Deep rows: the prompt in batches, then the last 4 one at a time.
@@ -264,7 +295,7 @@ TEST_CASE("Llama 3, Qwen2, Qwen3 and Phi-3 match llama.cpp") {
                     compare_row(context.decode(long_tokens[long_tokens.size() - 4 + i]),
                                 &long_want[i * size_t(n_vocab)], n_vocab);
                 INFO(name << " deep row " << i << " cosine " << cmp.cosine);
-                CHECK(cmp.cosine >= 0.998);
+                CHECK(cmp.cosine >= deep_bound);
                 worst = std::min(worst, cmp.cosine);
             }
             MESSAGE(name << " at position " << long_tokens.size() << ": worst cosine " << worst);
@@ -274,25 +305,29 @@ TEST_CASE("Llama 3, Qwen2, Qwen3 and Phi-3 match llama.cpp") {
         // clear (a near tie may go either way). Each step is then fed llama.cpp's token, so
         // every step is compared from the same context.
         const auto greedy_bytes = test::read_bytes(base + "-greedy.json");
-        const auto greedy_json =
-            nlohmann::json::parse(std::string(greedy_bytes.begin(), greedy_bytes.end()));
+        // The generated text in it may hold bytes that are not UTF-8 (a character split between
+        // tokens): they are made U+FFFD first, as a JSON parser will not take them.
+        const auto greedy_json = nlohmann::json::parse(
+            repair_utf8(std::string(greedy_bytes.begin(), greedy_bytes.end())));
         CHECK(greedy_json["prompt_tokens"].get<std::vector<int32_t>>() == tokens);
         const auto want_tokens = greedy_json["tokens"].get<std::vector<int32_t>>();
         const auto margins = greedy_json["top2_margins"].get<std::vector<double>>();
         REQUIRE(margins.size() == want_tokens.size());
         LlamaContext context(*model, 512, nullptr, kDefaultPromptBatch, nullptr, TensorType::F32);
         const float* logits = context.decode_batch(tokens.data(), int64_t(tokens.size()));
-        size_t compared = 0;
+        size_t compared = 0, agreed = 0;
         for (size_t i = 0; i < want_tokens.size(); ++i) {
             if (margins[i] >= 0.02) {
                 INFO(name << " greedy step " << i << " margin " << margins[i]);
-                CHECK(argmax(logits, n_vocab) == want_tokens[i]);
+                if (greedy) CHECK(argmax(logits, n_vocab) == want_tokens[i]);
+                agreed += argmax(logits, n_vocab) == want_tokens[i];
                 ++compared;
             }
             logits = context.decode(want_tokens[i]);
         }
         MESSAGE(name << ": " << compared << " of " << want_tokens.size()
-                     << " greedy steps have a margin of 0.02 or more; each gave llama.cpp's token");
+                     << " greedy steps have a margin of 0.02 or more; " << agreed
+                     << " gave the oracle's token");
     }
 }
 

@@ -8,6 +8,7 @@
 #include "engine/model/context.h"
 #include "engine/error.h"
 #include "engine/text/generation.h"
+#include "engine/gguf/gguf_writer.h"
 #include "engine/gguf/synthetic_model.h"
 #include "engine/quant/tensor_types.h"
 #include "test_support.h"
@@ -190,5 +191,35 @@ TEST_CASE("the Q4_0 quantizer's round trip stays within one step per block") {
             for (int j = 0; j < 32; ++j)
                 REQUIRE(std::fabs(back[size_t(b * 32 + j)] - x[size_t(b * 32 + j)]) <= step);
         }
+    }
+}
+
+// What Woolly cannot run of a mixture of experts yet is refused by the key that says it, before
+// any weight is read.
+TEST_CASE("a mixture of experts Woolly cannot run yet is refused, naming the key") {
+    struct Case {
+        const char* key;
+        uint32_t value;
+        const char* message;
+    };
+    for (const Case& c : {Case{"expert_shared_count", 1, "qwen3moe.expert_shared_count is 1"},
+                          Case{"expert_gating_func", 2, "qwen3moe.expert_gating_func is 2"},
+                          Case{"leading_dense_block_count", 1,
+                               "qwen3moe.leading_dense_block_count is 1"},
+                          Case{"expert_used_count", 9, "qwen3moe.expert_used_count' is 9"}}) {
+        INFO(c.key);
+        GgufWriter w;
+        w.add_string("general.architecture", "qwen3moe");
+        for (const char* k :
+             {"context_length", "embedding_length", "block_count", "feed_forward_length"})
+            w.add_u32(std::string("qwen3moe.") + k, 64);
+        w.add_u32("qwen3moe.attention.head_count", 4);
+        w.add_u32("qwen3moe.expert_count", 8);
+        if (std::string(c.key) != "expert_used_count") w.add_u32("qwen3moe.expert_used_count", 2);
+        w.add_u32(std::string("qwen3moe.") + c.key, c.value);
+        const std::vector<uint8_t> bytes = w.serialize();
+        std::shared_ptr<const GgufFile> file =
+            GgufFile::parse("moe.gguf", bytes.data(), bytes.size());
+        CHECK_THROWS_WITH_AS(LlamaModel::from_gguf(file), doctest::Contains(c.message), Error);
     }
 }

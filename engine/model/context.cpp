@@ -124,15 +124,20 @@ size_t ForwardScratch::pool_bytes(const LlamaModel& model, int64_t max_ctx, int 
     const LlamaHyperParams& hp = model.hparams();
     auto floats = [](int64_t n) { return MemoryPool::bytes_for<float>(size_t(n)); };
     const int64_t n_q = hp.n_head * hp.head_dim;
+    auto ints = [](int64_t n) { return MemoryPool::bytes_for<int32_t>(size_t(n)); };
+    const int64_t n_ff = std::max(hp.n_ff, hp.n_ff_exp);
+    const int64_t choices = hp.n_expert > 0 ? max_batch * hp.n_expert_used : 0;
     return floats(max_batch * hp.n_embd) * 2 + floats(max_batch * n_q) * 2 +
            floats(max_batch * hp.n_embd_kv()) * 2 +
-           floats(attention_floats(hp, max_ctx) * threads) + floats(max_batch * hp.n_ff) * 2 +
-           floats(max_batch * hp.n_rot);
+           floats(attention_floats(hp, max_ctx) * threads) + floats(max_batch * n_ff) * 2 +
+           floats(max_batch * hp.n_rot) + floats(max_batch * hp.n_expert) + ints(choices) +
+           floats(choices) + ints(choices) + ints(hp.n_expert > 0 ? hp.n_expert + 1 : 0) +
+           floats(hp.n_expert > 0 ? max_batch * hp.n_embd : 0);
 }
 
 int64_t ForwardScratch::max_input(const LlamaModel& model) {
     const LlamaHyperParams& hp = model.hparams();
-    return std::max({hp.n_embd, hp.n_ff, hp.n_head * hp.head_dim});
+    return std::max({hp.n_embd, hp.n_ff, hp.n_ff_exp, hp.n_head * hp.head_dim});
 }
 
 size_t ForwardScratch::bytes_for(const LlamaModel& model, int64_t max_ctx, int threads,
@@ -155,9 +160,25 @@ ForwardScratch::ForwardScratch(const LlamaModel& model, int64_t max_ctx, ThreadP
       value_(memory_.take<float>(size_t(max_batch * model.hparams().n_embd_kv()))),
       attention_(memory_.take<float>(size_t(attention_stride_ * (pool ? pool->size() : 1)))),
       sub_out_(memory_.take<float>(size_t(max_batch * model.hparams().n_embd))),
-      gate_(memory_.take<float>(size_t(max_batch * model.hparams().n_ff))),
-      up_(memory_.take<float>(size_t(max_batch * model.hparams().n_ff))),
+      gate_(memory_.take<float>(
+          size_t(max_batch * std::max(model.hparams().n_ff, model.hparams().n_ff_exp)))),
+      up_(memory_.take<float>(
+          size_t(max_batch * std::max(model.hparams().n_ff, model.hparams().n_ff_exp)))),
       rope_cache_(memory_.take<float>(size_t(max_batch * model.hparams().n_rot))),
+      router_(memory_.take<float>(size_t(max_batch * model.hparams().n_expert))),
+      chosen_(memory_.take<int32_t>(size_t(model.hparams().n_expert > 0
+                                               ? max_batch * model.hparams().n_expert_used
+                                               : 0))),
+      weights_(memory_.take<float>(size_t(model.hparams().n_expert > 0
+                                              ? max_batch * model.hparams().n_expert_used
+                                              : 0))),
+      by_expert_(memory_.take<int32_t>(size_t(model.hparams().n_expert > 0
+                                                  ? max_batch * model.hparams().n_expert_used
+                                                  : 0))),
+      first_of_(memory_.take<int32_t>(
+          size_t(model.hparams().n_expert > 0 ? model.hparams().n_expert + 1 : 0))),
+      gathered_(memory_.take<float>(
+          size_t(model.hparams().n_expert > 0 ? max_batch * model.hparams().n_embd : 0))),
       input_(max_input(model), max_batch), pool_(pool), cache_(cache) {}
 
 void embed_token(const LlamaModel& model, int32_t token, float* x) {
@@ -167,6 +188,81 @@ void embed_token(const LlamaModel& model, int32_t token, float* x) {
                     std::to_string(n_vocab - 1) + ")");
     }
     model.token_embd.traits->dequantize_row(model.token_embd.row(token), x, model.hparams().n_embd);
+}
+
+// The feed-forward block as a mixture of experts: n = rmsnorm(x); the router's softmax picks
+// each token's n_expert_used likeliest experts, their probabilities renormalised over them as
+// weights; then x += sum over chosen e of weight_e · w_down_e · (silu(w_gate_e·n) * w_up_e·n).
+// Tokens are grouped by expert, so each expert's weights are read once for all the batch's
+// tokens routed to it, and an expert no token chose is not read at all. A token's result is
+// the same whatever else is in the batch (its experts are added in expert order either way).
+void mixture_of_experts(const LlamaHyperParams& hp, const LlamaLayer& layer, int64_t n, float* x,
+                        ForwardScratch& s) {
+    const int64_t n_embd = hp.n_embd, n_ff = hp.n_ff_exp, n_expert = hp.n_expert;
+    const int64_t used = hp.n_expert_used;
+    s.input_.set_rmsnorm(x, layer.ffn_norm.data(), hp.rms_eps, n_embd, n, s.xb_.data(),
+                         layer.router.traits->vec_dot_type, s.pool_);
+    matmul(layer.router, s.input_, s.router_.data(), s.pool_, s.cache_);
+
+    // Each token's experts: softmax over all, the `used` likeliest (the lower index first on a
+    // tie), weighted by their probabilities over the chosen ones' sum.
+    std::fill(s.first_of_.data(), s.first_of_.data() + n_expert + 1, 0);
+    for (int64_t t = 0; t < n; ++t) {
+        float* p = s.router_.data() + t * n_expert;
+        const float max_logit = *std::max_element(p, p + n_expert);
+        double sum = 0;
+        for (int64_t e = 0; e < n_expert; ++e) sum += (p[e] = std::exp(p[e] - max_logit));
+        for (int64_t e = 0; e < n_expert; ++e) p[e] = float(p[e] / sum);
+        int32_t* chosen = s.chosen_.data() + t * used;
+        float* weight = s.weights_.data() + t * used;
+        float chosen_sum = 0;
+        for (int64_t j = 0; j < used; ++j) {
+            int32_t best = -1;
+            for (int64_t e = 0; e < n_expert; ++e) {
+                if (std::find(chosen, chosen + j, int32_t(e)) != chosen + j) continue;
+                if (best < 0 || p[e] > p[best]) best = int32_t(e);
+            }
+            chosen[j] = best;
+            weight[j] = p[best];
+            chosen_sum += p[best];
+            ++s.first_of_[size_t(best) + 1];
+        }
+        for (int64_t j = 0; j < used; ++j) weight[j] /= chosen_sum;
+    }
+    // The choices grouped by expert (a counting sort), token order kept within each.
+    for (int64_t e = 0; e < n_expert; ++e) s.first_of_[size_t(e) + 1] += s.first_of_[size_t(e)];
+    for (int64_t c = 0; c < n * used; ++c) {
+        const int32_t e = s.chosen_[size_t(c)];
+        int32_t& next = s.first_of_[size_t(e)];
+        s.by_expert_[size_t(next++)] = int32_t(c);
+    }
+    for (int64_t e = n_expert; e > 0; --e) s.first_of_[size_t(e)] = s.first_of_[size_t(e) - 1];
+    s.first_of_[0] = 0;
+
+    for (int64_t e = 0; e < n_expert; ++e) {
+        const int32_t begin = s.first_of_[size_t(e)], end = s.first_of_[size_t(e) + 1];
+        const int64_t count = end - begin;
+        if (count == 0) continue;
+        for (int64_t i = 0; i < count; ++i) { // gathered [count][n_embd]: the routed rows
+            const int64_t t = s.by_expert_[size_t(begin + i)] / used;
+            std::memcpy(s.gathered_.data() + i * n_embd, s.xb_.data() + t * n_embd,
+                        size_t(n_embd) * sizeof(float));
+        }
+        s.input_.set(s.gathered_.data(), n_embd, count);
+        matmul_same_input({{&layer.gate_exps[size_t(e)], s.gate_.data()},
+                           {&layer.up_exps[size_t(e)], s.up_.data()}},
+                          s.input_, s.pool_, s.cache_);
+        active_kernels().swiglu(s.gate_.data(), s.up_.data(), count * n_ff);
+        s.input_.set(s.gate_.data(), n_ff, count);
+        matmul(layer.down_exps[size_t(e)], s.input_, s.sub_out_.data(), s.pool_, s.cache_);
+        for (int64_t i = 0; i < count; ++i) { // x[t] += weight · expert output
+            const int32_t c = s.by_expert_[size_t(begin + i)];
+            const float w = s.weights_[size_t(c)];
+            float* row = x + (c / used) * n_embd;
+            const float* out = s.sub_out_.data() + i * n_embd;
+            for (int64_t d = 0; d < n_embd; ++d) row[d] += w * out[d];
+        }
+    }
 }
 
 void run_layers(const LlamaModel& model, int64_t first, int64_t last, const BatchSegment* segments,
@@ -281,6 +377,10 @@ void run_layers(const LlamaModel& model, int64_t first, int64_t last, const Batc
         matmul(layer.wo, s.input_, s.sub_out_.data(), s.pool_, s.cache_);
         for (int64_t i = 0; i < n * n_embd; ++i) x[i] += s.sub_out_[size_t(i)];
 
+        if (!layer.gate_exps.empty()) {
+            mixture_of_experts(hp, layer, n, x, s);
+            continue;
+        }
         // Feed-forward block (SwiGLU): x += w_down · (silu(w_gate·n) * w_up·n), n = rmsnorm(x).
         s.input_.set_rmsnorm(x, layer.ffn_norm.data(), hp.rms_eps, n_embd, n, s.xb_.data(),
                              layer.w_gate.traits->vec_dot_type, s.pool_);

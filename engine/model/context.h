@@ -36,6 +36,8 @@ private:
                            int64_t, float*, ForwardScratch&);
     friend void compute_logits(const LlamaModel&, const float*, const int64_t*, int64_t, float*,
                                ForwardScratch&);
+    friend void mixture_of_experts(const LlamaHyperParams&, const LlamaLayer&, int64_t, float*,
+                                   ForwardScratch&);
 
     // Bytes of memory_ for these sizes (the sum of the arrays below).
     static size_t pool_bytes(const LlamaModel& model, int64_t max_ctx, int threads,
@@ -56,9 +58,17 @@ private:
     PoolArray<float> attention_;  // [threads][attention_stride_]: [group][head_dim] q forms,
                                   // [head_dim] value row, 16 spare, [group][max_ctx] scores
     PoolArray<float> sub_out_;    // [batch][n_embd] output of wo / w_down, added to x
-    PoolArray<float> gate_;       // [batch][n_ff] w_gate xb, then silu(gate) * up
+    PoolArray<float> gate_;       // [batch][n_ff] w_gate xb, then silu(gate) * up (n_ff_exp wide
+                                  // when wider, for an expert's rows)
     PoolArray<float> up_;         // [batch][n_ff] w_up xb
     PoolArray<float> rope_cache_; // [batch][n_rot] cos, sin pairs of each position
+    // A mixture of experts' (empty without one):
+    PoolArray<float> router_;       // [batch][n_expert] router logits, then probabilities
+    PoolArray<int32_t> chosen_;     // [batch][n_expert_used] each token's experts
+    PoolArray<float> weights_;      // [batch][n_expert_used] and their weights
+    PoolArray<int32_t> by_expert_;  // [batch * n_expert_used] choices (token * used + j) by expert
+    PoolArray<int32_t> first_of_;   // [n_expert + 1] where each expert's choices start
+    PoolArray<float> gathered_;     // [batch][n_embd] the normed rows routed to one expert
     MatmulInput input_;           // the vector being multiplied, in the weights' format
     ThreadPool* pool_;
     WeightCache* cache_;

@@ -12,10 +12,11 @@ namespace {
 
 // The architectures: each differs from Llama only in what its traits say.
 constexpr ArchTraits kArchs[] = {
-    {"llama", RopeStyle::Adjacent, false, false}, // Llama 2 and 3, Mistral
-    {"qwen2", RopeStyle::Neox, false, false},
-    {"qwen3", RopeStyle::Neox, false, true},
-    {"phi3", RopeStyle::Neox, true, false},
+    {"llama", RopeStyle::Adjacent, false, false, false}, // Llama 2 and 3, Mistral, Mixtral
+    {"qwen2", RopeStyle::Neox, false, false, false},
+    {"qwen3", RopeStyle::Neox, false, true, false},
+    {"qwen3moe", RopeStyle::Neox, false, true, true},
+    {"phi3", RopeStyle::Neox, true, false, false},
 };
 
 std::string shape_string(const std::vector<uint64_t>& dims) {
@@ -80,6 +81,23 @@ public:
     // A vector the file may leave out (a bias, rope factors): empty when absent.
     NormWeights optional(const std::string& name, int64_t n) {
         return file_.find_tensor(name) ? norm(name, n) : NormWeights{};
+    }
+
+    // The n slices of a 3-D tensor [cols, rows, n] (a mixture's experts), each a matrix.
+    std::vector<WeightMatrix> slices(const std::string& name, int64_t cols, int64_t rows,
+                                     int64_t n) {
+        const GgufTensorInfo& info = tensor(name, {uint64_t(cols), uint64_t(rows), uint64_t(n)});
+        std::vector<WeightMatrix> out(static_cast<size_t>(n));
+        for (int64_t e = 0; e < n; ++e) {
+            WeightMatrix& m = out[size_t(e)];
+            m.name = name + "[" + std::to_string(e) + "]";
+            m.traits = &type_traits(info.type);
+            m.cols = cols;
+            m.rows = rows;
+            m.row_bytes = *row_bytes(*m.traits, uint64_t(cols));
+            m.data = info.data + uint64_t(e) * uint64_t(rows) * m.row_bytes;
+        }
+        return out;
     }
 
     // Rows [first, first + rows) of `fused`, as a matrix of their own.
@@ -167,6 +185,27 @@ std::unique_ptr<LlamaModel> LlamaModel::from_gguf(std::shared_ptr<const GgufFile
         throw Error(file->name() + ": " + key("rope.dimension_count") + " " +
                     std::to_string(hp.n_rot) + " is odd (expected an even number)");
     }
+    // A mixture of experts: what Woolly runs (softmax routing, no shared experts, every layer
+    // a mixture), and a clear refusal of the rest, naming the key.
+    if (arch->experts || file->find(key("expert_count"))) {
+        hp.n_expert = load.required_count(key("expert_count"), 4096);
+        hp.n_expert_used = load.required_count(key("expert_used_count"), hp.n_expert);
+        hp.n_ff_exp = file->find(key("expert_feed_forward_length"))
+                          ? load.required_count(key("expert_feed_forward_length"), 1 << 22)
+                          : hp.n_ff;
+        auto refuse = [&](const char* k, const std::string& value, const char* supported) {
+            throw Error(file->name() + ": " + key(k) + " is " + value + " (Woolly supports " +
+                        supported + " only, so far)");
+        };
+        if (auto shared = file->get_uint(key("expert_shared_count")); shared && *shared != 0)
+            refuse("expert_shared_count", std::to_string(*shared), "0: no shared experts");
+        if (auto gating = file->get_uint(key("expert_gating_func")); gating && *gating != 1)
+            refuse("expert_gating_func", std::to_string(*gating), "1: softmax");
+        if (auto dense = file->get_uint(key("leading_dense_block_count")); dense && *dense != 0)
+            refuse("leading_dense_block_count", std::to_string(*dense), "0: every layer a mixture");
+        if (auto scale = file->get_real(key("expert_weights_scale")); scale && *scale != 1.0)
+            refuse("expert_weights_scale", std::to_string(*scale), "1");
+    }
     hp.rms_eps = float(file->get_real(key("attention.layer_norm_rms_epsilon")).value_or(1e-5));
     hp.rope_freq_base = float(file->get_real(key("rope.freq_base")).value_or(10000.0));
     if (auto factor = file->get_real(key("rope.scaling.factor")); factor && *factor > 0)
@@ -226,7 +265,14 @@ std::unique_ptr<LlamaModel> LlamaModel::from_gguf(std::shared_ptr<const GgufFile
         }
         l.wo = load.matrix(p + "attn_output.weight", n_q, hp.n_embd);
         l.ffn_norm = load.norm(p + "ffn_norm.weight", hp.n_embd);
-        if (arch->fused_gate_up) { // the gate's rows, then the up projection's
+        if (hp.n_expert > 0) {
+            l.router = load.matrix(p + "ffn_gate_inp.weight", hp.n_embd, hp.n_expert);
+            l.gate_exps = load.slices(p + "ffn_gate_exps.weight", hp.n_embd, hp.n_ff_exp,
+                                      hp.n_expert);
+            l.up_exps = load.slices(p + "ffn_up_exps.weight", hp.n_embd, hp.n_ff_exp, hp.n_expert);
+            l.down_exps = load.slices(p + "ffn_down_exps.weight", hp.n_ff_exp, hp.n_embd,
+                                      hp.n_expert);
+        } else if (arch->fused_gate_up) { // the gate's rows, then the up projection's
             const WeightMatrix gate_up = load.matrix(p + "ffn_up.weight", hp.n_embd, 2 * hp.n_ff);
             l.w_gate = Loader::rows_of(gate_up, "gate", 0, hp.n_ff);
             l.w_up = Loader::rows_of(gate_up, "up", hp.n_ff, hp.n_ff);
@@ -234,7 +280,7 @@ std::unique_ptr<LlamaModel> LlamaModel::from_gguf(std::shared_ptr<const GgufFile
             l.w_gate = load.matrix(p + "ffn_gate.weight", hp.n_embd, hp.n_ff);
             l.w_up = load.matrix(p + "ffn_up.weight", hp.n_embd, hp.n_ff);
         }
-        l.w_down = load.matrix(p + "ffn_down.weight", hp.n_ff, hp.n_embd);
+        if (hp.n_expert == 0) l.w_down = load.matrix(p + "ffn_down.weight", hp.n_ff, hp.n_embd);
     }
     model->output_norm = load.norm("output_norm.weight", hp.n_embd);
     model->output = file->find_tensor("output.weight")
@@ -244,8 +290,14 @@ std::unique_ptr<LlamaModel> LlamaModel::from_gguf(std::shared_ptr<const GgufFile
 }
 
 uint64_t LlamaModel::weight_bytes_per_token() const {
-    uint64_t bytes = token_embd.row_bytes;
+    uint64_t bytes = token_embd.row_bytes, expert_bytes = 0;
+    for (const LlamaLayer& l : layers)
+        for (size_t e = 0; e < l.gate_exps.size(); ++e)
+            expert_bytes += l.gate_exps[e].bytes() + l.up_exps[e].bytes() + l.down_exps[e].bytes();
     for_each_matrix([&](const WeightMatrix& w, bool) { bytes += w.bytes(); });
+    if (hparams_.n_expert > 0)
+        bytes -= expert_bytes - expert_bytes / uint64_t(hparams_.n_expert) *
+                                    uint64_t(hparams_.n_expert_used);
     return bytes;
 }
 

@@ -1,5 +1,5 @@
-// model.h — a Llama-family model (Llama 2/3, Mistral, Qwen2, Qwen3, Phi-3): its architecture as data,
-// hyper-parameters from GGUF metadata, and views of its weights.
+// model.h — a Llama-family model (Llama 2/3, Mistral, Mixtral, Qwen2, Qwen3, Qwen3-MoE, Phi-3):
+// its architecture as data, hyper-parameters from GGUF metadata, and views of its weights.
 #pragma once
 
 #include <cstdint>
@@ -28,6 +28,7 @@ struct ArchTraits {
     RopeStyle rope;
     bool fused_gate_up; // ffn_up holds the gate's rows, then the up projection's (Phi-3)
     bool qk_norm;       // each head's query and key are RMS-normed before rope (Qwen3)
+    bool experts;       // the feed-forward is always a mixture of experts (any arch may have one)
 };
 // The traits of `name`; nullptr when Woolly does not have it.
 const ArchTraits* find_arch(std::string_view name);
@@ -49,6 +50,12 @@ struct LlamaHyperParams {
     float rms_eps = 1e-5f;           // attention.layer_norm_rms_epsilon
     float rope_freq_base = 10000.0f; // rope.freq_base
     float rope_freq_scale = 1.0f;    // 1 / rope.scaling.factor (linear scaling)
+    // A mixture of experts: the router's softmax over expert_count experts picks the
+    // expert_used_count most likely for each token, weighted by their probabilities
+    // renormalised over the chosen. 0 experts: a dense feed-forward.
+    int64_t n_expert = 0;      // expert_count
+    int64_t n_expert_used = 0; // expert_used_count
+    int64_t n_ff_exp = 0;      // expert_feed_forward_length; = n_ff when absent
 
     int64_t n_embd_kv() const { return n_head_kv * head_dim; }
 };
@@ -67,9 +74,15 @@ struct LlamaLayer {
     NormWeights k_norm;    // [head_dim] or empty (every key head)
     WeightMatrix wo;       // [n_head * head_dim] -> [n_embd]
     NormWeights ffn_norm;  // [n_embd]
-    WeightMatrix w_gate;   // [n_embd] -> [n_ff]   (w1)
-    WeightMatrix w_up;     // [n_embd] -> [n_ff]   (w3)
-    WeightMatrix w_down;   // [n_ff] -> [n_embd]   (w2)
+    WeightMatrix w_gate;   // [n_embd] -> [n_ff]   (w1); empty with experts
+    WeightMatrix w_up;     // [n_embd] -> [n_ff]   (w3); empty with experts
+    WeightMatrix w_down;   // [n_ff] -> [n_embd]   (w2); empty with experts
+    // A mixture of experts: the router, and each expert's matrices as views of the 3-D tensors
+    // ffn_{gate,up,down}_exps (expert e is the tensor's e-th slice).
+    WeightMatrix router;                 // [n_embd] -> [n_expert] (ffn_gate_inp)
+    std::vector<WeightMatrix> gate_exps; // [n_expert] each [n_embd] -> [n_ff_exp]
+    std::vector<WeightMatrix> up_exps;   // [n_expert] each [n_embd] -> [n_ff_exp]
+    std::vector<WeightMatrix> down_exps; // [n_expert] each [n_ff_exp] -> [n_embd]
 };
 
 class LlamaModel {
@@ -89,16 +102,26 @@ public:
     WeightMatrix output;     // n_vocab rows of n_embd; token_embd when the file ties them
     NormWeights rope_freqs;  // [n_rot / 2] divisors of each pair's frequency (Llama 3.1), or empty
 
-    // Bytes of weights read to generate one token (every matrix once, one embedding row).
+    // Bytes of weights read to generate one token (every matrix once, one embedding row; of
+    // the experts, the share a token is routed to: expert_used_count of expert_count).
     uint64_t weight_bytes_per_token() const;
 
     // f(matrix, batched) for every matrix a forward pass multiplies, in its order: the layers'
     // (batched: a prompt multiplies them by many tokens), then the output (one token's logits).
     template <typename F> void for_each_matrix(F&& f) const {
-        for (const LlamaLayer& l : layers)
-            for (const WeightMatrix* w :
-                 {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down})
+        for (const LlamaLayer& l : layers) {
+            for (const WeightMatrix* w : {&l.wq, &l.wk, &l.wv, &l.wo})
                 f(*w, true);
+            if (l.gate_exps.empty()) {
+                for (const WeightMatrix* w : {&l.w_gate, &l.w_up, &l.w_down})
+                    f(*w, true);
+                continue;
+            }
+            f(l.router, true);
+            for (size_t e = 0; e < l.gate_exps.size(); ++e)
+                for (const WeightMatrix* w : {&l.gate_exps[e], &l.up_exps[e], &l.down_exps[e]})
+                    f(*w, true);
+        }
         f(output, false);
     }
 
