@@ -28,6 +28,15 @@ TokenTrie::TokenTrie(const Vocab& vocab) : n_vocab_(vocab.size()) {
         order[p].push_back(id);
     }
     for (size_t p = 0; p < kParts; ++p) build(parts_[p], std::move(order[p]));
+
+    // Every JSON Schema's strings loop on the characters of a JSON string (all but '"', '\\'
+    // and the controls): their shortcuts are made with the trie, not in the first masks.
+    AsciiSet json_string;
+    for (uint32_t b = 0x20; b < 0x80; ++b) json_string.set(b);
+    json_string.reset('"');
+    json_string.reset('\\');
+    shortcut(json_string, true);
+    shortcut(json_string, false);
 }
 
 void TokenTrie::build(Part& part, std::vector<TokenId> order) {
