@@ -219,7 +219,9 @@ int32_t argmax(const float* logits, int64_t n) {
 // Llama 3 (rope frequency factors, tied embeddings), Qwen2 (Q/K/V biases, NeoX rope), Qwen3
 // (QK-norm, heads wider than embedding / heads; ik_llama.cpp's logits), Phi-3 (fused QKV and
 // gate-up, NeoX rope), and the mixtures of experts Qwen3-MoE (8 experts, 2 used; ik_llama.cpp's)
-// and Mixtral (llama with 4 experts, 2 used): the llama.cpp family's logits at every position,
+// and Mixtral (llama with 4 experts, 2 used), Gemma 2 (soft-capping, every other layer local
+// with a window of 8) and Gemma 3 (QK-norm, 5 local layers to a global one, each with its rope
+// base; post-norms and GeGLU in both): the llama.cpp family's logits at every position,
 // 400 or 480 tokens deep where the files have them, its prompt tokens, and its greedy tokens
 // while the top-2 margin is clear.
 //
@@ -230,7 +232,7 @@ int32_t argmax(const float* logits, int64_t n) {
 // routing, and there its argmax may differ; its greedy steps (after such a prompt) are counted,
 // not required. Its rows 480 deep, decoded a token at a time, agree to 0.99998 (F16); its Q4_K_M
 // file's k-quant experts (which ik multiplies with kernels of its own) to 0.996.
-TEST_CASE("Llama 3, Qwen2, Qwen3, Phi-3, Qwen3-MoE and Mixtral match llama.cpp") {
+TEST_CASE("Llama 3, Qwen2, Qwen3, Phi-3, Qwen3-MoE, Mixtral, Gemma 2 and 3 match llama.cpp") {
     struct Oracle {
         std::string name;
         double row_bound = 0.99;   // each prompt row's cosine
@@ -242,7 +244,7 @@ TEST_CASE("Llama 3, Qwen2, Qwen3, Phi-3, Qwen3-MoE and Mixtral match llama.cpp")
         {"qwen3-F16"},       {"phi3-F16"},
         {"phi3-Q4_K_M"},     {"mixtral-F16"},
         {"mixtral-Q4_K_M"},  {"qwen3moe-F16", 0.98, 0.9999, false},
-        {"qwen3moe-Q4_K_M", 0.97, 0.99, false}};
+        {"qwen3moe-Q4_K_M", 0.97, 0.99, false}, {"gemma2-F16"}, {"gemma3-F16"}};
     for (const auto& [name, row_bound, deep_bound, greedy] : oracles) {
         const std::string base = test::shared_file("golden/synth-" + name);
         WOOLLY_REQUIRE_SHARED(base + ".gguf");

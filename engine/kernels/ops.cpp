@@ -13,6 +13,15 @@ float rmsnorm_factor(const float* x, int64_t n, float eps) {
     return 1.0f / std::sqrt(mean + eps);
 }
 
+float gelu_tanh(float x) {
+    constexpr float kSqrt2OverPi = 0.79788456080286535588f;
+    return 0.5f * x * (1.0f + std::tanh(kSqrt2OverPi * x * (1.0f + 0.044715f * x * x)));
+}
+
+void geglu(float* gate, const float* up, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) gate[i] = gelu_tanh(gate[i]) * up[i];
+}
+
 void rmsnorm(float* y, const float* x, const float* weight, int64_t n, float eps) {
     const float scale = rmsnorm_factor(x, n, eps);
     for (int64_t i = 0; i < n; ++i) y[i] = (x[i] * scale) * weight[i];

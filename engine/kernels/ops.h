@@ -20,6 +20,10 @@ void rope(float* x, int64_t n_heads, int64_t head_dim, int64_t n_rot, const floa
 float silu(float x);
 // gate [n] = silu(gate) * up: SwiGLU's gating, the scalar reference of KernelTable::swiglu.
 void swiglu_reference(float* gate, const float* up, int64_t n);
+// GELU in its tanh form: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
+float gelu_tanh(float x);
+// gate [n] = gelu_tanh(gate) * up: GeGLU's gating (Gemma's feed-forward).
+void geglu(float* gate, const float* up, int64_t n);
 // x [n] = exp(x - shift); returns the sum (in double). Softmax's middle step.
 double exp_sum_reference(float* x, int64_t n, float shift);
 // c [m][n] = (accumulate ? c : 0) + a [m][k] · b [k][n], row-major with leading dimensions

@@ -53,12 +53,17 @@ void attention_group(const LlamaHyperParams& hp, const KvCache& cache, const Att
     const int64_t head_dim = hp.head_dim, group = hp.n_head / hp.n_head_kv;
     const uint64_t kv_offset = uint64_t(g) * cache.head_bytes();
     const int64_t last_pos = pos + n_tokens - 1; // the last token sees up to here
+    // A local layer's token at p sees positions p - n_swa + 1 .. p; the chunks before the
+    // first token's window are not read.
+    const int64_t window = hp.is_local(layer) ? hp.n_swa : 0;
+    auto first_seen = [&](int64_t i) { return window ? std::max<int64_t>(0, pos + i - window + 1) : 0; };
+    const int64_t first_chunk = first_seen(0) / kAttentionChunk * kAttentionChunk;
     auto query = [&](int64_t i) { return q_all + i * n_q + g * group * head_dim; };
     auto scores = [&](int64_t i) { return s.scores + i * group * s.max_ctx; };
     auto seen = [&](int64_t i, int64_t start) { // of chunk `start`, token i's positions
         return std::min(kAttentionChunk, pos + i + 1 - start);
     };
-    for (int64_t start = 0; start <= last_pos; start += kAttentionChunk) {
+    for (int64_t start = first_chunk; start <= last_pos; start += kAttentionChunk) {
         const int64_t n = std::min(kAttentionChunk, last_pos + 1 - start);
         for (int64_t t = 0; t < n; ++t) { // s.values serves as the row buffer here
             k.to_float(cache.key(layer, start + t) + kv_offset, s.values, head_dim);
@@ -69,20 +74,25 @@ void attention_group(const LlamaHyperParams& hp, const KvCache& cache, const Att
                 k.gemm(group, seen(i, start), head_dim, query(i), head_dim, s.keys_t,
                        kAttentionChunk, scores(i) + start, s.max_ctx, false);
     }
-    const float scale = 1.0f / std::sqrt(float(head_dim));
+    // Softmax of each head's scaled scores (soft-capped, c * tanh(score / c), where the model
+    // caps them) over the positions the token sees; the ones before its window weigh 0.
+    const float scale = hp.attn_scale, cap = hp.attn_softcap;
     for (int64_t i = 0; i < n_tokens; ++i) {
-        for (int64_t j = 0; j < group; ++j) { // softmax of each head's scaled scores
+        const int64_t lo = first_seen(i);
+        for (int64_t j = 0; j < group; ++j) {
             float* row = scores(i) + j * s.max_ctx;
             float max_score = -INFINITY;
-            for (int64_t t = 0; t <= pos + i; ++t) {
+            for (int64_t t = lo; t <= pos + i; ++t) {
                 row[t] *= scale;
+                if (cap > 0.0f) row[t] = cap * std::tanh(row[t] / cap);
                 max_score = std::max(max_score, row[t]);
             }
-            const float inv_sum = float(1.0 / k.exp_sum(row, pos + i + 1, max_score));
-            for (int64_t t = 0; t <= pos + i; ++t) row[t] *= inv_sum;
+            const float inv_sum = float(1.0 / k.exp_sum(row + lo, pos + i + 1 - lo, max_score));
+            for (int64_t t = lo; t <= pos + i; ++t) row[t] *= inv_sum;
+            for (int64_t t = first_chunk; t < lo; ++t) row[t] = 0.0f;
         }
     }
-    for (int64_t start = 0; start <= last_pos; start += kAttentionChunk) {
+    for (int64_t start = first_chunk; start <= last_pos; start += kAttentionChunk) {
         const int64_t n = std::min(kAttentionChunk, last_pos + 1 - start);
         for (int64_t t = 0; t < n; ++t)
             k.to_float(cache.value(layer, start + t) + kv_offset, s.values + t * head_dim,
@@ -90,7 +100,8 @@ void attention_group(const LlamaHyperParams& hp, const KvCache& cache, const Att
         for (int64_t i = 0; i < n_tokens; ++i)
             if (seen(i, start) > 0)
                 k.gemm(group, head_dim, seen(i, start), scores(i) + start, s.max_ctx, s.values,
-                       head_dim, out_all + i * n_q + g * group * head_dim, head_dim, start > 0);
+                       head_dim, out_all + i * n_q + g * group * head_dim, head_dim,
+                       start > first_chunk);
     }
 }
 
@@ -130,7 +141,7 @@ size_t ForwardScratch::pool_bytes(const LlamaModel& model, int64_t max_ctx, int 
     return floats(max_batch * hp.n_embd) * 2 + floats(max_batch * n_q) * 2 +
            floats(max_batch * hp.n_embd_kv()) * 2 +
            floats(attention_floats(hp, max_ctx) * threads) + floats(max_batch * n_ff) * 2 +
-           floats(max_batch * hp.n_rot) + floats(max_batch * hp.n_expert) + ints(choices) +
+           floats(max_batch * hp.n_rot) * 2 + floats(max_batch * hp.n_expert) + ints(choices) +
            floats(choices) + ints(choices) + ints(hp.n_expert > 0 ? hp.n_expert + 1 : 0) +
            floats(hp.n_expert > 0 ? max_batch * hp.n_embd : 0);
 }
@@ -165,6 +176,7 @@ ForwardScratch::ForwardScratch(const LlamaModel& model, int64_t max_ctx, ThreadP
       up_(memory_.take<float>(
           size_t(max_batch * std::max(model.hparams().n_ff, model.hparams().n_ff_exp)))),
       rope_cache_(memory_.take<float>(size_t(max_batch * model.hparams().n_rot))),
+      rope_local_(memory_.take<float>(size_t(max_batch * model.hparams().n_rot))),
       router_(memory_.take<float>(size_t(max_batch * model.hparams().n_expert))),
       chosen_(memory_.take<int32_t>(size_t(model.hparams().n_expert > 0
                                                ? max_batch * model.hparams().n_expert_used
@@ -187,7 +199,21 @@ void embed_token(const LlamaModel& model, int32_t token, float* x) {
         throw Error("token id " + std::to_string(token) + " is out of range (expected 0 to " +
                     std::to_string(n_vocab - 1) + ")");
     }
-    model.token_embd.traits->dequantize_row(model.token_embd.row(token), x, model.hparams().n_embd);
+    const int64_t n_embd = model.hparams().n_embd;
+    model.token_embd.traits->dequantize_row(model.token_embd.row(token), x, n_embd);
+    if (model.hparams().arch->gemma) { // Gemma scales its embeddings by sqrt(n_embd)
+        const float scale = std::sqrt(float(n_embd));
+        for (int64_t i = 0; i < n_embd; ++i) x[i] *= scale;
+    }
+}
+
+// x [n][n_embd] += out, each row of out RMS-normed by `post_norm` first where the model has one
+// (Gemma's post_attention_norm and post_ffw_norm).
+void add_sublayer(const NormWeights& post_norm, float eps, int64_t n_embd, int64_t n, float* out,
+                  float* x) {
+    for (int64_t t = 0; t < n && !post_norm.empty(); ++t)
+        rmsnorm(out + t * n_embd, out + t * n_embd, post_norm.data(), n_embd, eps);
+    for (int64_t i = 0; i < n * n_embd; ++i) x[i] += out[i];
 }
 
 // The feed-forward block as a mixture of experts: n = rmsnorm(x); the router's softmax picks
@@ -299,9 +325,14 @@ void run_layers(const LlamaModel& model, int64_t first, int64_t last, const Batc
             row0 += segments[i].n_tokens;
         }
     };
+    // Local (sliding-window) layers may turn by a base of their own (Gemma 3's 10,000), unscaled.
+    const bool local_rope = hp.arch->swa_rope_base > 0.0f && hp.n_swa > 0;
     for_each_token([&](const BatchSegment&, int64_t t, int64_t pos) {
         rope_angles(&s.rope_cache_[size_t(t * hp.n_rot)], pos, hp.n_rot, hp.rope_freq_base,
                     hp.rope_freq_scale, rope_factors);
+        if (local_rope)
+            rope_angles(&s.rope_local_[size_t(t * hp.n_rot)], pos, hp.n_rot,
+                        hp.arch->swa_rope_base, 1.0f, nullptr);
     });
     // Attention tiles: up to kAttentionTokens consecutive tokens of one segment, times KV heads.
     int64_t tiles = 0;
@@ -338,8 +369,10 @@ void run_layers(const LlamaModel& model, int64_t first, int64_t last, const Batc
                 }
             }
         }
+        const PoolArray<float>& rope_of_layer =
+            local_rope && hp.is_local(l) ? s.rope_local_ : s.rope_cache_;
         for_each_token([&](const BatchSegment& seg, int64_t t, int64_t pos) {
-            const float* angles = &s.rope_cache_[size_t(t * hp.n_rot)];
+            const float* angles = &rope_of_layer[size_t(t * hp.n_rot)];
             rope(row(s.q_, t, n_q), hp.n_head, hp.head_dim, hp.n_rot, angles, neox);
             store_kv(hp, *seg.cache, l, pos, row(s.key_, t, n_kv), row(s.value_, t, n_kv), angles);
         });
@@ -375,7 +408,7 @@ void run_layers(const LlamaModel& model, int64_t first, int64_t last, const Batc
         run_split(s.pool_, attend);
         s.input_.set(s.att_out_.data(), n_q, n);
         matmul(layer.wo, s.input_, s.sub_out_.data(), s.pool_, s.cache_);
-        for (int64_t i = 0; i < n * n_embd; ++i) x[i] += s.sub_out_[size_t(i)];
+        add_sublayer(layer.post_attn_norm, hp.rms_eps, n_embd, n, s.sub_out_.data(), x);
 
         if (!layer.gate_exps.empty()) {
             mixture_of_experts(hp, layer, n, x, s);
@@ -386,15 +419,19 @@ void run_layers(const LlamaModel& model, int64_t first, int64_t last, const Batc
                              layer.w_gate.traits->vec_dot_type, s.pool_);
         matmul_same_input({{&layer.w_gate, s.gate_.data()}, {&layer.w_up, s.up_.data()}}, s.input_,
                           s.pool_, s.cache_);
-        auto swiglu = [&](int index, int count) {
+        const bool gelu = hp.arch->ffn == FfnActivation::GeluTanh;
+        auto activate = [&](int index, int count) {
             const int64_t total = n * n_ff;
             const int64_t begin = total * index / count, end = total * (index + 1) / count;
-            active_kernels().swiglu(s.gate_.data() + begin, s.up_.data() + begin, end - begin);
+            if (gelu)
+                geglu(s.gate_.data() + begin, s.up_.data() + begin, end - begin);
+            else
+                active_kernels().swiglu(s.gate_.data() + begin, s.up_.data() + begin, end - begin);
         };
-        run_split(n > 1 ? s.pool_ : nullptr, swiglu); // one token's is too small to hand off
+        run_split(n > 1 ? s.pool_ : nullptr, activate); // one token's is too small to hand off
         s.input_.set(s.gate_.data(), n_ff, n);
         matmul(layer.w_down, s.input_, s.sub_out_.data(), s.pool_, s.cache_);
-        for (int64_t i = 0; i < n * n_embd; ++i) x[i] += s.sub_out_[size_t(i)];
+        add_sublayer(layer.post_ffn_norm, hp.rms_eps, n_embd, n, s.sub_out_.data(), x);
     }
 }
 
@@ -419,6 +456,8 @@ void compute_logits(const LlamaModel& model, const float* x, const int64_t* rows
     // it (Model::for_each_matrix counts the head as not batched).
     WeightCache* cache = WeightCache::reads_x16(model.output, false) ? s.cache_ : nullptr;
     matmul(model.output, s.input_, logits, s.pool_, cache);
+    if (const float cap = hp.final_softcap; cap > 0.0f) // Gemma 2: logits = c * tanh(logits / c)
+        for (int64_t i = 0; i < m * hp.n_vocab; ++i) logits[i] = cap * std::tanh(logits[i] / cap);
 }
 
 void compute_logits(const LlamaModel& model, const float* x, float* logits, ForwardScratch& s) {

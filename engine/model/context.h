@@ -62,6 +62,7 @@ private:
                                   // when wider, for an expert's rows)
     PoolArray<float> up_;         // [batch][n_ff] w_up xb
     PoolArray<float> rope_cache_; // [batch][n_rot] cos, sin pairs of each position
+    PoolArray<float> rope_local_; // [batch][n_rot] the same for local layers' own rope base
     // A mixture of experts' (empty without one):
     PoolArray<float> router_;       // [batch][n_expert] router logits, then probabilities
     PoolArray<int32_t> chosen_;     // [batch][n_expert_used] each token's experts

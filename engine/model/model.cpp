@@ -17,6 +17,8 @@ constexpr ArchTraits kArchs[] = {
     {"qwen3", RopeStyle::Neox, false, true, false},
     {"qwen3moe", RopeStyle::Neox, false, true, true},
     {"phi3", RopeStyle::Neox, true, false, false},
+    {"gemma2", RopeStyle::Neox, false, false, false, FfnActivation::GeluTanh, true, 2},
+    {"gemma3", RopeStyle::Neox, false, true, false, FfnActivation::GeluTanh, true, 6, 10000.0f},
 };
 
 std::string shape_string(const std::vector<uint64_t>& dims) {
@@ -206,6 +208,23 @@ std::unique_ptr<LlamaModel> LlamaModel::from_gguf(std::shared_ptr<const GgufFile
         if (auto scale = file->get_real(key("expert_weights_scale")); scale && *scale != 1.0)
             refuse("expert_weights_scale", std::to_string(*scale), "1");
     }
+    if (arch->swa_pattern > 0) {
+        hp.n_swa = load.required_count(key("attention.sliding_window"), int64_t(1) << 31);
+        auto cap = [&](const char* k) {
+            const double c = file->get_real(key(k)).value_or(0.0);
+            if (!(c >= 0.0) || !std::isfinite(c))
+                throw Error(file->name() + ": " + key(k) + " is " + std::to_string(c) +
+                            " (expected a positive cap, or 0 for none)");
+            return float(c);
+        };
+        hp.attn_softcap = cap("attn_logit_softcapping");
+        hp.final_softcap = cap("final_logit_softcapping");
+    }
+    // Scores are scaled by 1 / sqrt(head_dim); Gemma's 27B models (46 layers of Gemma 2, 62 of
+    // Gemma 3) by 1 / sqrt(n_embd / n_head), as llama.cpp decides it from the model's size.
+    hp.attn_scale = 1.0f / std::sqrt(float(hp.head_dim));
+    if (arch->gemma && hp.n_layer == (std::string_view(arch->name) == "gemma2" ? 46 : 62))
+        hp.attn_scale = 1.0f / std::sqrt(float(hp.n_embd / hp.n_head));
     hp.rms_eps = float(file->get_real(key("attention.layer_norm_rms_epsilon")).value_or(1e-5));
     hp.rope_freq_base = float(file->get_real(key("rope.freq_base")).value_or(10000.0));
     if (auto factor = file->get_real(key("rope.scaling.factor")); factor && *factor > 0)
@@ -264,6 +283,10 @@ std::unique_ptr<LlamaModel> LlamaModel::from_gguf(std::shared_ptr<const GgufFile
             l.k_norm = load.norm(p + "attn_k_norm.weight", hp.head_dim);
         }
         l.wo = load.matrix(p + "attn_output.weight", n_q, hp.n_embd);
+        if (arch->gemma) {
+            l.post_attn_norm = load.norm(p + "post_attention_norm.weight", hp.n_embd);
+            l.post_ffn_norm = load.norm(p + "post_ffw_norm.weight", hp.n_embd);
+        }
         l.ffn_norm = load.norm(p + "ffn_norm.weight", hp.n_embd);
         if (hp.n_expert > 0) {
             l.router = load.matrix(p + "ffn_gate_inp.weight", hp.n_embd, hp.n_expert);

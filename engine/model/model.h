@@ -1,5 +1,6 @@
-// model.h — a Llama-family model (Llama 2/3, Mistral, Mixtral, Qwen2, Qwen3, Qwen3-MoE, Phi-3):
-// its architecture as data, hyper-parameters from GGUF metadata, and views of its weights.
+// model.h — a Llama-family model (Llama 2/3, Mistral, Mixtral, Qwen2, Qwen3, Qwen3-MoE, Phi-3,
+// Gemma 2 and 3): its architecture as data, hyper-parameters from GGUF metadata, and views of its
+// weights.
 #pragma once
 
 #include <cstdint>
@@ -22,6 +23,10 @@ using NormWeights = std::vector<float>;
 // layout (Qwen2, Phi-3) rotates (x[i], x[i + n_rot/2]).
 enum class RopeStyle { Adjacent, Neox };
 
+// The feed-forward's gate: silu(gate) * up (SwiGLU), or gelu(gate) * up with GELU's tanh form
+// (GeGLU, Gemma).
+enum class FfnActivation { Silu, GeluTanh };
+
 // What sets an architecture apart, as data: read once from general.architecture.
 struct ArchTraits {
     const char* name; // general.architecture, and the prefix of its metadata keys
@@ -29,6 +34,14 @@ struct ArchTraits {
     bool fused_gate_up; // ffn_up holds the gate's rows, then the up projection's (Phi-3)
     bool qk_norm;       // each head's query and key are RMS-normed before rope (Qwen3)
     bool experts;       // the feed-forward is always a mixture of experts (any arch may have one)
+    FfnActivation ffn = FfnActivation::Silu;
+    bool gemma = false; // embeddings times sqrt(n_embd); each sub-layer's output RMS-normed
+                        // (post_attention_norm, post_ffw_norm) before it is added
+    // Sliding-window attention: layer l sees only the last attention.sliding_window positions
+    // when l % swa_pattern < swa_pattern - 1 (0: no layer does), with rope base swa_rope_base
+    // there (0: the model's rope.freq_base).
+    int swa_pattern = 0;
+    float swa_rope_base = 0.0f;
 };
 // The traits of `name`; nullptr when Woolly does not have it.
 const ArchTraits* find_arch(std::string_view name);
@@ -56,6 +69,15 @@ struct LlamaHyperParams {
     int64_t n_expert = 0;      // expert_count
     int64_t n_expert_used = 0; // expert_used_count
     int64_t n_ff_exp = 0;      // expert_feed_forward_length; = n_ff when absent
+    int64_t n_swa = 0;         // attention.sliding_window, where the arch has local layers
+    float attn_softcap = 0.0f;  // attn_logit_softcapping: scores = c * tanh(scores / c); 0: none
+    float final_softcap = 0.0f; // final_logit_softcapping: the same on the logits
+    float attn_scale = 0.0f;    // the scores' scale: 1 / sqrt(head_dim), but for Gemma's 27B
+
+    bool is_local(int64_t layer) const {
+        const int p = arch->swa_pattern;
+        return p > 0 && n_swa > 0 && layer % p < p - 1;
+    }
 
     int64_t n_embd_kv() const { return n_head_kv * head_dim; }
 };
@@ -72,6 +94,8 @@ struct LlamaLayer {
     NormWeights bv;        // [n_head_kv * head_dim] or empty
     NormWeights q_norm;    // [head_dim] or empty (Qwen3: every query head RMS-normed by it)
     NormWeights k_norm;    // [head_dim] or empty (every key head)
+    NormWeights post_attn_norm; // [n_embd] or empty (Gemma: wo's output RMS-normed by it)
+    NormWeights post_ffn_norm;  // [n_embd] or empty (w_down's)
     WeightMatrix wo;       // [n_head * head_dim] -> [n_embd]
     NormWeights ffn_norm;  // [n_embd]
     WeightMatrix w_gate;   // [n_embd] -> [n_ff]   (w1); empty with experts
