@@ -76,8 +76,8 @@ TEST_CASE("synthetic models of every type load, tokenize and decode") {
 }
 
 TEST_CASE("synthetic files of each architecture carry its layout and run") {
-    for (const char* name :
-         {"test-tiny-llama3", "test-tiny-qwen2", "test-tiny-qwen3", "test-tiny-phi3"}) {
+    for (const char* name : {"test-tiny-llama3", "test-tiny-qwen2", "test-tiny-qwen3",
+                             "test-tiny-phi3", "test-tiny-qwen3moe", "test-tiny-gemma3"}) {
         INFO(name);
         const std::string path = test::temp_path(std::string(name) + ".gguf");
         SynthOptions options;
@@ -93,6 +93,9 @@ TEST_CASE("synthetic files of each architecture carry its layout and run") {
         CHECK(model->rope_freqs.empty() != shape.rope_freqs);
         CHECK(model->layers[0].q_norm.empty() != shape.qk_norm);
         if (shape.head_dim) CHECK(model->hparams().head_dim == shape.head_dim);
+        CHECK(model->layers[0].gate_exps.size() == size_t(shape.n_expert));
+        CHECK(model->layers[0].post_attn_norm.empty() != shape.post_norms);
+        CHECK(model->hparams().n_swa == shape.n_swa);
         CHECK((model->gguf().find_tensor("blk.0.attn_qkv.weight") != nullptr) == shape.fused);
         // Fused matrices are row ranges of one tensor: q, k, v and gate, up follow each other.
         if (shape.fused) {
@@ -102,7 +105,8 @@ TEST_CASE("synthetic files of each architecture carry its layout and run") {
             CHECK(l.w_up.data == l.w_gate.data + l.w_gate.bytes());
         }
         LlamaContext context(*model);
-        std::vector<int32_t> prompt = {1, 5, 9, 77};
+        // Longer than test-tiny-gemma3's window of 8, so that its local layers forget.
+        std::vector<int32_t> prompt = {1, 5, 9, 77, 3, 200, 41, 41, 17, 300, 8, 9, 10};
         const float* batched = context.decode_batch(prompt.data(), int64_t(prompt.size()));
         std::vector<float> a(batched, batched + model->hparams().n_vocab);
         LlamaContext one_by_one(*model);

@@ -145,6 +145,12 @@ const std::vector<ModelShape>& model_shapes() {
          /*tied=*/true, false, false, false, /*head_dim=*/128, /*qk_norm=*/true},
         {"phi-3-mini", 3072, 8192, 32, 32, 32, 4096, 32064, 1e-5f, "phi3", 10000.0f, "phi-3", false,
          false, /*fused=*/true},
+        {"gemma3-1b", 1152, 6912, 26, 4, 1, 32768, 262144, 1e-6f, "gemma3", 1000000.0f, "gemma",
+         /*tied=*/true, false, false, false, /*head_dim=*/256, /*qk_norm=*/true, 0, 0, 0,
+         /*post_norms=*/true, /*n_swa=*/512},
+        {"olmoe-1b-7b", 2048, 1024, 16, 16, 16, 4096, 50304, 1e-5f, "qwen3moe", 10000.0f, "none",
+         false, false, false, false, 0, /*qk_norm=*/true, /*n_expert=*/64, /*used=*/8,
+         /*n_ff_exp=*/1024},
         {"test-tiny", 64, 128, 2, 4, 2, 128, 320, 1e-5f},
         {"test-tiny-k", 256, 512, 2, 4, 2, 128, 320, 1e-5f}, // rows of whole k-quant blocks
         // The other architectures' layouts at test-tiny's size (generated vocabularies).
@@ -156,6 +162,12 @@ const std::vector<ModelShape>& model_shapes() {
          /*tied=*/true, false, false, false, /*head_dim=*/32, /*qk_norm=*/true},
         {"test-tiny-phi3", 64, 128, 2, 4, 4, 128, 320, 1e-5f, "phi3", 10000.0f, "none", false,
          false, /*fused=*/true},
+        {"test-tiny-qwen3moe", 64, 128, 2, 4, 2, 128, 320, 1e-6f, "qwen3moe", 1000000.0f, "none",
+         false, false, false, false, 0, /*qk_norm=*/true, /*n_expert=*/8, /*used=*/2,
+         /*n_ff_exp=*/64},
+        {"test-tiny-gemma3", 64, 128, 7, 4, 1, 128, 320, 1e-6f, "gemma3", 1000000.0f, "none",
+         /*tied=*/true, false, false, false, /*head_dim=*/32, /*qk_norm=*/true, 0, 0, 0,
+         /*post_norms=*/true, /*n_swa=*/8},
     };
     return shapes;
 }
@@ -198,6 +210,12 @@ std::string write_synthetic_model(const SynthOptions& options, const std::string
         w.add_u32(key("attention.key_length"), uint32_t(head_dim));
         w.add_u32(key("attention.value_length"), uint32_t(head_dim));
     }
+    if (s.n_expert) {
+        w.add_u32(key("expert_count"), uint32_t(s.n_expert));
+        w.add_u32(key("expert_used_count"), uint32_t(s.n_expert_used));
+        w.add_u32(key("expert_feed_forward_length"), uint32_t(s.n_ff_exp));
+    }
+    if (s.n_swa) w.add_u32(key("attention.sliding_window"), uint32_t(s.n_swa));
     w.add_u32(key("rope.dimension_count"), uint32_t(head_dim));
     w.add_f32(key("rope.freq_base"), s.rope_base);
     w.add_u32(key("vocab_size"), uint32_t(s.n_vocab));
@@ -211,11 +229,16 @@ std::string write_synthetic_model(const SynthOptions& options, const std::string
     // Matrices in the chosen type; the output matrix of a Q4_0 or Q4_K_M file in Q6_K, as
     // llama.cpp's quantizer writes it; norms in F32. A k-quant matrix whose rows
     // are not whole 256-value super-blocks falls back to Q8_0, as llama.cpp falls back too.
-    auto matrix = [&](const std::string& name, int64_t cols, int64_t rows, TensorType type) {
+    // `slices` matrices of `rows` one after another (a mixture's experts) make a 3-D tensor.
+    auto matrix = [&](const std::string& name, int64_t cols, int64_t rows_per, TensorType type,
+                      int64_t slices = 0) {
         if (type_traits(type).block_size == 256 && cols % 256 != 0) type = TensorType::Q8_0;
         const uint64_t seed = hash_name(name, options.seed);
         const float scale = 0.02f * std::sqrt(3.0f); // uniform with standard deviation 0.02
-        w.add_tensor(name, type, {uint64_t(cols), uint64_t(rows)},
+        std::vector<uint64_t> dims = {uint64_t(cols), uint64_t(rows_per)};
+        if (slices > 0) dims.push_back(uint64_t(slices));
+        const int64_t rows = rows_per * std::max<int64_t>(slices, 1);
+        w.add_tensor(name, type, dims,
                      [=](std::vector<uint8_t>& bytes) {
                          const TypeTraits& t = type_traits(type);
                          const uint64_t row_size = *row_bytes(t, uint64_t(cols));
@@ -278,14 +301,23 @@ std::string write_synthetic_model(const SynthOptions& options, const std::string
             norm(p + "attn_k_norm.weight", head_dim);
         }
         matrix(p + "attn_output.weight", n_q, s.n_embd, t);
+        if (s.post_norms) norm(p + "post_attention_norm.weight", s.n_embd);
         norm(p + "ffn_norm.weight", s.n_embd);
-        if (s.fused) {
+        if (s.n_expert) {
+            matrix(p + "ffn_gate_inp.weight", s.n_embd, s.n_expert, TensorType::F32);
+            matrix(p + "ffn_gate_exps.weight", s.n_embd, s.n_ff_exp, t, s.n_expert);
+            matrix(p + "ffn_up_exps.weight", s.n_embd, s.n_ff_exp, t, s.n_expert);
+            matrix(p + "ffn_down_exps.weight", s.n_ff_exp, s.n_embd,
+                   more_bits(l) ? TensorType::Q6_K : t, s.n_expert);
+        } else if (s.fused) {
             matrix(p + "ffn_up.weight", s.n_embd, 2 * s.n_ff, t);
+            matrix(p + "ffn_down.weight", s.n_ff, s.n_embd, more_bits(l) ? TensorType::Q6_K : t);
         } else {
             matrix(p + "ffn_gate.weight", s.n_embd, s.n_ff, t);
             matrix(p + "ffn_up.weight", s.n_embd, s.n_ff, t);
+            matrix(p + "ffn_down.weight", s.n_ff, s.n_embd, more_bits(l) ? TensorType::Q6_K : t);
         }
-        matrix(p + "ffn_down.weight", s.n_ff, s.n_embd, more_bits(l) ? TensorType::Q6_K : t);
+        if (s.post_norms) norm(p + "post_ffw_norm.weight", s.n_embd);
     }
     norm("output_norm.weight", s.n_embd);
     if (!s.tied) matrix("output.weight", s.n_embd, s.n_vocab, output_type);

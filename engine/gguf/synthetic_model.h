@@ -22,12 +22,18 @@ struct ModelShape {
     bool fused = false;              // attn_qkv and a gate-and-up ffn_up (Phi-3)
     bool rope_freqs = false;         // Llama 3.1's rope frequency factors (scale 32, context 8192)
     int64_t head_dim = 0;            // attention.key_length when set; else n_embd / n_head
-    bool qk_norm = false;            // attn_q_norm and attn_k_norm (Qwen3)
+    bool qk_norm = false;            // attn_q_norm and attn_k_norm (Qwen3, Gemma 3)
+    // A mixture of experts (qwen3moe): n_expert experts of n_ff_exp, n_expert_used a token.
+    int64_t n_expert = 0, n_expert_used = 0, n_ff_exp = 0;
+    bool post_norms = false; // post_attention_norm and post_ffw_norm (Gemma)
+    int64_t n_swa = 0;       // attention.sliding_window (Gemma)
 };
 
 // tinyllama-1.1b, llama-3b, llama-7b, stories-15m, one per architecture (llama-3.2-1b,
-// qwen2.5-0.5b, qwen3-0.6b, phi-3-mini), and for tests test-tiny (a few KB), test-tiny-k (rows of
-// whole 256-value blocks, for the k-quants) and test-tiny-{llama3,qwen2,qwen3,phi3}.
+// qwen2.5-0.5b, qwen3-0.6b, phi-3-mini, gemma3-1b), a mixture of experts that fits this machine
+// (olmoe-1b-7b: 64 experts of 1024, 8 a token, written as qwen3moe), and for tests test-tiny (a
+// few KB), test-tiny-k (rows of whole 256-value blocks, for the k-quants) and
+// test-tiny-{llama3,qwen2,qwen3,phi3,qwen3moe,gemma3}.
 const std::vector<ModelShape>& model_shapes();
 const ModelShape* find_model_shape(const std::string& name);
 
