@@ -252,14 +252,9 @@ TEST_CASE("json_object: any object, any values inside") {
 // The mask's trie walk against trying each token alone, on a large real vocabulary, in states
 // inside strings, numbers, keys and between values.
 TEST_CASE("the token mask is exactly the tokens allowed one by one (Llama 3's vocabulary)") {
-    const std::string path = test::shared_file("vocab/ggml-vocab-llama3.gguf");
-    WOOLLY_REQUIRE_SHARED(path);
-    if (!BpeTokenizer::available()) {
-        MESSAGE("skipped: Llama 3's BPE vocabulary needs PCRE2, which this build lacks");
-        return;
-    }
-    auto file = GgufFile::open(path);
-    Vocab vocab(*file);
+    const auto llama3 = test::llama3_vocab();
+    if (!llama3) return;
+    const Vocab& vocab = *llama3;
     const auto g = std::make_shared<const Grammar>(schema(R"({"type":"object","properties":{
         "name":{"type":"string","maxLength":12},"n":{"type":"number"},
         "list":{"type":"array","items":{"type":"integer","minimum":0,"maximum":300}}},
@@ -267,16 +262,9 @@ TEST_CASE("the token mask is exactly the tokens allowed one by one (Llama 3's vo
     for (const char* prefix : {"", "{", "{\"na", "{\"name\": \"Jo", "{\"name\":\"abcdefghijk",
                                "{\"name\":\"x\",\"n\":-1.", "{\"name\":\"x\",\"n\":2,\"list\":[2",
                                "{\"name\":\"x\",\"n\":2,\"list\":[299]"}) {
-        Matcher m(g, vocab.trie(), vocab.eog_tokens());
-        REQUIRE(m.accept_bytes(prefix));
-        const uint64_t* mask = m.mask();
-        Matcher one(g, vocab.trie(), vocab.eog_tokens());
-        REQUIRE(one.accept_bytes(prefix));
-        int allowed = 0;
-        const int mismatches = test::mask_mismatches(mask, one, vocab, allowed);
-        INFO(prefix);
-        CHECK(mismatches == 0);
-        CHECK(allowed > 0);
+        test::CarriedMatcher m(g, vocab); // fresh for each prefix
+        m.feed(prefix);
+        m.check();
     }
 }
 
@@ -285,39 +273,22 @@ TEST_CASE("the token mask is exactly the tokens allowed one by one (Llama 3's vo
 // matcher trying each token alone: mid-string, mid-character, mid-escape, near the length bound
 // and past a long key.
 TEST_CASE("masks reused across a long string stay exact (Llama 3's vocabulary)") {
-    const std::string path = test::shared_file("vocab/ggml-vocab-llama3.gguf");
-    WOOLLY_REQUIRE_SHARED(path);
-    if (!BpeTokenizer::available()) {
-        MESSAGE("skipped: Llama 3's BPE vocabulary needs PCRE2, which this build lacks");
-        return;
-    }
-    auto file = GgufFile::open(path);
-    Vocab vocab(*file);
+    const auto llama3 = test::llama3_vocab();
+    if (!llama3) return;
+    const Vocab& vocab = *llama3;
     const auto g = std::make_shared<const Grammar>(schema(R"({"type":"object","properties":{
         "text":{"type":"string","maxLength":120},"tags":{"type":"array","maxItems":40,
         "items":{"type":"string","minLength":30}}},"required":["text","tags"],
         "additionalProperties":{"type":"integer"}})"));
-    Matcher m(g, vocab.trie(), vocab.eog_tokens());
-    std::string text;
-    auto check_here = [&] {
-        const uint64_t* mask = m.mask();
-        Matcher one(g, vocab.trie(), vocab.eog_tokens());
-        REQUIRE(one.accept_bytes(text));
-        int allowed = 0;
-        const int mismatches = test::mask_mismatches(mask, one, vocab, allowed);
-        INFO(text);
-        CHECK(mismatches == 0);
-        CHECK(allowed > 0);
-    };
+    test::CarriedMatcher m(g, vocab);
     auto feed = [&](const std::string& bytes, bool check_each) {
         for (char c : bytes) {
-            REQUIRE(m.accept_bytes(std::string_view(&c, 1)));
-            text += c;
-            if (check_each) check_here();
+            m.feed(std::string_view(&c, 1));
+            if (check_each) m.check();
         }
     };
     feed("{\"text\": \"", false);
-    check_here();
+    m.check();
     feed("Once upon a time ", true); // counts that share one canonical state
     feed("\xc3", true);              // inside a two-byte character
     feed("\xa9 and \\", true);       // inside an escape
@@ -336,68 +307,48 @@ TEST_CASE("masks reused across a long string stay exact (Llama 3's vocabulary)")
 // loops on; a key that could still begin a named property leaves that letter out of the loop.
 // One matcher carried along, against a fresh matcher trying each token alone.
 TEST_CASE("counted loops near a string's bounds stay exact (Llama 3's vocabulary)") {
-    const std::string path = test::shared_file("vocab/ggml-vocab-llama3.gguf");
-    WOOLLY_REQUIRE_SHARED(path);
-    if (!BpeTokenizer::available()) {
-        MESSAGE("skipped: Llama 3's BPE vocabulary needs PCRE2, which this build lacks");
-        return;
-    }
-    auto file = GgufFile::open(path);
-    Vocab vocab(*file);
+    const auto llama3 = test::llama3_vocab();
+    if (!llama3) return;
+    const Vocab& vocab = *llama3;
     const auto g = std::make_shared<const Grammar>(schema(R"({"type":"object","properties":{
         "text":{"type":"string","maxLength":70},"long":{"type":"string","minLength":50},
         "alpha":{"type":"integer"}},"required":["text","long"],
         "additionalProperties":{"type":"string","maxLength":5}})"));
-    Matcher m(g, vocab.trie(), vocab.eog_tokens());
-    std::string text;
-    auto check_here = [&] {
-        const uint64_t* mask = m.mask();
-        Matcher one(g, vocab.trie(), vocab.eog_tokens());
-        REQUIRE(one.accept_bytes(text));
-        int allowed = 0;
-        const int mismatches = test::mask_mismatches(mask, one, vocab, allowed);
-        INFO(text);
-        CHECK(mismatches == 0);
-        CHECK(allowed > 0);
-    };
-    auto feed = [&](const std::string& bytes) {
-        REQUIRE(m.accept_bytes(bytes));
-        text += bytes;
-    };
-    feed("{\"text\": \"");
-    check_here();
+    test::CarriedMatcher m(g, vocab);
+    m.feed("{\"text\": \"");
+    m.check();
     // 70 characters in all: 30 ASCII, then 2-, 3- and 4-byte ones, checked where 40, 33, 32, 17,
     // 16, 9 and 1 are left, inside a character near the end, and at the bound.
-    feed(std::string(30, 'a'));
-    check_here();
-    for (int i = 0; i < 7; ++i) feed("\xc3\xa9"); // é
-    check_here();
-    feed("\xe6\x97\xa5"); // 日
-    check_here();
-    for (int i = 0; i < 15; ++i) feed(i % 2 ? "b" : "\xf0\x9d\x84\x9e"); // 𝄞
-    check_here();
-    feed("c");
-    check_here();
-    feed("1234567");
-    check_here();
-    feed("\xe6\x97");
-    check_here();
-    feed("\xa5");
-    check_here();
-    feed("\", \"long\": \"");
-    check_here();
+    m.feed(std::string(30, 'a'));
+    m.check();
+    for (int i = 0; i < 7; ++i) m.feed("\xc3\xa9"); // é
+    m.check();
+    m.feed("\xe6\x97\xa5"); // 日
+    m.check();
+    for (int i = 0; i < 15; ++i) m.feed(i % 2 ? "b" : "\xf0\x9d\x84\x9e"); // 𝄞
+    m.check();
+    m.feed("c");
+    m.check();
+    m.feed("1234567");
+    m.check();
+    m.feed("\xe6\x97");
+    m.check();
+    m.feed("\xa5");
+    m.check();
+    m.feed("\", \"long\": \"");
+    m.check();
     for (int i = 0; i < 6; ++i) {
-        feed(std::string(9, 'x'));
-        check_here(); // 9, 18, ... 54 characters: under, near and past the minimum
+        m.feed(std::string(9, 'x'));
+        m.check(); // 9, 18, ... 54 characters: under, near and past the minimum
     }
-    feed("\", \"");
-    check_here(); // a key: "alpha" or any other
-    feed("al");
-    check_here();
-    feed("x\": \"");
+    m.feed("\", \"");
+    m.check(); // a key: "alpha" or any other
+    m.feed("al");
+    m.check();
+    m.feed("x\": \"");
     for (int i = 0; i < 5; ++i) {
-        feed("\xc3\xa9");
-        check_here();
+        m.feed("\xc3\xa9");
+        m.check();
     }
 
     // Loops that are not a JSON string's: printable ASCII and one accented letter (the other
@@ -405,19 +356,10 @@ TEST_CASE("counted loops near a string's bounds stay exact (Llama 3's vocabulary
     const auto p = std::make_shared<const Grammar>(schema(R"({"type":"object","properties":{
         "p":{"type":"string","pattern":"^[ -~\u00e9]{0,40}$"},
         "q":{"type":"string","pattern":"^.{4}[a-m]"}},"required":["p","q"]})"));
-    Matcher mp(p, vocab.trie(), vocab.eog_tokens());
-    std::string ptext;
+    test::CarriedMatcher mp(p, vocab);
     auto check_p = [&](const std::string& bytes) {
-        REQUIRE(mp.accept_bytes(bytes));
-        ptext += bytes;
-        const uint64_t* mask = mp.mask();
-        Matcher one(p, vocab.trie(), vocab.eog_tokens());
-        REQUIRE(one.accept_bytes(ptext));
-        int allowed = 0;
-        const int mismatches = test::mask_mismatches(mask, one, vocab, allowed);
-        INFO(ptext);
-        CHECK(mismatches == 0);
-        CHECK(allowed > 0);
+        mp.feed(bytes);
+        mp.check();
     };
     check_p("{\"p\": \"");
     check_p("ab \xc3\xa9");
@@ -433,18 +375,10 @@ TEST_CASE("masks on a vocabulary of short tokens alone (the bundled model's)") {
     const auto g = std::make_shared<const Grammar>(
         schema(R"({"type":"object","properties":{"s":{"type":"string","pattern":"ab+c"},
         "t":{"type":"string","maxLength":20}},"required":["s","t"]})"));
-    Matcher m(g, vocab.trie(), vocab.eog_tokens());
-    std::string text;
+    test::CarriedMatcher m(g, vocab);
     for (const char* bytes :
          {"{\"s\": \"", "xa", "bbb", "c and so on", "\", \"t\": \"", "Once upon a time"}) {
-        REQUIRE(m.accept_bytes(bytes));
-        text += bytes;
-        const uint64_t* mask = m.mask();
-        Matcher one(g, vocab.trie(), vocab.eog_tokens());
-        REQUIRE(one.accept_bytes(text));
-        int allowed = 0;
-        INFO(text);
-        CHECK(test::mask_mismatches(mask, one, vocab, allowed) == 0);
-        CHECK(allowed > 0);
+        m.feed(bytes);
+        m.check();
     }
 }
