@@ -141,7 +141,9 @@ int bench_command(int argc, char** argv) {
     // Tokens/s of `count` random tokens from an empty cache: a prompt goes in as one batch,
     // generation one token at a time.
     std::vector<int32_t> tokens;
+    uint64_t tokens_run = 0; // tokens through the model so far (for the experts per token)
     auto run = [&](int64_t count, bool prompt) {
+        tokens_run += uint64_t(count);
         tokens.resize(size_t(count));
         for (auto& t : tokens) t = random_token(rng);
         context.reset();
@@ -155,6 +157,7 @@ int bench_command(int argc, char** argv) {
 
     // Tokens/s of k sequences generating `count` random tokens each, one step per position.
     auto run_parallel = [&](int64_t count, int64_t k) {
+        tokens_run += uint64_t(count * k);
         step.clear();
         for (int64_t i = 0; i < k; ++i) {
             step.segments.push_back({uint64_t(i), int32_t(i), 0, 1, int32_t(i)});
@@ -187,11 +190,17 @@ int bench_command(int argc, char** argv) {
                     describe(memory_usage(*model, weight_cache, context.kv_bytes(),
                                           context.scratch_bytes()))
                         .c_str());
+        if (hp.n_expert > 0)
+            std::printf("a mixture of %lld experts, %lld a token: the roofline counts the "
+                        "experts' active share\n",
+                        (long long)hp.n_expert, (long long)hp.n_expert_used);
         std::printf(
             "| test      | t/s                  | GB/s of weights | of roofline | weight cache: "
-            "hits misses evictions bypasses, MiB held | peak RSS MiB |\n");
+            "hits misses evictions bypasses, MiB held | peak RSS MiB |%s\n",
+            hp.n_expert > 0 ? " experts read per token |" : "");
         std::printf("| --------- | -------------------- | --------------- | ----------- | "
-                    "--------------------------------------------- | ------------ |\n");
+                    "--------------------------------------------- | ------------ |%s\n",
+                    hp.n_expert > 0 ? " ---------------------- |" : "");
     }
     // Weight-cache counters of one test (warm-up included): the difference of two snapshots.
     WeightCacheStats before;
@@ -205,10 +214,27 @@ int bench_command(int argc, char** argv) {
         before = now;
         return d;
     };
+    // Experts read per token over one test (warm-up included): a step reads each expert its
+    // tokens chose once, so a prompt's tokens share them.
+    uint64_t experts_before = 0, tokens_before = 0;
+    auto experts_per_token = [&] {
+        const uint64_t now =
+            context.experts_read() + (step_scratch ? step_scratch->experts_read() : 0);
+        const double per_token =
+            tokens_run > tokens_before
+                ? double(now - experts_before) / double(tokens_run - tokens_before)
+                : 0.0;
+        experts_before = now;
+        tokens_before = tokens_run;
+        return per_token;
+    };
     // tokens_per_step: the weights are read once for that many tokens (--parallel).
     auto report = [&](const std::string& test, const Stats& s, bool generation,
                       int64_t tokens_per_step = 1) {
         const WeightCacheStats cache = cache_delta();
+        const double experts = experts_per_token();
+        char experts_cell[64] = "";
+        if (hp.n_expert > 0) std::snprintf(experts_cell, sizeof experts_cell, " %22.2f |", experts);
         const MemoryUsage memory =
             memory_usage(*model, weight_cache, context.kv_bytes(), context.scratch_bytes());
         const double peak_mib = double(memory.peak_rss) / 1048576.0;
@@ -238,6 +264,7 @@ int bench_command(int argc, char** argv) {
                                      {"weight_cache_bytes", memory.cache},
                                      {"kv_bytes", memory.kv},
                                      {"scratch_bytes", memory.scratch}}}};
+            if (hp.n_expert > 0) line["experts_read_per_token"] = experts;
             if (generation) {
                 line["weight_bytes_per_token"] = bytes_per_token;
                 line["gb_per_second"] = gbs;
@@ -246,13 +273,14 @@ int bench_command(int argc, char** argv) {
             }
             std::printf("%s\n", line.dump().c_str());
         } else if (generation) {
-            std::printf("| %-9s | %9.1f ± %-8.1f | %15.2f | %10.1f%% | %s | %12.1f |\n",
+            std::printf("| %-9s | %9.1f ± %-8.1f | %15.2f | %10.1f%% | %s | %12.1f |%s\n",
                         test.c_str(), s.mean, s.stddev, gbs,
                         bandwidth > 0 ? 100.0 * gbs / bandwidth : 0.0, cache_text(cache).c_str(),
-                        peak_mib);
+                        peak_mib, experts_cell);
         } else {
-            std::printf("| %-9s | %9.1f ± %-8.1f | %15s | %11s | %s | %12.1f |\n", test.c_str(),
-                        s.mean, s.stddev, "", "", cache_text(cache).c_str(), peak_mib);
+            std::printf("| %-9s | %9.1f ± %-8.1f | %15s | %11s | %s | %12.1f |%s\n", test.c_str(),
+                        s.mean, s.stddev, "", "", cache_text(cache).c_str(), peak_mib,
+                        experts_cell);
         }
         std::fflush(stdout);
     };

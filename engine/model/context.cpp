@@ -269,6 +269,7 @@ void mixture_of_experts(const LlamaHyperParams& hp, const LlamaLayer& layer, int
         const int32_t begin = s.first_of_[size_t(e)], end = s.first_of_[size_t(e) + 1];
         const int64_t count = end - begin;
         if (count == 0) continue;
+        ++s.experts_read_;
         for (int64_t i = 0; i < count; ++i) { // gathered [count][n_embd]: the routed rows
             const int64_t t = s.by_expert_[size_t(begin + i)] / used;
             std::memcpy(s.gathered_.data() + i * n_embd, s.xb_.data() + t * n_embd,

@@ -30,6 +30,9 @@ public:
     static size_t bytes_for(const LlamaModel& model, int64_t max_ctx, int threads,
                             int64_t max_batch);
     size_t bytes() const { return bytes_; }
+    // Experts whose weights a mixture's layers have read so far (once a step per expert chosen
+    // by any of the step's tokens).
+    uint64_t experts_read() const { return experts_read_; }
 
 private:
     friend void run_layers(const LlamaModel&, int64_t, int64_t, const BatchSegment*,
@@ -70,6 +73,7 @@ private:
     PoolArray<int32_t> by_expert_;  // [batch * n_expert_used] choices (token * used + j) by expert
     PoolArray<int32_t> first_of_;   // [n_expert + 1] where each expert's choices start
     PoolArray<float> gathered_;     // [batch][n_embd] the normed rows routed to one expert
+    uint64_t experts_read_ = 0;
     MatmulInput input_;           // the vector being multiplied, in the weights' format
     ThreadPool* pool_;
     WeightCache* cache_;
@@ -127,6 +131,7 @@ public:
     int64_t n_ctx() const { return cache_.n_ctx(); }
     const LlamaModel& model() const { return model_; }
     uint64_t kv_bytes() const { return cache_.bytes(); }
+    uint64_t experts_read() const { return scratch_.experts_read(); }
     // The forward scratch and this context's own buffers.
     uint64_t scratch_bytes() const { return scratch_.bytes() + memory_.capacity(); }
     // Bytes of a context's own buffers (a batch's residual stream, the logits).
