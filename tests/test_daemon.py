@@ -30,8 +30,10 @@ def Daemon(config_text="", keys=None, **options):
     return Woollyd(WOOLLYD, config_text, keys=keys, client_timeout=20, **options)
 
 
-def woolly(*args, stdin=None):
-    return subprocess.run([WOOLLY, *args], input=stdin, capture_output=True, text=True, timeout=60)
+def woolly(*args, stdin=None, timeout=60):
+    """The CLI; `timeout` only guards against a hang (synth writes 600 MB, slowly under ASan)."""
+    return subprocess.run([WOOLLY, *args], input=stdin, capture_output=True, text=True,
+                          timeout=timeout)
 
 
 def golden_prompts():
@@ -563,7 +565,7 @@ def slow_model_tests():
     while it loads, its progress on a terminal, a queued stream followed by subscribe, and a
     generate whose Ctrl-C cancels its stream."""
     model = os.path.join(TMP, "tinyllama-q4_0.gguf")
-    out = woolly("synth", "--shape", "tinyllama-1.1b", "--type", "q4_0", "-o", model)
+    out = woolly("synth", "--shape", "tinyllama-1.1b", "--type", "q4_0", "-o", model, timeout=600)
     assert out.returncode == 0, out.stderr
     # Requests during the load are answered at once with `loading` and the progress.
     d = Daemon("engine:\n  context: 256\n", model=model, ready=False)

@@ -38,15 +38,16 @@ def Daemon(config_text=CHAT, **options):
     return Woollyd(WOOLLYD, config_text, client_timeout=20, **options)
 
 
-def woolly(*args):
-    return subprocess.run([WOOLLY, *args], capture_output=True, text=True, timeout=120)
+def woolly(*args, timeout=120):
+    """The CLI; `timeout` only guards against a hang (synth writes 600 MB, slowly under ASan)."""
+    return subprocess.run([WOOLLY, *args], capture_output=True, text=True, timeout=timeout)
 
 
 def slow_model():
     """tinyllama's shape with random weights: slow enough to stop mid-stream (made once)."""
     if not _SLOW:
         path = os.path.join(TMP, "tinyllama-q4_0.gguf")
-        out = woolly("synth", "--shape", "tinyllama-1.1b", "--type", "q4_0", "-o", path)
+        out = woolly("synth", "--shape", "tinyllama-1.1b", "--type", "q4_0", "-o", path, timeout=600)
         assert out.returncode == 0, out.stderr
         _SLOW.append(path)
     return _SLOW[0]
