@@ -17,8 +17,8 @@ constexpr ArchTraits kArchs[] = {
     {"qwen3", RopeStyle::Neox, false, true, false},
     {"qwen3moe", RopeStyle::Neox, false, true, true},
     {"phi3", RopeStyle::Neox, true, false, false},
-    {"gemma2", RopeStyle::Neox, false, false, false, FfnActivation::GeluTanh, true, 2},
-    {"gemma3", RopeStyle::Neox, false, true, false, FfnActivation::GeluTanh, true, 6, 10000.0f},
+    {"gemma2", RopeStyle::Neox, false, false, false, FfnActivation::GeluTanh, true, 2, 0.0f, 46},
+    {"gemma3", RopeStyle::Neox, false, true, false, FfnActivation::GeluTanh, true, 6, 10000.0f, 62},
 };
 
 std::string shape_string(const std::vector<uint64_t>& dims) {
@@ -220,10 +220,10 @@ std::unique_ptr<LlamaModel> LlamaModel::from_gguf(std::shared_ptr<const GgufFile
         hp.attn_softcap = cap("attn_logit_softcapping");
         hp.final_softcap = cap("final_logit_softcapping");
     }
-    // Scores are scaled by 1 / sqrt(head_dim); Gemma's 27B models (46 layers of Gemma 2, 62 of
-    // Gemma 3) by 1 / sqrt(n_embd / n_head), as llama.cpp decides it from the model's size.
+    // Scores are scaled by 1 / sqrt(head_dim); Gemma's 27B models by 1 / sqrt(n_embd / n_head),
+    // as llama.cpp decides it from the layer count.
     hp.attn_scale = 1.0f / std::sqrt(float(hp.head_dim));
-    if (arch->gemma && hp.n_layer == (std::string_view(arch->name) == "gemma2" ? 46 : 62))
+    if (arch->wide_scale_layers > 0 && hp.n_layer == arch->wide_scale_layers)
         hp.attn_scale = 1.0f / std::sqrt(float(hp.n_embd / hp.n_head));
     hp.rms_eps = float(file->get_real(key("attention.layer_norm_rms_epsilon")).value_or(1e-5));
     hp.rope_freq_base = float(file->get_real(key("rope.freq_base")).value_or(10000.0));

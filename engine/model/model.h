@@ -42,6 +42,9 @@ struct ArchTraits {
     // there (0: the model's rope.freq_base).
     int swa_pattern = 0;
     float swa_rope_base = 0.0f;
+    // The layer count of the variant whose scores are scaled by 1 / sqrt(n_embd / n_head)
+    // rather than 1 / sqrt(head_dim) (Gemma's 27B models, as llama.cpp tells them); 0: none.
+    int64_t wide_scale_layers = 0;
 };
 // The traits of `name`; nullptr when Woolly does not have it.
 const ArchTraits* find_arch(std::string_view name);
