@@ -4,10 +4,10 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "engine/model/context.h"
 #include "engine/error.h"
-#include "engine/text/generation.h"
+#include "engine/model/context.h"
 #include "engine/model/model.h"
+#include "engine/text/generation.h"
 #include "engine/text/tokenizer.h"
 #include "engine/text/utf8.h"
 #include "engine/text/vocab.h"
@@ -239,12 +239,17 @@ TEST_CASE("Llama 3, Qwen2, Qwen3, Phi-3, Qwen3-MoE, Mixtral, Gemma 2 and 3 match
         double deep_bound = 0.998; // each deep row's
         bool greedy = true;        // every clear greedy step must give the oracle's token
     };
-    const std::vector<Oracle> oracles = {
-        {"llama3-F16"},      {"qwen2-F16"},
-        {"qwen3-F16"},       {"phi3-F16"},
-        {"phi3-Q4_K_M"},     {"mixtral-F16"},
-        {"mixtral-Q4_K_M"},  {"qwen3moe-F16", 0.98, 0.9999, false},
-        {"qwen3moe-Q4_K_M", 0.97, 0.99, false}, {"gemma2-F16"}, {"gemma3-F16"}};
+    const std::vector<Oracle> oracles = {{"llama3-F16"},
+                                         {"qwen2-F16"},
+                                         {"qwen3-F16"},
+                                         {"phi3-F16"},
+                                         {"phi3-Q4_K_M"},
+                                         {"mixtral-F16"},
+                                         {"mixtral-Q4_K_M"},
+                                         {"qwen3moe-F16", 0.98, 0.9999, false},
+                                         {"qwen3moe-Q4_K_M", 0.97, 0.99, false},
+                                         {"gemma2-F16"},
+                                         {"gemma3-F16"}};
     for (const auto& [name, row_bound, deep_bound, greedy] : oracles) {
         const std::string base = test::shared_file("golden/synth-" + name);
         WOOLLY_REQUIRE_SHARED(base + ".gguf");

@@ -5,12 +5,12 @@
 #include <filesystem>
 #include <random>
 
-#include "engine/model/context.h"
 #include "engine/error.h"
-#include "engine/text/generation.h"
 #include "engine/gguf/gguf_writer.h"
 #include "engine/gguf/synthetic_model.h"
+#include "engine/model/context.h"
 #include "engine/quant/tensor_types.h"
+#include "engine/text/generation.h"
 #include "test_support.h"
 
 using namespace woolly;
@@ -206,11 +206,11 @@ TEST_CASE("a mixture of experts Woolly cannot run yet is refused, naming the key
         uint32_t value;
         const char* message;
     };
-    for (const Case& c : {Case{"expert_shared_count", 1, "qwen3moe.expert_shared_count is 1"},
-                          Case{"expert_gating_func", 2, "qwen3moe.expert_gating_func is 2"},
-                          Case{"leading_dense_block_count", 1,
-                               "qwen3moe.leading_dense_block_count is 1"},
-                          Case{"expert_used_count", 9, "qwen3moe.expert_used_count' is 9"}}) {
+    for (const Case& c :
+         {Case{"expert_shared_count", 1, "qwen3moe.expert_shared_count is 1"},
+          Case{"expert_gating_func", 2, "qwen3moe.expert_gating_func is 2"},
+          Case{"leading_dense_block_count", 1, "qwen3moe.leading_dense_block_count is 1"},
+          Case{"expert_used_count", 9, "qwen3moe.expert_used_count' is 9"}}) {
         INFO(c.key);
         GgufWriter w;
         w.add_string("general.architecture", "qwen3moe");

@@ -220,10 +220,9 @@ int bench_command(int argc, char** argv) {
     auto experts_per_token = [&] {
         const uint64_t now =
             context.experts_read() + (step_scratch ? step_scratch->experts_read() : 0);
-        const double per_token =
-            tokens_run > tokens_before
-                ? double(now - experts_before) / double(tokens_run - tokens_before)
-                : 0.0;
+        const double per_token = tokens_run > tokens_before ? double(now - experts_before) /
+                                                                  double(tokens_run - tokens_before)
+                                                            : 0.0;
         experts_before = now;
         tokens_before = tokens_run;
         return per_token;

@@ -132,6 +132,8 @@ std::vector<float> llama31_rope_factors(int64_t n_rot, float base) {
 }
 
 const std::vector<ModelShape>& model_shapes() {
+    // A table, a shape a line or two.
+    // clang-format off
     static const std::vector<ModelShape> shapes = {
         {"tinyllama-1.1b", 2048, 5632, 22, 32, 4, 2048, 32000, 1e-5f},
         {"llama-3b", 3200, 8640, 26, 32, 32, 2048, 32000, 1e-6f},
@@ -169,6 +171,7 @@ const std::vector<ModelShape>& model_shapes() {
          /*tied=*/true, false, false, false, /*head_dim=*/32, /*qk_norm=*/true, 0, 0, 0,
          /*post_norms=*/true, /*n_swa=*/8},
     };
+    // clang-format on
     return shapes;
 }
 
@@ -238,21 +241,20 @@ std::string write_synthetic_model(const SynthOptions& options, const std::string
         std::vector<uint64_t> dims = {uint64_t(cols), uint64_t(rows_per)};
         if (slices > 0) dims.push_back(uint64_t(slices));
         const int64_t rows = rows_per * std::max<int64_t>(slices, 1);
-        w.add_tensor(name, type, dims,
-                     [=](std::vector<uint8_t>& bytes) {
-                         const TypeTraits& t = type_traits(type);
-                         const uint64_t row_size = *row_bytes(t, uint64_t(cols));
-                         std::vector<float> row(static_cast<size_t>(cols));
-                         Random rng{seed};
-                         for (int64_t r = 0; r < rows; ++r) {
-                             for (auto& v : row) v = rng.uniform(scale);
-                             uint8_t* out = bytes.data() + uint64_t(r) * row_size;
-                             if (type == TensorType::F32)
-                                 std::memcpy(out, row.data(), row_size);
-                             else
-                                 t.quantize_row(row.data(), out, cols);
-                         }
-                     });
+        w.add_tensor(name, type, dims, [=](std::vector<uint8_t>& bytes) {
+            const TypeTraits& t = type_traits(type);
+            const uint64_t row_size = *row_bytes(t, uint64_t(cols));
+            std::vector<float> row(static_cast<size_t>(cols));
+            Random rng{seed};
+            for (int64_t r = 0; r < rows; ++r) {
+                for (auto& v : row) v = rng.uniform(scale);
+                uint8_t* out = bytes.data() + uint64_t(r) * row_size;
+                if (type == TensorType::F32)
+                    std::memcpy(out, row.data(), row_size);
+                else
+                    t.quantize_row(row.data(), out, cols);
+            }
+        });
     };
     auto vector = [&](const std::string& name, std::vector<float> values) {
         const int64_t n = int64_t(values.size());

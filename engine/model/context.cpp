@@ -56,7 +56,9 @@ void attention_group(const LlamaHyperParams& hp, const KvCache& cache, const Att
     // A local layer's token at p sees positions p - n_swa + 1 .. p; the chunks before the
     // first token's window are not read.
     const int64_t window = hp.is_local(layer) ? hp.n_swa : 0;
-    auto first_seen = [&](int64_t i) { return window ? std::max<int64_t>(0, pos + i - window + 1) : 0; };
+    auto first_seen = [&](int64_t i) {
+        return window ? std::max<int64_t>(0, pos + i - window + 1) : 0;
+    };
     const int64_t first_chunk = first_seen(0) / kAttentionChunk * kAttentionChunk;
     auto query = [&](int64_t i) { return q_all + i * n_q + g * group * head_dim; };
     auto scores = [&](int64_t i) { return s.scores + i * group * s.max_ctx; };
@@ -178,15 +180,12 @@ ForwardScratch::ForwardScratch(const LlamaModel& model, int64_t max_ctx, ThreadP
       rope_cache_(memory_.take<float>(size_t(max_batch * model.hparams().n_rot))),
       rope_local_(memory_.take<float>(size_t(max_batch * model.hparams().n_rot))),
       router_(memory_.take<float>(size_t(max_batch * model.hparams().n_expert))),
-      chosen_(memory_.take<int32_t>(size_t(model.hparams().n_expert > 0
-                                               ? max_batch * model.hparams().n_expert_used
-                                               : 0))),
-      weights_(memory_.take<float>(size_t(model.hparams().n_expert > 0
-                                              ? max_batch * model.hparams().n_expert_used
-                                              : 0))),
-      by_expert_(memory_.take<int32_t>(size_t(model.hparams().n_expert > 0
-                                                  ? max_batch * model.hparams().n_expert_used
-                                                  : 0))),
+      chosen_(memory_.take<int32_t>(
+          size_t(model.hparams().n_expert > 0 ? max_batch * model.hparams().n_expert_used : 0))),
+      weights_(memory_.take<float>(
+          size_t(model.hparams().n_expert > 0 ? max_batch * model.hparams().n_expert_used : 0))),
+      by_expert_(memory_.take<int32_t>(
+          size_t(model.hparams().n_expert > 0 ? max_batch * model.hparams().n_expert_used : 0))),
       first_of_(memory_.take<int32_t>(
           size_t(model.hparams().n_expert > 0 ? model.hparams().n_expert + 1 : 0))),
       gathered_(memory_.take<float>(
@@ -332,8 +331,8 @@ void run_layers(const LlamaModel& model, int64_t first, int64_t last, const Batc
         rope_angles(&s.rope_cache_[size_t(t * hp.n_rot)], pos, hp.n_rot, hp.rope_freq_base,
                     hp.rope_freq_scale, rope_factors);
         if (local_rope)
-            rope_angles(&s.rope_local_[size_t(t * hp.n_rot)], pos, hp.n_rot,
-                        hp.arch->swa_rope_base, 1.0f, nullptr);
+            rope_angles(&s.rope_local_[size_t(t * hp.n_rot)], pos, hp.n_rot, hp.arch->swa_rope_base,
+                        1.0f, nullptr);
     });
     // Attention tiles: up to kAttentionTokens consecutive tokens of one segment, times KV heads.
     int64_t tiles = 0;

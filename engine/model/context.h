@@ -67,12 +67,12 @@ private:
     PoolArray<float> rope_cache_; // [batch][n_rot] cos, sin pairs of each position
     PoolArray<float> rope_local_; // [batch][n_rot] the same for local layers' own rope base
     // A mixture of experts' (empty without one):
-    PoolArray<float> router_;       // [batch][n_expert] router logits, then probabilities
-    PoolArray<int32_t> chosen_;     // [batch][n_expert_used] each token's experts
-    PoolArray<float> weights_;      // [batch][n_expert_used] and their weights
-    PoolArray<int32_t> by_expert_;  // [batch * n_expert_used] choices (token * used + j) by expert
-    PoolArray<int32_t> first_of_;   // [n_expert + 1] where each expert's choices start
-    PoolArray<float> gathered_;     // [batch][n_embd] the normed rows routed to one expert
+    PoolArray<float> router_;      // [batch][n_expert] router logits, then probabilities
+    PoolArray<int32_t> chosen_;    // [batch][n_expert_used] each token's experts
+    PoolArray<float> weights_;     // [batch][n_expert_used] and their weights
+    PoolArray<int32_t> by_expert_; // [batch * n_expert_used] choices (token * used + j) by expert
+    PoolArray<int32_t> first_of_;  // [n_expert + 1] where each expert's choices start
+    PoolArray<float> gathered_;    // [batch][n_embd] the normed rows routed to one expert
     uint64_t experts_read_ = 0;
     MatmulInput input_;           // the vector being multiplied, in the weights' format
     ThreadPool* pool_;

@@ -165,9 +165,10 @@ std::unique_ptr<LlamaModel> LlamaModel::from_gguf(std::shared_ptr<const GgufFile
     // embedding_length / head_count), else the embedding split evenly over the heads.
     if (file->find(key("attention.key_length"))) {
         hp.head_dim = load.required_count(key("attention.key_length"), 1 << 16);
-        const int64_t value_length = file->find(key("attention.value_length"))
-                                         ? load.required_count(key("attention.value_length"), 1 << 16)
-                                         : hp.head_dim;
+        const int64_t value_length =
+            file->find(key("attention.value_length"))
+                ? load.required_count(key("attention.value_length"), 1 << 16)
+                : hp.head_dim;
         if (value_length != hp.head_dim) {
             throw Error(file->name() + ": " + key("attention.value_length") + " " +
                         std::to_string(value_length) + " differs from key_length " +
@@ -290,11 +291,11 @@ std::unique_ptr<LlamaModel> LlamaModel::from_gguf(std::shared_ptr<const GgufFile
         l.ffn_norm = load.norm(p + "ffn_norm.weight", hp.n_embd);
         if (hp.n_expert > 0) {
             l.router = load.matrix(p + "ffn_gate_inp.weight", hp.n_embd, hp.n_expert);
-            l.gate_exps = load.slices(p + "ffn_gate_exps.weight", hp.n_embd, hp.n_ff_exp,
-                                      hp.n_expert);
+            l.gate_exps =
+                load.slices(p + "ffn_gate_exps.weight", hp.n_embd, hp.n_ff_exp, hp.n_expert);
             l.up_exps = load.slices(p + "ffn_up_exps.weight", hp.n_embd, hp.n_ff_exp, hp.n_expert);
-            l.down_exps = load.slices(p + "ffn_down_exps.weight", hp.n_ff_exp, hp.n_embd,
-                                      hp.n_expert);
+            l.down_exps =
+                load.slices(p + "ffn_down_exps.weight", hp.n_ff_exp, hp.n_embd, hp.n_expert);
         } else if (arch->fused_gate_up) { // the gate's rows, then the up projection's
             const WeightMatrix gate_up = load.matrix(p + "ffn_up.weight", hp.n_embd, 2 * hp.n_ff);
             l.w_gate = Loader::rows_of(gate_up, "gate", 0, hp.n_ff);
@@ -319,8 +320,8 @@ uint64_t LlamaModel::weight_bytes_per_token() const {
             expert_bytes += l.gate_exps[e].bytes() + l.up_exps[e].bytes() + l.down_exps[e].bytes();
     for_each_matrix([&](const WeightMatrix& w, bool) { bytes += w.bytes(); });
     if (hparams_.n_expert > 0)
-        bytes -= expert_bytes - expert_bytes / uint64_t(hparams_.n_expert) *
-                                    uint64_t(hparams_.n_expert_used);
+        bytes -= expert_bytes -
+                 expert_bytes / uint64_t(hparams_.n_expert) * uint64_t(hparams_.n_expert_used);
     return bytes;
 }
 

@@ -69,10 +69,10 @@ struct LlamaHyperParams {
     // A mixture of experts: the router's softmax over expert_count experts picks the
     // expert_used_count most likely for each token, weighted by their probabilities
     // renormalised over the chosen. 0 experts: a dense feed-forward.
-    int64_t n_expert = 0;      // expert_count
-    int64_t n_expert_used = 0; // expert_used_count
-    int64_t n_ff_exp = 0;      // expert_feed_forward_length; = n_ff when absent
-    int64_t n_swa = 0;         // attention.sliding_window, where the arch has local layers
+    int64_t n_expert = 0;       // expert_count
+    int64_t n_expert_used = 0;  // expert_used_count
+    int64_t n_ff_exp = 0;       // expert_feed_forward_length; = n_ff when absent
+    int64_t n_swa = 0;          // attention.sliding_window, where the arch has local layers
     float attn_softcap = 0.0f;  // attn_logit_softcapping: scores = c * tanh(scores / c); 0: none
     float final_softcap = 0.0f; // final_logit_softcapping: the same on the logits
     float attn_scale = 0.0f;    // the scores' scale: 1 / sqrt(head_dim), but for Gemma's 27B
@@ -137,11 +137,9 @@ public:
     // (batched: a prompt multiplies them by many tokens), then the output (one token's logits).
     template <typename F> void for_each_matrix(F&& f) const {
         for (const LlamaLayer& l : layers) {
-            for (const WeightMatrix* w : {&l.wq, &l.wk, &l.wv, &l.wo})
-                f(*w, true);
+            for (const WeightMatrix* w : {&l.wq, &l.wk, &l.wv, &l.wo}) f(*w, true);
             if (l.gate_exps.empty()) {
-                for (const WeightMatrix* w : {&l.w_gate, &l.w_up, &l.w_down})
-                    f(*w, true);
+                for (const WeightMatrix* w : {&l.w_gate, &l.w_up, &l.w_down}) f(*w, true);
                 continue;
             }
             f(l.router, true);
