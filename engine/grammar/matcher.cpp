@@ -22,30 +22,18 @@ Matcher::Matcher(std::shared_ptr<const Grammar> grammar, const TokenTrie& trie,
     for (size_t p = 0; p < kParts; ++p) part_depth_[p] = trie_.part(p).max_depth;
     walk_.resize(size_t(trie_.max_depth()) + 1);
     rows_at_.resize(walk_.size());
-    // Unicode's table of well-formed byte sequences (3.9, table 3-7), less ASCII.
-    struct Row {
-        uint8_t lo[4], hi[4];
-        size_t n;
-    };
-    static constexpr Row kWellFormed[8] = {
-        {{0xc2, 0x80}, {0xdf, 0xbf}, 2},
-        {{0xe0, 0xa0, 0x80}, {0xe0, 0xbf, 0xbf}, 3},
-        {{0xe1, 0x80, 0x80}, {0xec, 0xbf, 0xbf}, 3},
-        {{0xed, 0x80, 0x80}, {0xed, 0x9f, 0xbf}, 3},
-        {{0xee, 0x80, 0x80}, {0xef, 0xbf, 0xbf}, 3},
-        {{0xf0, 0x90, 0x80, 0x80}, {0xf0, 0xbf, 0xbf, 0xbf}, 4},
-        {{0xf1, 0x80, 0x80, 0x80}, {0xf3, 0xbf, 0xbf, 0xbf}, 4},
-        {{0xf4, 0x80, 0x80, 0x80}, {0xf4, 0x8f, 0xbf, 0xbf}, 4},
-    };
-    for (size_t r = 0; r < 8; ++r)
-        for (size_t k = 0; k < kWellFormed[r].n; ++k) {
+    for (const auto& sequence : utf8_sequences(0x80, 0x10ffff)) {
+        auto& bytes = utf8_bytes_.emplace_back();
+        for (const auto& [lo, hi] : sequence) {
             std::bitset<256> seen;
-            for (uint32_t b = kWellFormed[r].lo[k]; b <= kWellFormed[r].hi[k]; ++b)
-                if (!seen.test(grammar_->byte_class[b])) {
-                    seen.set(grammar_->byte_class[b]);
-                    utf8_bytes_[r][k].push_back(uint8_t(b));
+            auto& reps = bytes.emplace_back();
+            for (uint32_t x = lo; x <= hi; ++x)
+                if (!seen.test(grammar_->byte_class[x])) {
+                    seen.set(grammar_->byte_class[x]);
+                    reps.push_back(uint8_t(x));
                 }
         }
+    }
     frames_.reserve(1024);
     states_.reserve(256);
     clear_tables();
@@ -367,7 +355,6 @@ template <class Lands> bool Matcher::utf8_loops(uint32_t from, Lands lands) {
         size_t n_now = 1, n_next = 0;
         now[0] = from;
         for (const auto& bytes : row) {
-            if (bytes.empty()) break;
             n_next = 0;
             for (size_t i = 0; i < n_now; ++i)
                 for (uint8_t b : bytes) {
@@ -435,7 +422,7 @@ Matcher::Loop Matcher::loop_of(uint32_t from, size_t part) {
         for (size_t r = 1; r < n_reps && same; ++r) same = same_step(s, reps[0], reps[r]);
         if (next == kDead && same) {
             bool ends = true;
-            for (size_t k = 0; utf8 && ends && k < 8; ++k)
+            for (size_t k = 0; utf8 && ends && k < utf8_bytes_.size(); ++k)
                 for (uint8_t b : utf8_bytes_[k][0]) ends = ends && step(s, b) == kDead;
             return {shortcut, budget, ends};
         }

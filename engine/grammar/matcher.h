@@ -139,9 +139,9 @@ private:
     size_t words_ = 0;
     std::vector<uint32_t> walk_; // [max_depth + 1] the trie walk's states by depth
     std::vector<uint32_t> rows_at_; // [max_depth + 1] where each of those states' row starts
-    // The well-formed multi-byte UTF-8 characters as runs of byte ranges, each range as one byte
-    // of each of its byte classes: [kind of lead byte][byte of the character].
-    std::vector<uint8_t> utf8_bytes_[8][4];
+    // The multi-byte characters as the grammar writes them (utf8_sequences of U+0080..U+10FFFF),
+    // each byte range as one byte of each of its byte classes: [sequence][byte][class].
+    std::vector<std::vector<std::vector<uint8_t>>> utf8_bytes_;
     uint32_t utf8_states_[2][64]; // scratch for utf8_loops()
     std::vector<uint32_t> work_chain_;
     std::vector<std::shared_ptr<const TokenTrie::Shortcut>>

@@ -132,20 +132,33 @@ static int64_t attention_floats(const LlamaHyperParams& hp, int64_t max_ctx) {
     return kAttentionTokens * group * max_ctx + 2 * kAttentionChunk * hp.head_dim + 16;
 }
 
+// The sizes of the mixture's and the local rope's arrays, for pool_bytes and the constructor:
+// the feed-forward's widest rows (an expert's may be wider than n_ff), a batch's expert choices,
+// and whether local layers turn by a rope base of their own (no array for either otherwise).
+static int64_t ffn_width(const LlamaHyperParams& hp) {
+    return std::max(hp.n_ff, hp.n_ff_exp);
+}
+static int64_t expert_choices(const LlamaHyperParams& hp, int64_t max_batch) {
+    return hp.n_expert > 0 ? max_batch * hp.n_expert_used : 0;
+}
+static bool local_rope(const LlamaHyperParams& hp) {
+    return hp.arch->swa_rope_base > 0.0f && hp.n_swa > 0;
+}
+
 size_t ForwardScratch::pool_bytes(const LlamaModel& model, int64_t max_ctx, int threads,
                                   int64_t max_batch) {
     const LlamaHyperParams& hp = model.hparams();
     auto floats = [](int64_t n) { return MemoryPool::bytes_for<float>(size_t(n)); };
-    const int64_t n_q = hp.n_head * hp.head_dim;
     auto ints = [](int64_t n) { return MemoryPool::bytes_for<int32_t>(size_t(n)); };
-    const int64_t n_ff = std::max(hp.n_ff, hp.n_ff_exp);
-    const int64_t choices = hp.n_expert > 0 ? max_batch * hp.n_expert_used : 0;
+    const int64_t n_q = hp.n_head * hp.head_dim;
+    const int64_t choices = expert_choices(hp, max_batch);
+    const bool moe = hp.n_expert > 0;
     return floats(max_batch * hp.n_embd) * 2 + floats(max_batch * n_q) * 2 +
            floats(max_batch * hp.n_embd_kv()) * 2 +
-           floats(attention_floats(hp, max_ctx) * threads) + floats(max_batch * n_ff) * 2 +
-           floats(max_batch * hp.n_rot) * 2 + floats(max_batch * hp.n_expert) + ints(choices) +
-           floats(choices) + ints(choices) + ints(hp.n_expert > 0 ? hp.n_expert + 1 : 0) +
-           floats(hp.n_expert > 0 ? max_batch * hp.n_embd : 0);
+           floats(attention_floats(hp, max_ctx) * threads) + floats(max_batch * ffn_width(hp)) * 2 +
+           floats(max_batch * hp.n_rot) + floats(local_rope(hp) ? max_batch * hp.n_rot : 0) +
+           floats(max_batch * hp.n_expert) + ints(choices) + floats(choices) + ints(choices) +
+           ints(moe ? hp.n_expert + 1 : 0) + floats(moe ? max_batch * hp.n_embd : 0);
 }
 
 int64_t ForwardScratch::max_input(const LlamaModel& model) {
@@ -173,19 +186,15 @@ ForwardScratch::ForwardScratch(const LlamaModel& model, int64_t max_ctx, ThreadP
       value_(memory_.take<float>(size_t(max_batch * model.hparams().n_embd_kv()))),
       attention_(memory_.take<float>(size_t(attention_stride_ * (pool ? pool->size() : 1)))),
       sub_out_(memory_.take<float>(size_t(max_batch * model.hparams().n_embd))),
-      gate_(memory_.take<float>(
-          size_t(max_batch * std::max(model.hparams().n_ff, model.hparams().n_ff_exp)))),
-      up_(memory_.take<float>(
-          size_t(max_batch * std::max(model.hparams().n_ff, model.hparams().n_ff_exp)))),
+      gate_(memory_.take<float>(size_t(max_batch * ffn_width(model.hparams())))),
+      up_(memory_.take<float>(size_t(max_batch * ffn_width(model.hparams())))),
       rope_cache_(memory_.take<float>(size_t(max_batch * model.hparams().n_rot))),
-      rope_local_(memory_.take<float>(size_t(max_batch * model.hparams().n_rot))),
+      rope_local_(memory_.take<float>(
+          size_t(local_rope(model.hparams()) ? max_batch * model.hparams().n_rot : 0))),
       router_(memory_.take<float>(size_t(max_batch * model.hparams().n_expert))),
-      chosen_(memory_.take<int32_t>(
-          size_t(model.hparams().n_expert > 0 ? max_batch * model.hparams().n_expert_used : 0))),
-      weights_(memory_.take<float>(
-          size_t(model.hparams().n_expert > 0 ? max_batch * model.hparams().n_expert_used : 0))),
-      by_expert_(memory_.take<int32_t>(
-          size_t(model.hparams().n_expert > 0 ? max_batch * model.hparams().n_expert_used : 0))),
+      chosen_(memory_.take<int32_t>(size_t(expert_choices(model.hparams(), max_batch)))),
+      weights_(memory_.take<float>(size_t(expert_choices(model.hparams(), max_batch)))),
+      by_expert_(memory_.take<int32_t>(size_t(expert_choices(model.hparams(), max_batch)))),
       first_of_(memory_.take<int32_t>(
           size_t(model.hparams().n_expert > 0 ? model.hparams().n_expert + 1 : 0))),
       gathered_(memory_.take<float>(
@@ -326,11 +335,11 @@ void run_layers(const LlamaModel& model, int64_t first, int64_t last, const Batc
         }
     };
     // Local (sliding-window) layers may turn by a base of their own (Gemma 3's 10,000), unscaled.
-    const bool local_rope = hp.arch->swa_rope_base > 0.0f && hp.n_swa > 0;
+    const bool own_local_rope = local_rope(hp);
     for_each_token([&](const BatchSegment&, int64_t t, int64_t pos) {
         rope_angles(&s.rope_cache_[size_t(t * hp.n_rot)], pos, hp.n_rot, hp.rope_freq_base,
                     hp.rope_freq_scale, rope_factors);
-        if (local_rope)
+        if (own_local_rope)
             rope_angles(&s.rope_local_[size_t(t * hp.n_rot)], pos, hp.n_rot, hp.arch->swa_rope_base,
                         1.0f, nullptr);
     });
@@ -370,7 +379,7 @@ void run_layers(const LlamaModel& model, int64_t first, int64_t last, const Batc
             }
         }
         const PoolArray<float>& rope_of_layer =
-            local_rope && hp.is_local(l) ? s.rope_local_ : s.rope_cache_;
+            own_local_rope && hp.is_local(l) ? s.rope_local_ : s.rope_cache_;
         for_each_token([&](const BatchSegment& seg, int64_t t, int64_t pos) {
             const float* angles = &rope_of_layer[size_t(t * hp.n_rot)];
             rope(row(s.q_, t, n_q), hp.n_head, hp.head_dim, hp.n_rot, angles, neox);

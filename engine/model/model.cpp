@@ -62,15 +62,7 @@ public:
     }
 
     WeightMatrix matrix(const std::string& name, int64_t cols, int64_t rows) {
-        const GgufTensorInfo& info = tensor(name, {uint64_t(cols), uint64_t(rows)});
-        WeightMatrix m;
-        m.name = name;
-        m.traits = &type_traits(info.type);
-        m.cols = cols;
-        m.rows = rows;
-        m.row_bytes = *row_bytes(*m.traits, uint64_t(cols));
-        m.data = info.data;
-        return m;
+        return view(tensor(name, {uint64_t(cols), uint64_t(rows)}), name, cols, rows);
     }
 
     NormWeights norm(const std::string& name, int64_t n) {
@@ -85,21 +77,29 @@ public:
         return file_.find_tensor(name) ? norm(name, n) : NormWeights{};
     }
 
-    // The n slices of a 3-D tensor [cols, rows, n] (a mixture's experts), each a matrix.
+    // The n slices of a 3-D tensor [cols, rows, n] (a mixture's experts), each a matrix: rows
+    // [e * rows, (e + 1) * rows) of the tensor seen as one matrix.
     std::vector<WeightMatrix> slices(const std::string& name, int64_t cols, int64_t rows,
                                      int64_t n) {
         const GgufTensorInfo& info = tensor(name, {uint64_t(cols), uint64_t(rows), uint64_t(n)});
-        std::vector<WeightMatrix> out(static_cast<size_t>(n));
-        for (int64_t e = 0; e < n; ++e) {
-            WeightMatrix& m = out[size_t(e)];
-            m.name = name + "[" + std::to_string(e) + "]";
-            m.traits = &type_traits(info.type);
-            m.cols = cols;
-            m.rows = rows;
-            m.row_bytes = *row_bytes(*m.traits, uint64_t(cols));
-            m.data = info.data + uint64_t(e) * uint64_t(rows) * m.row_bytes;
-        }
+        const WeightMatrix all = view(info, name, cols, rows * n);
+        std::vector<WeightMatrix> out;
+        for (int64_t e = 0; e < n; ++e)
+            out.push_back(rows_of(all, std::to_string(e), e * rows, rows));
         return out;
+    }
+
+    // A tensor's data as a matrix of `rows` rows of `cols` (its shape already checked).
+    static WeightMatrix view(const GgufTensorInfo& info, const std::string& name, int64_t cols,
+                             int64_t rows) {
+        WeightMatrix m;
+        m.name = name;
+        m.traits = &type_traits(info.type);
+        m.cols = cols;
+        m.rows = rows;
+        m.row_bytes = *row_bytes(*m.traits, uint64_t(cols));
+        m.data = info.data;
+        return m;
     }
 
     // Rows [first, first + rows) of `fused`, as a matrix of their own.

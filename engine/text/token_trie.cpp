@@ -5,6 +5,7 @@
 #include <numeric>
 
 #include "engine/error.h"
+#include "engine/text/utf8.h"
 
 namespace woolly {
 
@@ -95,39 +96,6 @@ void TokenTrie::build(Part& part, std::vector<TokenId> order) {
     while (!open.empty()) close_node();
 }
 
-namespace {
-
-// Where a path stands in UTF-8 after some bytes: how many continuation bytes the character it is
-// in still needs, and the range the next one must fall in (Unicode 3.9, table 3-7).
-struct Utf8Position {
-    uint8_t need = 0, lo = 0x80, hi = 0xbf;
-
-    // The position after `b`; false when `b` cannot come here.
-    bool take(uint8_t b, Utf8Position& next) const {
-        next = Utf8Position{};
-        if (need > 0) {
-            next.need = uint8_t(need - 1);
-            return b >= lo && b <= hi;
-        }
-        if (b < 0x80) return true;
-        if (b >= 0xc2 && b <= 0xdf)
-            next.need = 1;
-        else if (b >= 0xe0 && b <= 0xef)
-            next.need = 2;
-        else if (b >= 0xf0 && b <= 0xf4)
-            next.need = 3;
-        else
-            return false;
-        if (b == 0xe0) next.lo = 0xa0; // no overlong forms
-        if (b == 0xed) next.hi = 0x9f; // no surrogates
-        if (b == 0xf0) next.lo = 0x90;
-        if (b == 0xf4) next.hi = 0x8f; // nothing past U+10FFFF
-        return true;
-    }
-};
-
-} // namespace
-
 std::shared_ptr<const TokenTrie::Shortcut> TokenTrie::shortcut(const AsciiSet& set,
                                                                bool utf8) const {
     std::lock_guard<std::mutex> lock(shortcuts_mutex_);
@@ -148,22 +116,26 @@ std::shared_ptr<const TokenTrie::Shortcut> TokenTrie::shortcut(const AsciiSet& s
         const auto& nodes = part.nodes;
         const size_t n = nodes.size();
         // Forward, depth-first: whether each node's path is all of the set, from its parent's
-        // (at[d]: the path's first d bytes) and its own byte; the tokens that end there with it.
+        // (at[d]: the path's first d bytes) and the character its own byte begins or continues.
         struct Along {
-            Utf8Position utf8;
+            uint16_t begin = 0; // where the character of the path's last byte begins
+            bool open = false;  // and that character is cut short
             uint16_t chars = 0;
             bool good = true;
         };
         std::vector<Along> at(size_t(part.max_depth) + 1);
-        std::vector<uint8_t> good(n);
+        std::vector<uint8_t> path(part.max_depth), good(n);
         for (size_t i = 0; i < n; ++i) {
             const Node& node = nodes[i];
-            const Along& up = at[node.depth - 1];
-            Along& here = at[node.depth];
-            const bool begins = up.utf8.need == 0;
-            here.good = up.good && up.utf8.take(node.byte, here.utf8) &&
-                        (node.byte < 0x80 ? set.test(node.byte) : utf8);
-            here.chars = uint16_t(up.chars + begins);
+            const size_t d = node.depth - 1; // this node's byte is path[d]
+            const Along& up = at[d];
+            Along& here = at[d + 1];
+            path[d] = node.byte;
+            here.begin = up.open ? up.begin : uint16_t(d);
+            const int len = utf8_sequence(&path[here.begin], d + 1 - here.begin);
+            here.open = len == 0;
+            here.chars = uint16_t(up.chars + (here.begin == d));
+            here.good = up.good && len != -1 && (len == 1 ? set.test(node.byte) : utf8);
             good[i] = here.good;
             if (!here.good) continue;
             for (uint32_t k = 0; k < node.n_tokens; ++k) {
