@@ -295,6 +295,14 @@ std::string encode_answer(const answer& a, bool admitted) {
     return protocol::encode_ok({{"id", a.id}});
 }
 
+// A mixture's expert-form lookups per layer: [{"hits": h, "misses": m}, ...] ([] without one).
+nlohmann::json expert_layers_json(const WeightCacheStats& wc) {
+    nlohmann::json layers = nlohmann::json::array();
+    for (const ExpertLayerStats& l : wc.expert_layers)
+        layers.push_back({{"hits", l.hits}, {"misses", l.misses}});
+    return layers;
+}
+
 // The status reply (SPEC.md, "status").
 std::string encode_status(const status_report& r) {
     const SlotStats& s = r.slots;
@@ -336,7 +344,9 @@ std::string encode_status(const status_report& r) {
            {"misses", wc.misses},
            {"evictions", wc.evictions},
            {"bypasses", wc.bypasses},
-           {"file_bytes_released", wc.released}}},
+           {"file_bytes_released", wc.released},
+           {"experts_streamed", wc.experts_streamed},
+           {"expert_layers", expert_layers_json(wc)}}},
          {"memory",
           {{"file_resident_bytes", m.file_resident},
            {"weight_cache_bytes", m.cache},

@@ -105,9 +105,15 @@ template <class Inspector> typename Inspector::result_type inspect(Inspector& f,
 }
 
 template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, ExpertLayerStats& x) {
+    return f(caf::meta::type_name("expert_layer_stats"), x.hits, x.misses);
+}
+
+template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, WeightCacheStats& x) {
     return f(caf::meta::type_name("weight_cache_stats"), x.hits, x.misses, x.evictions,
-             x.bypasses, x.bytes, x.budget, x.entries, x.released);
+             x.bypasses, x.bytes, x.budget, x.entries, x.released, x.experts_streamed,
+             x.expert_layers);
 }
 
 template <class Inspector> typename Inspector::result_type inspect(Inspector& f, MemoryUsage& x) {

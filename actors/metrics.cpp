@@ -100,6 +100,23 @@ std::string render_metrics(const Metrics& m, const status_report* s) {
           s->weight_cache.misses);
     w.one("woolly_weight_cache_evictions_total", "counter",
           "Repacked weight matrices dropped for room.", s->weight_cache.evictions);
+    auto layer_label = [](size_t layer) {
+        std::string label = "layer=\"";
+        label += std::to_string(layer);
+        label += '"';
+        return label;
+    };
+    if (!s->weight_cache.expert_layers.empty()) {
+        const auto& layers = s->weight_cache.expert_layers;
+        w.family("woolly_weight_cache_expert_hits_total", "counter",
+                 "A mixture's expert forms found cached, by layer.");
+        for (size_t l = 0; l < layers.size(); ++l)
+            w.sample("woolly_weight_cache_expert_hits_total", layer_label(l), layers[l].hits);
+        w.family("woolly_weight_cache_expert_misses_total", "counter",
+                 "A mixture's expert forms not cached (built, or read from the file), by layer.");
+        for (size_t l = 0; l < layers.size(); ++l)
+            w.sample("woolly_weight_cache_expert_misses_total", layer_label(l), layers[l].misses);
+    }
     w.family("woolly_memory_bytes", "gauge", "Memory held, by part.");
     const MemoryUsage& mem = s->memory;
     for (const auto& [part, bytes] :

@@ -4,6 +4,7 @@
 // before loading with what would fit instead.
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <regex>
@@ -13,6 +14,7 @@
 #include "engine/kernels/kernels.h"
 #include "engine/model/loader.h"
 #include "engine/gguf/synthetic_model.h"
+#include "engine/quant/repack.h"
 #include "test_support.h"
 
 using namespace woolly;
@@ -220,6 +222,177 @@ TEST_CASE("a model that does not fit is refused before loading, saying what woul
                              doctest::Contains("nothing fits: one session of one token needs"),
                              Error);
     }
+}
+
+namespace {
+
+// A mixture whose experts span many pages each (test-moe-paged, Q4_0), made once.
+const std::string& synth_moe() {
+    struct File {
+        std::string path = test::temp_path("memory-test-moe.gguf");
+        File() {
+            SynthOptions options;
+            options.shape = "test-moe-paged";
+            options.type = TensorType::Q4_0;
+            write_synthetic_model(options, path);
+        }
+        ~File() { std::filesystem::remove(path); }
+    };
+    static const File file;
+    return file.path;
+}
+
+// Bytes of the experts' x16 forms the forward pass reads.
+uint64_t expert_forms_bytes(const LlamaModel& model) {
+    uint64_t bytes = 0;
+    for (const LlamaLayer& l : model.layers)
+        for (const auto* experts : {&l.gate_exps, &l.up_exps, &l.down_exps})
+            for (const WeightMatrix& w : *experts)
+                if (WeightCache::reads_x16(w, true)) bytes += x16_bytes(w);
+    return bytes;
+}
+
+} // namespace
+
+TEST_CASE("experts that do not fit the cache: the most used kept, the rest streamed from the "
+          "file with their pages given back, the same logits") {
+    const auto reference_model = LlamaModel::load(synth_moe());
+    // 8 steps: an expert's x16 form and its file rows agree to the last bits or so, and this
+    // random model's routing amplifies that, step by step, past 1e-5 from the 11th.
+    const auto want = greedy_logits(*reference_model, nullptr, 8);
+    const uint64_t expert_forms = expert_forms_bytes(*reference_model);
+    if (expert_forms == 0) {
+        MESSAGE("skipped: the kernel level has no x16 kernels, so no expert is cached");
+        return;
+    }
+    const uint64_t non_expert_forms = forms_bytes(*reference_model) - expert_forms;
+    uint64_t largest = 0;
+    const uint64_t experts = reference_model->expert_bytes(&largest);
+    const uint64_t file_size = reference_model->gguf().size();
+    REQUIRE(largest > 16 * 4096); // each expert's pages can be given back
+    // The matrices every token reads, and a third of the experts.
+    const LoadedModel loaded =
+        load_model(synth_moe(), with_budget(non_expert_forms + expert_forms / 3, true));
+    CHECK(loaded.memory.stream_experts);
+    CHECK(loaded.plan.experts_streamed);
+    CHECK(loaded.note.find("the most used are kept") != std::string::npos);
+    CHECK(loaded.plan.file == file_size - experts + 2 * largest);
+    CHECK(describe(loaded.plan).find("with the experts streamed") != std::string::npos);
+    WeightCache& cache = *loaded.cache;
+    CHECK(cache.streams_experts());
+    const WeightCacheStats warm = cache.stats();
+    CHECK(warm.experts_streamed);
+    CHECK(warm.bytes <= warm.budget);
+    // Warming took every matrix every token reads before any expert.
+    for (const WeightMatrix* w : {&loaded.model->layers.back().wq, &loaded.model->output})
+        CHECK((!WeightCache::reads_x16(*w, w != &loaded.model->output) ||
+               cache.released_bytes(w->data) > 0 || w->data == loaded.model->token_embd.data));
+
+    const auto got = greedy_logits(*loaded.model, &cache, 8);
+    REQUIRE(got.size() == want.size());
+    for (size_t i = 0; i < want.size(); ++i)
+        for (size_t j = 0; j < want[i].size(); ++j)
+            REQUIRE(got[i][j] == doctest::Approx(want[i][j]).epsilon(1e-5));
+    const WeightCacheStats run = cache.stats();
+    REQUIRE(run.expert_layers.size() == loaded.model->layers.size());
+    uint64_t hits = 0, misses = 0;
+    for (const ExpertLayerStats& l : run.expert_layers) {
+        hits += l.hits;
+        misses += l.misses;
+        CHECK(l.hits + l.misses > 0);
+    }
+    CHECK(hits > warm.hits); // kept experts were routed to
+    CHECK(misses > 0);       // and others read from the file
+    CHECK(run.bytes <= run.budget);
+    // What stays of the file: the matrices every token reads (their cached rows given back)
+    // and no more than two experts' pages (the last in use, and page rounding).
+    const uint64_t page = 4096;
+    const uint64_t slack = 2 * page * (loaded.model->gguf().tensors().size() + 1);
+    CHECK(loaded.model->gguf().resident_bytes() <= file_size - experts + 2 * largest + slack);
+
+    SUBCASE("without streaming (--mlock, --no-mmap) every expert read stays mapped") {
+        LoadOptions options = with_budget(non_expert_forms + expert_forms / 3, false);
+        const LoadedModel copied = load_model(synth_moe(), options);
+        CHECK_FALSE(copied.memory.stream_experts);
+        CHECK_FALSE(copied.cache->streams_experts());
+        const auto same = greedy_logits(*copied.model, copied.cache.get(), 8);
+        for (size_t i = 0; i < want.size(); ++i)
+            for (size_t j = 0; j < want[i].size(); ++j)
+                REQUIRE(same[i][j] == doctest::Approx(want[i][j]).epsilon(1e-5));
+    }
+    SUBCASE("room for every form: nothing streamed") {
+        const LoadedModel full = load_model(synth_moe(), with_budget(forms_bytes(*reference_model), true));
+        CHECK_FALSE(full.memory.stream_experts);
+        CHECK(full.cache->stats().evictions == 0);
+    }
+}
+
+TEST_CASE("an expert's form is admitted when used clearly more than the coldest expert's, and "
+          "evicts only experts") {
+    const auto model = LlamaModel::load(synth_moe());
+    const LlamaLayer& layer = model->layers[1];
+    const WeightMatrix &e0 = layer.gate_exps[0], &e1 = layer.gate_exps[1],
+                       &e2 = layer.gate_exps[2];
+    if (!WeightCache::reads_x16(e0, true)) {
+        MESSAGE("skipped: the kernel level has no x16 kernels, so no expert is cached");
+        return;
+    }
+    const uint64_t one = x16_bytes(e0);
+    const WeightMatrix& wq = layer.wq;
+    WeightCache cache(2 * one + x16_bytes(wq), model.get());
+    REQUIRE(cache.find_or_build(wq) != nullptr);
+    REQUIRE(cache.find_or_build(e0) != nullptr);
+    REQUIRE(cache.find_or_build(e1) != nullptr); // full: wq, e0, e1 (one use each)
+    CHECK(cache.find_or_build(e1) != nullptr);   // e1: 2 uses
+    // e2 needs more than 1 + 1/4 + 2 uses of e0, the least used: refused at 1, 2 and 3 uses.
+    for (int use = 1; use <= 3; ++use) CHECK(cache.find_or_build(e2) == nullptr);
+    WeightCacheStats s = cache.stats();
+    CHECK(s.bypasses == 3);
+    CHECK(s.evictions == 0);
+    const uint8_t* form = cache.find_or_build(e2); // 4 uses: admitted, e0 evicted
+    REQUIRE(form != nullptr);
+    std::vector<uint8_t> want(one);
+    repack_x16(e2, want.data());
+    CHECK(std::memcmp(form, want.data(), one) == 0);
+    s = cache.stats();
+    CHECK(s.evictions == 1);
+    CHECK(s.entries == 3);
+    CHECK(cache.find_or_build(wq) != nullptr); // the attention matrix stayed
+    CHECK(cache.find_or_build(e1) != nullptr);
+    CHECK(cache.released_bytes(e0.data) == 0);  // e0's rows are the file's again
+    // Lookups are counted per layer: 2 hits (e1), 6 misses (3 builds, 3 refusals).
+    s = cache.stats();
+    REQUIRE(s.expert_layers.size() == model->layers.size());
+    CHECK(s.expert_layers[1].hits == 2);
+    CHECK(s.expert_layers[1].misses == 6);
+    CHECK(s.expert_layers[0].hits + s.expert_layers[0].misses == 0);
+}
+
+TEST_CASE("a mixture whose experts do not fit in memory is loaded with them streamed, and says so "
+          "in one line") {
+    const auto model = LlamaModel::load(synth_moe());
+    MemoryRequest request;
+    request.n_ctx = 64;
+    request.cache_budget = 0;
+    const MemoryPlan whole = plan_memory(*model, request);
+    CHECK(whole.file == model->gguf().size());
+    uint64_t largest = 0;
+    const uint64_t experts = model->expert_bytes(&largest);
+    // Room for all but half the experts' bytes.
+    const uint64_t limit = whole.total() - experts / 2;
+    std::string note;
+    const MemoryRequest r = fit_memory(*model, request, {limit, "test"}, kCliOptionNames, &note);
+    CHECK(r.stream_experts);
+    const MemoryPlan streamed = plan_memory(*model, r);
+    CHECK(streamed.experts_streamed);
+    CHECK(streamed.total() <= limit);
+    CHECK(note.find("do not all fit in the") != std::string::npos);
+    CHECK(note.find("read from the file as routed") != std::string::npos);
+    CHECK(note.find('\n') == std::string::npos);
+    // Not allowed to stream (--mlock, --no-mmap): refused as before.
+    request.may_stream_experts = false;
+    CHECK_THROWS_WITH_AS(fit_memory(*model, request, {limit, "test"}, kCliOptionNames, nullptr),
+                         doctest::Contains("needs about"), Error);
 }
 
 TEST_CASE("available memory: MemAvailable, the cgroup, and WOOLLY_MEMORY_LIMIT") {

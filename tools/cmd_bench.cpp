@@ -197,10 +197,10 @@ int bench_command(int argc, char** argv) {
         std::printf(
             "| test      | t/s                  | GB/s of weights | of roofline | weight cache: "
             "hits misses evictions bypasses, MiB held | peak RSS MiB |%s\n",
-            hp.n_expert > 0 ? " experts read per token |" : "");
+            hp.n_expert > 0 ? " experts read per token | expert forms hit |" : "");
         std::printf("| --------- | -------------------- | --------------- | ----------- | "
                     "--------------------------------------------- | ------------ |%s\n",
-                    hp.n_expert > 0 ? " ---------------------- |" : "");
+                    hp.n_expert > 0 ? " ---------------------- | ----------------- |" : "");
     }
     // Weight-cache counters of one test (warm-up included): the difference of two snapshots.
     WeightCacheStats before;
@@ -211,6 +211,10 @@ int bench_command(int argc, char** argv) {
         d.misses -= before.misses;
         d.evictions -= before.evictions;
         d.bypasses -= before.bypasses;
+        for (size_t l = 0; l < d.expert_layers.size() && l < before.expert_layers.size(); ++l) {
+            d.expert_layers[l].hits -= before.expert_layers[l].hits;
+            d.expert_layers[l].misses -= before.expert_layers[l].misses;
+        }
         before = now;
         return d;
     };
@@ -232,8 +236,20 @@ int bench_command(int argc, char** argv) {
                       int64_t tokens_per_step = 1) {
         const WeightCacheStats cache = cache_delta();
         const double experts = experts_per_token();
-        char experts_cell[64] = "";
-        if (hp.n_expert > 0) std::snprintf(experts_cell, sizeof experts_cell, " %22.2f |", experts);
+        // The share of expert-form lookups that hit, over all layers ("-" with no lookups: no
+        // x16 forms at this level, or no cache).
+        uint64_t expert_hits = 0, expert_lookups = 0;
+        for (const ExpertLayerStats& l : cache.expert_layers) {
+            expert_hits += l.hits;
+            expert_lookups += l.hits + l.misses;
+        }
+        char hit_cell[32] = "-";
+        if (expert_lookups > 0)
+            std::snprintf(hit_cell, sizeof hit_cell, "%.1f %%",
+                          100.0 * double(expert_hits) / double(expert_lookups));
+        char experts_cell[96] = "";
+        if (hp.n_expert > 0)
+            std::snprintf(experts_cell, sizeof experts_cell, " %22.2f | %17s |", experts, hit_cell);
         const MemoryUsage memory =
             memory_usage(*model, weight_cache, context.kv_bytes(), context.scratch_bytes());
         const double peak_mib = double(memory.peak_rss) / 1048576.0;
@@ -263,7 +279,14 @@ int bench_command(int argc, char** argv) {
                                      {"weight_cache_bytes", memory.cache},
                                      {"kv_bytes", memory.kv},
                                      {"scratch_bytes", memory.scratch}}}};
-            if (hp.n_expert > 0) line["experts_read_per_token"] = experts;
+            if (hp.n_expert > 0) {
+                line["experts_read_per_token"] = experts;
+                line["weight_cache"]["experts_streamed"] = cache.experts_streamed;
+                nlohmann::json layers = nlohmann::json::array();
+                for (const ExpertLayerStats& l : cache.expert_layers)
+                    layers.push_back({{"hits", l.hits}, {"misses", l.misses}});
+                line["weight_cache"]["expert_layers"] = layers;
+            }
             if (generation) {
                 line["weight_bytes_per_token"] = bytes_per_token;
                 line["gb_per_second"] = gbs;
@@ -300,6 +323,19 @@ int bench_command(int argc, char** argv) {
             for (int64_t r = 0; r < reps; ++r) ktps.push_back(run_parallel(n, k));
             report("tg" + std::to_string(n) + " x" + std::to_string(k), stats_of(ktps), true, k);
         }
+    }
+    if (!as_json && weight_cache && hp.n_expert > 0) { // the whole run's, layer by layer
+        const WeightCacheStats all = weight_cache->stats();
+        std::string line = "expert forms hit by layer (hits/lookups):";
+        for (size_t l = 0; l < all.expert_layers.size(); ++l) {
+            const ExpertLayerStats& e = all.expert_layers[l];
+            char cell[64];
+            std::snprintf(cell, sizeof cell, " %zu: %llu/%llu", l, (unsigned long long)e.hits,
+                          (unsigned long long)(e.hits + e.misses));
+            line += cell;
+        }
+        std::printf("%s%s\n", line.c_str(),
+                    all.experts_streamed ? "; the rest streamed from the file" : "");
     }
     return 0;
 }

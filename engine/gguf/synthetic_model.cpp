@@ -167,6 +167,10 @@ const std::vector<ModelShape>& model_shapes() {
         {"test-tiny-qwen3moe", 64, 128, 2, 4, 2, 128, 320, 1e-6f, "qwen3moe", 1000000.0f, "none",
          false, false, false, false, 0, /*qk_norm=*/true, /*n_expert=*/8, /*used=*/2,
          /*n_ff_exp=*/64},
+        // Experts that span many pages each (73 KiB at Q4_0), for the expert cache's tests.
+        {"test-moe-paged", 256, 512, 4, 4, 2, 128, 320, 1e-6f, "qwen3moe", 1000000.0f, "none",
+         false, false, false, false, 0, /*qk_norm=*/true, /*n_expert=*/16, /*used=*/4,
+         /*n_ff_exp=*/512},
         {"test-tiny-gemma3", 64, 128, 7, 4, 1, 128, 320, 1e-6f, "gemma3", 1000000.0f, "none",
          /*tied=*/true, false, false, false, /*head_dim=*/32, /*qk_norm=*/true, 0, 0, 0,
          /*post_norms=*/true, /*n_swa=*/8},

@@ -298,6 +298,7 @@ void mixture_of_experts(const LlamaHyperParams& hp, const LlamaLayer& layer, int
             for (int64_t d = 0; d < n_embd; ++d) row[d] += w * out[d];
         }
     }
+    if (s.cache_) s.cache_->done_with_experts(layer); // streamed: their pages leave memory
 }
 
 void run_layers(const LlamaModel& model, int64_t first, int64_t last, const BatchSegment* segments,

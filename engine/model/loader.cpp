@@ -84,6 +84,27 @@ void take_least(std::optional<MemoryLimit>& best, uint64_t bytes, std::string so
 
 const OptionNames kCliOptionNames = {"-c", nullptr, "--cache-type", "--weight-cache"};
 
+namespace {
+
+// Bytes of the x16 forms the forward pass reads, and of the file rows they serve in every read
+// (the weight cache's rules: reads_x16, and the embedding table stays with the file).
+struct Forms {
+    uint64_t bytes = 0;
+    uint64_t replaced = 0;
+};
+Forms forms_of(const LlamaModel& model) {
+    Forms f;
+    model.for_each_matrix([&](const WeightMatrix& w, bool batched) {
+        if (!WeightCache::reads_x16(w, batched)) return;
+        f.bytes += x16_bytes(w);
+        if (x16_serves_generation(w.traits->type) && w.data != model.token_embd.data)
+            f.replaced += uint64_t(w.rows / kRepackRows * kRepackRows) * w.row_bytes;
+    });
+    return f;
+}
+
+} // namespace
+
 MemoryPlan plan_memory(const LlamaModel& model, const MemoryRequest& r) {
     const LlamaHyperParams& hp = model.hparams();
     const int64_t n_ctx = r.n_ctx > 0 ? r.n_ctx : hp.n_ctx_train;
@@ -94,26 +115,26 @@ MemoryPlan plan_memory(const LlamaModel& model, const MemoryRequest& r) {
         add_sat(mul_sat(uint64_t(r.scratches),
                         ForwardScratch::bytes_for(model, n_ctx, r.threads, r.max_batch)),
                 mul_sat(uint64_t(r.sessions), LlamaContext::buffer_bytes_for(model, r.max_batch)));
-    // The forms the forward pass reads, and the file rows they serve in every read (the
-    // weight cache's rules: reads_x16, and the embedding table stays with the file).
-    uint64_t forms = 0, replaced = 0;
-    if (r.cache_budget > 0) {
-        model.for_each_matrix([&](const WeightMatrix& w, bool batched) {
-            if (!WeightCache::reads_x16(w, batched)) return;
-            forms += x16_bytes(w);
-            if (x16_serves_generation(w.traits->type) && w.data != model.token_embd.data)
-                replaced += uint64_t(w.rows / kRepackRows * kRepackRows) * w.row_bytes;
-        });
-    }
+    const Forms forms = r.cache_budget > 0 ? forms_of(model) : Forms{};
     const uint64_t file = model.gguf().size();
-    if (forms <= r.cache_budget) {
-        plan.cache = forms;
-        plan.file = file - std::min(file, replaced);
+    uint64_t largest = 0;
+    const uint64_t experts = model.expert_bytes(&largest);
+    if (r.stream_experts && experts > 0) { // the file but the experts, and two in use (pages
+        plan.experts_streamed = true;      // round outwards)
+        plan.cache = std::min(forms.bytes, r.cache_budget);
+        plan.file = file - std::min(file, experts) + 2 * largest;
+    } else if (forms.bytes <= r.cache_budget) {
+        plan.cache = forms.bytes;
+        plan.file = file - std::min(file, forms.replaced);
     } else { // a partial cache: any matrix may be read from the file
         plan.cache = r.cache_budget;
         plan.file = file;
     }
     return plan;
+}
+
+bool experts_outgrow_cache(const LlamaModel& model, const MemoryRequest& r) {
+    return model.expert_bytes() > 0 && forms_of(model).bytes > r.cache_budget;
 }
 
 std::optional<MemoryLimit> available_memory(const std::string& proc,
@@ -161,9 +182,24 @@ std::optional<MemoryLimit> available_memory(const std::string& proc,
 
 MemoryRequest fit_memory(const LlamaModel& model, MemoryRequest request, const MemoryLimit& limit,
                          const OptionNames& names, std::string* note) {
-    const MemoryPlan plan = plan_memory(model, request);
+    MemoryPlan plan = plan_memory(model, request);
     if (plan.total() <= limit.bytes) return request;
-    // Without the cache the whole file is read; a cache fits in what that leaves.
+    // A mixture's experts need not all be in memory: streamed, the most used stay cached.
+    std::string streamed;
+    if (request.may_stream_experts && !request.stream_experts && model.expert_bytes() > 0) {
+        request.stream_experts = true;
+        streamed = "the experts (" + mib(model.expert_bytes()) + " in the file) do not all fit in the " +
+                   mib(limit.bytes) + " available (" + limit.source +
+                   "): the weight cache keeps the most used, the rest are read from the file as "
+                   "routed";
+        plan = plan_memory(model, request);
+        if (plan.total() <= limit.bytes) {
+            if (note) *note = streamed;
+            return request;
+        }
+    }
+    // Without the cache the whole file is read (but streamed experts); a cache fits in what
+    // that leaves.
     auto without_cache = [&](MemoryRequest r) {
         r.cache_budget = 0;
         return plan_memory(model, r).total();
@@ -172,8 +208,9 @@ MemoryRequest fit_memory(const LlamaModel& model, MemoryRequest request, const M
     if (request.cache_budget > 0 && base <= limit.bytes) {
         const uint64_t budget = (limit.bytes - base) / kMiB * kMiB;
         if (note) {
-            *note = "weight cache shrunk from " + mib(request.cache_budget) + " to " + mib(budget) +
-                    " to fit in the " + mib(limit.bytes) + " available (" + limit.source + ")";
+            *note = (streamed.empty() ? "" : streamed + "; ") + "weight cache shrunk from " +
+                    mib(request.cache_budget) + " to " + mib(budget) + " to fit in the " +
+                    mib(limit.bytes) + " available (" + limit.source + ")";
         }
         request.cache_budget = budget;
         return request;
@@ -255,13 +292,25 @@ LoadedModel load_model(const std::string& path, const LoadOptions& options) {
     out.memory = options.memory;
     if (out.memory.threads <= 0)
         out.memory.threads = default_thread_count(out.model->weight_bytes_per_token());
+    out.memory.may_stream_experts =
+        out.memory.may_stream_experts && options.mmap && !options.mlock;
+    if (out.memory.may_stream_experts && experts_outgrow_cache(*out.model, out.memory)) {
+        out.memory.stream_experts = true;
+        out.note = "the experts' forms do not all fit the weight cache's " +
+                   mib(out.memory.cache_budget) +
+                   ": the most used are kept, the rest are read from the file as routed";
+    }
     out.limit = options.limit ? options.limit : available_memory();
-    if (out.limit)
-        out.memory = fit_memory(*out.model, out.memory, *out.limit, options.names, &out.note);
+    if (out.limit) {
+        std::string fitted;
+        out.memory = fit_memory(*out.model, out.memory, *out.limit, options.names, &fitted);
+        if (!fitted.empty()) out.note = fitted;
+    }
     out.plan = plan_memory(*out.model, out.memory);
     if (!options.mmap) file->read_into_memory();
-    if (out.memory.cache_budget > 0) {
+    if (out.memory.cache_budget > 0 || out.memory.stream_experts) {
         out.cache = std::make_unique<WeightCache>(out.memory.cache_budget, out.model.get());
+        out.cache->stream_experts(out.memory.stream_experts);
         ThreadPool builders(physical_core_count());
         out.cache->warm(*out.model, &builders, options.progress);
     }
@@ -314,8 +363,9 @@ std::string describe_bytes(uint64_t bytes) {
 }
 
 std::string describe(const MemoryPlan& p) {
-    return mib(p.total()) + " (file " + mib(p.file) + ", weight cache " + mib(p.cache) + ", KV " +
-           mib(p.kv) + ", scratch " + mib(p.scratch) + ")";
+    return mib(p.total()) + " (file " + mib(p.file) +
+           (p.experts_streamed ? " with the experts streamed" : "") + ", weight cache " +
+           mib(p.cache) + ", KV " + mib(p.kv) + ", scratch " + mib(p.scratch) + ")";
 }
 
 } // namespace woolly

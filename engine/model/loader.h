@@ -27,6 +27,11 @@ struct MemoryRequest {
     int threads = 1;       // compute threads of each forward scratch; 0 in a LoadOptions: the
                            // default for the model (default_thread_count)
     int64_t scratches = 1; // forward scratches (woollyd: one per layer executor)
+    // A mixture's experts that the weight cache cannot all hold may be streamed: read from the
+    // mapped file as routed, their pages given back after each use (not with --no-mmap or
+    // --mlock). load_model and fit_memory decide `stream_experts` when this allows it.
+    bool may_stream_experts = true;
+    bool stream_experts = false;
 };
 
 // Bytes the process will hold for a model, by part.
@@ -35,11 +40,15 @@ struct MemoryPlan {
     uint64_t cache = 0;   // the weight cache's forms
     uint64_t kv = 0;      // every session's KV cache
     uint64_t scratch = 0; // forward scratches and per-session buffers
+    bool experts_streamed = false; // `file` holds one expert in use, not all of them
     uint64_t total() const { return file + cache + kv + scratch; }
 };
 
 // Upper bounds from the tensor table and the request; nothing of the weights is read.
 MemoryPlan plan_memory(const LlamaModel& model, const MemoryRequest& request);
+// Whether a mixture's experts are among the forms the weight cache reads that its budget cannot
+// all hold (the experts are then streamed, when the request allows it).
+bool experts_outgrow_cache(const LlamaModel& model, const MemoryRequest& request);
 
 // How much more memory this process may take, and what says so.
 struct MemoryLimit {
@@ -64,9 +73,10 @@ struct OptionNames {
 };
 extern const OptionNames kCliOptionNames;
 
-// The request as it fits `limit`: unchanged when the plan fits; with a smaller weight-cache
-// budget when only the cache does not (`*note` then says so); otherwise throws Error with one
-// line saying what is needed, what is available and what would fit instead.
+// The request as it fits `limit`: unchanged when the plan fits; with the experts streamed
+// when that fits, and/or a smaller weight-cache budget when only the cache does not (`*note`
+// then says so in one line); otherwise throws Error with one line saying what is needed, what
+// is available and what would fit instead.
 MemoryRequest fit_memory(const LlamaModel& model, MemoryRequest request, const MemoryLimit& limit,
                          const OptionNames& names, std::string* note);
 

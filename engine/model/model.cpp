@@ -2,6 +2,7 @@
 // against each other.
 #include "engine/model/model.h"
 
+#include <algorithm>
 #include <cmath>
 #include <sstream>
 
@@ -313,15 +314,27 @@ std::unique_ptr<LlamaModel> LlamaModel::from_gguf(std::shared_ptr<const GgufFile
     return model;
 }
 
+uint64_t LlamaModel::expert_bytes(uint64_t* largest) const {
+    uint64_t all = 0, most = 0;
+    for (const LlamaLayer& l : layers) {
+        for (size_t e = 0; e < l.gate_exps.size(); ++e) {
+            const uint64_t one =
+                l.gate_exps[e].bytes() + l.up_exps[e].bytes() + l.down_exps[e].bytes();
+            all += one;
+            most = std::max(most, one);
+        }
+    }
+    if (largest) *largest = most;
+    return all;
+}
+
 uint64_t LlamaModel::weight_bytes_per_token() const {
-    uint64_t bytes = token_embd.row_bytes, expert_bytes = 0;
-    for (const LlamaLayer& l : layers)
-        for (size_t e = 0; e < l.gate_exps.size(); ++e)
-            expert_bytes += l.gate_exps[e].bytes() + l.up_exps[e].bytes() + l.down_exps[e].bytes();
+    uint64_t bytes = token_embd.row_bytes;
     for_each_matrix([&](const WeightMatrix& w, bool) { bytes += w.bytes(); });
-    if (hparams_.n_expert > 0)
-        bytes -= expert_bytes -
-                 expert_bytes / uint64_t(hparams_.n_expert) * uint64_t(hparams_.n_expert_used);
+    if (hparams_.n_expert > 0) {
+        const uint64_t experts = expert_bytes();
+        bytes -= experts - experts / uint64_t(hparams_.n_expert) * uint64_t(hparams_.n_expert_used);
+    }
     return bytes;
 }
 

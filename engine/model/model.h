@@ -132,6 +132,9 @@ public:
     // Bytes of weights read to generate one token (every matrix once, one embedding row; of
     // the experts, the share a token is routed to: expert_used_count of expert_count).
     uint64_t weight_bytes_per_token() const;
+    // Bytes of every expert's three matrices in the file (0 without a mixture); `largest` (may
+    // be null) hears one expert's most.
+    uint64_t expert_bytes(uint64_t* largest = nullptr) const;
 
     // f(matrix, batched) for every matrix a forward pass multiplies, in its order: the layers'
     // (batched: a prompt multiplies them by many tokens), then the output (one token's logits).

@@ -1,9 +1,11 @@
-// weight_cache.cpp — LRU bookkeeping around repack_x16, and the file pages a form replaces.
+// weight_cache.cpp — LRU bookkeeping around repack_x16, the file pages a form replaces, and
+// which experts' forms are worth their room.
 #include "engine/model/weight_cache.h"
 
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 
 #include "engine/kernels/kernels.h"
 #include "engine/runtime/pages.h"
@@ -11,6 +13,27 @@
 #include "engine/runtime/thread_pool.h"
 
 namespace woolly {
+
+WeightCache::WeightCache(uint64_t budget_bytes, const LlamaModel* model)
+    : budget_(budget_bytes), source_(model ? &model->gguf() : nullptr),
+      embeddings_(model ? model->token_embd.data : nullptr) {
+    if (!model) return;
+    model->for_each_matrix([&](const WeightMatrix& w, bool) { usage_[w.data]; });
+    uint64_t expert_matrices = 0;
+    for (size_t l = 0; l < model->layers.size(); ++l) {
+        const LlamaLayer& layer = model->layers[l];
+        for (const auto* experts : {&layer.gate_exps, &layer.up_exps, &layer.down_exps}) {
+            for (const WeightMatrix& w : *experts) {
+                usage_[w.data].expert_layer = int32_t(l);
+                ++expert_matrices;
+            }
+        }
+    }
+    if (expert_matrices > 0) stats_.expert_layers.resize(model->layers.size());
+    // Each expert matrix is looked up about 16 * used / count times between two halvings: a
+    // form admitted on uses counts recent routing, not the whole run's.
+    aging_period_ = 16 * expert_matrices;
+}
 
 WeightCache::~WeightCache() {
     for (Entry& entry : lru_) free_form(entry);
@@ -22,19 +45,38 @@ bool WeightCache::reads_x16(const WeightMatrix& w, bool batched) {
            (batched || x16_serves_generation(type));
 }
 
+WeightCache::Usage& WeightCache::usage_of(const uint8_t* key) {
+    const auto it = usage_.find(key);
+    return it != usage_.end() ? it->second : usage_[key]; // a matrix of no model: first seen
+}
+
 const uint8_t* WeightCache::find_or_build(const WeightMatrix& w, ThreadPool* pool) {
     if (!has_x16_layout(w.traits->type)) return nullptr;
     const uint64_t bytes = x16_bytes(w);
     if (bytes == 0) return nullptr;
     std::lock_guard<std::mutex> lock(mutex_);
+    Usage& use = usage_of(w.data);
+    ExpertLayerStats* layer = nullptr;
+    if (use.expert_layer >= 0) {
+        layer = &stats_.expert_layers[size_t(use.expert_layer)];
+        ++use.uses;
+        if (++expert_lookups_ >= aging_period_) {
+            expert_lookups_ = 0;
+            for (auto& entry : usage_) entry.second.uses /= 2;
+        }
+    }
     if (auto it = index_.find(w.data); it != index_.end()) {
         ++stats_.hits;
+        if (layer) ++layer->hits;
         lru_.splice(lru_.begin(), lru_, it->second);
         return it->second->data;
     }
     ++stats_.misses;
+    if (layer) ++layer->misses;
     const bool fits_free = stats_.bytes + bytes <= budget_;
-    if (bytes > budget_ || (!fits_free && evicted_.count(w.data))) {
+    const bool refused = layer ? !fits_free && !admit_expert(use.uses, bytes)
+                               : !fits_free && use.evicted;
+    if (bytes > budget_ || refused) {
         ++stats_.bypasses;
         return nullptr;
     }
@@ -54,7 +96,7 @@ const uint8_t* WeightCache::find_or_build(const WeightMatrix& w, ThreadPool* poo
     }
     // Built under the lock: the first user of a matrix builds it once, the others wait.
     const int64_t groups = w.rows / kRepackRows;
-    Entry entry{w.data, uint64_t(groups * kRepackRows) * w.row_bytes, bytes, data, false};
+    Entry entry{w.data, uint64_t(groups * kRepackRows) * w.row_bytes, bytes, data, false, &use};
     auto part = [&](int index, int n_threads) {
         repack_x16(w, entry.data, groups * index / n_threads, groups * (index + 1) / n_threads);
     };
@@ -74,9 +116,45 @@ const uint8_t* WeightCache::find_or_build(const WeightMatrix& w, ThreadPool* poo
     }
     lru_.push_front(entry);
     index_.emplace(w.data, lru_.begin());
-    evicted_.erase(w.data);
+    use.evicted = false;
     stats_.bytes += bytes;
     return entry.data;
+}
+
+bool WeightCache::admit_expert(uint32_t uses, uint64_t bytes) {
+    // The experts' forms at the cold end of the list (up to kScan of them), least used first.
+    constexpr size_t kScan = 32;
+    std::array<std::list<Entry>::iterator, kScan> cold;
+    size_t n = 0;
+    for (auto it = lru_.end(); it != lru_.begin() && n < kScan;) {
+        --it;
+        if (it->usage->expert_layer >= 0) cold[n++] = it;
+    }
+    std::sort(cold.begin(), cold.begin() + n,
+              [](const auto& a, const auto& b) { return a->usage->uses < b->usage->uses; });
+    // Enough of them, each used clearly less (a quarter and 2 uses of margin, so two experts
+    // used about as often do not take turns being rebuilt), or nothing is evicted.
+    uint64_t room = budget_ - stats_.bytes; // bytes <= budget_, and stats_.bytes <= budget_
+    size_t victims = 0;
+    while (room < bytes && victims < n) {
+        const uint32_t their = cold[victims]->usage->uses;
+        if (uses <= their + their / 4 + 2) return false;
+        room += cold[victims++]->bytes;
+    }
+    if (room < bytes) return false;
+    for (size_t i = 0; i < victims; ++i) evict(cold[i]);
+    return true;
+}
+
+void WeightCache::done_with_experts(const LlamaLayer& layer) const {
+    if (!streaming_) return;
+    // Each 3-D tensor at once: the kernel maps a file's pages a large folio at a time, so
+    // reading one expert maps its neighbours too. A held form's pages are gone already.
+    for (const auto* experts : {&layer.gate_exps, &layer.up_exps, &layer.down_exps}) {
+        if (experts->empty()) continue;
+        const uint8_t* first = experts->front().data;
+        source_->release(first, uint64_t(experts->back().data - first) + experts->back().bytes());
+    }
 }
 
 void WeightCache::free_form(Entry& entry) {
@@ -84,11 +162,11 @@ void WeightCache::free_form(Entry& entry) {
     arena_->give_back(entry.data, entry.bytes);
 }
 
-void WeightCache::evict_lru() {
-    Entry& victim = lru_.back();
+void WeightCache::evict(std::list<Entry>::iterator it) {
+    Entry& victim = *it;
     stats_.bytes -= victim.bytes;
     ++stats_.evictions;
-    evicted_.insert(victim.key);
+    victim.usage->evicted = true;
     index_.erase(victim.key);
     free_form(victim);
     if (victim.released) { // the file serves this matrix again
@@ -96,7 +174,7 @@ void WeightCache::evict_lru() {
         if (locked_) source_->lock(victim.key, victim.file_bytes);
         stats_.released -= victim.file_bytes;
     }
-    lru_.pop_back();
+    lru_.erase(it);
 }
 
 void WeightCache::warm(const LlamaModel& model, ThreadPool* pool,
@@ -105,12 +183,16 @@ void WeightCache::warm(const LlamaModel& model, ThreadPool* pool,
     model.for_each_matrix([&](const WeightMatrix& w, bool batched) {
         if (reads_x16(w, batched)) total += w.bytes();
     });
-    model.for_each_matrix([&](const WeightMatrix& w, bool batched) {
-        if (!reads_x16(w, batched)) return;
-        find_or_build(w, pool);
-        done += w.bytes();
-        if (progress) progress(double(done) / double(total));
-    });
+    // The matrices every token reads first, then the experts as far as the budget goes.
+    for (const bool experts : {false, true}) {
+        model.for_each_matrix([&](const WeightMatrix& w, bool batched) {
+            if (!reads_x16(w, batched) || (usage_of(w.data).expert_layer >= 0) != experts)
+                return;
+            find_or_build(w, pool);
+            done += w.bytes();
+            if (progress) progress(double(done) / double(total));
+        });
+    }
 }
 
 void WeightCache::lock_in_ram() {
@@ -131,6 +213,7 @@ WeightCacheStats WeightCache::stats() const {
     WeightCacheStats s = stats_;
     s.budget = budget_;
     s.entries = lru_.size();
+    s.experts_streamed = streaming_;
     return s;
 }
 
