@@ -54,7 +54,7 @@ std::vector<uint8_t> random_row(TensorType type, int64_t n, std::mt19937& rng) {
                 std::memcpy(row.data() + b + at, &d, 2);
             }
         }
-    } else { // Q4_0, Q8_0: the block starts with f16 d
+    } else { // Q4_0, Q8_0, IQ4_XS: the block starts with f16 d
         for (size_t b = 0; b < row.size(); b += t.type_size) {
             const uint16_t d = f32_to_f16(scale(rng));
             std::memcpy(row.data() + b, &d, 2);
@@ -92,8 +92,9 @@ TEST_CASE("SIMD dot kernels agree with the scalar reference on awkward sizes") {
             continue;
         }
         const KernelTable table = make_kernel_table(level);
-        for (TensorType type : {TensorType::F32, TensorType::F16, TensorType::Q8_0,
-                                TensorType::Q4_0, TensorType::Q4_K, TensorType::Q6_K}) {
+        for (TensorType type :
+             {TensorType::F32, TensorType::F16, TensorType::Q8_0, TensorType::Q4_0,
+              TensorType::Q4_K, TensorType::Q6_K, TensorType::IQ4_XS}) {
             const TypeTraits& traits = type_traits(type);
             const int64_t unit = traits.block_size;
             for (int64_t count : {1, 7, 31, 33, 255, 257}) {
@@ -118,9 +119,10 @@ TEST_CASE("SIMD dot kernels agree with the scalar reference on awkward sizes") {
                     magnitude += std::fabs(double(w[size_t(i)]) * x[size_t(i)]);
                 CHECK(std::fabs(got - want) <= magnitude * 1e-6 + 1e-6);
                 // AVX2's and NEON's k-quant rows keep the reference's integer sums and float
-                // steps.
-                if ((level == KernelLevel::Avx2 || level == KernelLevel::Neon) &&
-                    (type == TensorType::Q4_K || type == TensorType::Q6_K))
+                // steps, and so do IQ4_XS's at every level.
+                if (((level == KernelLevel::Avx2 || level == KernelLevel::Neon) &&
+                     (type == TensorType::Q4_K || type == TensorType::Q6_K)) ||
+                    type == TensorType::IQ4_XS)
                     CHECK(got == want);
             }
         }

@@ -177,6 +177,37 @@ TEST_CASE("the Q4_K and Q6_K quantizers' round trips stay within a step of their
     }
 }
 
+TEST_CASE("the IQ4_XS quantizer's round trip stays within half the table's widest gap") {
+    std::mt19937 rng(6);
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    const TypeTraits& t = type_traits(TensorType::IQ4_XS);
+    for (int64_t blocks : {1, 3}) {
+        const int64_t n = blocks * 256;
+        std::vector<float> x(static_cast<size_t>(n)), back(static_cast<size_t>(n));
+        for (auto& v : x) v = normal(rng);
+        std::fill(x.begin() + 32, x.begin() + 64, 0.0f); // a sub-block of zeros
+        std::vector<uint8_t> q(size_t(blocks) * t.type_size);
+        t.quantize_row(x.data(), q.data(), n);
+        t.dequantize_row(q.data(), back.data(), n); // checked against ggml's elsewhere
+        for (int64_t s = 0; s < n / 32; ++s) {
+            // The sub-block's exact scale maps its largest magnitude to the table's -127; the
+            // stored one is a 6-bit multiple of the block's d (largest scale / 31), within d/2.
+            // The table's widest gap is 24 (89 to 113), and the far end reaches only 113.
+            float amax = 0, block_amax = 0;
+            for (int l = 0; l < 32; ++l) amax = std::max(amax, std::fabs(x[size_t(s * 32 + l)]));
+            const int64_t b = s * 32 / 256;
+            for (int64_t i = b * 256; i < (b + 1) * 256; ++i)
+                block_amax = std::max(block_amax, std::fabs(x[size_t(i)]));
+            const float d = block_amax / 127.0f / 31.0f * 1.001f; // and its f16 rounding
+            const float bound = (amax / 127.0f + d / 2) * 14.0f + 127.0f * d / 2 + 1e-6f;
+            for (int l = 0; l < 32; ++l) {
+                INFO("value " << s * 32 + l);
+                REQUIRE(std::fabs(back[size_t(s * 32 + l)] - x[size_t(s * 32 + l)]) <= bound);
+            }
+        }
+    }
+}
+
 TEST_CASE("the Q4_0 quantizer's round trip stays within one step per block") {
     std::mt19937 rng(3);
     std::normal_distribution<float> normal(0.0f, 1.0f);

@@ -1,5 +1,5 @@
-// test_tensor_types.cpp — dequantization against gguf-py, 16-bit floats against an independent
-// formula, and each quantized dot against the float dot of the dequantized operands.
+// test_tensor_types.cpp — dequantization against gguf-py and ggml, 16-bit floats against an
+// independent formula, and each quantized dot against the float dot of the dequantized operands.
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -12,34 +12,51 @@
 using namespace woolly;
 
 namespace {
-const char* kDequantTypes[] = {"f16",  "bf16", "q4_0", "q4_1", "q5_0", "q5_1",  "q8_0",
-                               "q2_k", "q3_k", "q4_k", "q5_k", "q6_k", "iq4_nl"};
+
+// Rows `<type>.raw` and their dequantization `<type>.expected`, made by others: gguf-py's in
+// ../shared for most types; ggml's own for IQ4_XS, committed (tests/data/README.md says how it
+// was made).
+struct DequantVectors {
+    std::string path;
+    std::vector<const char*> types;
+    bool shared;
+};
+std::vector<DequantVectors> dequant_vectors() {
+    // The committed file first: a missing ../shared ends the test (WOOLLY_REQUIRE_SHARED).
+    return {{std::string(WOOLLY_SOURCE_DIR) + "/tests/data/iq4_xs-dequant.gguf", {"iq4_xs"}, false},
+            {test::shared_file("golden/dequant-vectors.gguf"),
+             {"f16", "bf16", "q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q2_k", "q3_k", "q4_k", "q5_k",
+              "q6_k", "iq4_nl"},
+             true}};
 }
 
-TEST_CASE("dequantization matches gguf-py bit for bit for every type") {
-    const std::string path = test::shared_file("golden/dequant-vectors.gguf");
-    WOOLLY_REQUIRE_SHARED(path);
-    auto file = GgufFile::open(path);
-    for (const char* name : kDequantTypes) {
-        INFO("type " << std::string(name));
-        const GgufTensorInfo* raw = file->find_tensor(std::string(name) + ".raw");
-        const GgufTensorInfo* expected = file->find_tensor(std::string(name) + ".expected");
-        REQUIRE(raw);
-        REQUIRE(expected);
-        REQUIRE(expected->type == TensorType::F32);
-        REQUIRE(raw->n_elements == expected->n_elements);
-        CHECK(type_from_name(name) == raw->type);
-        const TypeTraits& traits = type_traits(raw->type);
-        REQUIRE((traits.dequantize_row != nullptr));
-        std::vector<float> out(raw->n_elements);
-        traits.dequantize_row(raw->data, out.data(), int64_t(raw->n_elements));
-        size_t mismatches = 0;
-        for (size_t i = 0; i < out.size(); ++i) {
-            float want;
-            std::memcpy(&want, expected->data + 4 * i, 4);
-            if (f32_to_bits(out[i]) != f32_to_bits(want)) ++mismatches;
+} // namespace
+
+TEST_CASE("dequantization matches gguf-py's or ggml's bit for bit for every type") {
+    for (const DequantVectors& source : dequant_vectors()) {
+        if (source.shared) WOOLLY_REQUIRE_SHARED(source.path);
+        auto file = GgufFile::open(source.path);
+        for (const char* name : source.types) {
+            INFO("type " << std::string(name));
+            const GgufTensorInfo* raw = file->find_tensor(std::string(name) + ".raw");
+            const GgufTensorInfo* expected = file->find_tensor(std::string(name) + ".expected");
+            REQUIRE(raw);
+            REQUIRE(expected);
+            REQUIRE(expected->type == TensorType::F32);
+            REQUIRE(raw->n_elements == expected->n_elements);
+            CHECK(type_from_name(name) == raw->type);
+            const TypeTraits& traits = type_traits(raw->type);
+            REQUIRE((traits.dequantize_row != nullptr));
+            std::vector<float> out(raw->n_elements);
+            traits.dequantize_row(raw->data, out.data(), int64_t(raw->n_elements));
+            size_t mismatches = 0;
+            for (size_t i = 0; i < out.size(); ++i) {
+                float want;
+                std::memcpy(&want, expected->data + 4 * i, 4);
+                if (f32_to_bits(out[i]) != f32_to_bits(want)) ++mismatches;
+            }
+            CHECK(mismatches == 0);
         }
-        CHECK(mismatches == 0);
     }
 }
 
@@ -106,62 +123,64 @@ std::vector<double> dequantize_activations(TensorType type, const uint8_t* p, in
 } // namespace
 
 TEST_CASE("every quantized dot equals the float dot of its dequantized operands") {
-    const std::string path = test::shared_file("golden/dequant-vectors.gguf");
-    WOOLLY_REQUIRE_SHARED(path);
-    auto file = GgufFile::open(path);
-    std::mt19937 rng(42);
-    std::normal_distribution<float> normal(0.0f, 1.0f);
-    for (const char* name : kDequantTypes) {
-        INFO("type " << std::string(name));
-        const GgufTensorInfo* raw = file->find_tensor(std::string(name) + ".raw");
-        REQUIRE(raw);
-        const TypeTraits& traits = type_traits(raw->type);
-        const int64_t n = int64_t(raw->dims[0]);
-        std::vector<float> weights(static_cast<size_t>(n));
-        std::vector<float> x(static_cast<size_t>(n));
-        std::vector<uint8_t> activations(size_t(n) * 4 + 64);
-        for (int row = 0; row < int(raw->dims[1]); ++row) {
-            const uint8_t* w = raw->data + size_t(row) * *row_bytes(traits, uint64_t(n));
-            traits.dequantize_row(w, weights.data(), n);
-            for (auto& v : x) v = normal(rng);
-            const TypeTraits& act = type_traits(traits.vec_dot_type);
-            const void* xq = x.data();
-            if (act.type != TensorType::F32) {
-                act.quantize_row(x.data(), activations.data(), n);
-                xq = activations.data();
-            }
-            const auto xd = dequantize_activations(act.type, static_cast<const uint8_t*>(xq), n);
-            double want = 0.0, scale = 0.0;
-            for (int64_t i = 0; i < n; ++i) {
-                want += double(weights[size_t(i)]) * xd[size_t(i)];
-                scale += std::fabs(double(weights[size_t(i)]) * xd[size_t(i)]);
-            }
-            if (act.type == TensorType::Q8_1) {
-                // Q4_1/Q5_1 blocks start {f16 d, f16 m}; Q8_1 blocks {f16 d, f16 s}: the min's
-                // term is defined as m * s, where s is sum(x) rounded to f16.
-                const auto* wb = static_cast<const uint8_t*>(w);
-                const auto* xb = static_cast<const uint8_t*>(xq);
-                for (int64_t b = 0; b < n / 32; ++b) {
-                    uint16_t m, sum_f16;
-                    std::memcpy(&m, wb + b * traits.type_size + 2, 2);
-                    std::memcpy(&sum_f16, xb + b * 36 + 2, 2);
-                    double block_sum = 0.0;
-                    for (int j = 0; j < 32; ++j) block_sum += xd[size_t(b * 32 + j)];
-                    want += double(f16_to_f32(m)) * (double(f16_to_f32(sum_f16)) - block_sum);
+    for (const DequantVectors& source : dequant_vectors()) {
+        if (source.shared) WOOLLY_REQUIRE_SHARED(source.path);
+        auto file = GgufFile::open(source.path);
+        std::mt19937 rng(42);
+        std::normal_distribution<float> normal(0.0f, 1.0f);
+        for (const char* name : source.types) {
+            INFO("type " << std::string(name));
+            const GgufTensorInfo* raw = file->find_tensor(std::string(name) + ".raw");
+            REQUIRE(raw);
+            const TypeTraits& traits = type_traits(raw->type);
+            const int64_t n = int64_t(raw->dims[0]);
+            std::vector<float> weights(static_cast<size_t>(n));
+            std::vector<float> x(static_cast<size_t>(n));
+            std::vector<uint8_t> activations(size_t(n) * 4 + 64);
+            for (int row = 0; row < int(raw->dims[1]); ++row) {
+                const uint8_t* w = raw->data + size_t(row) * *row_bytes(traits, uint64_t(n));
+                traits.dequantize_row(w, weights.data(), n);
+                for (auto& v : x) v = normal(rng);
+                const TypeTraits& act = type_traits(traits.vec_dot_type);
+                const void* xq = x.data();
+                if (act.type != TensorType::F32) {
+                    act.quantize_row(x.data(), activations.data(), n);
+                    xq = activations.data();
                 }
-            }
-            const double got = traits.vec_dot(w, xq, n);
-            CHECK(std::fabs(got - want) <= 1e-5 * scale + 1e-6);
-            // And the activation quantization itself stays within about half a step of x (the
-            // step's f16 rounding adds up to 127 * 2^-11 of a step).
-            const int64_t block = act.block_size == 1 ? n : act.block_size;
-            for (int64_t b = 0; b < n; b += block) {
-                double amax = 0.0;
-                for (int64_t i = b; i < b + block; ++i)
-                    amax = std::max(amax, double(std::fabs(x[size_t(i)])));
-                const double step = act.block_size == 1 ? amax / 128.0 : amax / 127.0;
-                for (int64_t i = b; i < b + block; ++i)
-                    REQUIRE(std::fabs(xd[size_t(i)] - x[size_t(i)]) <= step * 0.57 + 1e-7);
+                const auto xd =
+                    dequantize_activations(act.type, static_cast<const uint8_t*>(xq), n);
+                double want = 0.0, scale = 0.0;
+                for (int64_t i = 0; i < n; ++i) {
+                    want += double(weights[size_t(i)]) * xd[size_t(i)];
+                    scale += std::fabs(double(weights[size_t(i)]) * xd[size_t(i)]);
+                }
+                if (act.type == TensorType::Q8_1) {
+                    // Q4_1/Q5_1 blocks start {f16 d, f16 m}; Q8_1 blocks {f16 d, f16 s}: the min's
+                    // term is defined as m * s, where s is sum(x) rounded to f16.
+                    const auto* wb = static_cast<const uint8_t*>(w);
+                    const auto* xb = static_cast<const uint8_t*>(xq);
+                    for (int64_t b = 0; b < n / 32; ++b) {
+                        uint16_t m, sum_f16;
+                        std::memcpy(&m, wb + b * traits.type_size + 2, 2);
+                        std::memcpy(&sum_f16, xb + b * 36 + 2, 2);
+                        double block_sum = 0.0;
+                        for (int j = 0; j < 32; ++j) block_sum += xd[size_t(b * 32 + j)];
+                        want += double(f16_to_f32(m)) * (double(f16_to_f32(sum_f16)) - block_sum);
+                    }
+                }
+                const double got = traits.vec_dot(w, xq, n);
+                CHECK(std::fabs(got - want) <= 1e-5 * scale + 1e-6);
+                // And the activation quantization itself stays within about half a step of x (the
+                // step's f16 rounding adds up to 127 * 2^-11 of a step).
+                const int64_t block = act.block_size == 1 ? n : act.block_size;
+                for (int64_t b = 0; b < n; b += block) {
+                    double amax = 0.0;
+                    for (int64_t i = b; i < b + block; ++i)
+                        amax = std::max(amax, double(std::fabs(x[size_t(i)])));
+                    const double step = act.block_size == 1 ? amax / 128.0 : amax / 127.0;
+                    for (int64_t i = b; i < b + block; ++i)
+                        REQUIRE(std::fabs(xd[size_t(i)] - x[size_t(i)]) <= step * 0.57 + 1e-7);
+                }
             }
         }
     }

@@ -17,7 +17,8 @@ int synth_command(int argc, char** argv) {
             shapes += std::string(shapes.empty() ? "" : "|") + s.name;
         std::printf(
             "usage: woolly synth --shape %s\n"
-            "                    --type f32|f16|bf16|q8_0|q4_0|q4_k_m|q6_k -o FILE [--seed N]\n"
+            "                    --type f32|f16|bf16|q8_0|q4_0|q4_k_m|q6_k|iq4_xs -o FILE [--seed "
+            "N]\n"
             "                    [--vocab GGUF]\n"
             "Writes a random-weight GGUF with the shape's architecture, sizes and complete\n"
             "metadata, for benchmarks. The vocabulary is copied from --vocab (default: the\n"
@@ -33,11 +34,11 @@ int synth_command(int argc, char** argv) {
     const auto parsed = options.q4_k_m ? std::optional(TensorType::Q4_K) : type_from_name(type);
     bool writable = options.q4_k_m;
     for (TensorType t : {TensorType::F32, TensorType::F16, TensorType::BF16, TensorType::Q8_0,
-                         TensorType::Q4_0, TensorType::Q6_K})
+                         TensorType::Q4_0, TensorType::Q6_K, TensorType::IQ4_XS})
         writable = writable || (parsed && *parsed == t);
     if (!writable)
         throw Error("unknown --type '" + type +
-                    "' (expected f32, f16, bf16, q8_0, q4_0, q4_k_m or q6_k)");
+                    "' (expected f32, f16, bf16, q8_0, q4_0, q4_k_m, q6_k or iq4_xs)");
     options.type = *parsed;
     options.seed = args.number<uint64_t>("--seed").value_or(1);
     const char* shared = std::getenv("WOOLLY_SHARED");

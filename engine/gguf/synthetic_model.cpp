@@ -49,6 +49,8 @@ uint32_t file_type_of(TensorType t) {
         return 15; // LLAMA_FTYPE_MOSTLY_Q4_K_M: the only Q4_K file synth writes
     case TensorType::Q6_K:
         return 18;
+    case TensorType::IQ4_XS:
+        return 30;
     default:
         throw Error(std::string("woolly synth cannot write ") + type_traits(t).name);
     }
@@ -233,7 +235,7 @@ std::string write_synthetic_model(const SynthOptions& options, const std::string
         w.add_bool("tokenizer.ggml.add_eos_token", false);
     }
 
-    // Matrices in the chosen type; the output matrix of a Q4_0 or Q4_K_M file in Q6_K, as
+    // Matrices in the chosen type; the output matrix of a Q4_0, Q4_K_M or IQ4_XS file in Q6_K, as
     // llama.cpp's quantizer writes it; norms in F32. A k-quant matrix whose rows
     // are not whole 256-value super-blocks falls back to Q8_0, as llama.cpp falls back too.
     // `slices` matrices of `rows` one after another (a mixture's experts) make a 3-D tensor.
@@ -284,7 +286,8 @@ std::string write_synthetic_model(const SynthOptions& options, const std::string
     };
     const int64_t n_q = s.n_head * head_dim, n_kv = s.n_head_kv * head_dim;
     // A tied file's embeddings are its output matrix too: Q6_K where the output would be.
-    const TensorType output_type = t == TensorType::Q4_0 || options.q4_k_m ? TensorType::Q6_K : t;
+    const TensorType output_type =
+        t == TensorType::Q4_0 || t == TensorType::IQ4_XS || options.q4_k_m ? TensorType::Q6_K : t;
     matrix("token_embd.weight", s.n_embd, s.n_vocab, s.tied ? output_type : t);
     if (s.rope_freqs) vector("rope_freqs.weight", llama31_rope_factors(head_dim, s.rope_base));
     for (int64_t l = 0; l < s.n_layer; ++l) {

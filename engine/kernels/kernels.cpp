@@ -104,6 +104,7 @@ KernelTable make_kernel_table(KernelLevel level) {
         table.gemm_f32 = avx2::gemm_f32;
         table.vec_dot[uint32_t(TensorType::Q4_K)] = avx2::vec_dot_q4_k_q8_k;
         table.vec_dot[uint32_t(TensorType::Q6_K)] = avx2::vec_dot_q6_k_q8_k;
+        table.vec_dot[uint32_t(TensorType::IQ4_XS)] = avx2::vec_dot_iq4_xs_q8_k;
     }
     if (level == KernelLevel::Avx512) {
         table.gemm_x16[uint32_t(TensorType::Q4_0)] = avx512::gemm_x16_q4_0;
@@ -135,6 +136,7 @@ KernelTable make_kernel_table(KernelLevel level) {
         table.to_float[uint32_t(TensorType::F16)] = neon::f16_to_f32_row;
         table.vec_dot[uint32_t(TensorType::Q4_K)] = neon::vec_dot_q4_k_q8_k;
         table.vec_dot[uint32_t(TensorType::Q6_K)] = neon::vec_dot_q6_k_q8_k;
+        table.vec_dot[uint32_t(TensorType::IQ4_XS)] = neon::vec_dot_iq4_xs_q8_k;
     }
 #endif
     return table;

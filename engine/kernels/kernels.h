@@ -82,6 +82,7 @@ void gemm_f32(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, cons
               int64_t ldb, float* c, int64_t ldc, bool accumulate);
 float vec_dot_q4_k_q8_k(const void* row, const void* activations, int64_t n);
 float vec_dot_q6_k_q8_k(const void* row, const void* activations, int64_t n);
+float vec_dot_iq4_xs_q8_k(const void* row, const void* activations, int64_t n);
 } // namespace avx2
 
 namespace avx512 {
@@ -123,6 +124,7 @@ void quantize_row_q8_0(const float* src, void* dst, int64_t n);
 void f16_to_f32_row(const void* src, float* dst, int64_t n);
 float vec_dot_q4_k_q8_k(const void* row, const void* activations, int64_t n);
 float vec_dot_q6_k_q8_k(const void* row, const void* activations, int64_t n);
+float vec_dot_iq4_xs_q8_k(const void* row, const void* activations, int64_t n);
 } // namespace neon
 
 } // namespace woolly

@@ -51,8 +51,7 @@ void dequantize_bf16(const void* src, float* dst, int64_t n) {
 //   Q5_1   {f16 d; f16 m; u8 qh[4]; u8 qs[16]}
 //   Q8_0   {f16 d; i8 qs[32]}
 //   IQ4_NL {f16 d; u8 qs[16]}                 q = kIq4nlValues[nibble]
-constexpr int8_t kIq4nlValues[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
-                                     1,    13,   25,  38,  53,  69,  89,  113};
+// (kIq4nlValues: k_quants.h, shared with the IQ4_XS kernels.)
 
 struct LegacyBlock {
     int8_t q[QK];
@@ -116,6 +115,8 @@ void unpack_iq4_nl(const uint8_t* b, LegacyBlock& out) {
 //   Q4_K {f16 d; f16 dmin; u8 scales[12]; u8 qs[128]}   4-bit q, 6-bit scales and mins
 //   Q5_K {f16 d; f16 dmin; u8 scales[12]; u8 qh[32]; u8 qs[128]}
 //   Q6_K {u8 ql[128]; u8 qh[64]; i8 scales[16]; f16 d}   6-bit q, 8-bit signed scales
+//   IQ4_XS {f16 d; u16 scales_h; u8 scales_l[4]; u8 qs[128]}   q = kIq4nlValues[nibble], one
+//        6-bit scale (offset by 32) per 32 values, no mins
 // Q3_K packs sixteen 6-bit signed scales (offset by 32) into 12 bytes.
 void unpack_q3_k_scales(const uint8_t* packed, int8_t* scales) {
     for (int i = 0; i < 16; ++i) {
@@ -224,6 +225,21 @@ void unpack_q6_k(const uint8_t* b, KBlock& out) {
     q6_k_values(b, out.q);
     out.d = load_f16(b + 208);
     out.dmin = 0.0f;
+}
+
+void unpack_iq4_xs(const uint8_t* p, KBlock& out) {
+    Iq4XsBlock b;
+    std::memcpy(&b, p, sizeof b);
+    out.d = f16_to_f32(b.d);
+    out.dmin = 0.0f;
+    for (int ib = 0; ib < QK_K / 32; ++ib) {
+        out.scale[2 * ib] = out.scale[2 * ib + 1] = iq4_xs_scale(b, ib);
+        out.min[2 * ib] = out.min[2 * ib + 1] = 0;
+        for (int l = 0; l < 16; ++l) {
+            out.q[32 * ib + l] = kIq4nlValues[b.qs[16 * ib + l] & 0x0f];
+            out.q[32 * ib + 16 + l] = kIq4nlValues[b.qs[16 * ib + l] >> 4];
+        }
+    }
 }
 
 using UnpackLegacyFn = void (*)(const uint8_t*, LegacyBlock&);
@@ -383,6 +399,51 @@ void quantize_q6_k(const float* src, void* dst, int64_t n) {
                                             ((h[l + 64] >> 4) << 4) | ((h[l + 96] >> 4) << 6));
             }
         }
+    }
+}
+
+// IQ4_XS: per sub-block of 32 the scale that maps its value of largest magnitude to -127 (the
+// table's end), the super-block's d the largest of them over 31, each value the table's
+// nearest (not llama.cpp's search for the best scales: synth weights are random).
+void quantize_iq4_xs(const float* src, void* dst, int64_t n) {
+    auto* out = static_cast<uint8_t*>(dst);
+    for (int64_t blk = 0; blk < n / QK_K; ++blk, src += QK_K, out += sizeof(Iq4XsBlock)) {
+        float sub[QK_K / 32], largest = 0.0f;
+        for (int ib = 0; ib < QK_K / 32; ++ib) {
+            float amax = 0.0f, max = 0.0f;
+            for (int l = 0; l < 32; ++l) {
+                if (std::fabs(src[32 * ib + l]) > amax) {
+                    amax = std::fabs(src[32 * ib + l]);
+                    max = src[32 * ib + l];
+                }
+            }
+            sub[ib] = max / float(kIq4nlValues[0]);
+            largest = std::max(largest, std::fabs(sub[ib]));
+        }
+        Iq4XsBlock b{};
+        b.d = f32_to_f16(largest / 31.0f);
+        const float d = f16_to_f32(b.d);
+        for (int ib = 0; ib < QK_K / 32; ++ib) {
+            const int ls = d > 0 ? std::clamp(nearest_int(sub[ib] / d), -32, 31) + 32 : 32;
+            b.scales_l[ib / 2] = uint8_t(b.scales_l[ib / 2] | ((ls & 0x0f) << (4 * (ib % 2))));
+            b.scales_h = uint16_t(b.scales_h | ((ls >> 4) << (2 * ib)));
+            const float step = d * float(ls - 32);
+            uint8_t q[32];
+            for (int l = 0; l < 32; ++l) {
+                int best = 0;
+                float best_error = INFINITY;
+                for (int k = 0; k < 16; ++k) {
+                    const float error = std::fabs(step * float(kIq4nlValues[k]) - src[32 * ib + l]);
+                    if (error < best_error) {
+                        best_error = error;
+                        best = k;
+                    }
+                }
+                q[l] = uint8_t(best);
+            }
+            for (int l = 0; l < 16; ++l) b.qs[16 * ib + l] = uint8_t(q[l] | (q[16 + l] << 4));
+        }
+        std::memcpy(out, &b, sizeof b);
     }
 }
 
@@ -557,6 +618,7 @@ const TypeTraits kTypeTable[] = {
     WOOLLY_K_ROW(Q5_K, 176, unpack_q45_k<true>, true, nullptr),
     WOOLLY_K_ROW(Q6_K, 210, unpack_q6_k, false, quantize_q6_k),
     WOOLLY_LEGACY_ROW(IQ4_NL, 18, unpack_iq4_nl, false),
+    WOOLLY_K_ROW(IQ4_XS, 136, unpack_iq4_xs, false, quantize_iq4_xs),
     // Activation-only formats: Woolly quantizes into them but holds no weights in them.
     {TensorType::Q8_1, "Q8_1", 32, 36, nullptr, TensorType::Q8_1, nullptr, quantize_q8<true>},
     {TensorType::Q8_K, "Q8_K", 256, kQ8KSize, nullptr, TensorType::Q8_K, nullptr, quantize_q8_k},

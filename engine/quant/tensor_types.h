@@ -25,6 +25,7 @@ enum class TensorType : uint32_t {
     Q6_K = 14,
     Q8_K = 15,
     IQ4_NL = 20,
+    IQ4_XS = 23,
     I8 = 24,
     I16 = 25,
     I32 = 26,
@@ -36,7 +37,7 @@ enum class TensorType : uint32_t {
 // Dequantize `n` values (a multiple of the block size) from `src` into `dst`.
 using DequantizeRowFn = void (*)(const void* src, float* dst, int64_t n);
 // Converts `n` float32 values into this type: activation formats (F16, BF16, Q8_0, Q8_1, Q8_K)
-// and the weight types `woolly synth` writes (also Q4_0).
+// and the weight types `woolly synth` writes (also Q4_0, Q4_K, Q6_K and IQ4_XS).
 using QuantizeRowFn = void (*)(const float* src, void* dst, int64_t n);
 // Dot product of one stored row of `n` weights with `n` activations already converted to the
 // row type's `vec_dot_type`, as ggml does: quantized weights meet 8-bit quantized activations.

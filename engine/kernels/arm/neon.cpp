@@ -194,4 +194,30 @@ float vec_dot_q6_k_q8_k(const void* row, const void* activations, int64_t n) {
     return sum;
 }
 
+// IQ4_XS: each nibble picks one of the 16 IQ4 values (a table lookup); SDOT sums each
+// sub-block's 32 products exactly, times its scale, so the reference's bits come out.
+float vec_dot_iq4_xs_q8_k(const void* row, const void* activations, int64_t n) {
+    const auto* w = static_cast<const uint8_t*>(row);
+    const auto* x = static_cast<const uint8_t*>(activations);
+    const int8x16_t values = vld1q_s8(kIq4nlValues);
+    const uint8x16_t low4 = vdupq_n_u8(0x0f);
+    float sum = 0.0f;
+    for (int64_t b = 0; b < n / 256; ++b, w += sizeof(Iq4XsBlock), x += kQ8KBlockBytes) {
+        Iq4XsBlock block;
+        std::memcpy(&block, w, sizeof block);
+        const auto* xq = reinterpret_cast<const int8_t*>(x + 4);
+        int32_t isum = 0;
+        for (int ib = 0; ib < 8; ++ib) {
+            const uint8x16_t qs = vld1q_u8(block.qs + 16 * ib);
+            const int8x16_t lo = vqtbl1q_s8(values, vandq_u8(qs, low4));
+            const int8x16_t hi = vqtbl1q_s8(values, vshrq_n_u8(qs, 4));
+            int32x4_t dot = vdotq_s32(vdupq_n_s32(0), lo, vld1q_s8(xq + 32 * ib));
+            dot = vdotq_s32(dot, hi, vld1q_s8(xq + 32 * ib + 16));
+            isum += iq4_xs_scale(block, ib) * vaddvq_s32(dot);
+        }
+        sum += k_block_term(q8_k_scale(x), load_f16(w), 0.0f, isum, 0);
+    }
+    return sum;
+}
+
 } // namespace woolly::neon

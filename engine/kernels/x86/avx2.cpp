@@ -334,4 +334,42 @@ float vec_dot_q6_k_q8_k(const void* row, const void* activations, int64_t n) {
     return sum;
 }
 
+// IQ4_XS: each nibble picks one of the 16 IQ4 values (a byte shuffle); signed x signed bytes
+// multiply as |q| x (x with q's sign). Sums of pairs stay within int16 (2 x 127 x 127), and
+// every sub-block's integer sum times its scale is exact, so the reference's bits come out.
+float vec_dot_iq4_xs_q8_k(const void* row, const void* activations, int64_t n) {
+    const auto* w = static_cast<const uint8_t*>(row);
+    const auto* x = static_cast<const uint8_t*>(activations);
+    const __m256i values = _mm256_broadcastsi128_si256(
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(kIq4nlValues)));
+    const __m256i low4 = _mm256_set1_epi8(0x0f);
+    float sum = 0.0f;
+    for (int64_t b = 0; b < n / 256; ++b, w += sizeof(Iq4XsBlock), x += kQ8KBlockBytes) {
+        Iq4XsBlock block;
+        std::memcpy(&block, w, sizeof block);
+        __m256i acc = _mm256_setzero_si256();
+        for (int pair = 0; pair < 4; ++pair) { // sub-blocks 2 pair and 2 pair + 1
+            const __m256i qs =
+                _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block.qs + 32 * pair));
+            const __m256i lo = _mm256_and_si256(qs, low4);
+            const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(qs, 4), low4);
+            // Each sub-block's 32 values in order: its 16 low nibbles, then its 16 high ones.
+            const __m256i q[2] = {
+                _mm256_shuffle_epi8(values, _mm256_permute2x128_si256(lo, hi, 0x20)),
+                _mm256_shuffle_epi8(values, _mm256_permute2x128_si256(lo, hi, 0x31))};
+            for (int k = 0; k < 2; ++k) {
+                const __m256i xv = _mm256_loadu_si256(
+                    reinterpret_cast<const __m256i*>(x + 4 + 64 * pair + 32 * k));
+                const __m256i p =
+                    _mm256_maddubs_epi16(_mm256_sign_epi8(q[k], q[k]), _mm256_sign_epi8(xv, q[k]));
+                acc = _mm256_add_epi32(
+                    acc, _mm256_madd_epi16(
+                             p, _mm256_set1_epi16(int16_t(iq4_xs_scale(block, 2 * pair + k)))));
+            }
+        }
+        sum += k_block_term(q8_k_scale(x), _cvtsh_ss(block.d), 0.0f, hsum_epi32(acc), 0);
+    }
+    return sum;
+}
+
 } // namespace woolly::avx2
