@@ -53,7 +53,8 @@ caf::behavior loader_actor(caf::event_based_actor* self, std::string path, LoadO
                 const int64_t ctx = m.n_ctx > 0 ? m.n_ctx : runtime->model->hparams().n_ctx_train;
                 const LlamaHyperParams& hp = runtime->model->hparams();
                 runtime->kv = std::make_unique<KvCachePool>(hp.n_layer, ctx, hp.n_head_kv,
-                                                            hp.head_dim, m.sessions, m.kv_type);
+                                                            hp.head_dim, m.sessions, m.kv_type,
+                                                            hp.kv_windows(), m.max_batch);
                 self->send(reply_to, loaded_atom::value, std::move(runtime));
             } catch (const std::exception& e) {
                 self->send(reply_to, failed_atom::value, std::string(e.what()));
@@ -173,7 +174,7 @@ caf::behavior tokenizer_actor(caf::event_based_actor*, std::shared_ptr<Runtime> 
 caf::behavior cache_actor(caf::event_based_actor*, std::shared_ptr<Runtime> runtime,
                           bool prefix_cache) {
     auto table = std::make_shared<SlotTable>(runtime->kv->size(), runtime->kv->position_bytes(),
-                                             prefix_cache);
+                                             prefix_cache, runtime->kv->rewind_limit());
     return {
         [=](acquire_atom, const std::vector<int32_t>& prompt) -> SlotTable::Grant {
             return table->acquire(prompt);

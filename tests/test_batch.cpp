@@ -292,6 +292,21 @@ TEST_CASE("the slot table gives the longest kept prefix, else the least recently
     CHECK(g.reused == 0);
 }
 
+TEST_CASE("with sliding-window rings a kept sequence is extended, or cut back only as far as "
+          "the rings allow") {
+    SlotTable t(1, 100, true, /*rewind_limit=*/3);
+    auto g = t.acquire({1, 2});
+    t.release(g.slot, {1, 2, 3, 4, 5, 6, 7, 8, 9, 10});
+    g = t.acquire({1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}); // extended: all 10 reused
+    CHECK(g.reused == 10);
+    t.release(g.slot, {1, 2, 3, 4, 5, 6, 7, 8, 9, 10});
+    g = t.acquire({1, 2, 3, 4, 5, 6, 7, 99}); // cut back by 3: the rings still hold it
+    CHECK(g.reused == 7);
+    t.release(g.slot, {1, 2, 3, 4, 5, 6, 7, 8, 9, 10});
+    g = t.acquire({1, 2, 3, 4, 5, 6, 99}); // by 4: gone, computed anew
+    CHECK(g.reused == 0);
+}
+
 TEST_CASE("a sequence ended while its step runs finishes when the step is back; bad starts "
           "are refused") {
     Bench b(test::bundled_model(), false);

@@ -1,5 +1,6 @@
 // test_synth.cpp — `woolly synth` files load back through Woolly's own reader and run; the
 // Q4_0 weight quantizer stays within one step of its input.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -118,6 +119,78 @@ TEST_CASE("synthetic files of each architecture carry its layout and run") {
         }
         std::filesystem::remove(path);
     }
+}
+
+// Gemma 3's local layers keep a ring of window + max_batch - 1 positions: a sixth of the
+// memory of a full cache for gemma3-1b's shape, and the same bits as a full cache whatever the
+// chunks, including a sequence cut back as far as the rings allow and extended again.
+TEST_CASE("sliding-window layers keep a ring: less memory, the same logits as a full cache") {
+    const std::string path = test::temp_path("synth-ring-gemma3.gguf");
+    SynthOptions options;
+    options.shape = "test-tiny-gemma3";
+    options.type = TensorType::F16;
+    write_synthetic_model(options, path);
+    const auto model = LlamaModel::load(path);
+    const LlamaHyperParams& hp = model->hparams();
+    REQUIRE(hp.n_swa == 8);
+    const std::vector<int64_t> windows = hp.kv_windows();
+    REQUIRE(std::count(windows.begin(), windows.end(), 8) == 6); // 5 local, 1 global, 1 local
+    const int64_t n_ctx = 128, max_batch = 5;
+    KvCache ring(hp.n_layer, n_ctx, hp.n_head_kv, hp.head_dim, TensorType::F16, windows, max_batch);
+    KvCache full(hp.n_layer, n_ctx, hp.n_head_kv, hp.head_dim, TensorType::F16);
+    CHECK(ring.kept(0) == 8 + 4);
+    CHECK(ring.kept(5) == n_ctx);
+    CHECK(ring.rewind_limit() == max_batch);
+    CHECK(full.rewind_limit() == INT64_MAX);
+    CHECK(ring.bytes() == full.bytes() / 7 * 1 + full.bytes() / 7 * 6 * 12 / n_ctx);
+    CHECK(ring.bytes() == KvCache::bytes_for(hp.n_layer, n_ctx, hp.n_head_kv, hp.head_dim,
+                                             TensorType::F16, windows, max_batch));
+    // gemma3-1b's shape: 26 layers, 4 of them global, a window of 512, a 32768 context.
+    std::vector<int64_t> gemma3_1b(26, 512);
+    for (int64_t l = 5; l < 26; l += 6) gemma3_1b[size_t(l)] = 0;
+    const uint64_t one_b_full = KvCache::bytes_for(26, 32768, 1, 256, TensorType::F16);
+    const uint64_t one_b_ring =
+        KvCache::bytes_for(26, 32768, 1, 256, TensorType::F16, gemma3_1b, 512);
+    // 4/26 + 22/26 x 1023/32768 = 0.180 of the full cache (a sixth, and the rings' batch room).
+    CHECK(double(one_b_ring) / double(one_b_full) == doctest::Approx(0.1801).epsilon(0.001));
+
+    ForwardScratch scratch(*model, n_ctx, nullptr, max_batch);
+    std::vector<float> x_ring(size_t(max_batch * hp.n_embd)), x_full(x_ring.size());
+    std::vector<float> logits_ring(size_t(hp.n_vocab)), logits_full(logits_ring.size());
+    std::mt19937 rng(9);
+    std::uniform_int_distribution<int32_t> token(1, int32_t(hp.n_vocab - 1));
+    std::uniform_int_distribution<int64_t> chunk(1, max_batch);
+    // Feeds n tokens at `pos` to both caches, in chunks of 1 to max_batch; the last logits
+    // must be the same bits.
+    auto feed = [&](int64_t pos, int64_t n) {
+        for (int64_t done = 0; done < n;) {
+            const int64_t k = std::min(chunk(rng), n - done);
+            for (int64_t t = 0; t < k; ++t) {
+                const int32_t id = token(rng);
+                embed_token(*model, id, x_ring.data() + t * hp.n_embd);
+                embed_token(*model, id, x_full.data() + t * hp.n_embd);
+            }
+            run_layers(*model, 0, hp.n_layer, pos + done, k, x_ring.data(), ring, scratch);
+            run_layers(*model, 0, hp.n_layer, pos + done, k, x_full.data(), full, scratch);
+            done += k;
+            compute_logits(*model, x_ring.data() + (k - 1) * hp.n_embd, logits_ring.data(),
+                           scratch);
+            compute_logits(*model, x_full.data() + (k - 1) * hp.n_embd, logits_full.data(),
+                           scratch);
+            REQUIRE(std::memcmp(logits_ring.data(), logits_full.data(),
+                                logits_ring.size() * sizeof(float)) == 0);
+        }
+    };
+    feed(0, 60);  // the rings wrap several times
+    feed(55, 30); // cut back by the limit (5) and extended
+    feed(85, 40); // extended at the end
+    // A step of more tokens than the rings were sized for is refused.
+    ForwardScratch wider(*model, n_ctx, nullptr, max_batch + 1);
+    std::vector<float> x_wide(size_t((max_batch + 1) * hp.n_embd));
+    CHECK_THROWS_WITH_AS(
+        run_layers(*model, 0, hp.n_layer, 100, max_batch + 1, x_wide.data(), ring, wider),
+        doctest::Contains("sliding-window rings take at most 5"), Error);
+    std::filesystem::remove(path);
 }
 
 // The factors llama.cpp's converter wrote into synth-llama3-F16 (rope base 500000, 16 rotated

@@ -128,8 +128,9 @@ int bench_command(int argc, char** argv) {
     std::unique_ptr<KvCachePool> slots;
     std::unique_ptr<ForwardScratch> step_scratch;
     if (!parallel.empty()) {
-        slots = std::make_unique<KvCachePool>(hp.n_layer, longest, hp.n_head_kv, hp.head_dim,
-                                              widest, loaded.memory.kv_type);
+        slots =
+            std::make_unique<KvCachePool>(hp.n_layer, longest, hp.n_head_kv, hp.head_dim, widest,
+                                          loaded.memory.kv_type, hp.kv_windows(), widest);
         step_scratch = std::make_unique<ForwardScratch>(*model, longest, &pool, widest,
                                                         loaded.cache.get());
     }

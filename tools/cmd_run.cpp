@@ -78,7 +78,7 @@ int chat_loop(LlamaContext& context, const Vocab& vocab, const ChatFormat& forma
                          tokens.size(), (long long)context.n_ctx());
             return 1;
         }
-        context.truncate(int64_t(common));
+        common = size_t(context.truncate(int64_t(common)));
         held.assign(tokens.begin(), tokens.end());
         const float* logits =
             context.decode_batch(tokens.data() + common, int64_t(tokens.size() - common));

@@ -315,6 +315,11 @@ void run_layers(const LlamaModel& model, int64_t first, int64_t last, const Batc
             s.max_ctx_ < seg.pos + seg.n_tokens) {
             throw Error("context is full (" + std::to_string(seg.cache->n_ctx()) + " tokens)");
         }
+        if (seg.n_tokens > seg.cache->rewind_limit()) { // its rings were sized for fewer
+            throw Error("a sequence's " + std::to_string(seg.n_tokens) +
+                        " tokens in one step (its KV cache's sliding-window rings take at most " +
+                        std::to_string(seg.cache->rewind_limit()) + ")");
+        }
         n += seg.n_tokens;
     }
     if (n < 1) throw Error("a batch of 0 tokens (expected 1 to " + std::to_string(s.max_batch_) + ")");
@@ -484,17 +489,19 @@ LlamaContext::LlamaContext(const LlamaModel& model, int64_t n_ctx, ThreadPool* p
                            int64_t max_batch, WeightCache* cache, TensorType kv_type)
     : model_(model),
       cache_(model.hparams().n_layer, n_ctx > 0 ? n_ctx : model.hparams().n_ctx_train,
-             model.hparams().n_head_kv, model.hparams().head_dim, kv_type),
+             model.hparams().n_head_kv, model.hparams().head_dim, kv_type,
+             model.hparams().kv_windows(), max_batch),
       scratch_(model, cache_.n_ctx(), pool, max_batch, cache), max_batch_(max_batch),
       memory_(buffer_bytes_for(model, max_batch)),
       x_(memory_.take<float>(size_t(max_batch * model.hparams().n_embd))),
       logits_(memory_.take<float>(size_t(model.hparams().n_vocab))) {}
 
-void LlamaContext::truncate(int64_t n_past) {
+int64_t LlamaContext::truncate(int64_t n_past) {
     if (n_past < 0 || n_past > n_past_)
         throw Error("cannot go back to position " + std::to_string(n_past) +
                     " (the context holds " + std::to_string(n_past_) + ")");
-    n_past_ = n_past;
+    n_past_ = n_past_ - n_past <= cache_.rewind_limit() ? n_past : 0;
+    return n_past_;
 }
 
 const float* LlamaContext::decode(int32_t token) {

@@ -137,9 +137,11 @@ public:
     // Bytes of a context's own buffers (a batch's residual stream, the logits).
     static size_t buffer_bytes_for(const LlamaModel& model, int64_t max_batch);
     void reset() { n_past_ = 0; }
-    // Forgets the positions from `n_past` on (a conversation resent with a different ending):
-    // the next token goes at `n_past`. Throws Error when that is past what the context holds.
-    void truncate(int64_t n_past);
+    // Forgets the positions from `n_past` on (a conversation resent with a different ending)
+    // and returns where the next token goes: `n_past`, or 0 when the cut is longer than the
+    // sliding-window rings allow (KvCache::rewind_limit). Throws Error when `n_past` is past
+    // what the context holds.
+    int64_t truncate(int64_t n_past);
 
 private:
     const LlamaModel& model_;

@@ -110,7 +110,8 @@ MemoryPlan plan_memory(const LlamaModel& model, const MemoryRequest& r) {
     const int64_t n_ctx = r.n_ctx > 0 ? r.n_ctx : hp.n_ctx_train;
     MemoryPlan plan;
     plan.kv = mul_sat(uint64_t(r.sessions),
-                      KvCache::bytes_for(hp.n_layer, n_ctx, hp.n_head_kv, hp.head_dim, r.kv_type));
+                      KvCache::bytes_for(hp.n_layer, n_ctx, hp.n_head_kv, hp.head_dim, r.kv_type,
+                                         hp.kv_windows(), r.max_batch));
     plan.scratch =
         add_sat(mul_sat(uint64_t(r.scratches),
                         ForwardScratch::bytes_for(model, n_ctx, r.threads, r.max_batch)),

@@ -83,6 +83,13 @@ struct LlamaHyperParams {
     }
 
     int64_t n_embd_kv() const { return n_head_kv * head_dim; }
+    // Each layer's sliding window (0: a global layer), as KvCache takes them.
+    std::vector<int64_t> kv_windows() const {
+        std::vector<int64_t> windows(size_t(n_layer), 0);
+        for (int64_t l = 0; l < n_layer; ++l)
+            if (is_local(l)) windows[size_t(l)] = n_swa;
+        return windows;
+    }
 };
 
 // A fused matrix (Phi-3's attn_qkv, its gate-and-up ffn_up) is seen as the matrices it stacks:

@@ -5,9 +5,10 @@
 
 namespace woolly {
 
-SlotTable::SlotTable(int64_t slots, uint64_t position_bytes, bool prefix_cache)
+SlotTable::SlotTable(int64_t slots, uint64_t position_bytes, bool prefix_cache,
+                     int64_t rewind_limit)
     : slots_(size_t(std::max<int64_t>(slots, 0))), position_bytes_(position_bytes),
-      prefix_cache_(prefix_cache) {}
+      prefix_cache_(prefix_cache), rewind_limit_(rewind_limit) {}
 
 SlotTable::Grant SlotTable::acquire(const std::vector<TokenId>& prompt) {
     Grant best;
@@ -21,6 +22,8 @@ SlotTable::Grant SlotTable::acquire(const std::vector<TokenId>& prompt) {
             while (size_t(common) < n && s.cached[size_t(common)] == prompt[size_t(common)])
                 ++common;
             common = std::min<int64_t>(common, int64_t(prompt.size()) - 1);
+            // Cut back further than the rings allow: their window before the cut is gone.
+            if (int64_t(s.cached.size()) - common > rewind_limit_) common = 0;
         }
         const bool older = best_lru < 0 || s.released < uint64_t(best_lru);
         if (best.slot < 0 || common > best.reused || (common == best.reused && older)) {

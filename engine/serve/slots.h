@@ -25,8 +25,11 @@ struct SlotStats {
 class SlotTable {
 public:
     // `slots` slots of `position_bytes` bytes per position; `prefix_cache` false: a slot's
-    // contents are forgotten when it is released.
-    SlotTable(int64_t slots, uint64_t position_bytes, bool prefix_cache);
+    // contents are forgotten when it is released. A kept sequence is reused only when the
+    // prompt leaves at most `rewind_limit` of its positions behind (KvCache::rewind_limit:
+    // sliding-window rings move on), else the slot starts over.
+    SlotTable(int64_t slots, uint64_t position_bytes, bool prefix_cache,
+              int64_t rewind_limit = INT64_MAX);
 
     struct Grant {
         int32_t slot = -1; // -1: none free
@@ -50,6 +53,7 @@ private:
     std::vector<Slot> slots_;
     uint64_t position_bytes_;
     bool prefix_cache_;
+    int64_t rewind_limit_;
     uint64_t clock_ = 0;
     uint64_t hits_ = 0, misses_ = 0, reused_tokens_ = 0;
 };
