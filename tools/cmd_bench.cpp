@@ -203,8 +203,9 @@ int bench_command(int argc, char** argv) {
                     "--------------------------------------------- | ------------ |%s\n",
                     hp.n_expert > 0 ? " ---------------------- | ----------------- |" : "");
     }
-    // Weight-cache counters of one test (warm-up included): the difference of two snapshots.
-    WeightCacheStats before;
+    // Weight-cache counters of one test (warm-up included): the difference of two snapshots,
+    // the first taken after loading (whose builds are not the first test's).
+    WeightCacheStats before = weight_cache ? weight_cache->stats() : WeightCacheStats{};
     auto cache_delta = [&] {
         WeightCacheStats now = weight_cache ? weight_cache->stats() : WeightCacheStats{};
         WeightCacheStats d = now;
