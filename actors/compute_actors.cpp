@@ -153,8 +153,10 @@ caf::behavior tokenizer_actor(caf::event_based_actor*, std::shared_ptr<Runtime> 
                     out.constraint = tool_call_constraint(*format, tools, chat);
                     out.tool_syntax = uint8_t(tool_syntax(format->family));
                 }
-                out.tokens = tokenize_chat(*runtime->vocab, *format, chat.messages,
-                                           chat.tools.empty() ? nullptr : &tools);
+                out.tokens =
+                    tokenize_chat(*runtime->vocab, *format, chat.messages,
+                                  chat.tools.empty() ? nullptr : &tools, chat.enable_thinking);
+                out.reasoning = format->family == ChatTemplate::Qwen3;
             } catch (const std::exception& e) {
                 out.error = e.what(); // the template refused the conversation, or the tools
                 out.bad_request = true;

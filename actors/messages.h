@@ -190,11 +190,12 @@ struct chat_prompt {
     uint8_t tool_choice = 0;
     std::string tool_name;
     bool parallel_tool_calls = true;
+    bool enable_thinking = true; // chat_template_kwargs.enable_thinking
 };
 
 template <class Inspector> typename Inspector::result_type inspect(Inspector& f, chat_prompt& x) {
     return f(caf::meta::type_name("chat_prompt"), x.messages, x.chat_template, x.tools,
-             x.tool_choice, x.tool_name, x.parallel_tool_calls);
+             x.tool_choice, x.tool_name, x.parallel_tool_calls, x.enable_thinking);
 }
 
 // The scheduler's answer to admit and cancel: done (id: the stream's), or refused with a
@@ -248,11 +249,13 @@ struct tokenized {
     // follow (null with tool_choice none). The constraint is shared, not serialized: it goes
     // only between actors of one process.
     uint8_t tool_syntax = 0;
+    bool reasoning = false; // the family's replies may open with <think> (Qwen3's)
     std::shared_ptr<const Constraint> constraint;
 };
 
 template <class Inspector> typename Inspector::result_type inspect(Inspector& f, tokenized& x) {
-    return f(caf::meta::type_name("tokenized"), x.tokens, x.error, x.bad_request, x.tool_syntax);
+    return f(caf::meta::type_name("tokenized"), x.tokens, x.error, x.bad_request, x.tool_syntax,
+             x.reasoning);
 }
 
 void register_message_types(caf::actor_system_config& cfg);

@@ -331,7 +331,7 @@ std::variant<CompletionRequest, Error> decode_completion(std::string_view body, 
         if (common.count(key)) continue;
         if (chat && (key == "messages" || key == "max_completion_tokens" || key == "logprobs" ||
                      key == "top_logprobs" || key == "tools" || key == "tool_choice" ||
-                     key == "parallel_tool_calls"))
+                     key == "parallel_tool_calls" || key == "chat_template_kwargs"))
             continue;
         if (!chat && key == "prompt") continue;
         // false and null ask for nothing Woolly lacks (`logprobs: false`, `tools: null`).
@@ -365,6 +365,24 @@ std::variant<CompletionRequest, Error> decode_completion(std::string_view body, 
                            "prompt");
         if (!prompt->is_string()) return invalid("'prompt' must be a string", "prompt");
         r.prompt = prompt->get<std::string>();
+    }
+    // chat_template_kwargs (vLLM's and llama.cpp's server's): the template's variables; Woolly's
+    // templates have one, enable_thinking.
+    if (const json* kwargs = chat ? f.get("chat_template_kwargs") : nullptr;
+        kwargs && !kwargs->is_null()) {
+        if (!kwargs->is_object())
+            return invalid("'chat_template_kwargs' must be an object", "chat_template_kwargs");
+        for (auto it = kwargs->begin(); it != kwargs->end(); ++it) {
+            if (it.key() != "enable_thinking")
+                return invalid("'chat_template_kwargs." + it.key() +
+                                   "' is not a variable of Woolly's templates (they take "
+                                   "enable_thinking)",
+                               "chat_template_kwargs." + it.key());
+            if (!it->is_boolean())
+                return invalid("'chat_template_kwargs.enable_thinking' must be true or false",
+                               "chat_template_kwargs.enable_thinking");
+            r.enable_thinking = it->get<bool>();
+        }
     }
     if (auto n = f.integer("n", 1, INT32_MAX); n && *n != 1)
         return invalid("'n' must be 1: one choice per request", "n");
@@ -487,7 +505,7 @@ const char* finish_reason(std::string_view reason) {
 
 std::string encode_response(const Head& head, std::string_view text, std::string_view finish,
                             const Totals& totals, const std::string* logprobs,
-                            const std::vector<ToolCall>* calls) {
+                            const std::vector<ToolCall>* calls, std::string_view reasoning) {
     json choice = {{"index", 0}, {"logprobs", nullptr}, {"finish_reason", finish_json(finish)}};
     if (logprobs) choice["logprobs"] = json::parse("{\"content\":[" + *logprobs + "]}");
     if (head.endpoint == Endpoint::Chat && calls && !calls->empty()) {
@@ -503,9 +521,22 @@ std::string encode_response(const Head& head, std::string_view text, std::string
         choice["message"] = {{"role", "assistant"}, {"content", text}};
     else
         choice["text"] = text;
+    if (head.endpoint == Endpoint::Chat && !reasoning.empty())
+        choice["message"]["reasoning_content"] = reasoning;
     json out = head_json(head, false);
     out["choices"] = json::array({std::move(choice)});
     out["usage"] = usage_json(totals);
+    return dump(out);
+}
+
+std::string encode_reasoning_chunk(const Head& head, std::string_view text, bool role) {
+    json delta = {{"reasoning_content", text}};
+    if (role) delta["role"] = "assistant";
+    json out = head_json(head, true);
+    out["choices"] = json::array({{{"index", 0},
+                                   {"delta", std::move(delta)},
+                                   {"logprobs", nullptr},
+                                   {"finish_reason", nullptr}}});
     return dump(out);
 }
 

@@ -51,6 +51,7 @@ struct CompletionRequest {
     ToolChoice tool_choice = ToolChoice::Auto;
     std::string tool_name; // ToolChoice::Named
     bool parallel_tool_calls = true;
+    bool enable_thinking = true; // chat_template_kwargs.enable_thinking
 };
 
 // OpenAI's messages, as /v1/chat/completions takes them (also `woolly template` and
@@ -83,13 +84,18 @@ const char* finish_reason(std::string_view woolly_reason);
 // A whole (non-streamed) response; `logprobs`, when given, is the JSON of the entries of
 // choices[0].logprobs.content, comma-separated (logprob_entry's). With `calls` (non-empty), the
 // message has tool_calls, and content null when `text` is empty.
+// `reasoning` (empty: none) is the message's reasoning_content.
 std::string encode_response(const Head& head, std::string_view text, std::string_view finish,
                             const Totals& totals, const std::string* logprobs = nullptr,
-                            const std::vector<ToolCall>* calls = nullptr);
+                            const std::vector<ToolCall>* calls = nullptr,
+                            std::string_view reasoning = {});
 // One SSE chunk's JSON: `text` as the delta's content (Chat: `role` too, for the first chunk),
 // `finish` empty while the stream goes on; `logprobs` as encode_response's.
 std::string encode_chunk(const Head& head, std::string_view text, bool role,
                          std::string_view finish, const std::string* logprobs = nullptr);
+// A chat chunk whose delta is `text` of the reply's reasoning (reasoning_content, as vLLM and
+// llama.cpp's server send it), with the role for the first chunk.
+std::string encode_reasoning_chunk(const Head& head, std::string_view text, bool role);
 // OpenAI's logprobs entry of one woolly/1 token message that has them (SPEC.md, `logprobs`):
 // {"token", "logprob", "bytes", "top_logprobs": [{"token", "logprob", "bytes"}]}; a token's
 // text is its bytes as UTF-8 (U+FFFD where they are part of a character).

@@ -60,7 +60,7 @@ def gguf_metadata(path):
     return meta
 
 
-def render(template, messages, add_generation_prompt, bos, eos, tools=None):
+def render(template, messages, add_generation_prompt, bos, eos, tools=None, thinking=True):
     env = jinja2.sandbox.ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
 
     def raise_exception(message):
@@ -70,6 +70,8 @@ def render(template, messages, add_generation_prompt, bos, eos, tools=None):
     env.globals["strftime_now"] = lambda fmt: datetime.datetime.now().strftime(fmt)  # transformers'
     env.filters["tojson"] = lambda x, indent=None: json.dumps(x, ensure_ascii=False, indent=indent)
     extra = {} if tools is None else {"tools": tools}
+    if not thinking:
+        extra["enable_thinking"] = False  # chat_template_kwargs
     # Hugging Face's convention: a call's arguments reach the template as the object they hold.
     jinja_messages = []
     for m in messages:
@@ -85,7 +87,7 @@ def render(template, messages, add_generation_prompt, bos, eos, tools=None):
                                             add_generation_prompt=add_generation_prompt, **extra)
 
 
-def woolly_template(model, messages, add_generation_prompt, name=None, tools=None):
+def woolly_template(model, messages, add_generation_prompt, name=None, tools=None, thinking=True):
     path = os.path.join(TMP, "messages.json")
     with open(path, "w") as f:
         json.dump(messages, f, ensure_ascii=False)
@@ -97,6 +99,8 @@ def woolly_template(model, messages, add_generation_prompt, name=None, tools=Non
         cmd += ["--tools", tools_path]
     if not add_generation_prompt:
         cmd.append("--no-generation-prompt")
+    if not thinking:
+        cmd.append("--no-thinking")
     if name:
         cmd += ["--chat-template", name]
     return subprocess.run(cmd, capture_output=True, timeout=60)
@@ -180,22 +184,25 @@ def main():
     failures = compared = raised = with_tools = 0
     tool_families = ("llama3.1", "qwen3", "mistral-nemo")
     for family, model, template, bos, eos, name in cases:
-        runs = [(c, None) for c in CONVERSATIONS]
+        runs = [(c, None, True) for c in CONVERSATIONS]
         if family in tool_families:
-            runs += [(c, TOOLS) for c in TOOL_CONVERSATIONS]
+            runs += [(c, TOOLS, True) for c in TOOL_CONVERSATIONS]
             # Tool turns in a conversation given no tools (once: each family renders them alike).
             if family == "qwen3":
-                runs += [(c, None) for c in TOOL_CONVERSATIONS]
-        for conversation, tools in runs:
+                runs += [(c, None, True) for c in TOOL_CONVERSATIONS]
+        if family == "qwen3":  # enable_thinking: false, Qwen3's one template variable
+            runs += [(c, None, False) for c in CONVERSATIONS]
+        for conversation, tools, thinking in runs:
             for add in (True, False):
                 try:
-                    want = render(template, conversation, add, bos, eos, tools).encode()
+                    want = render(template, conversation, add, bos, eos, tools, thinking).encode()
                     error = None
                 except jinja2.exceptions.TemplateError as e:
                     want, error = None, str(e)
-                got = woolly_template(model, conversation, add, name, tools)
+                got = woolly_template(model, conversation, add, name, tools, thinking)
                 with_tools += tools is not None
-                label = f"{family} {json.dumps(conversation)[:60]}... tools {tools is not None} generation prompt {add}"
+                label = (f"{family} {json.dumps(conversation)[:60]}... tools {tools is not None} "
+                         f"generation prompt {add} thinking {thinking}")
                 if error is not None:
                     raised += 1
                     if got.returncode == 0 or error not in got.stderr.decode():

@@ -279,6 +279,38 @@ TEST_CASE("responses, chunks and errors have OpenAI's shapes") {
     CHECK(error_from(ErrorCode::TooLarge, "x").code == "context_length_exceeded");
 }
 
+TEST_CASE("a thinking model's reasoning: chat_template_kwargs read strictly, reasoning_content "
+          "in responses and chunks") {
+    CHECK(chat_ok({{"messages", kUser}}).enable_thinking);
+    CHECK_FALSE(
+        chat_ok({{"messages", kUser}, {"chat_template_kwargs", {{"enable_thinking", false}}}})
+            .enable_thinking);
+    CHECK(chat_ok({{"messages", kUser}, {"chat_template_kwargs", nullptr}}).enable_thinking);
+    Error e = refused({{"messages", kUser}, {"chat_template_kwargs", {{"tools_in_user", true}}}});
+    CHECK(e.param == "chat_template_kwargs.tools_in_user");
+    e = refused({{"messages", kUser}, {"chat_template_kwargs", {{"enable_thinking", "no"}}}});
+    CHECK(e.param == "chat_template_kwargs.enable_thinking");
+    CHECK(refused({{"messages", kUser}, {"chat_template_kwargs", 1}}).param ==
+          "chat_template_kwargs");
+    CHECK(refused({{"prompt", "x"}, {"chat_template_kwargs", json::object()}}, Endpoint::Completion)
+              .param == "chat_template_kwargs");
+
+    const Head chat{"chatcmpl-x", 1700000000, "m", Endpoint::Chat};
+    const json r = json::parse(encode_response(chat, "4", "stop", {}, nullptr, nullptr, "add"));
+    CHECK(r["choices"][0]["message"] ==
+          json({{"role", "assistant"}, {"content", "4"}, {"reasoning_content", "add"}}));
+    CHECK_FALSE(
+        json::parse(encode_response(chat, "4", "stop", {}))["choices"][0]["message"].contains(
+            "reasoning_content"));
+    const json first = json::parse(encode_reasoning_chunk(chat, "hm", true));
+    CHECK(first["object"] == "chat.completion.chunk");
+    CHECK(first["choices"][0]["delta"] ==
+          json({{"role", "assistant"}, {"reasoning_content", "hm"}}));
+    CHECK(first["choices"][0]["finish_reason"].is_null());
+    CHECK(json::parse(encode_reasoning_chunk(chat, "m", false))["choices"][0]["delta"] ==
+          json({{"reasoning_content", "m"}}));
+}
+
 TEST_CASE("tokenize and detokenize bodies, in llama-server's shape, checked") {
     auto t = decode_tokenize(R"({"content": "x", "add_special": true, "with_pieces": true})");
     REQUIRE(std::holds_alternative<TokenizeRequest>(t));

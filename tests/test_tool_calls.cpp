@@ -9,6 +9,7 @@
 #include "engine/gguf/gguf.h"
 #include "engine/grammar/compile.h"
 #include "engine/grammar/matcher.h"
+#include "engine/text/reasoning.h"
 #include "engine/text/tool_calls.h"
 #include "engine/text/vocab.h"
 #include "grammar_support.h"
@@ -195,4 +196,59 @@ TEST_CASE("a lazy tool grammar: free until the trigger, the calls' grammar from 
     CHECK_FALSE(strict->allows(token_of('O')));
     CHECK(strict->allows(token_of('<')));
     CHECK_FALSE(strict->allows(eos));
+}
+
+// What a thinking model's reply splits into, however the stream cuts it: whole, at every
+// point, and byte by byte.
+TEST_CASE("a reply's reasoning is told from its answer however the stream cuts it") {
+    struct Case {
+        std::string reply, reasoning, content;
+    };
+    const Case cases[] = {
+        {"<think>\nadd them\n</think>\n\n4", "add them", "4"},
+        {"<think>\n\n</think>\n\nhello", "", "hello"},   // no reasoning (enable_thinking)
+        {"  <think>a\n\nb</think>c\n", "a\n\nb", "c\n"}, // blanks first; inner newlines kept
+        {"<think>x </thinking> y</think>", "x </thinking> y", ""}, // a near-tag is text
+        {"<think>\ncut off while it thinks\n", "cut off while it thinks", ""},
+        {"no tag: <think>late</think>", "", "no tag: <think>late</think>"},
+        {"<thin", "", "<thin"},
+        {"\n\n", "", "\n\n"},
+        {"<tool_call>\n{}\n</tool_call>", "", "<tool_call>\n{}\n</tool_call>"},
+    };
+    for (const Case& c : cases) {
+        const size_t n = c.reply.size();
+        // Cuts: none, each single point, and every byte.
+        std::vector<std::vector<size_t>> cuttings = {{}};
+        for (size_t at = 1; at < n; ++at) cuttings.push_back({at});
+        std::vector<size_t> every;
+        for (size_t at = 1; at < n; ++at) every.push_back(at);
+        cuttings.push_back(every);
+        for (const auto& cuts : cuttings) {
+            INFO(c.reply << " cut at " << (cuts.empty() ? 0 : cuts[0]) << " (" << cuts.size()
+                         << " cuts)");
+            ReasoningSplitter splitter;
+            std::vector<ReasoningSplitter::Event> events;
+            size_t from = 0;
+            for (size_t at : cuts) {
+                splitter.push(std::string_view(c.reply).substr(from, at - from), events);
+                from = at;
+            }
+            splitter.push(std::string_view(c.reply).substr(from), events);
+            splitter.finish(events);
+            std::string reasoning, content;
+            bool content_seen = false;
+            for (const auto& e : events) {
+                CHECK_FALSE(e.text.empty());
+                if (e.kind == ReasoningSplitter::Event::Kind::Reasoning) {
+                    CHECK_FALSE(content_seen); // reasoning comes first
+                    reasoning += e.text;
+                } else {
+                    content_seen = true;
+                    content += e.text;
+                }
+            }
+            CHECK(reasoning == c.reasoning);
+            CHECK(content == c.content);
+        }
+    }
 }

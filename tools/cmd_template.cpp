@@ -54,18 +54,20 @@ std::optional<nlohmann::ordered_json> read_tools(const std::optional<std::string
 
 int template_command(int argc, char** argv) {
     Args args(argc, argv, 2, {"-m", "--model", "--messages", "--chat-template", "--tools"},
-              {"--help", "-h", "--no-generation-prompt"});
+              {"--help", "-h", "--no-generation-prompt", "--no-thinking"});
     if (args.has("--help") || args.has("-h")) {
         std::printf(
             "usage: woolly template [-m MODEL] --messages FILE.json [--chat-template NAME]\n"
             "                       [--tools TOOLS.json] [--no-generation-prompt]\n"
+            "                       [--no-thinking]\n"
             "Prints the prompt the model's chat template makes of the conversation in\n"
             "FILE.json (OpenAI's messages: [{\"role\": \"system|user|assistant|tool\",\n"
             "\"content\": \"...\"}, ...], with tool_calls and tool_call_id), and the functions\n"
             "of TOOLS.json (OpenAI's tools array) for the families that take them,\n"
             "exactly: nothing added, the assistant's opening turn included unless\n"
             "--no-generation-prompt. The family is found in tokenizer.chat_template;\n"
-            "--chat-template names it instead: %s.\n",
+            "--chat-template names it instead: %s. --no-thinking sets the template's\n"
+            "enable_thinking to false (Qwen3's closes the reasoning of the reply).\n",
             chat_template_names().c_str());
         return 0;
     }
@@ -79,7 +81,7 @@ int template_command(int argc, char** argv) {
     const auto tools = read_tools(args.get("--tools"));
     const std::string text =
         apply_chat_template(format.family, messages, !args.has("--no-generation-prompt"),
-                            format.tokens, tools ? &*tools : nullptr);
+                            format.tokens, tools ? &*tools : nullptr, !args.has("--no-thinking"));
     std::fwrite(text.data(), 1, text.size(), stdout);
     return 0;
 }

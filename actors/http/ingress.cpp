@@ -20,6 +20,7 @@
 #include "actors/log.h"
 #include "actors/runtime.h"
 #include "chat_page.h"
+#include "engine/text/reasoning.h"
 #include "engine/text/tool_calls.h"
 #include "protocol/openai.h"
 #include "protocol/protocol.h"
@@ -79,6 +80,11 @@ struct Listener {
     ToolSyntax syntax = ToolSyntax::None;
     std::vector<ToolCall> calls;
     std::vector<ToolCallParser::Event> parsed; // scratch
+    // A thinking model's reply: its reasoning told from its answer, and the reasoning so far
+    // (without SSE).
+    std::optional<ReasoningSplitter> thinking;
+    std::string reasoning;
+    std::vector<ReasoningSplitter::Event> split; // scratch
 };
 
 struct State {
@@ -190,7 +196,7 @@ caf::behavior http_ingress_actor(caf::event_based_actor* self,
             l.role_sent = true;
         }
     };
-    auto reply_text = [=](Listener& l, std::string_view text, bool last) {
+    auto answer_text = [=](Listener& l, std::string_view text, bool last) {
         if (!l.parser) return content(l, text);
         l.parsed.clear();
         l.parser->push(text, l.parsed);
@@ -215,6 +221,25 @@ caf::behavior http_ingress_actor(caf::event_based_actor* self,
                 break;
             }
         }
+    };
+    // A thinking model's reasoning goes out as reasoning_content, the rest as above.
+    auto reply_text = [=](Listener& l, std::string_view text, bool last) {
+        if (!l.thinking || l.head.endpoint != openai::Endpoint::Chat)
+            return answer_text(l, text, last);
+        l.split.clear();
+        l.thinking->push(text, l.split);
+        if (last) l.thinking->finish(l.split);
+        for (const ReasoningSplitter::Event& e : l.split) {
+            if (e.kind == ReasoningSplitter::Event::Kind::Content) {
+                answer_text(l, e.text, false);
+            } else if (!l.events) {
+                l.reasoning += e.text;
+            } else {
+                l.exchange->event(openai::encode_reasoning_chunk(l.head, e.text, !l.role_sent));
+                l.role_sent = true;
+            }
+        }
+        if (last) answer_text(l, "", true);
     };
 
     // Bearer keys, compared as SHA-256 digests in constant time, every key each time.
@@ -278,7 +303,7 @@ caf::behavior http_ingress_actor(caf::event_based_actor* self,
             l.exchange->respond(200, "application/json",
                                 openai::encode_response(l.head, l.text, fr, totals,
                                                         l.logprobs ? &l.logprob_entries : nullptr,
-                                                        &l.calls),
+                                                        &l.calls, l.reasoning),
                                 {{"X-Woolly-Stream-Id", l.stream}});
             return;
         }
@@ -443,6 +468,7 @@ caf::behavior http_ingress_actor(caf::event_based_actor* self,
                 return forget(key);
             }
             setup.prompt_tokens = std::move(t.tokens);
+            if (t.reasoning) it->second.thinking.emplace();
             if (t.tool_syntax != 0 && tool_choice != openai::ToolChoice::None) {
                 it->second.syntax = ToolSyntax(t.tool_syntax);
                 it->second.parser.emplace(it->second.syntax);
@@ -480,6 +506,7 @@ caf::behavior http_ingress_actor(caf::event_based_actor* self,
         if (chat) {
             chat_prompt prompt;
             prompt.messages = std::move(r.messages);
+            prompt.enable_thinking = r.enable_thinking;
             if (!r.tools.is_null()) {
                 prompt.tools = r.tools.dump();
                 prompt.tool_choice = uint8_t(r.tool_choice);

@@ -93,8 +93,8 @@ ojson arguments_object(const ToolCall& call) {
     }
 }
 
-std::string qwen3(const std::vector<ChatMessage>& m, bool add_generation_prompt,
-                  const ojson* tools) {
+std::string qwen3(const std::vector<ChatMessage>& m, bool add_generation_prompt, const ojson* tools,
+                  bool enable_thinking) {
     std::string out;
     if (tools) {
         out += "<|im_start|>system\n";
@@ -161,7 +161,10 @@ std::string qwen3(const std::vector<ChatMessage>& m, bool add_generation_prompt,
             if (i + 1 == m.size() || m[i + 1].role != "tool") out += "<|im_end|>\n";
         }
     }
-    if (add_generation_prompt) out += "<|im_start|>assistant\n";
+    if (add_generation_prompt) {
+        out += "<|im_start|>assistant\n";
+        if (!enable_thinking) out += "<think>\n\n</think>\n\n";
+    }
     return out;
 }
 
@@ -553,16 +556,17 @@ ChatFormat chat_format(const GgufFile& file, const Vocab& vocab, std::string_vie
 }
 
 std::vector<int32_t> tokenize_chat(const Vocab& vocab, const ChatFormat& format,
-                                   const std::vector<ChatMessage>& messages, const ojson* tools) {
+                                   const std::vector<ChatMessage>& messages, const ojson* tools,
+                                   bool enable_thinking) {
     const std::string text =
-        apply_chat_template(format.family, messages, true, format.tokens, tools);
+        apply_chat_template(format.family, messages, true, format.tokens, tools, enable_thinking);
     const bool has_bos = !format.tokens.bos.empty() && text.starts_with(format.tokens.bos);
     return vocab.tokenize(text, /*add_special=*/!has_bos, /*parse_special=*/true);
 }
 
 std::string apply_chat_template(ChatTemplate t, const std::vector<ChatMessage>& messages,
                                 bool add_generation_prompt, const ChatTokens& tokens,
-                                const ojson* tools) {
+                                const ojson* tools, bool enable_thinking) {
     const bool tool_family = chat_template_takes_tools(t);
     if (tools && !tool_family)
         raise("the " + std::string(chat_template_name(t)) +
@@ -588,7 +592,7 @@ std::string apply_chat_template(ChatTemplate t, const std::vector<ChatMessage>& 
     case ChatTemplate::ChatMl:
         return chatml(messages, add_generation_prompt);
     case ChatTemplate::Qwen3:
-        return qwen3(messages, add_generation_prompt, tools);
+        return qwen3(messages, add_generation_prompt, tools, enable_thinking);
     case ChatTemplate::Phi3:
         return phi3(messages, tokens);
     case ChatTemplate::Gemma:

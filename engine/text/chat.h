@@ -61,9 +61,12 @@ struct ChatTokens {
 // a call's arguments are given to the template as the object they hold, as Hugging Face's
 // convention has them. Throws Error where the template raises (roles out of order, a role it
 // does not take).
+// `enable_thinking` false is the template variable of that name set to false (Qwen3's closes the
+// generation prompt's reasoning empty; the other families have no such variable).
 std::string apply_chat_template(ChatTemplate t, const std::vector<ChatMessage>& messages,
                                 bool add_generation_prompt, const ChatTokens& tokens,
-                                const nlohmann::ordered_json* tools = nullptr);
+                                const nlohmann::ordered_json* tools = nullptr,
+                                bool enable_thinking = true);
 // Whether a family renders tools.
 bool chat_template_takes_tools(ChatTemplate t);
 
@@ -90,7 +93,8 @@ ChatFormat chat_format(const GgufFile& file, const Vocab& vocab,
 // the template did not already write it.
 std::vector<int32_t> tokenize_chat(const Vocab& vocab, const ChatFormat& format,
                                    const std::vector<ChatMessage>& messages,
-                                   const nlohmann::ordered_json* tools = nullptr);
+                                   const nlohmann::ordered_json* tools = nullptr,
+                                   bool enable_thinking = true);
 
 // str.strip() as Python (and Jinja's trim filter) does it: Unicode whitespace at both ends.
 std::string python_strip(std::string_view s);
