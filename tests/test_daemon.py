@@ -769,6 +769,61 @@ def test_curve_lets_in_only_listed_clients(d):
     assert out.returncode != 0 and "authorized_keys:5: expected a client public key" in out.stderr, out.stderr
 
 
+def mixture_and_window_tests():
+    """A mixture whose experts do not fit the weight cache streams the rest and counts hits and
+    misses per layer in status, with woolly run's tokens; Gemma 3's sliding-window layers keep
+    rings (a smaller KV cache than full) and a kept prefix is extended with the same tokens."""
+    moe = os.path.join(TMP, "moe-paged-q4_0.gguf")
+    out = woolly("synth", "--shape", "test-moe-paged", "--type", "q4_0", "-o", moe)
+    assert out.returncode == 0, out.stderr
+    d = Daemon("engine:\n  context: 128\n  weight_cache_mib: 6\n", model=moe)
+    try:
+        run = woolly("run", "-m", moe, "-p", "Once upon a time", "-n", "12", "--temp", "0",
+                     "--weight-cache", "6", "--json")
+        gen = woolly("generate", "--requests", d.requests, "--tokens", d.tokens, "-p",
+                     "Once upon a time", "-n", "12", "--temp", "0", "--json")
+        assert run.returncode == 0 and gen.returncode == 0, (run.stderr, gen.stderr)
+        run_tokens = [json.loads(l)["token"] for l in run.stdout.splitlines() if '"token"' in l]
+        gen_tokens = [json.loads(l)["token"] for l in gen.stdout.splitlines() if '"token"' in l]
+        assert run_tokens == gen_tokens and len(gen_tokens) == 12, (run_tokens, gen_tokens)
+        wc = d.client.call({"op": "status"})["weight_cache"]
+        layers = wc["expert_layers"]
+        assert wc["experts_streamed"] and len(layers) == 4, wc
+        assert all(l["hits"] + l["misses"] > 0 for l in layers), layers
+        assert sum(l["misses"] for l in layers) > 0 and wc["bytes"] <= wc["budget_bytes"], wc
+    finally:
+        d.stop()
+    gemma = os.path.join(TMP, "gemma3-tiny-f16.gguf")
+    out = woolly("synth", "--shape", "test-tiny-gemma3", "--type", "f16", "-o", gemma)
+    assert out.returncode == 0, out.stderr
+    d = Daemon("engine:\n  context: 128\n  max_sessions: 1\n  prompt_chunk: 4\n", model=gemma)
+    try:
+        s = d.client.call({"op": "status"})
+        # 7 layers of 128 positions, one 32-wide KV head in F16, keys and values: the full size.
+        assert 0 < s["cache"]["kv_bytes"] < 7 * 128 * 32 * 2 * 2 // 4, s["cache"]
+        def same_as_run(prompt, n):
+            run = woolly("run", "-m", gemma, "-p", prompt, "-n", str(n), "--temp", "0", "--json")
+            gen = woolly("generate", "--requests", d.requests, "--tokens", d.tokens, "-p", prompt,
+                         "-n", str(n), "--temp", "0", "--json")
+            assert run.returncode == 0 and gen.returncode == 0, (run.stderr, gen.stderr)
+            run_lines = [json.loads(l) for l in run.stdout.splitlines() if '"token"' in l]
+            gen_lines = [json.loads(l) for l in gen.stdout.splitlines() if '"token"' in l]
+            assert [m["token"] for m in run_lines] == [m["token"] for m in gen_lines], prompt
+        # A prompt longer than the window of 8 (one token generated: the slot keeps the prompt),
+        # then it with more words: the kept sequence extended (a prefix-cache hit, its rings
+        # holding the window), then a prompt that cuts it back past the rings (computed anew).
+        first = "hello " * 5
+        same_as_run(first, 1)
+        before = d.client.call({"op": "status"})["prefix_cache"]
+        same_as_run(first + "and more words", 10)
+        after = d.client.call({"op": "status"})["prefix_cache"]
+        assert after["hits"] == before["hits"] + 1 and after["reused_tokens"] > before["reused_tokens"] + 8, after
+        same_as_run("hello " * 3, 10)
+        assert d.client.call({"op": "status"})["prefix_cache"]["hits"] == after["hits"]
+    finally:
+        d.stop()
+
+
 def main():
     d = Daemon("limits:\n  queue_depth: 8\nengine:\n  max_sessions: 4\n")
     tests = [v for k, v in globals().items()
@@ -778,7 +833,8 @@ def main():
     if code != 0:
         print(f"FAIL woollyd exited {code}: {err}")
         failed += 1
-    more = run_tests([standalone_tests, endpoint_tests, slow_model_tests, test_batched_streams_match_run])
+    more = run_tests([standalone_tests, endpoint_tests, slow_model_tests, mixture_and_window_tests,
+                      test_batched_streams_match_run])
     passed, failed = passed + more[0], failed + more[1]
     print(f"{passed} passed, {failed} failed")
     return 0 if failed == 0 else 1
