@@ -21,20 +21,22 @@ using namespace woolly;
 
 namespace {
 
-// A stories-15m-shaped Q4_0 file (about 9 MiB: every matrix spans many pages), made once and
-// removed when the tests end.
+// A synthetic Q4_0 file of `shape`, written to `name` at its first use and removed when the
+// tests end.
+struct SynthFile {
+    std::string path;
+    SynthFile(const char* name, const char* shape) : path(test::temp_path(name)) {
+        SynthOptions options;
+        options.shape = shape;
+        options.type = TensorType::Q4_0;
+        write_synthetic_model(options, path);
+    }
+    ~SynthFile() { std::filesystem::remove(path); }
+};
+
+// A stories-15m-shaped Q4_0 file (about 9 MiB: every matrix spans many pages).
 const std::string& synth_q4_0() {
-    struct File {
-        std::string path = test::temp_path("memory-test-q4_0.gguf");
-        File() {
-            SynthOptions options;
-            options.shape = "stories-15m";
-            options.type = TensorType::Q4_0;
-            write_synthetic_model(options, path);
-        }
-        ~File() { std::filesystem::remove(path); }
-    };
-    static const File file;
+    static const SynthFile file("memory-test-q4_0.gguf", "stories-15m");
     return file.path;
 }
 
@@ -226,19 +228,9 @@ TEST_CASE("a model that does not fit is refused before loading, saying what woul
 
 namespace {
 
-// A mixture whose experts span many pages each (test-moe-paged, Q4_0), made once.
+// A mixture whose experts span many pages each (test-moe-paged, Q4_0).
 const std::string& synth_moe() {
-    struct File {
-        std::string path = test::temp_path("memory-test-moe.gguf");
-        File() {
-            SynthOptions options;
-            options.shape = "test-moe-paged";
-            options.type = TensorType::Q4_0;
-            write_synthetic_model(options, path);
-        }
-        ~File() { std::filesystem::remove(path); }
-    };
-    static const File file;
+    static const SynthFile file("memory-test-moe.gguf", "test-moe-paged");
     return file.path;
 }
 
