@@ -295,6 +295,7 @@ TEST_CASE("experts that do not fit the cache: the most used kept, the rest strea
     }
     CHECK(hits > warm.hits); // kept experts were routed to
     CHECK(misses > 0);       // and others read from the file
+    CHECK(run.evictions > warm.evictions); // and hot ones admitted in place of colder ones
     CHECK(run.bytes <= run.budget);
     // What stays of the file: the matrices every token reads (their cached rows given back)
     // and no more than two experts' pages (the last in use, and page rounding).
