@@ -529,17 +529,6 @@ std::string encode_response(const Head& head, std::string_view text, std::string
     return dump(out);
 }
 
-std::string encode_reasoning_chunk(const Head& head, std::string_view text, bool role) {
-    json delta = {{"reasoning_content", text}};
-    if (role) delta["role"] = "assistant";
-    json out = head_json(head, true);
-    out["choices"] = json::array({{{"index", 0},
-                                   {"delta", std::move(delta)},
-                                   {"logprobs", nullptr},
-                                   {"finish_reason", nullptr}}});
-    return dump(out);
-}
-
 std::string encode_tool_call_chunk(const Head& head, size_t index, const ToolCall& call) {
     json entry = {{"index", index}};
     if (!call.id.empty()) {
@@ -557,9 +546,12 @@ std::string encode_tool_call_chunk(const Head& head, size_t index, const ToolCal
     return dump(out);
 }
 
-std::string encode_chunk(const Head& head, std::string_view text, bool role,
-                         std::string_view finish, const std::string* logprobs) {
-    // Written straight into the string (a chunk per token): the JSON nlohmann would write.
+namespace {
+
+// A chunk whose chat delta puts `text` in `field` (content or reasoning_content), written
+// straight into the string (a chunk per token): the JSON nlohmann would write.
+std::string chunk(const Head& head, const char* field, std::string_view text, bool role,
+                  std::string_view finish, const std::string* logprobs) {
     std::string out = "{\"id\":";
     append_json_string(out, head.id);
     out += head.endpoint == Endpoint::Chat ? ",\"object\":\"chat.completion.chunk\""
@@ -572,7 +564,9 @@ std::string encode_chunk(const Head& head, std::string_view text, bool role,
         if (role) out += "\"role\":\"assistant\"";
         if (!text.empty() || (role && finish.empty())) {
             if (role) out += ',';
-            out += "\"content\":";
+            out += '"';
+            out += field;
+            out += "\":";
             append_json_string(out, text);
         }
         out += "},";
@@ -591,6 +585,17 @@ std::string encode_chunk(const Head& head, std::string_view text, bool role,
         append_json_string(out, finish);
     out += "}]}";
     return out;
+}
+
+} // namespace
+
+std::string encode_chunk(const Head& head, std::string_view text, bool role,
+                         std::string_view finish, const std::string* logprobs) {
+    return chunk(head, "content", text, role, finish, logprobs);
+}
+
+std::string encode_reasoning_chunk(const Head& head, std::string_view text, bool role) {
+    return chunk(head, "reasoning_content", text, role, "", nullptr);
 }
 
 std::string encode_usage_chunk(const Head& head, const Totals& totals) {

@@ -43,9 +43,14 @@ std::vector<int64_t> KvCache::kept_for(int64_t n_layer, int64_t n_ctx,
 uint64_t KvCache::bytes_for(int64_t n_layer, int64_t n_ctx, int64_t n_head_kv, int64_t head_dim,
                             TensorType type, const std::vector<int64_t>& windows,
                             int64_t max_batch) {
+    return bytes_of(kept_for(n_layer, n_ctx, windows, max_batch), n_head_kv, head_dim, type);
+}
+
+uint64_t KvCache::bytes_of(const std::vector<int64_t>& kept, int64_t n_head_kv, int64_t head_dim,
+                           TensorType type) {
     uint64_t rows = 0; // positions kept, over all layers
-    for (const int64_t kept : kept_for(n_layer, n_ctx, windows, max_batch))
-        if (__builtin_add_overflow(rows, uint64_t(kept), &rows)) return UINT64_MAX;
+    for (const int64_t layer_rows : kept)
+        if (__builtin_add_overflow(rows, uint64_t(layer_rows), &rows)) return UINT64_MAX;
     uint64_t bytes = head_bytes_for(head_dim, type);
     for (const uint64_t factor : {uint64_t(2), rows, uint64_t(n_head_kv)})
         if (__builtin_mul_overflow(bytes, factor, &bytes)) return UINT64_MAX;
@@ -58,7 +63,7 @@ KvCache::KvCache(int64_t n_layer, int64_t n_ctx, int64_t n_head_kv, int64_t head
       kept_(kept_for(n_layer, n_ctx, windows, max_batch)) {
     head_bytes_ = head_bytes_for(head_dim, type);
     row_bytes_ = head_bytes_ * uint64_t(n_head_kv);
-    const uint64_t both = bytes_for(n_layer, n_ctx, n_head_kv, head_dim, type, windows, max_batch);
+    const uint64_t both = bytes_of(kept_, n_head_kv, head_dim, type);
     if (both == UINT64_MAX || both / 2 > uint64_t(SIZE_MAX) / 2)
         throw Error("a KV cache of " + std::to_string(n_ctx) + " positions x " +
                     std::to_string(n_layer) + " layers is too large to address");

@@ -52,11 +52,14 @@ public:
     static uint64_t bytes_for(int64_t n_layer, int64_t n_ctx, int64_t n_head_kv, int64_t head_dim,
                               TensorType type, const std::vector<int64_t>& windows = {},
                               int64_t max_batch = 1);
-    // Each layer's kept positions for these sizes.
-    static std::vector<int64_t> kept_for(int64_t n_layer, int64_t n_ctx,
-                                         const std::vector<int64_t>& windows, int64_t max_batch);
 
 private:
+    // Each layer's kept positions for these sizes, and the bytes of keys and values for them
+    // (UINT64_MAX when that overflows).
+    static std::vector<int64_t> kept_for(int64_t n_layer, int64_t n_ctx,
+                                         const std::vector<int64_t>& windows, int64_t max_batch);
+    static uint64_t bytes_of(const std::vector<int64_t>& kept, int64_t n_head_kv, int64_t head_dim,
+                             TensorType type);
     size_t offset(int64_t layer, int64_t pos) const {
         const int64_t kept = kept_[size_t(layer)];
         return size_t(uint64_t(first_row_[size_t(layer)] + (kept < n_ctx_ ? pos % kept : pos)) *

@@ -103,6 +103,12 @@ Forms forms_of(const LlamaModel& model) {
     return f;
 }
 
+// Whether a mixture's experts are among the forms the weight cache reads that its budget cannot
+// all hold (the experts are then streamed, when the request allows it).
+bool experts_outgrow_cache(const LlamaModel& model, const MemoryRequest& r) {
+    return model.expert_bytes() > 0 && forms_of(model).bytes > r.cache_budget;
+}
+
 } // namespace
 
 MemoryPlan plan_memory(const LlamaModel& model, const MemoryRequest& r) {
@@ -132,10 +138,6 @@ MemoryPlan plan_memory(const LlamaModel& model, const MemoryRequest& r) {
         plan.file = file;
     }
     return plan;
-}
-
-bool experts_outgrow_cache(const LlamaModel& model, const MemoryRequest& r) {
-    return model.expert_bytes() > 0 && forms_of(model).bytes > r.cache_budget;
 }
 
 std::optional<MemoryLimit> available_memory(const std::string& proc,
@@ -187,9 +189,10 @@ MemoryRequest fit_memory(const LlamaModel& model, MemoryRequest request, const M
     if (plan.total() <= limit.bytes) return request;
     // A mixture's experts need not all be in memory: streamed, the most used stay cached.
     std::string streamed;
-    if (request.may_stream_experts && !request.stream_experts && model.expert_bytes() > 0) {
+    const uint64_t experts = model.expert_bytes();
+    if (request.may_stream_experts && !request.stream_experts && experts > 0) {
         request.stream_experts = true;
-        streamed = "the experts (" + mib(model.expert_bytes()) + " in the file) do not all fit in the " +
+        streamed = "the experts (" + mib(experts) + " in the file) do not all fit in the " +
                    mib(limit.bytes) + " available (" + limit.source +
                    "): the weight cache keeps the most used, the rest are read from the file as "
                    "routed";

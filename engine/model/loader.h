@@ -46,9 +46,6 @@ struct MemoryPlan {
 
 // Upper bounds from the tensor table and the request; nothing of the weights is read.
 MemoryPlan plan_memory(const LlamaModel& model, const MemoryRequest& request);
-// Whether a mixture's experts are among the forms the weight cache reads that its budget cannot
-// all hold (the experts are then streamed, when the request allows it).
-bool experts_outgrow_cache(const LlamaModel& model, const MemoryRequest& request);
 
 // How much more memory this process may take, and what says so.
 struct MemoryLimit {

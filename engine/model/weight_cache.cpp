@@ -18,13 +18,13 @@ WeightCache::WeightCache(uint64_t budget_bytes, const LlamaModel* model)
     : budget_(budget_bytes), source_(model ? &model->gguf() : nullptr),
       embeddings_(model ? model->token_embd.data : nullptr) {
     if (!model) return;
-    model->for_each_matrix([&](const WeightMatrix& w, bool) { usage_[w.data]; });
+    model->for_each_matrix([&](const WeightMatrix& w, bool) { records_[w.data]; });
     uint64_t expert_matrices = 0;
     for (size_t l = 0; l < model->layers.size(); ++l) {
         const LlamaLayer& layer = model->layers[l];
         for (const auto* experts : {&layer.gate_exps, &layer.up_exps, &layer.down_exps}) {
             for (const WeightMatrix& w : *experts) {
-                usage_[w.data].expert_layer = int32_t(l);
+                records_[w.data].expert_layer = int32_t(l);
                 ++expert_matrices;
             }
         }
@@ -45,9 +45,9 @@ bool WeightCache::reads_x16(const WeightMatrix& w, bool batched) {
            (batched || x16_serves_generation(type));
 }
 
-WeightCache::Usage& WeightCache::usage_of(const uint8_t* key) {
-    const auto it = usage_.find(key);
-    return it != usage_.end() ? it->second : usage_[key]; // a matrix of no model: first seen
+WeightCache::Record& WeightCache::record_of(const uint8_t* key) {
+    const auto it = records_.find(key);
+    return it != records_.end() ? it->second : records_[key]; // a matrix of no model: first seen
 }
 
 const uint8_t* WeightCache::find_or_build(const WeightMatrix& w, ThreadPool* pool) {
@@ -55,21 +55,21 @@ const uint8_t* WeightCache::find_or_build(const WeightMatrix& w, ThreadPool* poo
     const uint64_t bytes = x16_bytes(w);
     if (bytes == 0) return nullptr;
     std::lock_guard<std::mutex> lock(mutex_);
-    Usage& use = usage_of(w.data);
+    Record& use = record_of(w.data);
     ExpertLayerStats* layer = nullptr;
     if (use.expert_layer >= 0) {
         layer = &stats_.expert_layers[size_t(use.expert_layer)];
         ++use.uses;
         if (++expert_lookups_ >= aging_period_) {
             expert_lookups_ = 0;
-            for (auto& entry : usage_) entry.second.uses /= 2;
+            for (auto& entry : records_) entry.second.uses /= 2;
         }
     }
-    if (auto it = index_.find(w.data); it != index_.end()) {
+    if (use.held) {
         ++stats_.hits;
         if (layer) ++layer->hits;
-        lru_.splice(lru_.begin(), lru_, it->second);
-        return it->second->data;
+        lru_.splice(lru_.begin(), lru_, use.entry);
+        return use.entry->data;
     }
     ++stats_.misses;
     if (layer) ++layer->misses;
@@ -115,7 +115,8 @@ const uint8_t* WeightCache::find_or_build(const WeightMatrix& w, ThreadPool* poo
         stats_.released += entry.file_bytes;
     }
     lru_.push_front(entry);
-    index_.emplace(w.data, lru_.begin());
+    use.held = true;
+    use.entry = lru_.begin();
     use.evicted = false;
     stats_.bytes += bytes;
     return entry.data;
@@ -128,16 +129,16 @@ bool WeightCache::admit_expert(uint32_t uses, uint64_t bytes) {
     size_t n = 0;
     for (auto it = lru_.end(); it != lru_.begin() && n < kScan;) {
         --it;
-        if (it->usage->expert_layer >= 0) cold[n++] = it;
+        if (it->record->expert_layer >= 0) cold[n++] = it;
     }
     std::sort(cold.begin(), cold.begin() + n,
-              [](const auto& a, const auto& b) { return a->usage->uses < b->usage->uses; });
+              [](const auto& a, const auto& b) { return a->record->uses < b->record->uses; });
     // Enough of them, each used clearly less (a quarter and 2 uses of margin, so two experts
     // used about as often do not take turns being rebuilt), or nothing is evicted.
     uint64_t room = budget_ - stats_.bytes; // bytes <= budget_, and stats_.bytes <= budget_
     size_t victims = 0;
     while (room < bytes && victims < n) {
-        const uint32_t their = cold[victims]->usage->uses;
+        const uint32_t their = cold[victims]->record->uses;
         if (uses <= their + their / 4 + 2) return false;
         room += cold[victims++]->bytes;
     }
@@ -166,8 +167,8 @@ void WeightCache::evict(std::list<Entry>::iterator it) {
     Entry& victim = *it;
     stats_.bytes -= victim.bytes;
     ++stats_.evictions;
-    victim.usage->evicted = true;
-    index_.erase(victim.key);
+    victim.record->evicted = true;
+    victim.record->held = false;
     free_form(victim);
     if (victim.released) { // the file serves this matrix again
         source_->restore(victim.key, victim.file_bytes);
@@ -186,8 +187,7 @@ void WeightCache::warm(const LlamaModel& model, ThreadPool* pool,
     // The matrices every token reads first, then the experts as far as the budget goes.
     for (const bool experts : {false, true}) {
         model.for_each_matrix([&](const WeightMatrix& w, bool batched) {
-            if (!reads_x16(w, batched) || (usage_of(w.data).expert_layer >= 0) != experts)
-                return;
+            if (!reads_x16(w, batched) || (record_of(w.data).expert_layer >= 0) != experts) return;
             find_or_build(w, pool);
             done += w.bytes();
             if (progress) progress(double(done) / double(total));
@@ -204,8 +204,10 @@ void WeightCache::lock_in_ram() {
 
 uint64_t WeightCache::released_bytes(const uint8_t* data) const {
     std::lock_guard<std::mutex> lock(mutex_);
-    const auto it = index_.find(data);
-    return it != index_.end() && it->second->released ? it->second->file_bytes : 0;
+    const auto it = records_.find(data);
+    return it != records_.end() && it->second.held && it->second.entry->released
+               ? it->second.entry->file_bytes
+               : 0;
 }
 
 WeightCacheStats WeightCache::stats() const {

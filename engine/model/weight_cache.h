@@ -99,21 +99,24 @@ public:
     uint64_t budget() const { return budget_; }
 
 private:
-    // How often a matrix was looked up lately, and whose expert it is.
-    struct Usage {
-        uint32_t uses = 0;
-        int32_t expert_layer = -1; // -1: not an expert's matrix
-        bool evicted = false;      // its form was evicted once
-    };
+    struct Record;
     struct Entry {
         const uint8_t* key;  // the matrix's bytes in the file
         uint64_t file_bytes; // bytes of the rows the form holds (whole groups of 16)
         uint64_t bytes;      // of the form
         uint8_t* data;       // the form, in arena_
         bool released;       // the file pages were given back
-        Usage* usage;        // its matrix's, in usage_
+        Record* record;      // its matrix's, in records_
     };
-    Usage& usage_of(const uint8_t* key);
+    // One per matrix: how often it was looked up lately, whose expert it is, and its form.
+    struct Record {
+        uint32_t uses = 0;
+        int32_t expert_layer = -1; // -1: not an expert's matrix
+        bool evicted = false;      // its form was evicted once
+        bool held = false;         // `entry` is its form in lru_
+        std::list<Entry>::iterator entry;
+    };
+    Record& record_of(const uint8_t* key);
     // Makes room for an expert's form of `bytes` by evicting colder experts; false (nothing
     // evicted) when the form is not used clearly more than they are.
     bool admit_expert(uint32_t uses, uint64_t bytes);
@@ -128,8 +131,7 @@ private:
     bool locked_ = false;
     mutable std::mutex mutex_;
     std::list<Entry> lru_; // most recently used first
-    std::unordered_map<const uint8_t*, std::list<Entry>::iterator> index_;
-    std::unordered_map<const uint8_t*, Usage> usage_;
+    std::unordered_map<const uint8_t*, Record> records_; // by the matrix's bytes in the file
     uint64_t expert_lookups_ = 0;   // since the uses were last halved
     uint64_t aging_period_ = 0;     // expert lookups between two halvings
     bool streaming_ = false;
